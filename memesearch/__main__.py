@@ -1,0 +1,3 @@
+from memesearch.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Model layer: OCR, text embedders and image-to-text captioners behind small ABCs."""

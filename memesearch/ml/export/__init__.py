@@ -1,0 +1,1 @@
+"""Exporters that write ONNX files in the layouts our runtime reads."""

@@ -1,0 +1,1 @@
+"""Our own ONNX Runtime generation loops (numpy + onnxruntime, no torch)."""

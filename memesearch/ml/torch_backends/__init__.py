@@ -1,0 +1,1 @@
+"""PyTorch/transformers fallback backends (optional extra; torch is imported lazily)."""
