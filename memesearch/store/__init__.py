@@ -1,1 +1,22 @@
-"""store."""
+"""Storage: the Store contract and its implementations (SQLite default, Postgres scale-out)."""
+
+from __future__ import annotations
+
+from memesearch.config import Settings
+from memesearch.errors import ConfigError
+
+
+def open_store(settings: Settings):
+    """The store selected by settings: SQLite in the data dir unless a database URL says otherwise."""
+    url = settings.database_url
+    if not url or url.startswith("sqlite:///"):
+        from memesearch.store.sqlite import SqliteStore
+
+        path = url.removeprefix("sqlite:///") if url else settings.database_path
+        return SqliteStore(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "the PostgreSQL store is not available in this version",
+            hint="unset MEMESEARCH_DATABASE_URL to use the embedded SQLite store",
+        )
+    raise ConfigError(f"unsupported database URL {url!r}", hint="use sqlite:///PATH or postgresql://...")

@@ -1,0 +1,80 @@
+"""The `memesearch` command. Thin: parse arguments, build core objects, call them, print."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from memesearch import __version__
+from memesearch.cli import demo_cmd, edit_cmds, library_cmds, search_cmds
+from memesearch.cli.context import err_console
+from memesearch.config import load_settings
+from memesearch.errors import MemeSearchError
+
+app = typer.Typer(
+    name="memesearch",
+    help="Find memes in your folders by the words in them, their template or what they are about.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"memesearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option("--data-dir", help="Data directory (default: $MEMESEARCH_HOME or the user data dir).", envvar=None),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (model loading, fallbacks).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        ctx.obj = load_settings(data_dir)
+    except Exception as exc:  # pydantic ValidationError from a bad MEMESEARCH_* variable
+        err_console.print(f"[bold red]error:[/] invalid settings: {exc}")
+        raise typer.Exit(2) from exc
+
+
+library_cmds.register(app)
+search_cmds.register(app)
+edit_cmds.register(app)
+demo_cmd.register(app)
+
+
+def _register_optional() -> None:
+    """Commands of the model layer register themselves when their modules are present."""
+    try:
+        from memesearch.cli.models_cmd import models_app
+    except ImportError:
+        return
+    app.add_typer(models_app, name="models", help="List, download, export and check image-to-text models.")
+    try:
+        from memesearch.cli.caption_cmd import caption
+    except ImportError:
+        return
+    app.command("caption", help="Describe one image with a model (one-shot; prints JSON with --json).")(caption)
+
+
+_register_optional()
+
+
+def main() -> None:
+    try:
+        app()
+    except MemeSearchError as exc:  # errors raised outside a command body (e.g. while building objects)
+        err_console.print(f"[bold red]error:[/] {exc.message}")
+        if exc.hint:
+            err_console.print(f"[yellow]hint:[/] {exc.hint}")
+        raise SystemExit(2) from exc

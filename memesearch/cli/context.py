@@ -1,0 +1,48 @@
+"""What every CLI command shares: the settings and the error translation.
+
+Errors are translated for people in exactly one place (``run_command``): a
+MemeSearchError prints its message and hint and exits with status 2; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from memesearch.config import Settings
+from memesearch.errors import MemeSearchError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The Settings built by the top-level callback (``--data-dir`` applied)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, Settings):
+        raise RuntimeError("CLI context has no settings; was the root callback skipped?")
+    return root.obj
+
+
+def friendly_errors(func: F) -> F:
+    """Decorator for commands: MemeSearchError -> message on stderr, exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MemeSearchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]

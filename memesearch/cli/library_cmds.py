@@ -1,0 +1,150 @@
+"""Folders and indexing: add, remove, folders, index, prune, status."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from memesearch.app import Core
+from memesearch.cli.context import console, err_console, friendly_errors, settings_of
+from memesearch.cli.progress import stage_bars
+from memesearch.errors import InvalidInputError, NotFoundError
+from memesearch.library.scanner import scan_folder
+
+
+def validate_folder(path: Path) -> Path:
+    """An absolute, existing, readable directory, or a clear error."""
+    resolved = path.expanduser().resolve()
+    if not resolved.exists():
+        raise InvalidInputError(f"folder does not exist: {path}")
+    if not resolved.is_dir():
+        raise InvalidInputError(f"not a folder: {path}")
+    if not os.access(resolved, os.R_OK | os.X_OK):
+        raise InvalidInputError(f"folder is not readable: {path}")
+    return resolved
+
+
+def run_index(core: Core, *, show_progress: bool) -> dict:
+    """Scan every folder, then OCR and embed what is pending. Returns a JSON-able summary."""
+    store = core.store
+    summaries = []
+    with stage_bars(show_progress) as bars:
+        for folder in store.list_folders():
+            counter = {"n": 0}
+
+            def on_file(event: str, path: str, counter=counter) -> None:
+                counter["n"] += 1
+                bars.update("scan", counter["n"], None)
+
+            summaries.append(scan_folder(store, folder, core.settings, on_file).as_dict())
+        ocr = core.pipeline.run_ocr(bars.update)
+        embed = core.pipeline.run_embed(bars.update)
+    return {"folders": summaries, "ocr": ocr.as_dict(), "embed": embed.as_dict(), "counts": store.counts()}
+
+
+def _print_index_summary(summary: dict) -> None:
+    for folder in summary["folders"]:
+        line = (f"{folder['folder']}: {folder['seen']} files, {folder['added']} new, {folder['changed']} changed, "
+                f"{folder['moved']} moved, {folder['missing']} missing, {folder['unchanged']} unchanged")
+        console.print(line, highlight=False)
+        if folder["folder_error"]:
+            err_console.print(f"  [red]{folder['folder_error']}[/]")
+        for error in folder["errors"][:20]:
+            err_console.print(f"  [yellow]skipped[/] {error['path']}: {error['error']}", highlight=False)
+        if len(folder["errors"]) > 20:
+            err_console.print(f"  ... and {len(folder['errors']) - 20} more (see `memesearch status --errors`)")
+    ocr, embed = summary["ocr"], summary["embed"]
+    console.print(f"OCR: {ocr['done']} read, {len(ocr['failed'])} failed; embeddings: {embed['done']} computed, "
+                  f"{embed['skipped']} unchanged")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @friendly_errors
+    def add(ctx: typer.Context, folders: Annotated[list[Path], typer.Argument(help="Folders of memes to index.")]) -> None:
+        """Register meme folders (they are only ever read)."""
+        core = Core(settings_of(ctx))
+        for folder in folders:
+            resolved = validate_folder(folder)
+            core.store.add_folder(str(resolved))
+            console.print(f"added {resolved}", highlight=False)
+        console.print("run `memesearch index` to scan them")
+
+    @app.command()
+    @friendly_errors
+    def remove(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A registered folder.")]) -> None:
+        """Unregister a folder; its memes are kept as missing until `prune`."""
+        core = Core(settings_of(ctx))
+        found = core.store.folder_by_path(str(folder.expanduser().resolve()))
+        if found is None:
+            raise NotFoundError(f"folder is not registered: {folder}")
+        core.store.remove_folder(found.id)
+        console.print(f"removed {found.path}", highlight=False)
+
+    @app.command()
+    @friendly_errors
+    def folders(ctx: typer.Context, json_: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """List registered folders with their last scan."""
+        core = Core(settings_of(ctx))
+        listed = core.store.list_folders()
+        if json_:
+            print(json.dumps([{"path": f.path, "last_scan_at": f.last_scan_at, "last_scan": f.last_scan} for f in listed]))
+            return
+        for folder in listed:
+            console.print(folder.path, highlight=False)
+
+    @app.command()
+    @friendly_errors
+    def index(
+        ctx: typer.Context,
+        json_: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of text.")] = False,
+    ) -> None:
+        """Scan registered folders, read text (OCR) and compute embeddings. Incremental and resumable."""
+        core = Core(settings_of(ctx))
+        if not core.store.list_folders():
+            raise InvalidInputError("no folders registered", hint="memesearch add FOLDER")
+        try:
+            summary = run_index(core, show_progress=not json_)
+        except KeyboardInterrupt:
+            err_console.print("\ninterrupted: everything finished so far is saved; run `memesearch index` again to resume")
+            raise typer.Exit(130) from None
+        if json_:
+            print(json.dumps(summary, ensure_ascii=False))
+        else:
+            _print_index_summary(summary)
+
+    @app.command()
+    @friendly_errors
+    def prune(ctx: typer.Context) -> None:
+        """Forget memes whose files are missing (their texts and tags go too)."""
+        removed = Core(settings_of(ctx)).store.prune_missing()
+        console.print(f"pruned {removed} missing memes")
+
+    @app.command()
+    @friendly_errors
+    def status(
+        ctx: typer.Context,
+        json_: Annotated[bool, typer.Option("--json")] = False,
+        errors: Annotated[bool, typer.Option("--errors", help="List files that could not be indexed.")] = False,
+    ) -> None:
+        """Counts of memes, texts, vectors and errors."""
+        core = Core(settings_of(ctx))
+        counts = core.store.counts()
+        data = {"data_dir": str(core.settings.home), "store": core.store.kind, "schema_version": core.store.schema_version,
+                "embed_model": core.settings.embed_model, "counts": counts}
+        if errors:
+            data["errors"] = [{"path": p, "error": e} for p, e in core.store.errors(limit=1000)]
+        if json_:
+            print(json.dumps(data, ensure_ascii=False))
+            return
+        table = Table(title=f"memesearch — {core.settings.home}", show_header=False)
+        for key, value in counts.items():
+            table.add_row(key, str(value))
+        console.print(table)
+        for item in data.get("errors", []):
+            console.print(f"[yellow]{item['path']}[/]: {item['error']}", highlight=False)

@@ -1,0 +1,82 @@
+"""Finding memes: search (single, --json, --batch) and show."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from memesearch.app import Core
+from memesearch.cli.context import console, friendly_errors, settings_of
+from memesearch.errors import InvalidInputError
+from memesearch.search.engine import MODES, SearchResult
+
+
+def _print_result(result: SearchResult) -> None:
+    if not result.hits:
+        console.print(f"no memes match {result.query!r}")
+        return
+    table = Table(show_lines=False)
+    for column in ("#", "id", "score", "path", "text"):
+        table.add_column(column, overflow="fold")
+    for rank, hit in enumerate(result.hits, start=1):
+        text = hit.user_description or hit.description or hit.ocr_text
+        table.add_row(str(rank), str(hit.id), f"{hit.score:.4f}", hit.path, " ".join(text.split())[:80])
+    console.print(table)
+    console.print(f"{len(result.hits)} hits in {result.ms:.1f} ms ({result.mode})", style="dim")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @friendly_errors
+    def search(
+        ctx: typer.Context,
+        query: Annotated[Optional[str], typer.Argument(help='Words, "phrases", tag:NAME, folder:NAME, format:EXT, is:described.')] = None,
+        mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "hybrid",
+        limit: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+        json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        batch: Annotated[Optional[Path], typer.Option(help="File with one query per line; prints JSON lines.")] = None,
+    ) -> None:
+        """Search memes (hybrid keyword + meaning by default)."""
+        if (query is None) == (batch is None):
+            raise InvalidInputError("give either a QUERY or --batch FILE")
+        engine = Core(settings_of(ctx)).search_engine
+        if batch is not None:
+            try:
+                lines = batch.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise InvalidInputError(f"cannot read {batch}: {exc.strerror or exc}") from exc
+            for line in lines:
+                if line.strip():
+                    result = engine.search(line.strip(), mode=mode, limit=limit)
+                    sys.stdout.write(json.dumps(result.as_dict(), ensure_ascii=False) + "\n")
+            return
+        result = engine.search(query, mode=mode, limit=limit)
+        if json_:
+            print(json.dumps(result.as_dict(), ensure_ascii=False))
+        else:
+            _print_result(result)
+
+    @app.command()
+    @friendly_errors
+    def show(ctx: typer.Context, meme_id: Annotated[int, typer.Argument(help="Meme id.")],
+             json_: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Everything known about one meme."""
+        core = Core(settings_of(ctx))
+        meme = core.store.get_meme(meme_id)
+        data = {
+            "id": meme.id, "path": meme.path, "status": meme.status, "error": meme.error, "sha256": meme.sha256,
+            "phash": meme.phash, "format": meme.format, "width": meme.width, "height": meme.height,
+            "frames": meme.frames, "size": meme.size, "duplicate_of": meme.duplicate_of, "ocr_text": meme.ocr_text,
+            "ocr_engine": meme.ocr_engine, "user_description": meme.user_description, "tags": meme.tags,
+            "descriptions": [d.__dict__ for d in meme.descriptions],
+        }
+        if json_:
+            print(json.dumps(data, ensure_ascii=False))
+            return
+        for key, value in data.items():
+            console.print(f"[bold]{key}[/]: {value}", highlight=False)

@@ -1,0 +1,326 @@
+"""The caption fallback chain: try a model's backends in order until one works.
+
+A backend is skipped (with its reason logged and kept for the final error) when
+its Python packages are missing, its files are not downloaded, or loading it
+fails for any reason. A backend that fails while *running* falls through to the
+next one for that call only. When nothing works, the error lists every
+backend's reason and the exact command that would fix it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from PIL import Image
+
+from memesearch.config import Settings
+from memesearch.errors import ConfigError, MemeSearchError, ModelUnavailableError, require
+from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.ml.registry import ApiSource, ModelSpec, get_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChainCaptionResult(CaptionResult):
+    """A caption plus where it came from (base.CaptionResult has no model/revision)."""
+
+    model_id: str = ""
+    revision: str = ""
+
+
+class MissingFilesError(ModelUnavailableError):
+    """A local backend's files are not (all) downloaded."""
+
+
+@dataclass
+class Loaded:
+    captioner: Captioner
+    dtype: str
+    revision: str
+
+
+#: A loader opens one backend for a spec or raises (any exception = skip it).
+BackendLoader = Callable[[ModelSpec, Settings, "str | None"], Loaded]
+
+
+# ----------------------------------------------------------------------------- family modules
+
+
+def family_module(kind: str, family: str) -> ModuleType:
+    """``memesearch.ml.<kind>.<family>``; a module that does not exist is a clear error."""
+    name = f"memesearch.ml.{kind}.{family}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            label = {"onnx": "ONNX", "torch_backends": "PyTorch"}.get(kind, kind)
+            raise ModelUnavailableError(f"this install has no {label} code for the {family} family ({name})") from exc
+        raise
+
+
+def captioner_class(module: ModuleType, backend: str) -> type[Captioner]:
+    """The concrete Captioner a family module defines for ``backend``."""
+    for _, value in vars(module).items():
+        if (
+            inspect.isclass(value)
+            and issubclass(value, Captioner)
+            and not inspect.isabstract(value)
+            and value.__module__ == module.__name__
+            and getattr(value, "backend", "") == backend
+        ):
+            return value
+    raise ModelUnavailableError(f"{module.__name__} defines no {backend} Captioner")
+
+
+def model_dir(spec: ModelSpec, models_dir: Path) -> Path:
+    return models_dir / spec.id
+
+
+def onnx_dtype(spec: ModelSpec, dtype: str | None) -> str:
+    source = spec.sources.onnx
+    if source is None:
+        raise ConfigError(f"model {spec.id!r} has no ONNX source")
+    chosen = dtype or source.default_dtype
+    if chosen not in source.dtypes:
+        raise ConfigError(
+            f"model {spec.id!r} has no ONNX dtype {chosen!r}",
+            hint=f"available: {', '.join(source.dtypes)}",
+        )
+    return chosen
+
+
+def required_files(spec: ModelSpec, dtype: str) -> list[str]:
+    """Relative paths the ONNX backend needs, as stored in the model directory."""
+    source = spec.sources.onnx
+    if source is not None and dtype in source.files:
+        # Explicit bundle files; .gz downloads are stored unpacked.
+        return [name.removesuffix(".gz") for name in source.files[dtype]]
+    return list(family_module("onnx", spec.family).required_files(dtype))
+
+
+def missing_files(spec: ModelSpec, models_dir: Path, dtype: str) -> list[str]:
+    directory = model_dir(spec, models_dir)
+    return [name for name in required_files(spec, dtype) if not (directory / name).is_file()]
+
+
+# ----------------------------------------------------------------------------- loaders
+
+
+def _threads(settings: Settings) -> int | None:
+    return settings.threads or None
+
+
+def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
+    chosen = onnx_dtype(spec, dtype)
+    module = family_module("onnx", spec.family)
+    missing = missing_files(spec, settings.models_dir, chosen)
+    if missing:
+        directory = model_dir(spec, settings.models_dir)
+        raise MissingFilesError(
+            f"{len(missing)} file(s) missing in {directory}: {', '.join(missing)}",
+            hint=f"memesearch models pull {spec.id}" + ("" if chosen == spec.sources.onnx.default_dtype else f" --dtype {chosen}"),
+        )
+    cls = captioner_class(module, "onnx")
+    captioner = cls(model_dir(spec, settings.models_dir), dtype=chosen, threads=_threads(settings))
+    captioner.ensure_loaded()
+    return Loaded(captioner, chosen, spec.sources.onnx.revision)
+
+
+def load_torch(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
+    source = spec.sources.torch
+    if source is None:
+        raise ConfigError(f"model {spec.id!r} has no torch source")
+    require("torch", extra="torch", purpose="The PyTorch caption backend")
+    require("transformers", extra="torch", purpose="The PyTorch caption backend")
+    cls = captioner_class(family_module("torch_backends", spec.family), "torch")
+    # A checkpoint placed by hand in <models>/<id>/torch wins over the hub repo.
+    local = model_dir(spec, settings.models_dir) / "torch"
+    where = local if (local / "config.json").is_file() else source.repo
+    captioner = cls(where, revision=None if where == local else source.revision, dtype="fp32", threads=_threads(settings))
+    captioner.ensure_loaded()
+    return Loaded(captioner, "fp32", source.revision)
+
+
+def api_source_for(spec: ModelSpec, settings: Settings) -> ApiSource:
+    """The model's own API settings, else the registry's ``openai`` entry."""
+    if spec.sources.api is not None:
+        return spec.sources.api
+    fallback = get_spec("openai", settings.home).sources.api
+    if fallback is None:
+        raise ConfigError("the 'openai' model in models.yml has no api source")
+    return fallback
+
+
+def load_api(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
+    from memesearch.ml.api_backend import ApiCaptioner
+
+    source = api_source_for(spec, settings)
+    captioner = ApiCaptioner(source, model_id=spec.id)
+    captioner.ensure_loaded()
+    return Loaded(captioner, "remote", source.model)
+
+
+def load_fake(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
+    from memesearch.ml.fake import FakeCaptioner
+
+    options = spec.sources.fake
+    captioner = FakeCaptioner(
+        model_id=spec.id,
+        delay_s=options.delay_s if options else 0.0,
+        fail_every=options.fail_every if options else 0,
+    )
+    return Loaded(captioner, "none", "")
+
+
+LOADERS: dict[str, BackendLoader] = {"onnx": load_onnx, "torch": load_torch, "api": load_api, "fake": load_fake}
+
+
+# ----------------------------------------------------------------------------- the chain
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, MemeSearchError):
+        return f"{exc.message} -> {exc.hint}" if exc.hint else exc.message
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+class ChainCaptioner(Captioner):
+    """Runs the first backend that loads; falls through on load and run failures."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        settings: Settings,
+        backends: list[str],
+        *,
+        dtype: str | None = None,
+        loaders: dict[str, BackendLoader] | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.model_id = spec.id
+        self.settings = settings
+        self.backends = backends
+        self.requested_dtype = dtype
+        self.loaders = loaders or LOADERS
+        self._opened: dict[str, Loaded] = {}
+        #: backend -> why it could not be loaded.
+        self.failures: dict[str, str] = {}
+        #: backend -> its latest failure while captioning.
+        self.run_failures: dict[str, str] = {}
+        self.active: str | None = None
+
+    def _try_load(self, backend: str) -> Loaded | None:
+        if backend in self._opened:
+            return self._opened[backend]
+        if backend in self.failures:
+            return None
+        try:
+            loaded = self.loaders[backend](self.spec, self.settings, self.requested_dtype if backend == "onnx" else None)
+        except Exception as exc:  # any load failure means "try the next backend"
+            self.failures[backend] = _reason(exc)
+            log.info("caption model %s: backend %s skipped: %s", self.spec.id, backend, self.failures[backend])
+            return None
+        self._opened[backend] = loaded
+        return loaded
+
+    def _load(self) -> None:
+        for backend in self.backends:
+            loaded = self._try_load(backend)
+            if loaded is not None:
+                self._activate(backend, loaded)
+                return
+        raise self.unavailable_error()
+
+    def _activate(self, backend: str, loaded: Loaded) -> None:
+        self.active = backend
+        self.backend = backend
+        self.dtype = loaded.dtype
+        self.batch_size = loaded.captioner.batch_size
+        log.info("caption model %s runs on %s (%s)", self.spec.id, backend, loaded.dtype)
+
+    def unavailable_error(self) -> ModelUnavailableError:
+        reasons = {**self.failures, **self.run_failures}
+        lines = [f"  - {backend}: {reasons.get(backend, 'not tried')}" for backend in self.backends]
+        return ModelUnavailableError(
+            f"no backend could run caption model {self.spec.id!r}:\n" + "\n".join(lines),
+            hint=_fix_hint(self.spec, reasons),
+        )
+
+    def _caption_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        start = self.backends.index(self.active) if self.active in self.backends else 0
+        for backend in self.backends[start:]:
+            loaded = self._try_load(backend)
+            if loaded is None:
+                continue
+            try:
+                produced = loaded.captioner.caption(requests)
+            except Exception as exc:
+                # Only this call falls through; the backend stays loaded for the next one.
+                self.run_failures[backend] = f"failed while captioning: {_reason(exc)}"
+                log.warning("caption model %s: backend %s failed at run time: %s", self.spec.id, backend, _reason(exc))
+                continue
+            return [self._wrap(result, backend, loaded) for result in produced]
+        raise self.unavailable_error()
+
+    def _wrap(self, result: CaptionResult, backend: str, loaded: Loaded) -> ChainCaptionResult:
+        return ChainCaptionResult(
+            text=result.text,
+            token_ids=result.token_ids,
+            backend=result.backend or backend,
+            dtype=result.dtype or loaded.dtype,
+            ms=result.ms,
+            model_id=self.spec.id,
+            revision=loaded.revision,
+        )
+
+    def requests_for(self, images: list[Image.Image]) -> list[CaptionRequest]:
+        """Requests carrying the spec's prompt (language applied) and length."""
+        prompt = self.spec.effective_prompt()
+        return [CaptionRequest(image=image, prompt=prompt, max_new_tokens=self.spec.max_new_tokens) for image in images]
+
+    def caption_images(self, images: list[Image.Image]) -> list[ChainCaptionResult]:
+        return self.caption(self.requests_for(images))  # type: ignore[return-value]
+
+
+def _fix_hint(spec: ModelSpec, failures: dict[str, str]) -> str:
+    fixes: list[str] = []
+    for backend, reason in failures.items():
+        if "pip install" in reason:
+            fixes.append(reason.split("-> ", 1)[-1])
+        elif backend == "onnx" and "missing" in reason:
+            fixes.append(f"memesearch models pull {spec.id}")
+        elif backend == "api" and "environment variable" in reason:
+            fixes.append(reason.split("-> ", 1)[-1])
+    if not fixes:
+        fixes.append(f"memesearch models pull {spec.id}")
+    return "; or ".join(dict.fromkeys(fixes))
+
+
+def load_captioner(
+    spec: ModelSpec,
+    settings: Settings,
+    *,
+    backend: str | None = None,
+    dtype: str | None = None,
+    loaders: dict[str, BackendLoader] | None = None,
+) -> ChainCaptioner:
+    """A loaded captioner for ``spec``: the first backend that works, or ModelUnavailableError.
+
+    ``backend`` restricts the chain to that one backend (the ``--backend`` flag).
+    """
+    backends = list(spec.backends)
+    if backend is not None:
+        if backend not in (loaders or LOADERS):
+            raise ConfigError(f"unknown backend {backend!r}", hint=f"one of: {', '.join(LOADERS)}")
+        backends = [backend]
+    chain = ChainCaptioner(spec, settings, backends, dtype=dtype, loaders=loaders)
+    chain.ensure_loaded()
+    return chain

@@ -1,0 +1,222 @@
+"""``memesearch models check``: does every model x backend load, run and agree?
+
+Two modes:
+
+* installed models (default): for every registry model and backend, whether it
+  is available (packages, files, key), loads, how long one caption takes, and
+  where both ONNX and the PyTorch reference run, whether their greedy tokens
+  agree on a fixed image;
+* ``--tiny``: per family, build a tiny random checkpoint, export it to ONNX
+  (fp32 and int8) with our exporters, and compare the ONNX captioner's tokens
+  with the PyTorch reference's. This runs offline and proves the runtime code
+  without downloading anything.
+
+Every row has the same shape (see ``CheckRow``) so the JSON output is stable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from memesearch.config import Settings
+from memesearch.ml.base import CaptionRequest
+from memesearch.ml.chain import LOADERS, Loaded, _reason, captioner_class
+from memesearch.ml.registry import ModelSpec, list_specs
+
+FAMILIES = ("smolvlm", "florence2", "moondream")
+CHECK_TOKENS = 16
+
+
+@dataclass
+class CheckRow:
+    model: str
+    family: str
+    backend: str
+    dtype: str
+    available: bool = False
+    loads: bool = False
+    parity: bool | None = None
+    tokens_compared: int = 0
+    ms_per_image: float | None = None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Something that should work does not: fp32 ONNX must match the reference exactly."""
+        return self.available and (not self.loads or (self.dtype == "fp32" and self.parity is False))
+
+
+def fixed_image(width: int = 96, height: int = 72) -> Image.Image:
+    """The same picture everywhere: a gradient, a block and a line, so features are not flat."""
+    x = np.linspace(0, 255, width, dtype=np.float32)
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)),
+                       np.full((height, width), 96.0)], axis=-1).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((width // 4, height // 4, width // 2, height // 2), fill=(250, 240, 20))
+    draw.line((0, height - 1, width - 1, 0), fill=(10, 10, 10), width=3)
+    return image
+
+
+def _timed(run: Callable[[], list[int]]) -> tuple[list[int], float]:
+    started = time.perf_counter()
+    tokens = run()
+    return tokens, (time.perf_counter() - started) * 1000
+
+
+def _compare(row: CheckRow, tokens: list[int], reference: list[int] | None) -> None:
+    if reference is None:
+        return
+    row.tokens_compared = max(len(tokens), len(reference))
+    row.parity = tokens == reference
+
+
+# ----------------------------------------------------------------------------- --tiny
+
+
+def _import_family(family: str) -> tuple[object, object, object]:
+    return tuple(importlib.import_module(f"memesearch.ml.{kind}.{family}") for kind in ("tiny", "export", "onnx"))
+
+
+def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS) -> list[CheckRow]:
+    """Tiny checkpoint -> export (fp32, int8) -> ONNX captioner vs the torch reference."""
+    model = f"tiny-{family}"
+    rows = {key: CheckRow(model, family, *key) for key in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))}
+    try:
+        tiny, export, onnx = _import_family(family)
+        import torch  # noqa: F401 - the reference and the exporter need it
+    except Exception as exc:  # module not written yet, or torch not installed
+        for row in rows.values():
+            row.error = f"not available: {_reason(exc)}"
+        return list(rows.values())
+    for row in rows.values():
+        row.available = True
+    image = fixed_image()
+    prompt = getattr(tiny, "TINY_PROMPT", getattr(onnx, "DEFAULT_PROMPT", ""))
+    try:
+        checkpoint = tiny.build_tiny_checkpoint(workdir / "checkpoint", seed=0)
+        reference, ms = _timed(lambda: tiny.reference_generate(checkpoint, [image], prompt, tokens)[0])
+        rows["torch", "fp32"].loads = True
+        rows["torch", "fp32"].tokens_compared = len(reference)
+        rows["torch", "fp32"].ms_per_image = round(ms, 2)
+        exported = export.export(checkpoint, workdir / "onnx", int8=True)
+    except Exception as exc:
+        for row in rows.values():
+            row.error = _reason(exc)
+            row.loads = False
+        return list(rows.values())
+    cls = captioner_class(onnx, "onnx")
+    for dtype in ("fp32", "int8"):
+        row = rows["onnx", dtype]
+        try:
+            captioner = cls(Path(exported), dtype=dtype, threads=1)
+            captioner.ensure_loaded()
+            row.loads = True
+            request = CaptionRequest(image=image, prompt=prompt, max_new_tokens=tokens)
+            result_tokens, ms = _timed(lambda c=captioner: c.caption([request])[0].token_ids)
+            row.ms_per_image = round(ms, 2)
+            _compare(row, list(result_tokens), reference)
+        except Exception as exc:
+            row.error = _reason(exc)
+    return list(rows.values())
+
+
+def check_tiny(families: tuple[str, ...] = FAMILIES, *, tokens: int = CHECK_TOKENS) -> list[CheckRow]:
+    rows: list[CheckRow] = []
+    for family in families:
+        with tempfile.TemporaryDirectory(prefix=f"memesearch-check-{family}-") as scratch:
+            rows.extend(check_tiny_family(family, Path(scratch), tokens=tokens))
+    return rows
+
+
+# ----------------------------------------------------------------------------- installed models
+
+
+def _backend_variants(spec: ModelSpec) -> list[tuple[str, str | None]]:
+    variants: list[tuple[str, str | None]] = []
+    for backend in spec.backends:
+        if backend == "onnx" and spec.sources.onnx is not None:
+            offered = [d for d in ("fp32", "int8") if d in spec.sources.onnx.dtypes]
+            variants.extend(("onnx", d) for d in offered or [spec.sources.onnx.default_dtype])
+        else:
+            variants.append((backend, None))
+    return variants
+
+
+def _availability(spec: ModelSpec, settings: Settings, backend: str, dtype: str | None) -> str | None:
+    """None if the backend could be tried, else why not (cheap: no model is loaded)."""
+    from memesearch.errors import MissingDependencyError, require
+    from memesearch.ml import chain
+
+    try:
+        if backend == "onnx":
+            missing = chain.missing_files(spec, settings.models_dir, dtype)
+            if missing:
+                return f"missing files: {', '.join(missing)} -> memesearch models pull {spec.id} --dtype {dtype}"
+        elif backend == "torch":
+            require("torch", extra="torch", purpose="The PyTorch caption backend")
+            require("transformers", extra="torch", purpose="The PyTorch caption backend")
+            chain.family_module("torch_backends", spec.family)
+        elif backend == "api":
+            import os
+
+            source = chain.api_source_for(spec, settings)
+            if source.api_key_env and not os.environ.get(source.api_key_env):
+                return f"no API key in {source.api_key_env}"
+    except MissingDependencyError as exc:
+        return _reason(exc)
+    except Exception as exc:
+        return _reason(exc)
+    return None
+
+
+def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: dict | None = None) -> list[CheckRow]:
+    loaders = loaders or LOADERS
+    image = fixed_image()
+    rows: list[CheckRow] = []
+    for spec in list_specs(settings.home):
+        references: dict[str, list[int]] = {}
+        spec_rows: list[tuple[CheckRow, list[int] | None]] = []
+        for backend, dtype in _backend_variants(spec):
+            row = CheckRow(spec.id, spec.family, backend, dtype or "-")
+            spec_rows.append((row, None))
+            problem = _availability(spec, settings, backend, dtype)
+            if problem:
+                row.error = problem
+                continue
+            row.available = True
+            if backend == "api":
+                # Loading only checks the key; a caption would cost money on every check.
+                row.error = "not called; try `memesearch caption IMAGE --backend api`"
+            try:
+                loaded: Loaded = loaders[backend](spec, settings, dtype)
+                row.loads = True
+                row.dtype = loaded.dtype
+                if backend == "api":
+                    continue
+                request = CaptionRequest(image=image, prompt=spec.effective_prompt(), max_new_tokens=tokens)
+                produced, ms = _timed(lambda c=loaded.captioner: c.caption([request])[0].token_ids)
+                row.ms_per_image = round(ms, 2)
+                spec_rows[-1] = (row, list(produced))
+                if backend == "torch":
+                    references[spec.id] = list(produced)
+            except Exception as exc:
+                row.error = _reason(exc)
+        for row, produced in spec_rows:
+            if row.backend == "onnx" and produced is not None:
+                _compare(row, produced, references.get(spec.id))
+        rows.extend(row for row, _ in spec_rows)
+    return rows
+
+
+def as_json(rows: list[CheckRow]) -> dict:
+    return {"results": [asdict(row) for row in rows]}

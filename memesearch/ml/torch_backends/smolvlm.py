@@ -1,0 +1,106 @@
+"""SmolVLM captions with PyTorch + transformers (the fallback when the ONNX files are absent).
+
+Uses ``Idefics3ForConditionalGeneration`` and the checkpoint's own ``AutoProcessor`` (chat
+template, image splitting), greedy ``generate`` and left padding for batches, and the same
+text clean-up as the ONNX backend so both produce the same captions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from memesearch.errors import ModelUnavailableError, require
+from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.ml.onnx.smolvlm_prompt import clean_caption
+
+DEFAULT_REPO = "HuggingFaceTB/SmolVLM-256M-Instruct"
+_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class TorchSmolVLMCaptioner(Captioner):
+    backend = "torch"
+
+    def __init__(
+        self,
+        model_dir_or_repo: str | Path = DEFAULT_REPO,
+        *,
+        revision: str | None = None,
+        dtype: str = "fp32",
+        threads: int | None = None,
+    ) -> None:
+        super().__init__()
+        if dtype not in _TORCH_DTYPES:
+            raise ModelUnavailableError(
+                f"unknown torch dtype {dtype!r} for SmolVLM", hint=f"use one of: {', '.join(_TORCH_DTYPES)}"
+            )
+        self.source = str(model_dir_or_repo)
+        self.revision = revision
+        self.dtype = dtype
+        self.threads = threads
+        self.model_id = f"smolvlm:{Path(self.source).name}"
+        self.batch_size = 4
+
+    def _load(self) -> None:
+        purpose = "The PyTorch SmolVLM backend"
+        self._torch = require("torch", extra="torch", purpose=purpose)
+        transformers = require("transformers", extra="torch", purpose=purpose)
+        if self.threads:
+            self._torch.set_num_threads(self.threads)
+        try:
+            self.processor = _load_processor(transformers, self.source, self.revision)
+            self.model = transformers.Idefics3ForConditionalGeneration.from_pretrained(
+                self.source, revision=self.revision, dtype=getattr(self._torch, _TORCH_DTYPES[self.dtype])
+            ).eval()
+        except OSError as exc:  # missing files, no network, unknown repo
+            raise ModelUnavailableError(
+                f"cannot load SmolVLM from {self.source!r}: {exc}",
+                hint=f"download {DEFAULT_REPO} with `memesearch models pull` or point to a local checkpoint folder",
+            ) from exc
+        self.processor.tokenizer.padding_side = "left"
+        eos = self.model.generation_config.eos_token_id
+        self._eos_ids = set([eos] if isinstance(eos, int) else (eos or []))
+
+    def _caption_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        generated = self.generate_ids(requests)
+        tokenizer = self.processor.tokenizer
+        return [
+            CaptionResult(text=clean_caption(tokenizer.decode(ids, skip_special_tokens=True)), token_ids=ids)
+            for ids in generated
+        ]
+
+    def generate_ids(self, requests: list[CaptionRequest]) -> list[list[int]]:
+        """Greedy token ids per request (without prompt and EOS)."""
+        self.ensure_loaded()
+        texts = [
+            self.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt}]}],
+                add_generation_prompt=True,
+            )
+            for request in requests
+        ]
+        images = [[request.image] for request in requests]
+        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        with self._torch.no_grad():
+            output = self.model.generate(
+                **inputs, max_new_tokens=max(request.max_new_tokens for request in requests), do_sample=False
+            )
+        prompt_length = inputs["input_ids"].shape[1]
+        results = []
+        for request, row in zip(requests, output[:, prompt_length:].tolist()):
+            ids: list[int] = []
+            for token in row[: request.max_new_tokens]:
+                if token in self._eos_ids:
+                    break
+                ids.append(token)
+            results.append(ids)
+        return results
+
+
+def _load_processor(transformers, source: str, revision: str | None):
+    # transformers >= 5 may pick a torchvision image processor whose Lanczos resize differs
+    # from the PIL one the model (and our ONNX backend) uses; ask for PIL where supported.
+    try:
+        return transformers.AutoProcessor.from_pretrained(source, revision=revision, backend="pil")
+    except TypeError:
+        return transformers.AutoProcessor.from_pretrained(source, revision=revision)

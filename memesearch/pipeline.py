@@ -1,0 +1,102 @@
+"""One meme through OCR -> (caption) -> embed, skipping work that is already stored.
+
+Each stage reads what is pending from the store and writes its result in its
+own transaction, so an interrupted run (Ctrl-C, crash) leaves a consistent
+database and the next run picks up exactly what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from memesearch.config import Settings
+from memesearch.errors import ImageError
+from memesearch.library.decode import load_rgb
+from memesearch.ml.base import Embedder, OcrEngine
+from memesearch.store.models import Meme
+from memesearch.text import content_hash
+
+log = logging.getLogger(__name__)
+
+StageProgress = Callable[[str, int, int], None]
+_EMBED_BATCH = 64
+
+
+@dataclass
+class StageReport:
+    stage: str
+    done: int = 0
+    skipped: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"stage": self.stage, "done": self.done, "skipped": self.skipped,
+                "failed": [{"id": i, "error": e} for i, e in self.failed]}
+
+
+def embedding_text(meme: Meme) -> str:
+    """What a meme's vector is made from: every text a person or model wrote about it."""
+    parts = [meme.user_description, meme.description, meme.ocr_text, " ".join(meme.tags)]
+    return "\n".join(" ".join(part.split()) for part in parts if part and part.strip())
+
+
+class Pipeline:
+    def __init__(self, store, settings: Settings, *, ocr: OcrEngine | None, embedder: Embedder) -> None:
+        self.store = store
+        self.settings = settings
+        self.ocr = ocr
+        self.embedder = embedder
+
+    def run_ocr(self, progress: StageProgress | None = None) -> StageReport:
+        report = StageReport("ocr")
+        if self.ocr is None:
+            return report
+        pending = self.store.pending("ocr")
+        for position, meme_id in enumerate(pending, start=1):
+            meme = self.store.get_meme(meme_id)
+            if meme.ocr_engine:  # filled meanwhile by a duplicate with the same bytes
+                report.skipped += 1
+            else:
+                try:
+                    image = load_rgb(Path(meme.path), self.settings.max_megapixels)
+                    result = self.ocr.read(image)
+                    self.store.set_ocr(meme_id, result.text, self.ocr.engine_id)
+                    report.done += 1
+                except (ImageError, OSError) as exc:
+                    message = getattr(exc, "message", None) or str(exc)
+                    self.store.mark_stage(meme_id, "ocr", "failed", message)
+                    report.failed.append((meme_id, message))
+                    log.warning("OCR failed for %s: %s", meme.path, message)
+            if progress:
+                progress("ocr", position, len(pending))
+        return report
+
+    def run_embed(self, progress: StageProgress | None = None) -> StageReport:
+        report = StageReport("embed")
+        model_id = self.embedder.model_id
+        pending = self.store.ids_needing_vectors(model_id)
+        stored = self.store.vector_hashes(model_id)
+        for start in range(0, len(pending), _EMBED_BATCH):
+            batch = self.store.get_memes(pending[start : start + _EMBED_BATCH])
+            todo: list[tuple[int, str, str]] = []
+            unchanged: list[int] = []
+            for meme in batch:
+                text = embedding_text(meme)
+                digest = content_hash(text)
+                if stored.get(meme.id) == digest:
+                    unchanged.append(meme.id)
+                else:
+                    todo.append((meme.id, digest, text))
+            if todo:
+                vectors = self.embedder.embed([text for _, _, text in todo])
+                self.store.put_vectors(model_id, [(i, h, v) for (i, h, _), v in zip(todo, vectors, strict=True)])
+            if unchanged:
+                self.store.mark_stage_many(unchanged, "embed", "done")
+            report.done += len(todo)
+            report.skipped += len(unchanged)
+            if progress:
+                progress("embed", min(start + _EMBED_BATCH, len(pending)), len(pending))
+        return report

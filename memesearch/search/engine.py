@@ -1,0 +1,158 @@
+"""Keyword, vector and hybrid search over a store. Knows nothing about HTTP or the CLI.
+
+Hybrid search fuses the keyword and vector rankings with reciprocal rank
+fusion (RRF): score = sum over lists of 1 / (k + rank). RRF needs no score
+calibration between BM25 and cosine, which is why it is the default.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memesearch.errors import InvalidInputError
+from memesearch.ml.base import Embedder
+from memesearch.search.query import ParsedQuery, parse_query
+from memesearch.store.models import Filters
+
+MODES = ("hybrid", "keyword", "vector")
+RRF_K = 60
+# How deep each list is read before fusing: enough that a good hit ranked
+# modestly by one retriever can still be lifted by the other.
+_CANDIDATES = 200
+
+
+@dataclass
+class SearchHit:
+    id: int
+    path: str
+    score: float
+    ocr_text: str
+    description: str
+    user_description: str
+    tags: list[str]
+    format: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id, "path": self.path, "score": round(self.score, 6), "ocr_text": self.ocr_text,
+            "description": self.description, "user_description": self.user_description, "tags": self.tags,
+            "format": self.format,
+        }
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str
+    hits: list[SearchHit] = field(default_factory=list)
+    ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"query": self.query, "mode": self.mode, "hits": [hit.as_dict() for hit in self.hits]}
+
+
+class VectorIndex:
+    """Exact cosine search over an in-memory matrix, reloaded when the store's vectors change."""
+
+    def __init__(self, store, model_id: str) -> None:
+        self._store = store
+        self._model_id = model_id
+        self._lock = threading.Lock()
+        self._version = -1
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._matrix = np.zeros((0, 0), dtype=np.float32)
+
+    def _refresh(self) -> None:
+        version = self._store.vectors_version()
+        if version != self._version:
+            self._ids, self._matrix = self._store.load_vectors(self._model_id)
+            self._version = version
+
+    def vector_of(self, meme_id: int) -> np.ndarray | None:
+        with self._lock:
+            self._refresh()
+            where = np.nonzero(self._ids == meme_id)[0]
+            return self._matrix[where[0]].copy() if len(where) else None
+
+    def search(self, query_vector: np.ndarray, limit: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
+        with self._lock:
+            self._refresh()
+            ids, matrix = self._ids, self._matrix
+        if len(ids) == 0:
+            return []
+        scores = matrix @ query_vector.astype(np.float32)
+        if allowed is not None:
+            mask = np.isin(ids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+            scores = np.where(mask, scores, -np.inf)
+        count = min(limit, int(np.isfinite(scores).sum()))
+        if count <= 0:
+            return []
+        top = np.argpartition(-scores, count - 1)[:count]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(ids[i]), float(scores[i])) for i in top]
+
+
+def rrf_fuse(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, meme_id in enumerate(ranking, start=1):
+            scores[meme_id] = scores.get(meme_id, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+class SearchEngine:
+    def __init__(self, store, embedder: Embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.vectors = VectorIndex(store, embedder.model_id)
+
+    def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0) -> SearchResult:
+        if mode not in MODES:
+            raise InvalidInputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise InvalidInputError("limit must be between 1 and 1000 and offset must not be negative")
+        started = time.perf_counter()
+        parsed = parse_query(query)
+        ranked = self._rank(parsed, mode, limit + offset)
+        window = ranked[offset : offset + limit]
+        memes = {meme.id: meme for meme in self.store.get_memes([meme_id for meme_id, _ in window])}
+        hits = [
+            SearchHit(
+                id=meme_id, path=memes[meme_id].path, score=score, ocr_text=memes[meme_id].ocr_text,
+                description=memes[meme_id].description, user_description=memes[meme_id].user_description,
+                tags=memes[meme_id].tags, format=memes[meme_id].format,
+            )
+            for meme_id, score in window if meme_id in memes
+        ]
+        return SearchResult(query=query, mode=mode, hits=hits, ms=(time.perf_counter() - started) * 1000)
+
+    def _rank(self, parsed: ParsedQuery, mode: str, wanted: int) -> list[tuple[int, float]]:
+        allowed = self.store.filter_ids(parsed.filters)
+        if not parsed.has_text:
+            # Only filters: newest first.
+            return [(meme_id, 0.0) for meme_id in sorted(allowed, reverse=True)[:wanted]]
+        depth = max(_CANDIDATES, wanted)
+        keyword: list[int] = []
+        vector: list[tuple[int, float]] = []
+        if mode in ("keyword", "hybrid"):
+            keyword = [i for i in self.store.keyword_search(parsed.words, parsed.phrases, depth * 2) if i in allowed][:depth]
+        if mode in ("vector", "hybrid"):
+            query_vector = self.embedder.embed_query(parsed.text)
+            vector = self.vectors.search(query_vector, depth, allowed)
+        if mode == "keyword":
+            return [(meme_id, 1.0 / (RRF_K + rank)) for rank, meme_id in enumerate(keyword, start=1)]
+        if mode == "vector":
+            return vector
+        return rrf_fuse([keyword, [meme_id for meme_id, _ in vector]])
+
+    def similar(self, meme_id: int, limit: int = 12) -> list[tuple[int, float]]:
+        """Nearest memes by stored embedding (the meme itself excluded)."""
+        vector = self.vectors.vector_of(meme_id)
+        if vector is None:
+            return []
+        hits = self.vectors.search(vector, limit + 1, self.store.filter_ids(Filters()))
+        return [(i, s) for i, s in hits if i != meme_id][:limit]

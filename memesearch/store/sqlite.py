@@ -1,0 +1,430 @@
+"""The embedded default store: one SQLite file, WAL mode, one writer at a time.
+
+Writes go through ``write()`` which holds a process-wide lock and opens a
+transaction; reads use the same connection (SQLite serialises them safely in
+WAL mode). Text indexes (FTS5 words + trigram substrings) are refreshed by
+``_reindex`` whenever a meme's text or tags change, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from memesearch.errors import InvalidInputError, NotFoundError, SchemaTooNewError
+from memesearch.store import sqlite_text
+from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
+from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
+
+_MEME_COLUMNS = (
+    "id, path, folder_id, sha256, phash, size, mtime, width, height, format, frames, status, "
+    "error, duplicate_of, ocr_text, ocr_engine, user_description, added_at, updated_at"
+)
+_FILE_FIELDS = ("folder_id", "size", "mtime", "sha256", "phash", "width", "height", "format", "frames", "status", "error")
+
+
+class SqliteStore:
+    kind = "sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    # -- plumbing -----------------------------------------------------------------
+    def _migrate(self) -> None:
+        current = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"the database {self.path} has schema version {current}, but this memesearch "
+                f"understands up to version {SCHEMA_VERSION}",
+                hint="upgrade memesearch (pip install -U memesearch) or point --data-dir elsewhere",
+            )
+        for version in range(current, SCHEMA_VERSION):
+            with self.write() as conn:
+                for statement in _split_sql(MIGRATIONS[version]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; commits on success, rolls back on any error (Ctrl-C included)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def integrity_ok(self) -> bool:
+        return self.query("PRAGMA integrity_check")[0][0] == "ok"
+
+    # -- folders ------------------------------------------------------------------
+    def add_folder(self, path: str) -> Folder:
+        with self.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO folders (path, added_at) VALUES (?, ?)", (path, time.time()))
+        return self.folder_by_path(path)  # type: ignore[return-value]
+
+    def folder_by_path(self, path: str) -> Folder | None:
+        rows = self.query("SELECT * FROM folders WHERE path = ?", (path,))
+        return _folder(rows[0]) if rows else None
+
+    def list_folders(self) -> list[Folder]:
+        return [_folder(row) for row in self.query("SELECT * FROM folders ORDER BY path")]
+
+    def remove_folder(self, folder_id: int) -> None:
+        """Forget a folder; its memes stay (marked missing) until pruned, so nothing is lost by accident."""
+        with self.write() as conn:
+            conn.execute("UPDATE memes SET status='missing', folder_id=NULL WHERE folder_id = ?", (folder_id,))
+            conn.execute("DELETE FROM folders WHERE id = ?", (folder_id,))
+
+    def record_scan(self, folder_id: int, summary: dict) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE folders SET last_scan_at = ?, last_scan_json = ? WHERE id = ?",
+                (time.time(), json.dumps(summary), folder_id),
+            )
+
+    # -- memes: files -------------------------------------------------------------
+    def files_in_folder(self, folder_id: int) -> dict[str, sqlite3.Row]:
+        rows = self.query("SELECT id, path, size, mtime, status, sha256 FROM memes WHERE folder_id = ?", (folder_id,))
+        return {row["path"]: row for row in rows}
+
+    def memes_with_sha(self, sha256: str) -> list[sqlite3.Row]:
+        return self.query("SELECT id, path, status FROM memes WHERE sha256 = ? ORDER BY id", (sha256,))
+
+    def insert_file(self, record: FileRecord) -> int:
+        now = time.time()
+        with self.write() as conn:
+            original = conn.execute(
+                "SELECT id, ocr_text, ocr_engine FROM memes WHERE sha256 = ? AND status = 'ok' "
+                "AND duplicate_of IS NULL ORDER BY id LIMIT 1",
+                (record.sha256,),
+            ).fetchone() if record.sha256 else None
+            cursor = conn.execute(
+                f"INSERT INTO memes (path, {', '.join(_FILE_FIELDS)}, duplicate_of, ocr_text, ocr_engine, added_at, updated_at) "
+                f"VALUES (?, {', '.join('?' * len(_FILE_FIELDS))}, ?, ?, ?, ?, ?)",
+                (record.path, *(getattr(record, f) for f in _FILE_FIELDS),
+                 original["id"] if original else None,
+                 original["ocr_text"] if original else "", original["ocr_engine"] if original else None, now, now),
+            )
+            meme_id = cursor.lastrowid
+            if original and original["ocr_engine"]:
+                # Same bytes as a meme we already read: share its OCR instead of recomputing.
+                _set_stage(conn, meme_id, "ocr", "done")
+            if record.sha256:
+                self._apply_pending_import(conn, meme_id, record.sha256)
+            sqlite_text.reindex(conn, meme_id)
+            return meme_id
+
+    def update_file(self, meme_id: int, record: FileRecord, *, content_changed: bool) -> None:
+        """Refresh what the scanner saw. Changed content drops machine-made text, keeps the user's."""
+        with self.write() as conn:
+            assignments = ", ".join(f"{f} = ?" for f in _FILE_FIELDS)
+            conn.execute(
+                f"UPDATE memes SET path = ?, {assignments}, updated_at = ? WHERE id = ?",
+                (record.path, *(getattr(record, f) for f in _FILE_FIELDS), time.time(), meme_id),
+            )
+            if content_changed:
+                conn.execute("UPDATE memes SET ocr_text = '', ocr_engine = NULL, duplicate_of = NULL WHERE id = ?", (meme_id,))
+                conn.execute("DELETE FROM descriptions WHERE meme_id = ?", (meme_id,))
+                conn.execute("DELETE FROM stages WHERE meme_id = ?", (meme_id,))
+                sqlite_text.reindex(conn, meme_id)
+
+    def set_status(self, meme_ids: Iterable[int], status: str) -> None:
+        ids = list(meme_ids)
+        with self.write() as conn:
+            conn.executemany("UPDATE memes SET status = ?, updated_at = ? WHERE id = ?", [(status, time.time(), i) for i in ids])
+
+    def prune_missing(self) -> int:
+        with self.write() as conn:
+            ids = [row[0] for row in conn.execute("SELECT id FROM memes WHERE status = 'missing'")]
+            for meme_id in ids:
+                sqlite_text.remove(conn, meme_id)
+            conn.executemany("DELETE FROM memes WHERE id = ?", [(i,) for i in ids])
+            if ids:
+                _bump_vectors_version(conn)
+        return len(ids)
+
+    # -- memes: reading -----------------------------------------------------------
+    def get_meme(self, meme_id: int) -> Meme:
+        memes = self.get_memes([meme_id])
+        if not memes:
+            raise NotFoundError(f"no meme with id {meme_id}")
+        return memes[0]
+
+    def get_memes(self, meme_ids: list[int]) -> list[Meme]:
+        """Memes in the order of ``meme_ids`` (unknown ids are skipped)."""
+        if not meme_ids:
+            return []
+        found: dict[int, Meme] = {}
+        for chunk in _chunks(meme_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.query(f"SELECT {_MEME_COLUMNS} FROM memes WHERE id IN ({marks})", chunk):
+                found[row["id"]] = Meme(**dict(row))
+            for row in self.query(
+                f"SELECT mt.meme_id, t.name FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id "
+                f"WHERE mt.meme_id IN ({marks}) ORDER BY t.name", chunk
+            ):
+                found[row["meme_id"]].tags.append(row["name"])
+            for row in self.query(
+                f"SELECT * FROM descriptions WHERE meme_id IN ({marks}) ORDER BY created_at", chunk
+            ):
+                data = dict(row)
+                found[data.pop("meme_id")].descriptions.append(Description(**data))
+        return [found[i] for i in meme_ids if i in found]
+
+    def meme_ids(self, *, status: str | None = "ok") -> list[int]:
+        if status is None:
+            return [row[0] for row in self.query("SELECT id FROM memes ORDER BY id")]
+        return [row[0] for row in self.query("SELECT id FROM memes WHERE status = ? ORDER BY id", (status,))]
+
+    def counts(self) -> dict[str, int]:
+        row = self.query(
+            "SELECT COUNT(*) AS total, "
+            "SUM(status = 'ok') AS ok, SUM(status = 'missing') AS missing, SUM(status = 'error') AS errors, "
+            "SUM(duplicate_of IS NOT NULL) AS duplicates, SUM(ocr_engine IS NOT NULL) AS ocr_done, "
+            "(SELECT COUNT(DISTINCT meme_id) FROM descriptions) AS described, "
+            "(SELECT COUNT(*) FROM vectors) AS vectors, (SELECT COUNT(*) FROM folders) AS folders, "
+            "(SELECT COUNT(*) FROM tags) AS tags FROM memes"
+        )[0]
+        return {key: int(row[key] or 0) for key in row.keys()}
+
+    def errors(self, limit: int = 100) -> list[tuple[str, str]]:
+        rows = self.query("SELECT path, error FROM memes WHERE status = 'error' ORDER BY path LIMIT ?", (limit,))
+        return [(row["path"], row["error"]) for row in rows]
+
+    # -- texts ---------------------------------------------------------------------
+    def set_ocr(self, meme_id: int, text: str, engine: str) -> None:
+        with self.write() as conn:
+            sha = conn.execute("SELECT sha256 FROM memes WHERE id = ?", (meme_id,)).fetchone()
+            # Duplicates (same bytes) share the result: one OCR run per content.
+            targets = [r[0] for r in conn.execute("SELECT id FROM memes WHERE sha256 = ?", (sha[0],))] if sha and sha[0] else [meme_id]
+            for target in targets:
+                conn.execute("UPDATE memes SET ocr_text = ?, ocr_engine = ?, updated_at = ? WHERE id = ?", (text, engine, time.time(), target))
+                _set_stage(conn, target, "ocr", "done")
+                sqlite_text.reindex(conn, target)
+
+    def set_user_description(self, meme_id: int, text: str) -> None:
+        with self.write() as conn:
+            _require_meme(conn, meme_id)
+            conn.execute("UPDATE memes SET user_description = ?, updated_at = ? WHERE id = ?", (text, time.time(), meme_id))
+            sqlite_text.reindex(conn, meme_id)
+
+    def set_description(self, meme_id: int, description: Description) -> None:
+        with self.write() as conn:
+            _require_meme(conn, meme_id)
+            conn.execute(
+                "INSERT INTO descriptions (meme_id, model_id, text, backend, dtype, revision, ms, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meme_id, model_id) DO UPDATE SET "
+                "text = excluded.text, backend = excluded.backend, dtype = excluded.dtype, "
+                "revision = excluded.revision, ms = excluded.ms, created_at = excluded.created_at",
+                (meme_id, description.model_id, description.text, description.backend, description.dtype,
+                 description.revision, description.ms, description.created_at or time.time()),
+            )
+            _set_stage(conn, meme_id, "caption", "done")
+            sqlite_text.reindex(conn, meme_id)
+
+    # -- tags ----------------------------------------------------------------------
+    def create_tag(self, name: str) -> None:
+        name = _clean_tag(name)
+        with self.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (name,))
+
+    def add_tags(self, meme_id: int, names: Iterable[str]) -> None:
+        with self.write() as conn:
+            _require_meme(conn, meme_id)
+            for name in map(_clean_tag, names):
+                conn.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (name,))
+                conn.execute(
+                    "INSERT OR IGNORE INTO meme_tags (meme_id, tag_id) SELECT ?, id FROM tags WHERE name = ?",
+                    (meme_id, name),
+                )
+            sqlite_text.reindex(conn, meme_id)
+
+    def remove_tags(self, meme_id: int, names: Iterable[str]) -> None:
+        with self.write() as conn:
+            _require_meme(conn, meme_id)
+            for name in names:
+                conn.execute(
+                    "DELETE FROM meme_tags WHERE meme_id = ? AND tag_id = (SELECT id FROM tags WHERE name = ?)",
+                    (meme_id, name.strip()),
+                )
+            sqlite_text.reindex(conn, meme_id)
+
+    def list_tags(self) -> list[tuple[str, int]]:
+        rows = self.query(
+            "SELECT t.name, COUNT(mt.meme_id) AS n FROM tags t LEFT JOIN meme_tags mt ON mt.tag_id = t.id "
+            "GROUP BY t.id ORDER BY t.name COLLATE NOCASE"
+        )
+        return [(row["name"], row["n"]) for row in rows]
+
+    # -- vectors -------------------------------------------------------------------
+    def vector_hashes(self, model_id: str) -> dict[int, str]:
+        rows = self.query("SELECT meme_id, text_hash FROM vectors WHERE model_id = ?", (model_id,))
+        return {row[0]: row[1] for row in rows}
+
+    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]]) -> None:
+        with self.write() as conn:
+            conn.executemany(
+                "INSERT INTO vectors (meme_id, model_id, text_hash, dim, vector) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (meme_id, model_id) DO UPDATE SET text_hash = excluded.text_hash, "
+                "dim = excluded.dim, vector = excluded.vector",
+                [(i, model_id, h, int(v.shape[0]), v.astype(np.float32).tobytes()) for i, h, v in items],
+            )
+            for meme_id, _, _ in items:
+                _set_stage(conn, meme_id, "embed", "done")
+            _bump_vectors_version(conn)
+
+    def ids_needing_vectors(self, model_id: str) -> list[int]:
+        """Present memes with no vector from ``model_id`` or whose text changed since (embed stage queued)."""
+        rows = self.query(
+            "SELECT m.id FROM memes m LEFT JOIN vectors v ON v.meme_id = m.id AND v.model_id = ? "
+            "LEFT JOIN stages s ON s.meme_id = m.id AND s.stage = 'embed' "
+            "WHERE m.status = 'ok' AND (v.meme_id IS NULL OR s.status IS NULL OR s.status != 'done') ORDER BY m.id",
+            (model_id,),
+        )
+        return [row[0] for row in rows]
+
+    def mark_stage_many(self, meme_ids: list[int], stage: str, status: str) -> None:
+        with self.write() as conn:
+            for meme_id in meme_ids:
+                _set_stage(conn, meme_id, stage, status)
+
+    def vectors_version(self) -> int:
+        return int(self.query("SELECT value FROM meta WHERE key = 'vectors_version'")[0][0])
+
+    def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix) of every vector of ``model_id`` for memes that are present."""
+        rows = self.query(
+            "SELECT v.meme_id, v.dim, v.vector FROM vectors v JOIN memes m ON m.id = v.meme_id "
+            "WHERE v.model_id = ? AND m.status = 'ok' ORDER BY v.meme_id",
+            (model_id,),
+        )
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), rows[0][1])
+        return ids, matrix
+
+    # -- stages --------------------------------------------------------------------
+    def pending(self, stage: str) -> list[int]:
+        """Present, readable memes whose ``stage`` is not done (never started, queued or failed)."""
+        rows = self.query(
+            "SELECT m.id FROM memes m LEFT JOIN stages s ON s.meme_id = m.id AND s.stage = ? "
+            "WHERE m.status = 'ok' AND (s.status IS NULL OR s.status != 'done') ORDER BY m.id",
+            (stage,),
+        )
+        return [row[0] for row in rows]
+
+    def mark_stage(self, meme_id: int, stage: str, status: str, error: str | None = None) -> None:
+        with self.write() as conn:
+            _set_stage(conn, meme_id, stage, status, error)
+
+    def stage_counts(self, stage: str) -> dict[str, int]:
+        rows = self.query("SELECT status, COUNT(*) FROM stages WHERE stage = ? GROUP BY status", (stage,))
+        return {row[0]: row[1] for row in rows}
+
+    # -- search --------------------------------------------------------------------
+    def keyword_search(self, words: list[str], phrases: list[str], limit: int) -> list[int]:
+        with self._lock:
+            return sqlite_text.search(self._conn, words, phrases, limit)
+
+    def filter_ids(self, filters: Filters) -> set[int]:
+        """Ids of memes passing ``filters`` (present memes only unless include_missing)."""
+        with self._lock:
+            return sqlite_text.filter_ids(self._conn, filters)
+
+    # -- import / export -----------------------------------------------------------
+    def put_pending_import(self, sha256: str, payload: dict) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO pending_imports (sha256, payload) VALUES (?, ?) "
+                "ON CONFLICT (sha256) DO UPDATE SET payload = excluded.payload",
+                (sha256, json.dumps(payload)),
+            )
+
+    def pending_imports(self) -> dict[str, dict]:
+        return {row[0]: json.loads(row[1]) for row in self.query("SELECT sha256, payload FROM pending_imports")}
+
+    def _apply_pending_import(self, conn: sqlite3.Connection, meme_id: int, sha256: str) -> None:
+        row = conn.execute("SELECT payload FROM pending_imports WHERE sha256 = ?", (sha256,)).fetchone()
+        if row:
+            from memesearch.store.transfer import apply_payload  # local: transfer imports this module
+
+            apply_payload(conn, meme_id, json.loads(row[0]))
+
+
+# -- module helpers -----------------------------------------------------------------
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration script (no semicolons inside our statements' bodies)."""
+    return [part.strip() for part in script.split(";") if part.strip() and not _only_comments(part)]
+
+
+def _only_comments(part: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in part.splitlines())
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _folder(row: sqlite3.Row) -> Folder:
+    return Folder(
+        id=row["id"], path=row["path"], added_at=row["added_at"], auto_scan_minutes=row["auto_scan_minutes"],
+        last_scan_at=row["last_scan_at"], last_scan=json.loads(row["last_scan_json"]) if row["last_scan_json"] else None,
+    )
+
+
+def _require_meme(conn: sqlite3.Connection, meme_id: int) -> None:
+    if conn.execute("SELECT 1 FROM memes WHERE id = ?", (meme_id,)).fetchone() is None:
+        raise NotFoundError(f"no meme with id {meme_id}")
+
+
+def _clean_tag(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned or len(cleaned) > 64:
+        raise InvalidInputError(f"invalid tag name {name!r}: use 1-64 characters")
+    return cleaned
+
+
+def _set_stage(conn: sqlite3.Connection, meme_id: int, stage: str, status: str, error: str | None = None) -> None:
+    conn.execute(
+        "INSERT INTO stages (meme_id, stage, status, attempts, error, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (meme_id, stage) DO UPDATE SET status = excluded.status, error = excluded.error, "
+        "attempts = stages.attempts + excluded.attempts, updated_at = excluded.updated_at",
+        (meme_id, stage, status, 1 if status == "failed" else 0, error, time.time()),
+    )
+
+
+def _bump_vectors_version(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_version'")

@@ -1,0 +1,118 @@
+"""SQLite keyword search: FTS5 word index + trigram substring index, and filters.
+
+Ranking of the keyword list, best first:
+1. memes whose folded, space-less text contains the whole space-less query
+   (so OCR that lost its spaces still matches a remembered phrase);
+2. memes containing every word and phrase (FTS5 AND), by BM25;
+3. memes containing any word (FTS5 OR), by BM25.
+BM25 weights favour the user's own description, then tags, then generated
+descriptions, then OCR text: "user text wins ties".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from memesearch.store.models import Filters
+from memesearch.text import fold, spaceless
+
+# Column weights for bm25(): user_text, description, ocr_text, tags.
+_BM25 = "bm25(meme_fts, 4.0, 2.0, 1.0, 3.0)"
+# Substring matching on very short queries mostly finds noise.
+_MIN_TRIGRAM_CHARS = 6
+
+
+def reindex(conn: sqlite3.Connection, meme_id: int) -> None:
+    """Rewrite the text index rows of one meme from its current fields and queue re-embedding."""
+    row = conn.execute("SELECT user_description, ocr_text, status FROM memes WHERE id = ?", (meme_id,)).fetchone()
+    remove(conn, meme_id)
+    if row is None:
+        return
+    descriptions = " \n".join(r[0] for r in conn.execute("SELECT text FROM descriptions WHERE meme_id = ?", (meme_id,)))
+    tags = " ".join(
+        r[0] for r in conn.execute(
+            "SELECT t.name FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id WHERE mt.meme_id = ?", (meme_id,)
+        )
+    )
+    user_text, ocr_text = row[0], row[1]
+    conn.execute(
+        "INSERT INTO meme_fts (rowid, user_text, description, ocr_text, tags) VALUES (?, ?, ?, ?, ?)",
+        (meme_id, user_text, descriptions, ocr_text, tags),
+    )
+    folded = spaceless(" ".join((user_text, descriptions, ocr_text)))
+    if folded:
+        conn.execute("INSERT INTO meme_trigram (rowid, folded) VALUES (?, ?)", (meme_id, folded))
+    # The embedding input may have changed; the pipeline compares text hashes before recomputing.
+    conn.execute(
+        "INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (?, 'embed', 'queued', strftime('%s','now')) "
+        "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'queued'",
+        (meme_id,),
+    )
+
+
+def remove(conn: sqlite3.Connection, meme_id: int) -> None:
+    conn.execute("DELETE FROM meme_fts WHERE rowid = ?", (meme_id,))
+    conn.execute("DELETE FROM meme_trigram WHERE rowid = ?", (meme_id,))
+
+
+def _quote(term: str) -> str:
+    """An FTS5 string literal: the term is matched as words, never parsed as syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def search(conn: sqlite3.Connection, words: list[str], phrases: list[str], limit: int) -> list[int]:
+    """Meme ids for a keyword query, best first (see module docstring)."""
+
+    def ids(sql: str, params: tuple) -> list[int]:
+        return [row[0] for row in conn.execute(sql, params)]
+
+    terms = [t for t in ([_quote(fold(p)) for p in phrases] + [_quote(fold(w)) for w in words]) if t != '""']
+    fts_sql = f"SELECT rowid FROM meme_fts WHERE meme_fts MATCH ? ORDER BY {_BM25} LIMIT ?"
+    all_terms = ids(fts_sql, (" AND ".join(terms), limit)) if terms else []
+    any_term = ids(fts_sql, (" OR ".join(terms), limit)) if len(terms) > 1 else []
+
+    needle = spaceless(" ".join(phrases + words))
+    substring = (
+        ids("SELECT rowid FROM meme_trigram WHERE meme_trigram MATCH ? ORDER BY rank LIMIT ?", (_quote(needle), limit))
+        if len(needle) >= 3 else []
+    )
+    # Whole-phrase substring hits are the strongest evidence, unless the query is
+    # so short that substrings are mostly noise (scripts without spaces, such as
+    # Japanese, are short by nature, so any 3+ characters count there).
+    substring_first = len(needle) >= _MIN_TRIGRAM_CHARS or (len(needle) >= 3 and not needle.isascii())
+    if substring_first:
+        # Among substring hits, BM25 order (which weights the user's text highest) breaks ties.
+        hits = set(substring)
+        bm25_order = [i for i in all_terms + any_term if i in hits]
+        ordered = bm25_order + substring + all_terms + any_term
+    else:
+        ordered = all_terms + any_term + substring
+    return list(dict.fromkeys(ordered))[:limit]
+
+
+def filter_ids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
+    clauses: list[str] = []
+    params: list = []
+    if not filters.include_missing:
+        clauses.append("m.status = 'ok'")
+    for tag in filters.tags:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id WHERE mt.meme_id = m.id AND t.name = ?)"
+        )
+        params.append(tag)
+    if filters.folders:
+        # A folder filter matches a registered folder path or any path segment, case-insensitively.
+        ors = []
+        for folder in filters.folders:
+            ors.append("(m.path LIKE ? ESCAPE '\\' OR m.path LIKE ? ESCAPE '\\')")
+            escaped = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").strip("/")
+            params.extend([f"%/{escaped}/%", f"{escaped}/%"])
+        clauses.append("(" + " OR ".join(ors) + ")")
+    if filters.formats:
+        clauses.append(f"lower(m.format) IN ({','.join('?' * len(filters.formats))})")
+        params.extend(f.lower().replace("jpg", "jpeg") for f in filters.formats)
+    if filters.described is not None:
+        has = "(m.user_description != '' OR EXISTS (SELECT 1 FROM descriptions d WHERE d.meme_id = m.id))"
+        clauses.append(has if filters.described else f"NOT {has}")
+    where = " AND ".join(clauses) or "1"
+    return {row[0] for row in conn.execute(f"SELECT m.id FROM memes m WHERE {where}", params)}

@@ -1,0 +1,73 @@
+"""Shared fixtures: settings in a temp data dir, stores, rendered memes, an indexed library."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from memesearch.app import Core
+from memesearch.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "data")
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request, tmp_path: Path):
+    """Every Store implementation; the contract suite runs against each."""
+    if request.param == "sqlite":
+        from memesearch.store.sqlite import SqliteStore
+
+        opened = SqliteStore(tmp_path / "store.db")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="session")
+def shared_models_dir(tmp_path_factory) -> Path:
+    """One models dir per test run, so the MiniLM ONNX graph is built once."""
+    return tmp_path_factory.mktemp("models")
+
+
+def make_core(home: Path, models_dir: Path, **overrides) -> Core:
+    settings = Settings(home=home, **overrides)
+    core = Core(settings)
+    # Reuse the session's built embedding model instead of rebuilding it per test.
+    target = settings.models_dir
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(models_dir, target_is_directory=True)
+    return core
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """64 rendered memes (fonts, GIFs, alpha PNGs, several boxes, non-English, one space-less)."""
+    from memesearch.library.samples import render_sample_memes
+
+    folder = tmp_path_factory.mktemp("corpus")
+    return folder, render_sample_memes(folder, count=64, seed=7)
+
+
+@pytest.fixture(scope="session")
+def indexed(tmp_path_factory, corpus, shared_models_dir):
+    """The corpus indexed with real OCR and real MiniLM embeddings (built once per run)."""
+    from memesearch.cli.library_cmds import run_index
+
+    folder, samples = corpus
+    core = make_core(tmp_path_factory.mktemp("library"), shared_models_dir)
+    core.store.add_folder(str(folder))
+    summary = run_index(core, show_progress=False)
+    yield core, samples, summary
+    core.close()
+
+
+def copy_tree(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target

@@ -1,0 +1,133 @@
+"""The Store contract: every store implementation must pass these (imported by test_store.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memesearch.errors import InvalidInputError, NotFoundError
+from memesearch.store.models import Description, FileRecord, Filters
+
+
+def add_meme(store, path: str, sha: str, *, folder_id=None, fmt="png", status="ok") -> int:
+    return store.insert_file(FileRecord(path=path, folder_id=folder_id, size=10, mtime=1.0, sha256=sha,
+                                        phash="0" * 16, width=10, height=10, format=fmt, frames=1, status=status))
+
+
+class StoreContract:
+    def test_folders_round_trip(self, store):
+        folder = store.add_folder("/memes/a")
+        assert store.add_folder("/memes/a").id == folder.id  # idempotent
+        store.record_scan(folder.id, {"seen": 3})
+        assert store.list_folders()[0].last_scan == {"seen": 3}
+
+    def test_remove_folder_keeps_memes_as_missing(self, store):
+        folder = store.add_folder("/memes/a")
+        meme_id = add_meme(store, "/memes/a/x.png", "s1", folder_id=folder.id)
+        store.remove_folder(folder.id)
+        assert store.get_meme(meme_id).status == "missing"
+        assert store.prune_missing() == 1
+        with pytest.raises(NotFoundError):
+            store.get_meme(meme_id)
+
+    def test_texts_and_keyword_search(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        b = add_meme(store, "/m/b.png", "sb")
+        store.set_ocr(a, "ONE DOES NOT SIMPLY WALK INTO MORDOR", "test-ocr")
+        store.set_ocr(b, "WHEN THE CODE WORKS ON THE FIRST TRY", "test-ocr")
+        assert store.keyword_search(["mordor"], [], 10) == [a]
+        assert store.keyword_search([], ["first try"], 10) == [b]
+        assert store.keyword_search(["nothing-like-this"], [], 10) == []
+
+    def test_spaceless_ocr_matches_spaced_query(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        add_meme(store, "/m/b.png", "sb")
+        store.set_ocr(a, "ONEDOESNOTSIMPLYWALKINTOMORDOR", "test-ocr")
+        assert store.keyword_search(["does", "not", "simply"], [], 10)[0] == a
+
+    def test_unicode_folding(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        b = add_meme(store, "/m/b.png", "sb")
+        store.set_ocr(a, "ÜBERRASCHUNG! Café für alle", "test-ocr")
+        store.set_ocr(b, "日本語のミーム テキスト", "test-ocr")
+        assert store.keyword_search(["uberraschung"], [], 10) == [a]
+        assert store.keyword_search(["CAFE"], [], 10) == [a]
+        assert store.keyword_search(["ミーム"], [], 10) == [b]
+        assert store.get_meme(a).ocr_text == "ÜBERRASCHUNG! Café für alle"  # stored as written
+
+    def test_user_text_wins_ties(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        b = add_meme(store, "/m/b.png", "sb")
+        store.set_ocr(a, "distracted boyfriend", "test-ocr")
+        store.set_user_description(b, "distracted boyfriend")
+        assert store.keyword_search(["distracted", "boyfriend"], [], 10)[0] == b
+
+    def test_descriptions_per_model(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        store.set_description(a, Description(model_id="m1", text="a frog drinking tea", backend="onnx", created_at=1))
+        store.set_description(a, Description(model_id="m2", text="kermit sipping tea", backend="torch", created_at=2))
+        meme = store.get_meme(a)
+        assert {d.model_id for d in meme.descriptions} == {"m1", "m2"}
+        assert meme.description == "kermit sipping tea"
+        assert store.keyword_search(["frog"], [], 10) == [a]
+
+    def test_tags(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        store.add_tags(a, ["reaction", "  cats  "])
+        store.create_tag("unused")
+        assert store.get_meme(a).tags == ["cats", "reaction"]
+        assert dict(store.list_tags()) == {"cats": 1, "reaction": 1, "unused": 0}
+        store.remove_tags(a, ["cats"])
+        assert store.get_meme(a).tags == ["reaction"]
+        with pytest.raises(InvalidInputError):
+            store.add_tags(a, [""])
+        with pytest.raises(NotFoundError):
+            store.add_tags(99999, ["x"])
+
+    def test_filters(self, store):
+        a = add_meme(store, "/memes/work/a.gif", "sa", fmt="gif")
+        b = add_meme(store, "/memes/home/b.png", "sb")
+        c = add_meme(store, "/memes/home/c.png", "sc", status="missing")
+        store.add_tags(a, ["reaction"])
+        store.set_user_description(b, "mine")
+        assert store.filter_ids(Filters()) == {a, b}
+        assert store.filter_ids(Filters(tags=["reaction"])) == {a}
+        assert store.filter_ids(Filters(folders=["home"])) == {b}
+        assert store.filter_ids(Filters(formats=["GIF"])) == {a}
+        assert store.filter_ids(Filters(described=True)) == {b}
+        assert store.filter_ids(Filters(described=False)) == {a}
+        assert c in store.filter_ids(Filters(include_missing=True))
+
+    def test_vectors_keep_model_and_hash(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        b = add_meme(store, "/m/b.png", "sb")
+        version = store.vectors_version()
+        store.put_vectors("model-x", [(a, "h1", np.ones(4, dtype=np.float32)), (b, "h2", np.zeros(4, dtype=np.float32))])
+        store.put_vectors("model-y", [(a, "h9", np.full(8, 2, dtype=np.float32))])
+        assert store.vectors_version() > version
+        assert store.vector_hashes("model-x") == {a: "h1", b: "h2"}
+        ids, matrix = store.load_vectors("model-x")
+        assert list(ids) == [a, b] and matrix.shape == (2, 4)
+        ids_y, matrix_y = store.load_vectors("model-y")
+        assert list(ids_y) == [a] and matrix_y.shape == (1, 8)  # models never mix
+
+    def test_duplicates_share_ocr(self, store):
+        a = add_meme(store, "/m/a.png", "same")
+        store.set_ocr(a, "shared text", "test-ocr")
+        b = add_meme(store, "/m/copy.png", "same")
+        meme_b = store.get_meme(b)
+        assert meme_b.duplicate_of == a and meme_b.ocr_text == "shared text"
+        assert b not in store.pending("ocr")
+
+    def test_pending_stages(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        add_meme(store, "/m/e.png", "se", status="error")
+        assert store.pending("ocr") == [a]
+        store.mark_stage(a, "ocr", "failed", "boom")
+        assert store.pending("ocr") == [a]  # failed work is retried
+        store.set_ocr(a, "x", "test-ocr")
+        assert store.pending("ocr") == []
+
+    def test_integrity(self, store):
+        add_meme(store, "/m/a.png", "sa")
+        assert store.integrity_ok()
