@@ -45,7 +45,7 @@ def tag_create(ctx: typer.Context, name: str) -> None:
 def tag_list(ctx: typer.Context) -> None:
     """All tags with how many memes carry them."""
     for name, count in Core(settings_of(ctx)).store.list_tags():
-        console.print(f"{name}\t{count}", highlight=False)
+        print(f"{name}\t{count}")
 
 
 def register(app: typer.Typer) -> None:

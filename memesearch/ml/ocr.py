@@ -24,9 +24,11 @@ REC_MODEL_FILE = "PP-OCRv6_rec_small.onnx"
 #: Images are shrunk so their longest side is at most this (rapidocr's own cap too);
 #: meme text stays legible and detection time stays bounded.
 MAX_SIDE = 2000
-#: Smaller images are enlarged to this longest side first: small memes usually
-#: carry small text, which the detector finds more reliably when upscaled.
-MIN_LONG_SIDE = 640
+#: Images whose long side is under UPSCALE_BELOW are enlarged to UPSCALE_TO: small
+#: memes carry small text, which both models read better enlarged (+2 points of
+#: word recall on half-size samples); larger ones gain nothing for 30% more time.
+UPSCALE_BELOW = 480
+UPSCALE_TO = 640
 #: rapidocr's detector defaults to enlarging every image until its *short* side is
 #: 736 px (about 1000x736 for a typical meme). Capping the *long* side at 960
 #: instead halves OCR time on memes with the same word recall on our samples.
@@ -124,10 +126,13 @@ class RapidOcrEngine(OcrEngine):
 
 
 def _fit_size(image: Image.Image) -> tuple[Image.Image, float]:
-    """Scale the long side into [MIN_LONG_SIDE, MAX_SIDE], pad tiny images; returns (image, scale)."""
+    """Bring the long side to at most MAX_SIDE, enlarge small images, pad tiny ones.
+
+    Returns the image to read and the factor it was scaled by.
+    """
     width, height = image.size
     longest = max(width, height)
-    scale = min(MAX_SIDE / longest, max(1.0, MIN_LONG_SIDE / longest))
+    scale = min(1.0, MAX_SIDE / longest) if longest >= UPSCALE_BELOW else UPSCALE_TO / longest
     if scale > 1.0 and min(width, height) * scale < MIN_SIDE:
         scale = 1.0  # a sliver (or a dot) gains nothing from enlarging; padding is enough
     if scale != 1.0:

@@ -25,7 +25,7 @@ OPSET = 17
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "last_hidden_state"
 #: Bumped whenever the graph layout changes, so cached files built by an older layout are rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 _SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
@@ -119,14 +119,16 @@ class _GraphBuilder:
 def _activation(g: _GraphBuilder, x: str, kind: str) -> str:
     if kind == "relu":
         return g.op("Relu", [x])
-    if kind == "gelu":  # exact erf form; onnxruntime fuses this pattern into one Gelu kernel
-        inner = g.op("Erf", [g.op("Mul", [x, g.scalar("const_inv_sqrt2", 1.0 / math.sqrt(2.0))])])
+    if kind == "gelu":
+        # Exact erf form, written as x * (1 + erf(x / sqrt2)) * 0.5: onnxruntime's GeluFusion
+        # only recognises this Div-first order (a Mul by 1/sqrt2 stays five slow kernels).
+        inner = g.op("Erf", [g.op("Div", [x, g.scalar("const_sqrt2", math.sqrt(2.0))])])
     else:  # tanh approximation used by gelu_new / gelu_pytorch_tanh
         cubic = g.op("Mul", [g.op("Pow", [x, g.scalar("const_three", 3.0)]), g.scalar("const_gelu_c", 0.044715)])
         scaled = g.op("Mul", [g.op("Add", [x, cubic]), g.scalar("const_sqrt_2_pi", math.sqrt(2.0 / math.pi))])
         inner = g.op("Tanh", [scaled])
-    half_x = g.op("Mul", [x, g.scalar("const_half", 0.5)])
-    return g.op("Mul", [half_x, g.op("Add", [inner, g.scalar("const_one", 1.0)])])
+    gated = g.op("Mul", [x, g.op("Add", [inner, g.scalar("const_one", 1.0)])])
+    return g.op("Mul", [gated, g.scalar("const_half", 0.5)])
 
 
 def _embeddings(g: _GraphBuilder, cfg: BertConfig) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from memesearch.errors import require
@@ -34,7 +35,9 @@ _PURPOSE = "Exporting Florence-2 to ONNX"
 
 def _torch_export(module, args: tuple, path: Path, inputs: list[str], outputs: list[str], axes: dict) -> None:
     torch = require("torch", extra="export", purpose=_PURPOSE)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Shape-dependent Python branches are traced as constants; the parity tests cover them.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             module,
             args,
@@ -57,7 +60,7 @@ def _save(model, path: Path) -> None:
         onnx.save(model, str(path))
 
 
-def _export_decoder(model, config, out_path: Path, work_dir: Path) -> None:
+def _export_decoder(model, config, onnx_dir: Path, work_dir: Path, *, int8: bool) -> None:
     torch = require("torch", extra="export", purpose=_PURPOSE)
     onnx = require("onnx", extra="export", purpose=_PURPOSE)
     from memesearch.ml.export.florence2_modules import DecoderWithCache, DecoderWithoutCache, cache_names
@@ -109,21 +112,25 @@ def _export_decoder(model, config, out_path: Path, work_dir: Path) -> None:
         {**common_axes, **kv_axes},
     )
     merged = merge_decoders(onnx.load(str(no_cache_path)), onnx.load(str(with_cache_path)))
-    _save(merged, out_path)
+    _save(merged, onnx_dir / "decoder_model_merged.onnx")
+    if int8:
+        # Quantise the halves before merging: the quantiser cannot see weights that a
+        # merged model keeps in the outer graph, so it would skip every branch MatMul.
+        halves = [
+            _quantize_file(path, path.with_name(f"{path.stem}_int8.onnx"))
+            for path in (no_cache_path, with_cache_path)
+        ]
+        merged = merge_decoders(onnx.load(str(halves[0])), onnx.load(str(halves[1])))
+        _save(merged, onnx_dir / "decoder_model_merged_int8.onnx")
 
 
-def _quantize_int8(onnx_dir: Path) -> None:
+def _quantize_file(source: Path, target: Path) -> Path:
+    """Dynamic int8 quantisation of the MatMul weights (activations quantised at run time)."""
     quantization = require("onnxruntime.quantization", extra="export", purpose="Quantising Florence-2")
-    for source in sorted(onnx_dir.glob("*.onnx")):
-        if source.stem.endswith("_int8"):
-            continue
-        target = source.with_name(f"{source.stem}_int8.onnx")
-        quantization.quantize_dynamic(
-            str(source),
-            str(target),
-            op_types_to_quantize=["MatMul"],
-            weight_type=quantization.QuantType.QInt8,
-        )
+    quantization.quantize_dynamic(
+        str(source), str(target), op_types_to_quantize=["MatMul"], weight_type=quantization.QuantType.QInt8
+    )
+    return target
 
 
 def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
@@ -159,7 +166,10 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
         onnx_dir / "embed_tokens.onnx",
         ["input_ids"],
         ["inputs_embeds"],
-        {"input_ids": {0: "batch_size", 1: "sequence_length"}, "inputs_embeds": {0: "batch_size", 1: "sequence_length"}},
+        {
+            "input_ids": {0: "batch_size", 1: "sequence_length"},
+            "inputs_embeds": {0: "batch_size", 1: "sequence_length"},
+        },
     )
     mask = torch.ones(2, 9, dtype=torch.int64)
     mask[1, -3:] = 0  # see _export_decoder: a padded sample keeps the mask in the graph
@@ -176,10 +186,11 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
         },
     )
     with tempfile.TemporaryDirectory() as work_dir:
-        _export_decoder(model, config, onnx_dir / "decoder_model_merged.onnx", Path(work_dir))
+        _export_decoder(model, config, onnx_dir, Path(work_dir), int8=int8)
+    if int8:
+        for component in ("vision_encoder", "embed_tokens", "encoder_model"):
+            _quantize_file(onnx_dir / f"{component}.onnx", onnx_dir / f"{component}_int8.onnx")
     for name in COPIED_FILES:
         if (checkpoint_dir / name).is_file():
             shutil.copy2(checkpoint_dir / name, out_dir / name)
-    if int8:
-        _quantize_int8(onnx_dir)
     return out_dir

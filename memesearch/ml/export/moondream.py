@@ -24,7 +24,7 @@ import numpy as np
 from memesearch.errors import require
 from memesearch.ml.onnx.moondream_bundle import FORMAT_VERSION, MAGIC
 
-#: The order the real bundles list their entries in does not matter to readers; ours is fixed.
+#: Graph interfaces of the real bundles (output names the client reads; others are ours).
 _ONNX_SPECS = {
     # name: (input names, output names, dynamic axes)
     "vision_encoder": (["input"], ["output"], {"input": {0: "crops"}, "output": {0: "crops"}}),
@@ -69,7 +69,7 @@ def write_bundle(components: dict, out_path: Path | str) -> Path:
     return out_path
 
 
-def _example_inputs(name: str, modules, cfg: dict):
+def _example_inputs(name: str, cfg: dict):
     torch = require("torch", extra="export", purpose="Exporting Moondream to ONNX")
     heads = cfg["text_heads"]
     if name == "vision_encoder":
@@ -90,7 +90,7 @@ def export_graphs(modules, cfg: dict) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as scratch:
         for name, (inputs, outputs, dynamic) in _ONNX_SPECS.items():
             target = Path(scratch) / f"{name}.onnx"
-            torch.onnx.export(modules[name], _example_inputs(name, modules, cfg), str(target), dynamo=False,
+            torch.onnx.export(modules[name], _example_inputs(name, cfg), str(target), dynamo=False,
                               input_names=inputs, output_names=outputs, dynamic_axes=dynamic, opset_version=17)
             graphs[name] = target.read_bytes()
     return graphs

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 from memesearch.errors import require
@@ -45,7 +46,11 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
     ).eval()
     config = model.config
 
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer's notes (shapes baked as constants: the tile size, the pixel-shuffle
+        # grid) are expected for this model and only confuse users.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         _export_vision(torch, VisionEncoderExport(model), config, out_dir / onnx_path("vision_encoder", "fp32"))
         _export_embed(torch, EmbedTokensExport(model), out_dir / onnx_path("embed_tokens", "fp32"))
         _export_decoder(torch, DecoderExport(model), config, out_dir / onnx_path("decoder_model_merged", "fp32"))
@@ -83,7 +88,10 @@ def _export_embed(torch, module, path: Path) -> None:
         str(path),
         input_names=["input_ids"],
         output_names=["inputs_embeds"],
-        dynamic_axes={"input_ids": {0: "batch_size", 1: "sequence_length"}, "inputs_embeds": {0: "batch_size", 1: "sequence_length"}},
+        dynamic_axes={
+            "input_ids": {0: "batch_size", 1: "sequence_length"},
+            "inputs_embeds": {0: "batch_size", 1: "sequence_length"},
+        },
         opset_version=OPSET,
         dynamo=False,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memesearch.errors import ModelUnavailableError, require
+from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
 from memesearch.ml.onnx.florence2_decode import DecodeSettings, MergedDecoder, greedy_generate, strip_sequence
 from memesearch.ml.onnx.florence2_inputs import (
@@ -77,7 +77,8 @@ class OnnxFlorence2Captioner(Captioner):
         required_files(dtype)  # validates the dtype early
 
     def _load(self) -> None:
-        tokenizers = require("tokenizers", extra="onnx", purpose="Florence-2 on ONNX Runtime")
+        import tokenizers  # a core dependency, like onnxruntime
+
         missing = [name for name in required_files(self.dtype) if not (self.model_dir / name).is_file()]
         if missing:
             raise ModelUnavailableError(

@@ -188,7 +188,8 @@ class OnnxMoondreamCaptioner(Captioner):
         """Greedy token ids after the prompt, without EOS."""
         prompt_ids = self.prompt_ids(prompt)
         image_kv, position = self.encode_image(image)
-        capacity = max(MAX_CONTEXT, position + len(prompt_ids))
+        # Room for the prompt and every token fed back, within the model's context.
+        capacity = max(min(MAX_CONTEXT, position + len(prompt_ids) + max_new_tokens), position + len(prompt_ids))
         cache = np.zeros(image_kv.shape[:-2] + (capacity, image_kv.shape[-1]), dtype=image_kv.dtype)
         cache[..., :position, :] = image_kv
         embeds, generated = self._embed(prompt_ids), []

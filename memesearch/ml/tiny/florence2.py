@@ -73,7 +73,10 @@ def build_tokenizer():
     tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), add_prefix_space=False)
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tokenizer.add_special_tokens(
-        [AddedToken("<mask>", special=True, lstrip=True, normalized=False), AddedToken(IMAGE_TOKEN, special=True, normalized=False)]
+        [
+            AddedToken("<mask>", special=True, lstrip=True, normalized=False),
+            AddedToken(IMAGE_TOKEN, special=True, normalized=False),
+        ]
     )
     return tokenizer
 
@@ -215,9 +218,16 @@ def reference_generate(
     checkpoint_dir: Path, images: Sequence[Image.Image], prompt: str, max_new_tokens: int
 ) -> list[list[int]]:
     """transformers' greedy generation; ids per image without decoder start, forced BOS or EOS/padding."""
+    return reference_generate_prompts(checkpoint_dir, images, [prompt] * len(images), max_new_tokens)
+
+
+def reference_generate_prompts(
+    checkpoint_dir: Path, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int
+) -> list[list[int]]:
+    """Like :func:`reference_generate` with one prompt per image (the processor pads them)."""
     torch = require("torch", extra="torch", purpose="Running the Florence-2 reference")
     model, processor = load_reference(checkpoint_dir)
-    inputs = processor(text=[prompt] * len(images), images=[im.convert("RGB") for im in images], return_tensors="pt")
+    inputs = processor(text=list(prompts), images=list(images), return_tensors="pt", padding=True)
     with torch.no_grad():
         output = model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
     return [strip_generated(row.tolist(), model.generation_config) for row in output]

@@ -89,7 +89,7 @@ def _modules(cfg: dict, vocab_size: int):
         def forward(self, pixels):
             x = self.patchify(pixels.float()).flatten(2).transpose(1, 2) + self.position
             normed = self.block.norm(x)
-            q, k, v = self.block.split(self.block.qkv(normed))
+            q, k, v = self.block.split(self.block.qkv(normed)).unbind(0)
             x = self.block.mix(x, normed, F.scaled_dot_product_attention(q, k, v))
             return self.norm(x).half()
 
@@ -133,7 +133,7 @@ def _modules(cfg: dict, vocab_size: int):
             new_kv = []
             for layer, block in enumerate(self.blocks):
                 normed = block.norm(x)
-                q, k, v = block.split(block.qkv(normed))
+                q, k, v = block.split(block.qkv(normed)).unbind(0)
                 k = self.rotate(k, positions)
                 new_kv.append(torch.stack([k, v]))
                 keys = torch.cat([past[layer, 0], k], dim=2)

@@ -27,7 +27,9 @@ class TorchSmolVLMCaptioner(Captioner):
         revision: str | None = None,
         dtype: str = "fp32",
         threads: int | None = None,
+        image_longest_edge: int | None = None,
     ) -> None:
+        """``image_longest_edge``: as in :class:`OnnxSmolVLMCaptioner` (the processor's first resize)."""
         super().__init__()
         if dtype not in _TORCH_DTYPES:
             raise ModelUnavailableError(
@@ -37,6 +39,7 @@ class TorchSmolVLMCaptioner(Captioner):
         self.revision = revision
         self.dtype = dtype
         self.threads = threads
+        self.image_longest_edge = image_longest_edge
         self.model_id = f"smolvlm:{Path(self.source).name}"
         self.batch_size = 4
 
@@ -79,7 +82,8 @@ class TorchSmolVLMCaptioner(Captioner):
             for request in requests
         ]
         images = [[request.image] for request in requests]
-        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        image_kwargs = {"size": {"longest_edge": self.image_longest_edge}} if self.image_longest_edge else {}
+        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt", **image_kwargs)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         with self._torch.no_grad():
             output = self.model.generate(

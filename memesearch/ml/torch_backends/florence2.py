@@ -1,0 +1,98 @@
+"""Florence-2 on PyTorch through transformers' native classes (no remote code).
+
+Works with the ``florence-community/Florence-2-base`` / ``-large`` checkpoints
+(the converted ones transformers 5 loads natively) and any local directory in
+that format, e.g. our tiny test checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from memesearch.errors import ModelUnavailableError, require
+from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.ml.onnx.florence2_decode import DecodeSettings, strip_sequence
+from memesearch.ml.onnx.florence2_inputs import clean_text, to_rgb
+
+DEFAULT_PROMPT = "<MORE_DETAILED_CAPTION>"
+DEFAULT_REPO = "florence-community/Florence-2-base"
+_PURPOSE = "Florence-2 on PyTorch"
+_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class TorchFlorence2Captioner(Captioner):
+    backend = "torch"
+    batch_size = 4
+
+    def __init__(
+        self,
+        model_dir_or_repo: str | Path = DEFAULT_REPO,
+        *,
+        revision: str | None = None,
+        dtype: str = "fp32",
+        threads: int | None = None,
+    ) -> None:
+        super().__init__()
+        if dtype not in _TORCH_DTYPES:
+            raise ModelUnavailableError(
+                f"unknown torch dtype {dtype!r} for Florence-2", hint=f"use one of {', '.join(_TORCH_DTYPES)}"
+            )
+        self.source = str(model_dir_or_repo)
+        self.revision = revision
+        self.dtype = dtype
+        self.threads = threads
+        self.model_id = f"florence2:{Path(self.source).name}"
+
+    def _load(self) -> None:
+        torch = require("torch", extra="torch", purpose=_PURPOSE)
+        transformers = require("transformers", extra="torch", purpose=_PURPOSE)
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            self._model = transformers.Florence2ForConditionalGeneration.from_pretrained(
+                self.source, revision=self.revision, dtype=getattr(torch, _TORCH_DTYPES[self.dtype])
+            ).eval()
+            self._processor = transformers.AutoProcessor.from_pretrained(self.source, revision=self.revision)
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(
+                f"cannot load Florence-2 from {self.source!r}: {exc}",
+                hint="use a florence-community/Florence-2-* checkpoint (native transformers format); "
+                "without network access, download it elsewhere and pass its directory",
+            ) from exc
+        generation = self._model.generation_config
+        self._settings = DecodeSettings(
+            decoder_start_token_id=generation.decoder_start_token_id,
+            eos_token_id=generation.eos_token_id,
+            pad_token_id=generation.pad_token_id,
+            forced_bos_token_id=generation.forced_bos_token_id,
+            forced_eos_token_id=generation.forced_eos_token_id,
+            no_repeat_ngram_size=generation.no_repeat_ngram_size or 0,
+        )
+
+    def generate_ids(self, requests: list[CaptionRequest], max_new_tokens: int) -> list[list[int]]:
+        """Greedy generation; text ids per request (no start token, forced BOS or EOS)."""
+        torch = require("torch", extra="torch", purpose=_PURPOSE)
+        inputs = self._processor(
+            text=[request.prompt for request in requests],
+            images=[to_rgb(request.image) for request in requests],
+            return_tensors="pt",
+            padding=True,
+        )
+        inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
+        with torch.no_grad():
+            output = self._model.generate(
+                **inputs, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens
+            )
+        return [strip_sequence(row.tolist(), self._settings) for row in output]
+
+    def _caption_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        results: dict[int, CaptionResult] = {}
+        by_limit: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            by_limit.setdefault(request.max_new_tokens, []).append(index)
+        for limit, indices in by_limit.items():
+            generated = self.generate_ids([requests[i] for i in indices], limit)
+            for index, ids in zip(indices, generated, strict=True):
+                text = clean_text(self._processor.tokenizer.decode(ids, skip_special_tokens=False))
+                results[index] = CaptionResult(text=text, token_ids=ids)
+        return [results[index] for index in range(len(requests))]

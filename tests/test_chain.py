@@ -1,0 +1,194 @@
+"""The caption fallback chain: each way a backend can fail, and what the user is told."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+from memesearch.config import Settings
+from memesearch.errors import ModelUnavailableError
+from memesearch.ml import chain
+from memesearch.ml.base import CaptionResult, Captioner
+from memesearch.ml.onnx.session import open_session
+from memesearch.ml.registry import ModelSpec
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+class IdentityOnnxCaptioner(Captioner):
+    """A real onnxruntime session over one file; the 'caption' is the graph's output."""
+
+    backend = "onnx"
+
+    def __init__(self, model_dir: Path, *, dtype: str = "fp32", threads: int | None = None) -> None:
+        super().__init__()
+        self.model_dir = Path(model_dir)
+        self.dtype = dtype
+
+    def _load(self) -> None:
+        self.session = open_session(self.model_dir / "onnx" / f"model_{self.dtype}.onnx", threads=1)
+
+    def _caption_batch(self, requests):
+        import numpy as np
+
+        (out,) = self.session.run(None, {"x": np.array([3.0], dtype=np.float32)})
+        return [CaptionResult(text=f"onnx says {out[0]:.0f}", token_ids=[int(out[0])]) for _ in requests]
+
+
+def _family_module() -> types.ModuleType:
+    module = types.ModuleType("memesearch_test_family_onnx")
+    IdentityOnnxCaptioner.__module__ = module.__name__
+    module.IdentityOnnxCaptioner = IdentityOnnxCaptioner
+    module.required_files = lambda dtype: [f"onnx/model_{dtype}.onnx", "tokenizer.json"]
+    return module
+
+
+@pytest.fixture
+def family(monkeypatch):
+    """Route the smolvlm family's ONNX code to the identity captioner above."""
+    module = _family_module()
+    real = chain.family_module
+
+    def fake_family_module(kind: str, family: str):
+        return module if kind == "onnx" else real(kind, family)
+
+    monkeypatch.setattr(chain, "family_module", fake_family_module)
+    return module
+
+
+@pytest.fixture
+def no_transformers(monkeypatch):
+    """Simulate an install without the torch extra (a None entry makes `import` fail)."""
+    monkeypatch.setitem(sys.modules, "transformers", None)
+
+
+def make_spec(backends: list[str]) -> ModelSpec:
+    return ModelSpec.model_validate(
+        {
+            "id": "test-model",
+            "family": "smolvlm",
+            "prompt": "Describe.",
+            "backends": backends,
+            "sources": {
+                "onnx": {"repo": "org/test", "revision": REVISION, "default_dtype": "fp32", "dtypes": {"fp32": {}, "int8": {}}},
+                "torch": {"repo": "org/test-torch", "revision": "main"},
+                "fake": {},
+            },
+        }
+    )
+
+
+def write_identity_model(path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def install_files(settings: Settings, dtype: str = "fp32", *, corrupt: bool = False) -> None:
+    directory = settings.models_dir / "test-model"
+    model = directory / "onnx" / f"model_{dtype}.onnx"
+    if corrupt:
+        model.parent.mkdir(parents=True, exist_ok=True)
+        model.write_bytes(b"\x08\x07this is not a protobuf")
+    else:
+        write_identity_model(model)
+    (directory / "tokenizer.json").write_text("{}")
+
+
+def image() -> Image.Image:
+    return Image.new("RGB", (32, 32), (10, 200, 10))
+
+
+def test_first_working_backend_runs_and_results_say_where_they_came_from(settings, family):
+    install_files(settings)
+    captioner = chain.load_captioner(make_spec(["onnx", "fake"]), settings)
+    result = captioner.caption_images([image()])[0]
+    assert result.text == "onnx says 3"
+    assert (result.model_id, result.backend, result.dtype, result.revision) == ("test-model", "onnx", "fp32", REVISION)
+    assert result.ms > 0
+    assert captioner.failures == {}
+
+
+def test_missing_files_and_missing_package_fall_through_to_the_next_backend(settings, family, no_transformers):
+    captioner = chain.load_captioner(make_spec(["onnx", "torch", "fake"]), settings)
+    result = captioner.caption_images([image()])[0]
+    assert result.backend == "fake"
+    assert "a mostly green square meme" in result.text
+    assert "onnx/model_fp32.onnx" in captioner.failures["onnx"]
+    assert "memesearch models pull test-model" in captioner.failures["onnx"]
+    assert "pip install 'memesearch[torch]'" in captioner.failures["torch"]
+
+
+def test_corrupt_onnx_file_gives_a_clear_reason_then_falls_back(settings, family):
+    install_files(settings, corrupt=True)
+    captioner = chain.load_captioner(make_spec(["onnx", "fake"]), settings)
+    assert captioner.caption_images([image()])[0].backend == "fake"
+    reason = captioner.failures["onnx"]
+    assert "cannot load ONNX model" in reason and "model_fp32.onnx" in reason
+    assert "download it again" in reason
+
+
+def test_requested_dtype_selects_its_files(settings, family):
+    install_files(settings, "fp32")
+    with pytest.raises(ModelUnavailableError) as error:
+        chain.load_captioner(make_spec(["onnx"]), settings, dtype="int8")
+    assert "onnx/model_int8.onnx" in error.value.message
+    assert "memesearch models pull test-model --dtype int8" in error.value.message
+
+
+def test_when_nothing_works_the_error_lists_every_backend_and_the_fixes(settings, family, no_transformers):
+    with pytest.raises(ModelUnavailableError) as error:
+        chain.load_captioner(make_spec(["onnx", "torch"]), settings)
+    message, hint = error.value.message, error.value.hint
+    assert "no backend could run caption model 'test-model'" in message
+    assert "- onnx: 2 file(s) missing" in message
+    assert "- torch: " in message and "transformers" in message
+    assert "memesearch models pull test-model" in hint
+    assert "pip install 'memesearch[torch]'" in hint
+
+
+def test_a_backend_failing_at_run_time_falls_through_for_that_call_only(settings):
+    calls = {"flaky": 0}
+
+    class Flaky(Captioner):
+        backend = "onnx"
+
+        def _caption_batch(self, requests):
+            calls["flaky"] += 1
+            if calls["flaky"] == 1:
+                raise RuntimeError("ORT: out of memory")
+            return [CaptionResult(text="flaky recovered") for _ in requests]
+
+    loaders = dict(chain.LOADERS, onnx=lambda spec, settings, dtype: chain.Loaded(Flaky(), "fp32", REVISION))
+    captioner = chain.load_captioner(make_spec(["onnx", "fake"]), settings, loaders=loaders)
+    first = captioner.caption_images([image()])[0]
+    assert first.backend == "fake"
+    assert "out of memory" in captioner.run_failures["onnx"]
+    second = captioner.caption_images([image()])[0]
+    assert (second.backend, second.text) == ("onnx", "flaky recovered")
+
+
+def test_backend_flag_restricts_the_chain(settings, family):
+    install_files(settings)
+    captioner = chain.load_captioner(make_spec(["onnx", "fake"]), settings, backend="fake")
+    assert captioner.caption_images([image()])[0].backend == "fake"
+    with pytest.raises(ModelUnavailableError, match="- torch: "):
+        chain.load_captioner(make_spec(["onnx", "fake"]), settings, backend="torch")
+
+
+def test_api_fallback_without_a_key_names_the_variable(settings, monkeypatch):
+    monkeypatch.delenv("MEMESEARCH_OPENAI_API_KEY", raising=False)
+    with pytest.raises(ModelUnavailableError) as error:
+        chain.load_captioner(make_spec(["onnx", "api"]).model_copy(update={"backends": ["api"]}), settings)
+    assert "MEMESEARCH_OPENAI_API_KEY" in error.value.message

@@ -1,0 +1,258 @@
+"""Scanning real files: incremental rescans, moves, duplicates, missing files, bad files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from memesearch.library import scanner
+from memesearch.library.scanner import scan_folder
+from memesearch.store.sqlite import SqliteStore
+
+
+def _png(path: Path, color=(200, 30, 30), size=(64, 48)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+@pytest.fixture
+def lib(tmp_path, settings):
+    folder = tmp_path / "memes"
+    folder.mkdir()
+    store = SqliteStore(tmp_path / "db.sqlite")
+    registered = store.add_folder(str(folder))
+    yield folder, store, registered, settings
+    store.close()
+
+
+def _scan(lib):
+    folder, store, registered, settings = lib
+    return scan_folder(store, registered, settings)
+
+
+def test_records_file_facts(lib):
+    folder, store, *_ = lib
+    _png(folder / "a.png")
+    summary = _scan(lib)
+    assert summary.added == 1 and not summary.errors
+    meme = store.get_meme(store.meme_ids()[0])
+    assert (meme.format, meme.width, meme.height, meme.frames) == ("png", 64, 48, 1)
+    assert len(meme.sha256) == 64 and len(meme.phash) == 16
+    assert meme.size == (folder / "a.png").stat().st_size
+
+
+def test_skips_hidden_and_system_folders(lib):
+    folder, store, *_ = lib
+    _png(folder / "ok" / "a.png")
+    for skipped in (".hidden/b.png", "@eaDir/c.png", ".git/d.png", "node_modules/e.png", ".dot.png", "notes.txt"):
+        target = folder / skipped
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((folder / "ok" / "a.png").read_bytes())
+    summary = _scan(lib)
+    assert summary.seen == 1 and summary.added == 1
+
+
+def test_rescan_of_unchanged_files_decodes_nothing(lib, monkeypatch):
+    folder, store, *_ = lib
+    for i in range(5):
+        _png(folder / f"{i}.png", color=(i * 40, 0, 0))
+    _scan(lib)
+    calls = []
+    monkeypatch.setattr(scanner, "probe", lambda *a, **k: calls.append(a) or pytest.fail("decoded an unchanged file"))
+    monkeypatch.setattr(scanner, "sha256_file", lambda *a, **k: pytest.fail("hashed an unchanged file"))
+    summary = _scan(lib)
+    assert summary.unchanged == 5 and summary.added == 0 and calls == []
+
+
+def test_rename_keeps_texts_tags_and_id(lib):
+    folder, store, *_ = lib
+    _png(folder / "old.png")
+    _scan(lib)
+    meme_id = store.meme_ids()[0]
+    store.set_ocr(meme_id, "SOME TEXT", "test")
+    store.add_tags(meme_id, ["keeper"])
+    store.set_user_description(meme_id, "mine")
+    (folder / "sub").mkdir()
+    os.rename(folder / "old.png", folder / "sub" / "new name.png")
+    summary = _scan(lib)
+    assert summary.moved == 1 and summary.added == 0 and summary.missing == 0
+    meme = store.get_meme(meme_id)
+    assert meme.path == str(folder / "sub" / "new name.png")
+    assert (meme.ocr_text, meme.tags, meme.user_description, meme.status) == ("SOME TEXT", ["keeper"], "mine", "ok")
+
+
+def test_move_between_folders_keeps_data(lib, tmp_path):
+    folder, store, registered, settings = lib
+    other = tmp_path / "other"
+    other.mkdir()
+    other_folder = store.add_folder(str(other))
+    _png(folder / "a.png")
+    _scan(lib)
+    meme_id = store.meme_ids()[0]
+    store.add_tags(meme_id, ["moved"])
+    shutil.move(folder / "a.png", other / "a.png")
+    scan_folder(store, other_folder, settings)  # the new location is scanned first
+    _scan(lib)
+    meme = store.get_meme(meme_id)
+    assert meme.path == str(other / "a.png") and meme.tags == ["moved"] and meme.status == "ok"
+    assert store.counts()["total"] == 1
+
+
+def test_duplicates_are_linked(lib):
+    folder, store, *_ = lib
+    _png(folder / "a.png")
+    shutil.copy(folder / "a.png", folder / "copy.png")
+    summary = _scan(lib)
+    assert summary.added == 2 and summary.duplicates == 1
+    first, second = store.get_memes(store.meme_ids())
+    assert second.duplicate_of == first.id and first.sha256 == second.sha256
+
+
+def test_deleted_files_are_missing_until_pruned(lib):
+    folder, store, *_ = lib
+    _png(folder / "a.png")
+    _scan(lib)
+    meme_id = store.meme_ids()[0]
+    store.add_tags(meme_id, ["remember-me"])
+    (folder / "a.png").unlink()
+    assert _scan(lib).missing == 1
+    assert store.get_meme(meme_id).status == "missing"
+    assert store.get_meme(meme_id).tags == ["remember-me"]  # not forgotten
+    _png(folder / "a.png")  # it comes back: same bytes, same meme
+    _scan(lib)
+    assert store.get_meme(meme_id).status == "ok"
+    (folder / "a.png").unlink()
+    _scan(lib)
+    assert store.prune_missing() == 1 and store.counts()["total"] == 0
+
+
+def test_changed_content_drops_machine_text_keeps_user_text(lib):
+    folder, store, *_ = lib
+    path = _png(folder / "a.png")
+    _scan(lib)
+    meme_id = store.meme_ids()[0]
+    store.set_ocr(meme_id, "OLD TEXT", "test")
+    store.set_user_description(meme_id, "my words")
+    _png(path, color=(0, 0, 255), size=(80, 40))
+    os.utime(path, (1e9, 1e9))
+    summary = _scan(lib)
+    assert summary.changed == 1
+    meme = store.get_meme(meme_id)
+    assert meme.ocr_text == "" and meme.user_description == "my words" and meme.width == 80
+    assert meme_id in store.pending("ocr")
+
+
+def _bad_files(folder: Path) -> dict[str, bytes]:
+    good = (folder / "good.png").read_bytes()
+    jpeg = folder / "tmp.jpg"
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(jpeg)
+    jpeg_bytes = jpeg.read_bytes()
+    jpeg.unlink()
+    bomb = bytearray(good)
+    # Rewrite the IHDR width/height to 100000 x 100000 and fix its CRC: a tiny file declaring 10 gigapixels.
+    bomb[16:24] = struct.pack(">II", 100_000, 100_000)
+    bomb[29:33] = struct.pack(">I", zlib.crc32(bytes(bomb[12:29])))
+    return {
+        "empty.png": b"",
+        "truncated.jpg": jpeg_bytes[: len(jpeg_bytes) // 2],
+        "truncated.png": good[:60],
+        "text.jpg": b"this is not an image at all\n" * 10,
+        "script.png": b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
+        "bomb.png": bytes(bomb),
+    }
+
+
+def test_bad_files_are_recorded_and_skipped(lib):
+    folder, store, *_ = lib
+    _png(folder / "good.png")
+    for name, data in _bad_files(folder).items():
+        (folder / name).write_bytes(data)
+    summary = _scan(lib)
+    errors = dict(summary.errors)
+    assert set(map(lambda p: Path(p).name, errors)) == {"empty.png", "truncated.jpg", "truncated.png", "text.jpg", "script.png", "bomb.png"}
+    assert "0 bytes" in errors[str(folder / "empty.png")]
+    assert "MP limit" in errors[str(folder / "bomb.png")] or "decompression" in errors[str(folder / "bomb.png")]
+    assert store.counts()["ok"] == 1 and store.counts()["errors"] == 6
+    assert {p for p, _ in store.errors()} == set(errors)
+    assert (folder / "empty.png").read_bytes() == b""  # user files are never touched
+
+
+def test_symlink_outside_folder_is_refused(lib, tmp_path):
+    folder, store, *_ = lib
+    outside = _png(tmp_path / "secret" / "outside.png")
+    (folder / "link.png").symlink_to(outside)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    _png(folder / "inside.png", color=(1, 2, 3))
+    (folder / "inner-link.png").symlink_to(folder / "inside.png")
+    summary = _scan(lib)
+    assert any("outside" in reason for _, reason in summary.skipped)
+    assert sorted(Path(p).name for p in (m.path for m in store.get_memes(store.meme_ids()))) == ["inner-link.png", "inside.png"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read files without read permission")
+def test_unreadable_file_is_an_error(lib):
+    folder, store, *_ = lib
+    path = _png(folder / "locked.png")
+    path.chmod(0)
+    try:
+        summary = _scan(lib)
+    finally:
+        path.chmod(0o644)
+    assert summary.errors and "cannot read" in summary.errors[0][1]
+
+
+def test_missing_folder_marks_memes_missing(lib):
+    folder, store, *_ = lib
+    _png(folder / "a.png")
+    _scan(lib)
+    shutil.rmtree(folder)
+    summary = _scan(lib)
+    assert summary.folder_error and summary.missing == 1
+
+
+def test_first_frame_and_alpha_flattening(tmp_path):
+    from memesearch.library.decode import load_rgb
+
+    gif = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert load_rgb(gif, 10).getpixel((5, 5))[0] > 200  # red first frame, not blue
+    transparent = tmp_path / "alpha.png"
+    Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(transparent)
+    assert load_rgb(transparent, 10).getpixel((3, 3)) == (255, 255, 255)  # flattened on white
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    from memesearch.library.decode import load_rgb
+
+    image = Image.new("RGB", (40, 20), (0, 128, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif)
+    assert load_rgb(path, 10).size == (20, 40)
+
+
+def test_read_error_is_recorded_not_raised(lib, monkeypatch):
+    """The same path as an unreadable file, reachable when the tests run as root."""
+    folder, store, *_ = lib
+    _png(folder / "a.png")
+    _png(folder / "b.png", color=(9, 9, 9))
+
+    def deny(path):
+        if Path(path).name == "a.png":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    real = scanner.sha256_file
+    monkeypatch.setattr(scanner, "sha256_file", deny)
+    summary = _scan(lib)
+    assert [Path(p).name for p, _ in summary.errors] == ["a.png"] and "Permission denied" in summary.errors[0][1]
+    assert store.counts()["ok"] == 1
