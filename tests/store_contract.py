@@ -131,3 +131,16 @@ class StoreContract:
     def test_integrity(self, store):
         add_meme(store, "/m/a.png", "sa")
         assert store.integrity_ok()
+
+    def test_missing_memes_are_not_results(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        b = add_meme(store, "/m/b.png", "sb")
+        for meme_id in (a, b):
+            store.set_ocr(meme_id, "grumpy cat says no", "test-ocr")
+        store.put_vectors("mx", [(a, "h", np.ones(4, dtype=np.float32)), (b, "h", np.ones(4, dtype=np.float32))])
+        store.set_status([b], "missing")
+        assert store.keyword_search(["grumpy"], [], 10) == [a]
+        assert store.keyword_search(["grumpycatsays"], [], 10) == [a]
+        assert list(store.load_vectors("mx")[0]) == [a]
+        store.set_status([b], "ok")
+        assert sorted(store.keyword_search(["grumpy"], [], 10)) == [a, b]

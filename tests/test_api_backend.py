@@ -107,10 +107,13 @@ def test_task_tokens_are_replaced_by_a_real_question(server, api_key):
     assert "<" not in text and "meme" in text
 
 
+@pytest.mark.timeout(20)
 def test_429_is_retried_honouring_retry_after(server, api_key):
     server.script.append((429, {"Retry-After": "0"}, {"error": {"message": "slow down"}}))
     server.script.append((200, {}, FakeOpenAI.reply("second time lucky")))
-    result = make_captioner(server).caption([request()])[0]
+    captioner = make_captioner(server)
+    captioner.backoff_s = 600  # our own backoff would outlast the timeout: Retry-After must win
+    result = captioner.caption([request()])[0]
     assert result.text == "second time lucky"
     assert len(server.requests) == 2
 
@@ -143,3 +146,30 @@ def test_missing_key_is_a_config_error_naming_the_variable(server, monkeypatch):
     monkeypatch.delenv("TEST_OPENAI_KEY", raising=False)
     with pytest.raises(ConfigError, match="TEST_OPENAI_KEY"):
         make_captioner(server).ensure_loaded()
+
+
+def test_cli_caption_through_the_chain_with_a_user_configured_server(server, tmp_path, monkeypatch):
+    """A local OpenAI-compatible server configured in <data dir>/models.yml, no key needed."""
+    from typer.testing import CliRunner
+
+    from memesearch.cli import app
+
+    home = tmp_path / "data"
+    home.mkdir()
+    (home / "models.yml").write_text(
+        f"models:\n  openai:\n    sources:\n      api: {{base_url: '{server.base_url}', model: llava, api_key_env: null}}\n"
+    )
+    picture = tmp_path / "meme.png"
+    Image.new("RGB", (50, 50), (0, 0, 0)).save(picture)
+    server.script.append((200, {}, FakeOpenAI.reply("a black square")))
+    # smolvlm-256m has no API source of its own: its api fallback uses the `openai` entry.
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(home), "caption", str(picture), "--model", "smolvlm-256m", "--backend", "api", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload == {"model": "smolvlm-256m", "backend": "api", "text": "a black square", "ms": payload["ms"]}
+    sent = server.requests[0]
+    assert "Authorization" not in sent["headers"]
+    assert sent["json"]["model"] == "llava"
+    assert sent["json"]["messages"][0]["content"][0]["text"].startswith("Describe this meme")

@@ -84,7 +84,8 @@ def test_minilm_matches_sentence_transformers(minilm_embedder):
     torch.set_num_threads(1)
     reference_model = SentenceTransformer(str(minilm.find_package_model_dir()), device="cpu")
     assert reference_model.max_seq_length == 256
-    assert len(reference_model.tokenizer(LONG_TEXT)["input_ids"]) > 256, "the long text must exercise truncation"
+    long_tokens = len(reference_model.tokenizer(LONG_TEXT)["input_ids"])
+    assert long_tokens > 256, "the long text must exercise truncation"
 
     reference = reference_model.encode(PARITY_TEXTS, batch_size=8, convert_to_numpy=True)
     ours = minilm_embedder.embed(PARITY_TEXTS)
@@ -187,6 +188,22 @@ def test_explicit_model_dir_wins(minilm_cache, tmp_path):
     embedder = MiniLmEmbedder(cache_dir=tmp_path / "unused-cache", model_dir=model_dir, threads=1)
     embedder.ensure_loaded()
     assert embedder.files.onnx_path == model_dir / "onnx" / "model.onnx"
+
+
+def test_explicit_checkpoint_dir_is_converted_into_cache(tmp_path):
+    package_dir = minilm.find_package_model_dir()
+    embedder = MiniLmEmbedder(cache_dir=tmp_path, model_dir=package_dir, threads=1)
+    embedder.ensure_loaded()
+    assert embedder.files.onnx_path == tmp_path / minilm.CONVERTED_SUBDIR / "model.onnx"
+    assert embedder.files.rebuild_from == package_dir and embedder.files.max_seq_length == 256
+
+
+def test_earlier_conversion_survives_package_removal(minilm_cache, tmp_path, monkeypatch):
+    shutil.copytree(minilm_cache / minilm.CONVERTED_SUBDIR, tmp_path / minilm.CONVERTED_SUBDIR)
+    monkeypatch.setattr(minilm, "find_package_model_dir", lambda: None)
+    embedder = MiniLmEmbedder(cache_dir=tmp_path, threads=1)
+    assert embedder.embed(["still works"]).shape == (1, 384)
+    assert embedder.files.source == "earlier conversion" and embedder.files.rebuild_from is None
 
 
 def test_corrupt_hub_onnx_gives_clear_error(minilm_cache, tmp_path):
@@ -314,4 +331,5 @@ def test_get_embedder_by_name(tmp_path):
 def test_get_embedder_unknown_name_lists_valid_ones(tmp_path):
     with pytest.raises(ConfigError) as caught:
         get_embedder("word2vec", tmp_path)
-    assert "all-minilm-l6-v2" in caught.value.hint and "multilingual-e5-small" in caught.value.hint
+    assert "all-minilm-l6-v2" in caught.value.hint
+    assert "multilingual-e5-small" in caught.value.hint

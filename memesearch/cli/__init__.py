@@ -10,7 +10,7 @@ import typer
 
 from memesearch import __version__
 from memesearch.cli import demo_cmd, edit_cmds, library_cmds, search_cmds
-from memesearch.cli.context import err_console
+from memesearch.cli.context import err_console, print_error
 from memesearch.config import load_settings
 from memesearch.errors import MemeSearchError
 
@@ -53,18 +53,25 @@ edit_cmds.register(app)
 demo_cmd.register(app)
 
 
+from memesearch.cli.caption_cmd import caption  # noqa: E402
+from memesearch.cli.models_cmd import models_app  # noqa: E402
+
+app.add_typer(models_app, name="models", help="List, download, export and check image-to-text models.")
+app.command("caption", help="Describe one image with a model (one-shot; prints JSON with --json).")(caption)
+
+
 def _register_optional() -> None:
-    """Commands of the model layer register themselves when their modules are present."""
-    try:
-        from memesearch.cli.models_cmd import models_app
-    except ImportError:
-        return
-    app.add_typer(models_app, name="models", help="List, download, export and check image-to-text models.")
-    try:
-        from memesearch.cli.caption_cmd import caption
-    except ImportError:
-        return
-    app.command("caption", help="Describe one image with a model (one-shot; prints JSON with --json).")(caption)
+    """Command modules of the service, web, worker and database layers register themselves."""
+    import importlib
+
+    for name in ("ml_cmd", "worker_cmd", "serve_cmd", "db_cmd"):
+        try:
+            module = importlib.import_module(f"memesearch.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"memesearch.cli.{name}":
+                raise
+            continue
+        module.register(app)
 
 
 _register_optional()
@@ -74,7 +81,5 @@ def main() -> None:
     try:
         app()
     except MemeSearchError as exc:  # errors raised outside a command body (e.g. while building objects)
-        err_console.print(f"[bold red]error:[/] {exc.message}")
-        if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {exc.hint}")
+        print_error(exc)
         raise SystemExit(2) from exc

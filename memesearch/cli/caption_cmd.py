@@ -24,6 +24,11 @@ def caption(
         Optional[str], typer.Option("--backend", help="Use only this backend: onnx, torch, api or fake.")
     ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print {model, backend, text, ms} as JSON.")] = False,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Ask this instead of the model's prompt.")] = None,
+    language: Annotated[
+        Optional[str], typer.Option("--language", help="Output language (ISO code); models that cannot, refuse.")
+    ] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Caption length limit in tokens.")] = None,
 ) -> None:
     """Describe one image with the caption model (first working backend, or --backend)."""
     from memesearch.library.decode import load_rgb
@@ -31,7 +36,9 @@ def caption(
     from memesearch.ml.registry import get_spec
 
     settings = settings_of(ctx)
-    spec = get_spec(model or settings.caption_model, settings.home)
+    spec = get_spec(model or settings.caption_model, settings.home).with_overrides(
+        prompt=prompt, language=language, max_new_tokens=max_new_tokens
+    )
     picture = load_rgb(image, settings.max_megapixels)
     captioner = load_captioner(spec, settings, backend=backend)
     result = captioner.caption_images([picture])[0]

@@ -32,6 +32,13 @@ def settings_of(ctx: typer.Context) -> Settings:
     return root.obj
 
 
+def print_error(exc: MemeSearchError) -> None:
+    """The one place a MemeSearchError is shown to a person (soft wrap keeps URLs copyable)."""
+    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    if exc.hint:
+        err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+
+
 def friendly_errors(func: F) -> F:
     """Decorator for commands: MemeSearchError -> message on stderr, exit code 2."""
 
@@ -40,9 +47,7 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except MemeSearchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            if exc.hint:
-                err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            print_error(exc)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

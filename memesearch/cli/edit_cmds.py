@@ -57,12 +57,25 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         meme_id: int,
         text: Annotated[Optional[str], typer.Argument(help="Your description (empty string clears it).")] = None,
+        generate: Annotated[bool, typer.Option("--generate", help="Generate a description with an image-to-text model.")] = False,
+        model: Annotated[Optional[str], typer.Option("--model", help="Caption model id for --generate.")] = None,
     ) -> None:
-        """Set your own description of a meme (searched, and wins ties)."""
-        if text is None:
-            raise InvalidInputError("give the description text", hint='memesearch describe 12 "drake says no to X"')
+        """Set your own description of a meme (searched, and wins ties), or --generate one."""
+        if (text is None) == (not generate):
+            raise InvalidInputError("give either the description text or --generate",
+                                    hint='memesearch describe 12 "drake says no to X"  |  memesearch describe 12 --generate')
         core = Core(settings_of(ctx))
-        core.store.set_user_description(meme_id, text)
+        if generate:
+            from memesearch.cli.library_cmds import load_caption_model
+
+            core.store.get_meme(meme_id)  # a clear 'no meme with id' before loading any model
+            report = core.pipeline.run_caption(load_caption_model(core, model), [meme_id])
+            if report.failed:
+                raise InvalidInputError(f"could not describe meme {meme_id}: {report.failed[0][1]}")
+            meme = core.store.get_meme(meme_id)
+            console.print(meme.description, highlight=False)
+        else:
+            core.store.set_user_description(meme_id, text)
         core.pipeline.run_embed()
         console.print(f"meme {meme_id} described")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -29,8 +29,19 @@ def validate_folder(path: Path) -> Path:
     return resolved
 
 
-def run_index(core: Core, *, show_progress: bool) -> dict:
-    """Scan every folder, then OCR and embed what is pending. Returns a JSON-able summary."""
+def load_caption_model(core: Core, model: str | None):
+    """The caption chain for ``model`` (default: the configured one), loaded now so a missing
+    model fails before any work starts, with the fix in the message."""
+    from memesearch.ml.chain import load_captioner
+    from memesearch.ml.registry import get_spec
+
+    spec = get_spec(model or core.settings.caption_model, core.settings.home)
+    return load_captioner(spec, core.settings)
+
+
+def run_index(core: Core, *, show_progress: bool, captioner=None) -> dict:
+    """Scan every folder, then OCR, caption (when a captioner is given) and embed what is
+    pending. Returns a JSON-able summary."""
     store = core.store
     summaries = []
     with stage_bars(show_progress) as bars:
@@ -43,8 +54,12 @@ def run_index(core: Core, *, show_progress: bool) -> dict:
 
             summaries.append(scan_folder(store, folder, core.settings, on_file).as_dict())
         ocr = core.pipeline.run_ocr(bars.update)
+        caption = core.pipeline.run_caption(captioner, progress=bars.update) if captioner else None
         embed = core.pipeline.run_embed(bars.update)
-    return {"folders": summaries, "ocr": ocr.as_dict(), "embed": embed.as_dict(), "counts": store.counts()}
+    summary = {"folders": summaries, "ocr": ocr.as_dict(), "embed": embed.as_dict(), "counts": store.counts()}
+    if caption is not None:
+        summary["caption"] = caption.as_dict()
+    return summary
 
 
 def _print_index_summary(summary: dict) -> None:
@@ -61,6 +76,11 @@ def _print_index_summary(summary: dict) -> None:
     ocr, embed = summary["ocr"], summary["embed"]
     console.print(f"OCR: {ocr['done']} read, {len(ocr['failed'])} failed; embeddings: {embed['done']} computed, "
                   f"{embed['skipped']} unchanged")
+    if "caption" in summary:
+        caption = summary["caption"]
+        console.print(f"descriptions: {caption['done']} generated, {len(caption['failed'])} failed")
+        for failure in caption["failed"][:10]:
+            err_console.print(f"  [yellow]meme {failure['id']}[/]: {failure['error']}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -103,13 +123,16 @@ def register(app: typer.Typer) -> None:
     def index(
         ctx: typer.Context,
         json_: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of text.")] = False,
+        describe: Annotated[bool, typer.Option("--describe", help="Also generate descriptions with an image-to-text model.")] = False,
+        model: Annotated[Optional[str], typer.Option("--model", help="Caption model id for --describe.")] = None,
     ) -> None:
-        """Scan registered folders, read text (OCR) and compute embeddings. Incremental and resumable."""
+        """Scan registered folders, read text (OCR), describe (--describe) and embed. Incremental and resumable."""
         core = Core(settings_of(ctx))
         if not core.store.list_folders():
             raise InvalidInputError("no folders registered", hint="memesearch add FOLDER")
+        captioner = load_caption_model(core, model) if describe else None
         try:
-            summary = run_index(core, show_progress=not json_)
+            summary = run_index(core, show_progress=not json_, captioner=captioner)
         except KeyboardInterrupt:
             err_console.print("\ninterrupted: everything finished so far is saved; run `memesearch index` again to resume")
             raise typer.Exit(130) from None

@@ -128,17 +128,45 @@ def check_models(
         typer.echo(json.dumps(as_json(rows), indent=2))
     else:
         table = Table(title="models check" + (" --tiny" if tiny else ""))
-        for column in ("model", "backend", "dtype", "available", "loads", "parity", "tokens", "ms/image", "error"):
-            table.add_column(column, overflow="fold")
+        for column in ("model", "backend", "dtype", "avail", "loads", "parity", "tokens", "ms"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("error", overflow="fold", ratio=1)
         for row in rows:
             parity = "-" if row.parity is None else ("yes" if row.parity else "NO")
             ms = "-" if row.ms_per_image is None else f"{row.ms_per_image:.0f}"
+            error = (row.error or "").split("\n")[0]
             table.add_row(row.model, row.backend, row.dtype, _yes(row.available), _yes(row.loads), parity,
-                          str(row.tokens_compared), ms, row.error or "")
+                          str(row.tokens_compared), ms, error[:160] + ("..." if len(error) > 160 else ""))
         console.print(table)
+        console.print("--json prints every error in full.")
     if any(row.failed for row in rows):
         raise typer.Exit(1)
 
 
 def _yes(value: bool) -> str:
     return "yes" if value else "no"
+
+
+@models_app.command("export")
+@friendly_errors
+def export_model(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(help="Model id whose family's layout to write (e.g. smolvlm-256m).")],
+    from_dir: Annotated[Path, typer.Option("--from", help="A transformers checkpoint folder.", exists=True, file_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for the ONNX files.")],
+    int8: Annotated[bool, typer.Option("--int8", help="Also write dynamically quantised int8 copies.")] = False,
+) -> None:
+    """Export a transformers checkpoint to the community ONNX layout our runtime reads (needs the [export] extra)."""
+    from memesearch.errors import InvalidInputError
+    from memesearch.ml.chain import family_module
+    from memesearch.ml.registry import get_spec
+
+    settings = settings_of(ctx)
+    spec = get_spec(model_id, settings.home)
+    if spec.family not in ("smolvlm", "florence2", "moondream"):
+        raise InvalidInputError(f"{model_id} ({spec.family}) has no ONNX export")
+    exporter = family_module("export", spec.family)
+    with console.status(f"exporting {from_dir} as {spec.family} ..."):
+        written = exporter.export(from_dir, out, int8=int8)
+    console.print(f"wrote {written}", highlight=False)
+    console.print(f"install it with: memesearch models pull {model_id} --from {out}", highlight=False)

@@ -16,126 +16,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from memesearch.library.fonts import FontChoice, find_bold_fonts, load_font
+from memesearch.library.sample_captions import (
+    ENGLISH_CAPTIONS,
+    FOREIGN_CAPTIONS,
+    SPACELESS_CAPTION,
+)
 
-# Every 3-word run of a caption occurs in no other caption, so a short phrase
-# search identifies exactly one sample meme.
-ENGLISH_CAPTIONS = """\
-my code works and i have no idea why
-i will fix that bug tomorrow i promise
-me explaining the plot to my confused grandmother
-the printer jammed again on a friday afternoon
-when the wifi drops during an important call
-cats knocking glasses off tables for pure science
-deploying straight to production on a sunday night
-that feeling when the pizza arrives early
-my plants are thriving and so am i
-reading the documentation before asking questions like an adult
-a dog wearing sunglasses at the beach party
-the meeting could have been an email
-sleeping eight hours and still feeling tired somehow
-brain says study but body says nap
-the intern pushed directly to the main branch
-grandma discovered the reply all button today
-trust me i am almost an engineer
-running late but the playlist is perfect
-accidentally opened the front camera in class
-this is fine said the dog surrounded by fire
-spent three hours automating a five minute task
-my sourdough starter has more friends than me
-the raccoon stole my sandwich and my dignity
-weekend plans include staring at the ceiling fan
-haunted by the email i forgot to send
-the dishwasher will not unload itself apparently
-small penguin ready to fight the entire ocean
-my bank account after one trip to the furniture store
-they said it would only take five minutes
-keyboard warrior defeated by a single semicolon
-the goldfish remembers everything and judges silently
-how it started versus how it is going
-mom said it was my turn on the console
-alarm clock betrayal level one thousand
-two monitors and still no idea what is happening
-the toddler has discovered how doors work
-ancient scroll reveals the wifi password
-bread rising faster than my career
-cold coffee is just iced coffee with patience
-please clap for my perfectly parallel parking
-yoga instructor says breathe but i forgot how
-my horoscope predicted this disaster exactly
-stepped on a lego brick at midnight again
-the squirrel outside has a better work ethic
-leftover lasagna tastes better on the third day
-when the teacher says pick your own partners
-professional overthinker with twelve years of experience
-i came i saw i made it awkward
-gravity is the reason i cannot have nice things
-unsubscribing from newsletters as a form of therapy
-waiting for the kettle like it owes me money
-my laptop fan sounds like a jet engine
-the bus driver waved and left without me
-vegetables are just salad that lost its way
-one more episode then bed said nobody honest
-the group project where i did everything
-shopping cart with one wobbly wheel chose violence
-the smoke alarm battery dies only at night
-found five dollars in last winter jacket
-typing with confidence then deleting everything
-the goat climbed the tree and refused to leave
-my houseplant filed a complaint about the lighting
-left the stove on anxiety activated
-microwave beeping at me like a disappointed parent
-tried to be healthy and ate a salad pizza
-tax season hits different every single year
-owl at three in the morning asking who
-ordered a bicycle online and received a unicycle
-the elevator music stuck in my head forever
-crying over spilled milk and spilled cereal too
-swimming pool closed due to excessive splashing
-my autocorrect has a secret vendetta against me
-the moon is just a nightlight for owls
-dinosaurs never had to pay rent
-library book returned twelve years late with apologies
-the cat sits exactly where the homework is
-snail mail delivered by an actual snail
-toaster settings range from bread to charcoal
-hamster running marathons while i skip the gym
-the remote control vanished into another dimension
-accidentally liked a photo from nine years ago
-socks disappear in the dryer to start new lives
-pineapple on pizza debate ended our friendship
-the weather app lied to me personally
-sandcastle engineers hate this one simple wave
-robot vacuum trapped under the sofa since tuesday
-astronaut cat ready for the first moon nap
-spreadsheet with forty tabs and zero answers
-bees working overtime while i check my phone
-the wizard forgot his spell book at home
-taco tuesday moved to wednesday chaos everywhere
-knight in shining armor rusted in the rain
-my password expired while i was typing it
-volcano scientist says this is totally normal
-parrot repeats my secrets to the neighbors
-marshmallow roasting expert since the age of four
-the penguin waddled into a job interview
-pirates refuse to use the map app
-jellyfish living without a brain and thriving
-the llama spits at anyone who says monday""".splitlines()
-
-# German, Spanish, French and Portuguese: diacritics must survive OCR and search.
-FOREIGN_CAPTIONS = [
-    "wenn der Kaffee endlich wirkt und alles läuft",
-    "Grüße aus dem Büro am späten Freitagabend",
-    "mañana empiezo el gimnasio lo prometo de verdad",
-    "cuando el café ya no funciona más",
-    "déjà lundi et je suis encore fatigué",
-    "ça marche sur ma machine mais pas ailleurs",
-    "não acredito que já é segunda outra vez",
-    "a preguiça venceu a reunião das nove horas",
-]
-
-# Rendered without spaces, the way real memes often are; ``text`` keeps the spaces.
-SPACELESS_CAPTION = "one does not simply walk into mordor"
-SPACELESS_INDEX = 2
+SPACELESS_INDEX = 2  # early, so that even a handful of samples includes it
 FOREIGN_EVERY = 6  # indices 5, 11, 17, ... carry a non-English caption while any are left
 
 # 10% GIF, 10% PNG with alpha, 20% JPEG, 20% WEBP, 40% plain PNG.
@@ -159,33 +46,44 @@ class SampleMeme:
     has_alpha: bool = False
 
 
-def max_sample_count() -> int:
-    return len(ENGLISH_CAPTIONS) + len(FOREIGN_CAPTIONS) + 1
-
-
 def render_sample_memes(out_dir: Path, *, count: int = 24, seed: int = 0) -> list[SampleMeme]:
-    """Render ``count`` distinct sample memes into ``out_dir``; deterministic per ``seed``."""
-    if not 0 <= count <= max_sample_count():
-        raise ValueError(f"count must be between 0 and {max_sample_count()}, got {count}")
+    """Render ``count`` sample memes with distinct captions into ``out_dir``; deterministic per ``seed``."""
+    if count < 0:
+        raise ValueError(f"count must not be negative, got {count}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     fonts = find_bold_fonts()
-    english = list(ENGLISH_CAPTIONS)
-    foreign = list(FOREIGN_CAPTIONS)
-    rng.shuffle(english)
-    rng.shuffle(foreign)
+    captions = _pick_captions(count, rng)
     memes = []
-    for index in range(count):
-        if index == SPACELESS_INDEX:
-            caption = SPACELESS_CAPTION
-        elif index % FOREIGN_EVERY == FOREIGN_EVERY - 1 and foreign:
-            caption = foreign.pop()
-        else:
-            caption = english.pop() if english else foreign.pop()
+    for index, caption in enumerate(captions):
         kind = FORMAT_CYCLE[index % len(FORMAT_CYCLE)]
         memes.append(_render_one(out_dir, index, caption, kind, fonts, random.Random(rng.getrandbits(64))))
     return memes
+
+
+def _pick_captions(count: int, rng: random.Random) -> list[str]:
+    """The spaceless one at SPACELESS_INDEX, a non-English one every FOREIGN_EVERY, English otherwise.
+
+    Past the ~110 captions we have, captions repeat with "part N" appended so
+    that texts stay distinct (only the demo asks for that many).
+    """
+    english, foreign = list(ENGLISH_CAPTIONS), list(FOREIGN_CAPTIONS)
+    rng.shuffle(english)
+    rng.shuffle(foreign)
+    pool = english + foreign
+    captions: list[str] = []
+    for index in range(count):
+        if index == SPACELESS_INDEX:
+            captions.append(SPACELESS_CAPTION)
+        elif index % FOREIGN_EVERY == FOREIGN_EVERY - 1 and foreign:
+            captions.append(foreign.pop())
+        elif english or foreign:
+            captions.append(english.pop() if english else foreign.pop())
+        else:
+            repeat = len(captions) - len(pool) - 1  # how many repeats came before
+            captions.append(f"{pool[repeat % len(pool)]} part {repeat // len(pool) + 2}")
+    return captions
 
 
 def _render_one(out_dir: Path, index: int, caption: str, kind: str, fonts, rng: random.Random) -> SampleMeme:
@@ -214,9 +112,9 @@ def _render_one(out_dir: Path, index: int, caption: str, kind: str, fonts, rng: 
     else:
         template = f"{layout}-{scene}"
         frame_count = rng.randint(3, 5) if kind == "gif" else 1
-        # String seeds hash the same in every process, so each frame differs but reproducibly.
+        scene_seed = rng.getrandbits(32)  # one per frame below: GIF frames differ, reproducibly
         frames = [
-            _background(scene, width, height, random.Random(f"{index}-{frame}-{scene}"), np_rng)
+            _background(scene, width, height, random.Random(scene_seed + frame), np_rng)
             for frame in range(frame_count)
         ]
         if kind == "png-alpha":
@@ -351,9 +249,11 @@ def _fit(text: str, font_choice: FontChoice, max_width: int, max_height: int, ma
         line_height = int(size * 1.18) + 2 * stroke
         if lines and len(lines) <= max_lines and line_height * len(lines) <= max_height:
             return font, lines, stroke, line_height
+    # Nothing fits (a huge word or box): smallest size, one word per line if need be.
     font = load_font(font_choice, MIN_FONT_SIZE)
     stroke = _stroke_for(MIN_FONT_SIZE)
-    return font, _wrap(text, font, 10**6, stroke) or [text], stroke, int(MIN_FONT_SIZE * 1.18) + 2 * stroke
+    lines = _wrap(text, font, max_width, stroke) or text.split()
+    return font, lines, stroke, int(MIN_FONT_SIZE * 1.18) + 2 * stroke
 
 
 def _draw_text_block(image, text, font_choice, box, *, valign: str, outline: bool = True, max_lines: int = 3):

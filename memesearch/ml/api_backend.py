@@ -124,7 +124,8 @@ class ApiCaptioner(Captioner):
                 last_problem = f"{url} answered HTTP {response.status_code}: {_short_body(response)}"
                 if not _retryable(response.status_code):
                     raise _permanent_error(response.status_code, last_problem, self.source)
-                delay = _retry_after(response) or self._backoff(attempt)
+                server_says = _retry_after(response)
+                delay = self._backoff(attempt) if server_says is None else server_says
             if attempt + 1 < attempts:
                 log.warning("API caption attempt %d/%d failed (%s); retrying in %.1fs", attempt + 1, attempts, last_problem, delay)
                 time.sleep(delay)

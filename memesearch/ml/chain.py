@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from types import ModuleType
 from PIL import Image
 
 from memesearch.config import Settings
-from memesearch.errors import ConfigError, MemeSearchError, ModelUnavailableError, require
+from memesearch.errors import ConfigError, InvalidInputError, MemeSearchError, ModelUnavailableError, require
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
 from memesearch.ml.registry import ApiSource, ModelSpec, get_spec
 
@@ -117,8 +118,18 @@ def _threads(settings: Settings) -> int | None:
     return settings.threads or None
 
 
+def installed_dtype(spec: ModelSpec, models_dir: Path) -> str | None:
+    """The default dtype if its files are all present, else any other offered dtype that is."""
+    source = spec.sources.onnx
+    ordered = [source.default_dtype] + [d for d in source.dtypes if d != source.default_dtype]
+    return next((d for d in ordered if not missing_files(spec, models_dir, d)), None)
+
+
 def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
     chosen = onnx_dtype(spec, dtype)
+    if dtype is None:
+        # A user who pulled `--dtype fp32` should not have to repeat the dtype on every run.
+        chosen = installed_dtype(spec, settings.models_dir) or chosen
     module = family_module("onnx", spec.family)
     missing = missing_files(spec, settings.models_dir, chosen)
     if missing:
@@ -140,12 +151,36 @@ def load_torch(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded
     require("torch", extra="torch", purpose="The PyTorch caption backend")
     require("transformers", extra="torch", purpose="The PyTorch caption backend")
     cls = captioner_class(family_module("torch_backends", spec.family), "torch")
-    # A checkpoint placed by hand in <models>/<id>/torch wins over the hub repo.
-    local = model_dir(spec, settings.models_dir) / "torch"
-    where = local if (local / "config.json").is_file() else source.repo
-    captioner = cls(where, revision=None if where == local else source.revision, dtype="fp32", threads=_threads(settings))
+    where, revision = torch_location(spec, settings)
+    captioner = cls(where, revision=revision, dtype="fp32", threads=_threads(settings))
     captioner.ensure_loaded()
     return Loaded(captioner, "fp32", source.revision)
+
+
+def torch_location(spec: ModelSpec, settings: Settings) -> tuple[str | Path, str | None]:
+    """Local checkpoint, cached hub snapshot, or the hub repo (only if the hub answers).
+
+    Checking first matters: offline, transformers retries every file for minutes.
+    """
+    from memesearch.ml import download
+
+    source = spec.sources.torch
+    local = model_dir(spec, settings.models_dir) / "torch"
+    if (local / "config.json").is_file():  # a checkpoint placed by hand wins
+        return local, None
+    hub = require("huggingface_hub", extra="torch", purpose="The PyTorch caption backend")
+    cached = hub.try_to_load_from_cache(source.repo, "config.json", revision=source.revision)
+    if isinstance(cached, str):
+        return Path(cached).parent, None  # the snapshot folder: loads without network
+    if download.hub_offline():
+        raise ModelUnavailableError(f"{source.repo}@{source.revision} is not in the Hugging Face cache and HF_HUB_OFFLINE is set")
+    problem = download.probe_hub()
+    if problem:
+        raise ModelUnavailableError(
+            f"cannot fetch the PyTorch weights {source.repo}@{source.revision}: {problem}",
+            hint=f"connect to the internet once, or put the checkpoint in {local}",
+        )
+    return source.repo, source.revision
 
 
 def api_source_for(spec: ModelSpec, settings: Settings) -> ApiSource:
@@ -185,7 +220,7 @@ LOADERS: dict[str, BackendLoader] = {"onnx": load_onnx, "torch": load_torch, "ap
 # ----------------------------------------------------------------------------- the chain
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, MemeSearchError):
         return f"{exc.message} -> {exc.hint}" if exc.hint else exc.message
     return f"{exc.__class__.__name__}: {exc}"
@@ -211,6 +246,7 @@ class ChainCaptioner(Captioner):
         self.requested_dtype = dtype
         self.loaders = loaders or LOADERS
         self._opened: dict[str, Loaded] = {}
+        self._open_lock = threading.Lock()
         #: backend -> why it could not be loaded.
         self.failures: dict[str, str] = {}
         #: backend -> its latest failure while captioning.
@@ -218,6 +254,11 @@ class ChainCaptioner(Captioner):
         self.active: str | None = None
 
     def _try_load(self, backend: str) -> Loaded | None:
+        # Fallbacks are opened lazily from caption calls, which may run concurrently.
+        with self._open_lock:
+            return self._try_load_locked(backend)
+
+    def _try_load_locked(self, backend: str) -> Loaded | None:
         if backend in self._opened:
             return self._opened[backend]
         if backend in self.failures:
@@ -225,7 +266,7 @@ class ChainCaptioner(Captioner):
         try:
             loaded = self.loaders[backend](self.spec, self.settings, self.requested_dtype if backend == "onnx" else None)
         except Exception as exc:  # any load failure means "try the next backend"
-            self.failures[backend] = _reason(exc)
+            self.failures[backend] = failure_reason(exc)
             log.info("caption model %s: backend %s skipped: %s", self.spec.id, backend, self.failures[backend])
             return None
         self._opened[backend] = loaded
@@ -262,10 +303,12 @@ class ChainCaptioner(Captioner):
                 continue
             try:
                 produced = loaded.captioner.caption(requests)
+            except InvalidInputError:
+                raise  # the image is the problem, not the backend: another backend would fail too
             except Exception as exc:
                 # Only this call falls through; the backend stays loaded for the next one.
-                self.run_failures[backend] = f"failed while captioning: {_reason(exc)}"
-                log.warning("caption model %s: backend %s failed at run time: %s", self.spec.id, backend, _reason(exc))
+                self.run_failures[backend] = f"failed while captioning: {failure_reason(exc)}"
+                log.warning("caption model %s: backend %s failed at run time: %s", self.spec.id, backend, failure_reason(exc))
                 continue
             return [self._wrap(result, backend, loaded) for result in produced]
         raise self.unavailable_error()

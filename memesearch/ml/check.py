@@ -17,6 +17,7 @@ Every row has the same shape (see ``CheckRow``) so the JSON output is stable.
 from __future__ import annotations
 
 import importlib
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,8 +28,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from memesearch.config import Settings
+from memesearch.errors import require
 from memesearch.ml.base import CaptionRequest
-from memesearch.ml.chain import LOADERS, Loaded, _reason, captioner_class
+from memesearch.ml.chain import LOADERS, Loaded, failure_reason, captioner_class
 from memesearch.ml.registry import ModelSpec, list_specs
 
 FAMILIES = ("smolvlm", "florence2", "moondream")
@@ -96,7 +98,7 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
         import torch  # noqa: F401 - the reference and the exporter need it
     except Exception as exc:  # module not written yet, or torch not installed
         for row in rows.values():
-            row.error = f"not available: {_reason(exc)}"
+            row.error = f"not available: {failure_reason(exc)}"
         return list(rows.values())
     for row in rows.values():
         row.available = True
@@ -104,6 +106,7 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
     prompt = getattr(tiny, "TINY_PROMPT", getattr(onnx, "DEFAULT_PROMPT", ""))
     try:
         checkpoint = tiny.build_tiny_checkpoint(workdir / "checkpoint", seed=0)
+        # The reference's time includes loading it: its API has no separate load step.
         reference, ms = _timed(lambda: tiny.reference_generate(checkpoint, [image], prompt, tokens)[0])
         rows["torch", "fp32"].loads = True
         rows["torch", "fp32"].tokens_compared = len(reference)
@@ -111,7 +114,7 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
         exported = export.export(checkpoint, workdir / "onnx", int8=True)
     except Exception as exc:
         for row in rows.values():
-            row.error = _reason(exc)
+            row.error = failure_reason(exc)
             row.loads = False
         return list(rows.values())
     cls = captioner_class(onnx, "onnx")
@@ -126,7 +129,7 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
             row.ms_per_image = round(ms, 2)
             _compare(row, list(result_tokens), reference)
         except Exception as exc:
-            row.error = _reason(exc)
+            row.error = failure_reason(exc)
     return list(rows.values())
 
 
@@ -148,34 +151,31 @@ def _backend_variants(spec: ModelSpec) -> list[tuple[str, str | None]]:
             offered = [d for d in ("fp32", "int8") if d in spec.sources.onnx.dtypes]
             variants.extend(("onnx", d) for d in offered or [spec.sources.onnx.default_dtype])
         else:
-            variants.append((backend, None))
+            variants.append((backend, "fp32" if backend == "torch" else None))
     return variants
 
 
 def _availability(spec: ModelSpec, settings: Settings, backend: str, dtype: str | None) -> str | None:
     """None if the backend could be tried, else why not (cheap: no model is loaded)."""
-    from memesearch.errors import MissingDependencyError, require
     from memesearch.ml import chain
 
     try:
         if backend == "onnx":
             missing = chain.missing_files(spec, settings.models_dir, dtype)
             if missing:
-                return f"missing files: {', '.join(missing)} -> memesearch models pull {spec.id} --dtype {dtype}"
+                shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+                return f"{len(missing)} file(s) missing ({shown}) -> memesearch models pull {spec.id} --dtype {dtype}"
         elif backend == "torch":
             require("torch", extra="torch", purpose="The PyTorch caption backend")
             require("transformers", extra="torch", purpose="The PyTorch caption backend")
             chain.family_module("torch_backends", spec.family)
+            chain.torch_location(spec, settings)  # weights local, cached, or the hub reachable
         elif backend == "api":
-            import os
-
             source = chain.api_source_for(spec, settings)
             if source.api_key_env and not os.environ.get(source.api_key_env):
                 return f"no API key in {source.api_key_env}"
-    except MissingDependencyError as exc:
-        return _reason(exc)
-    except Exception as exc:
-        return _reason(exc)
+    except Exception as exc:  # a missing package, family module or hub: all mean "not available"
+        return failure_reason(exc)
     return None
 
 
@@ -187,7 +187,7 @@ def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: 
         references: dict[str, list[int]] = {}
         spec_rows: list[tuple[CheckRow, list[int] | None]] = []
         for backend, dtype in _backend_variants(spec):
-            row = CheckRow(spec.id, spec.family, backend, dtype or "-")
+            row = CheckRow(spec.id, spec.family, backend, dtype or {"fake": "none", "api": "remote"}.get(backend, "-"))
             spec_rows.append((row, None))
             problem = _availability(spec, settings, backend, dtype)
             if problem:
@@ -209,8 +209,9 @@ def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: 
                 spec_rows[-1] = (row, list(produced))
                 if backend == "torch":
                     references[spec.id] = list(produced)
+                    row.tokens_compared = len(produced)
             except Exception as exc:
-                row.error = _reason(exc)
+                row.error = failure_reason(exc)
         for row, produced in spec_rows:
             if row.backend == "onnx" and produced is not None:
                 _compare(row, produced, references.get(spec.id))

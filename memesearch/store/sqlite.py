@@ -104,6 +104,7 @@ class SqliteStore:
         """Forget a folder; its memes stay (marked missing) until pruned, so nothing is lost by accident."""
         with self.write() as conn:
             conn.execute("UPDATE memes SET status='missing', folder_id=NULL WHERE folder_id = ?", (folder_id,))
+            _bump_vectors_version(conn)
             conn.execute("DELETE FROM folders WHERE id = ?", (folder_id,))
 
     def record_scan(self, folder_id: int, summary: dict) -> None:
@@ -153,6 +154,7 @@ class SqliteStore:
                 f"UPDATE memes SET path = ?, {assignments}, updated_at = ? WHERE id = ?",
                 (record.path, *(getattr(record, f) for f in _FILE_FIELDS), time.time(), meme_id),
             )
+            _bump_vectors_version(conn)  # status may have changed
             if content_changed:
                 conn.execute("UPDATE memes SET ocr_text = '', ocr_engine = NULL, duplicate_of = NULL WHERE id = ?", (meme_id,))
                 conn.execute("DELETE FROM descriptions WHERE meme_id = ?", (meme_id,))
@@ -163,6 +165,7 @@ class SqliteStore:
         ids = list(meme_ids)
         with self.write() as conn:
             conn.executemany("UPDATE memes SET status = ?, updated_at = ? WHERE id = ?", [(status, time.time(), i) for i in ids])
+            _bump_vectors_version(conn)  # the in-memory vector matrix holds present memes only
 
     def prune_missing(self) -> int:
         with self.write() as conn:
@@ -342,6 +345,14 @@ class SqliteStore:
             "SELECT m.id FROM memes m LEFT JOIN stages s ON s.meme_id = m.id AND s.stage = ? "
             "WHERE m.status = 'ok' AND (s.status IS NULL OR s.status != 'done') ORDER BY m.id",
             (stage,),
+        )
+        return [row[0] for row in rows]
+
+    def ids_without_description(self, model_id: str) -> list[int]:
+        rows = self.query(
+            "SELECT m.id FROM memes m WHERE m.status = 'ok' AND NOT EXISTS "
+            "(SELECT 1 FROM descriptions d WHERE d.meme_id = m.id AND d.model_id = ?) ORDER BY m.id",
+            (model_id,),
         )
         return [row[0] for row in rows]
 

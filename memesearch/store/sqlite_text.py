@@ -67,13 +67,15 @@ def search(conn: sqlite3.Connection, words: list[str], phrases: list[str], limit
         return [row[0] for row in conn.execute(sql, params)]
 
     terms = [t for t in ([_quote(fold(p)) for p in phrases] + [_quote(fold(w)) for w in words]) if t != '""']
-    fts_sql = f"SELECT rowid FROM meme_fts WHERE meme_fts MATCH ? ORDER BY {_BM25} LIMIT ?"
+    # Missing and unreadable memes keep their text rows (they may come back) but are not results.
+    present = "AND rowid IN (SELECT id FROM memes WHERE status = 'ok')"
+    fts_sql = f"SELECT rowid FROM meme_fts WHERE meme_fts MATCH ? {present} ORDER BY {_BM25} LIMIT ?"
     all_terms = ids(fts_sql, (" AND ".join(terms), limit)) if terms else []
     any_term = ids(fts_sql, (" OR ".join(terms), limit)) if len(terms) > 1 else []
 
     needle = spaceless(" ".join(phrases + words))
     substring = (
-        ids("SELECT rowid FROM meme_trigram WHERE meme_trigram MATCH ? ORDER BY rank LIMIT ?", (_quote(needle), limit))
+        ids(f"SELECT rowid FROM meme_trigram WHERE meme_trigram MATCH ? {present} ORDER BY rank LIMIT ?", (_quote(needle), limit))
         if len(needle) >= 3 else []
     )
     # Whole-phrase substring hits are the strongest evidence, unless the query is

@@ -165,6 +165,15 @@ def test_short_limit_forces_eos_like_transformers(captioner, checkpoint, images)
     results = captioner.caption(_requests(images, max_new_tokens=3))
     assert [result.token_ids for result in results] == expected
     assert all(len(ids) == 1 for ids in expected)  # forced BOS, one token, forced EOS
+    # Different limits in one batch run apart and come back in order.
+    longer = tiny.reference_generate(checkpoint, images[1:], tiny.TINY_PROMPT, MAX_NEW_TOKENS)
+    mixed = captioner.caption(
+        [
+            CaptionRequest(image=images[0], prompt=tiny.TINY_PROMPT, max_new_tokens=3),
+            CaptionRequest(image=images[1], prompt=tiny.TINY_PROMPT, max_new_tokens=MAX_NEW_TOKENS),
+        ]
+    )
+    assert [result.token_ids for result in mixed] == [expected[0], longer[0]]
 
 
 def test_torch_backend_matches_onnx(captioner, checkpoint, images):

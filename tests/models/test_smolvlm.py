@@ -261,3 +261,8 @@ def test_single_tile_setting_matches_torch(checkpoint, onnx_dir):
     onnx_ids = [r.token_ids for r in onnx_captioner.caption(requests_for(WIDE, BIG))]
     assert onnx_ids == [r.token_ids for r in torch_captioner.caption(requests_for(WIDE, BIG))]
     assert all(len(ids) == MAX_NEW_TOKENS for ids in onnx_ids)
+
+
+def test_torch_backend_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelUnavailableError, match="cannot load SmolVLM"):
+        TorchSmolVLMCaptioner(tmp_path).ensure_loaded()

@@ -1,7 +1,8 @@
 """Build an ONNX graph of a BERT encoder straight from ``model.safetensors``, without torch.
 
 The graph is written with plain ``onnx.helper`` nodes of the standard domain (opset 17),
-so any onnxruntime can run it and its own optimiser fuses LayerNorm/GELU/attention.
+so any onnxruntime can run it; its optimiser fuses the bias+GELU and the attention scaling.
+The weights are embedded, which limits this to checkpoints under protobuf's 2 GB.
 It reproduces transformers' ``BertModel`` (absolute positions, post-LayerNorm blocks)
 and outputs ``last_hidden_state``; pooling is left to the caller because published
 ONNX files of the same models output only that too.
@@ -201,6 +202,8 @@ def build_bert_onnx(model_dir: Path, out_path: Path) -> Path:
     model_dir, out_path = Path(model_dir), Path(out_path)
     cfg = BertConfig.from_file(model_dir / "config.json")
     model = build_bert_model(cfg, load_bert_weights(model_dir / "model.safetensors"))
+    if model.ByteSize() >= 2**31:
+        raise ValueError("checkpoint too large for a single-file ONNX model (2 GB protobuf limit)")
     onnx.checker.check_model(model)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # A temp file in the same folder then os.replace: readers never see half a model,

@@ -17,6 +17,7 @@ import io
 import json
 import struct
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,12 @@ def export_graphs(modules, cfg: dict) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as scratch:
         for name, (inputs, outputs, dynamic) in _ONNX_SPECS.items():
             target = Path(scratch) / f"{name}.onnx"
-            torch.onnx.export(modules[name], _example_inputs(name, cfg), str(target), dynamo=False,
-                              input_names=inputs, output_names=outputs, dynamic_axes=dynamic, opset_version=17)
+            # The TorchScript exporter is deprecated but is what reliably keeps the past length
+            # of the KV cache symbolic here; its deprecation notice is noise for callers.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.onnx.export(modules[name], _example_inputs(name, cfg), str(target), dynamo=False,
+                                  input_names=inputs, output_names=outputs, dynamic_axes=dynamic, opset_version=17)
             graphs[name] = target.read_bytes()
     return graphs
 

@@ -18,7 +18,13 @@ import numpy as np
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
-from memesearch.ml.onnx.florence2_decode import DecodeSettings, MergedDecoder, greedy_generate, strip_sequence
+from memesearch.ml.onnx.florence2_decode import (
+    DecodeSettings,
+    MergedDecoder,
+    caption_by_limit,
+    greedy_generate,
+    strip_sequence,
+)
 from memesearch.ml.onnx.florence2_inputs import (
     ImageSettings,
     clean_text,
@@ -145,18 +151,11 @@ class OnnxFlorence2Captioner(Captioner):
         sequences = greedy_generate(self._decoder, hidden, mask, self._decode_settings, max_new_tokens)
         return [strip_sequence(sequence, self._decode_settings) for sequence in sequences]
 
+    def decode(self, token_ids: list[int]) -> str:
+        return clean_text(self._tokenizer.decode(token_ids, skip_special_tokens=False))
+
     def _caption_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        results: dict[int, CaptionResult] = {}
-        # Forced EOS depends on the length limit, so rows with different limits run apart.
-        by_limit: dict[int, list[int]] = {}
-        for index, request in enumerate(requests):
-            by_limit.setdefault(request.max_new_tokens, []).append(index)
-        for limit, indices in by_limit.items():
-            generated = self.generate_ids([requests[i] for i in indices], limit)
-            for index, ids in zip(indices, generated, strict=True):
-                text = clean_text(self._tokenizer.decode(ids, skip_special_tokens=False))
-                results[index] = CaptionResult(text=text, token_ids=ids)
-        return [results[index] for index in range(len(requests))]
+        return caption_by_limit(requests, self.generate_ids, self.decode)
 
 
 def _input_dtype(session, name: str):

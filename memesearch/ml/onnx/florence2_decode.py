@@ -8,10 +8,13 @@ the first step and EOS on the last allowed one, ban repeated n-grams, stop at EO
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from memesearch.ml.base import CaptionRequest, CaptionResult
 
 
 @dataclass(frozen=True)
@@ -155,3 +158,20 @@ def strip_sequence(sequence: list[int], settings: DecodeSettings) -> list[int]:
     if settings.eos_token_id in ids:
         ids = ids[: ids.index(settings.eos_token_id)]
     return ids
+
+
+def caption_by_limit(
+    requests: list[CaptionRequest],
+    generate_ids: Callable[[list[CaptionRequest], int], list[list[int]]],
+    decode: Callable[[list[int]], str],
+) -> list[CaptionResult]:
+    """Run rows with the same ``max_new_tokens`` together (forced EOS depends on it); keep order."""
+    results: dict[int, CaptionResult] = {}
+    by_limit: dict[int, list[int]] = {}
+    for index, request in enumerate(requests):
+        by_limit.setdefault(request.max_new_tokens, []).append(index)
+    for limit, indices in by_limit.items():
+        generated = generate_ids([requests[i] for i in indices], limit)
+        for index, ids in zip(indices, generated, strict=True):
+            results[index] = CaptionResult(text=decode(ids), token_ids=ids)
+    return [results[index] for index in range(len(requests))]

@@ -26,7 +26,13 @@ contents (initial_kv_cache float16 (24, 2, 1, 16, 1, 64), logits (1, 51200)):
   positions, so generation also stops there.
 
 Unlike the client we decode the whole id list at once (per-token decoding splits
-multi-byte characters) and strip the leading space the model emits.
+multi-byte characters) and strip the leading space the model emits. The crop size is
+read from the vision encoder's static input shape (378 in the real bundles), which lets
+the tiny test model use smaller crops. The client's tile-indexing quirk is kept (see
+memesearch/ml/onnx/moondream_preprocess.py). During development this captioner was run
+side by side with the moondream 0.0.6 wheel's ``OnnxVL`` on a tiny bundle with 378-px
+crops: identical crops (bit for bit) and identical tokens for all four tile layouts and
+both templates (caption and query).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ CAPTION_LENGTHS = ("short", "normal")
 MAX_CONTEXT = 2048
 BUNDLE_DTYPES = ("int8", "int4")
 BUNDLE_VARIANTS = ("0_5b", "2b")
+#: Commit of the `onnx` branch of vikhyatk/moondream2 that holds the bundles.
 ONNX_REVISION = "9dddae84d54db4ac56fe37817aeaeb502ed083e2"
 
 

@@ -29,8 +29,6 @@ _WORDS = [
     "Ġfunny", "Ġman", "Ġsign", "Ġred", "Ġblue",
 ]  # fmt: skip
 
-_PURE_TEXT = {"pure_text": {}}
-
 #: Florence-2's generation defaults (generation_config.json of the real checkpoints).
 GENERATION_CONFIG = {
     "bos_token_id": 0,

@@ -2,11 +2,16 @@
 
 The real bundles only ship ONNX graphs (no torch checkpoint of that format exists), so
 the tiny model is our own small torch modules with the same inputs, outputs, dtypes and
-shapes (see memesearch/ml/onnx/moondream.py): a float16 378-pixel crop encoder with 14-px
-patches (27x27 = 729 tokens), a projection of the 2C concatenated features, an embedding
-table, and a decoder taking/returning a (layers, 2, 1, heads, positions, head_dim) float16
-KV cache with ``logits`` of the last position. The decoder is causal with rotary
-positions counted from the cache length. Weights use std 0.3 so greedy output varies.
+shapes (see memesearch/ml/onnx/moondream.py): a float16 crop encoder with 14-px patches,
+a projection of the 2C concatenated features, an embedding table, and a decoder
+taking/returning a (layers, 2, 1, heads, positions, head_dim) float16 KV cache with
+``logits`` of the last position. The decoder is causal with rotary positions counted
+from the cache length. Weights use std 0.3 so greedy output varies.
+
+Crops are 56 px (4x4 = 16 tokens) instead of the real 378 px (27x27 = 729): with 729
+near-random image tokens the tiny decoder's attention barely sees the generated tokens,
+so a broken KV cache would go unnoticed. The captioner reads the crop size from the
+vision encoder's static input shape; preprocessing at 378 px is tested on its own.
 
 ``reference_generate`` runs these torch modules directly, with a torch re-implementation
 of the client's preprocessing (``reference_crops``/``reference_merge``), so the ONNX
@@ -29,7 +34,6 @@ MERGES = [("Ċ", "Ċ"), ("Ġ", "c"), ("a", "p"), ("t", "i"), ("o", "n"), ("ti", 
           ("Ġcap", "tion"), ("S", "h"), ("Sh", "o"), ("Sho", "r"), ("Shor", "t"), ("Ġ", "t"), ("h", "e"),
           ("Ġt", "he"), ("Ġ", "a"), ("i", "n"), ("Q", "u"), ("A", "n"), ("e", "s")]
 TINY_PROMPT = "short"
-CHECKPOINT_FILES = ("model.safetensors", "tiny_config.json", "tokenizer.json", "config.json")
 
 
 def build_tokenizer():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
-from memesearch.ml.onnx.florence2_decode import DecodeSettings, strip_sequence
+from memesearch.ml.onnx.florence2_decode import DecodeSettings, caption_by_limit, strip_sequence
 from memesearch.ml.onnx.florence2_inputs import clean_text, to_rgb
 
 DEFAULT_PROMPT = "<MORE_DETAILED_CAPTION>"
@@ -85,14 +85,8 @@ class TorchFlorence2Captioner(Captioner):
             )
         return [strip_sequence(row.tolist(), self._settings) for row in output]
 
+    def decode(self, token_ids: list[int]) -> str:
+        return clean_text(self._processor.tokenizer.decode(token_ids, skip_special_tokens=False))
+
     def _caption_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        results: dict[int, CaptionResult] = {}
-        by_limit: dict[int, list[int]] = {}
-        for index, request in enumerate(requests):
-            by_limit.setdefault(request.max_new_tokens, []).append(index)
-        for limit, indices in by_limit.items():
-            generated = self.generate_ids([requests[i] for i in indices], limit)
-            for index, ids in zip(indices, generated, strict=True):
-                text = clean_text(self._processor.tokenizer.decode(ids, skip_special_tokens=False))
-                results[index] = CaptionResult(text=text, token_ids=ids)
-        return [results[index] for index in range(len(requests))]
+        return caption_by_limit(requests, self.generate_ids, self.decode)

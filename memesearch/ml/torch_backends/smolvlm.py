@@ -49,12 +49,13 @@ class TorchSmolVLMCaptioner(Captioner):
         transformers = require("transformers", extra="torch", purpose=purpose)
         if self.threads:
             self._torch.set_num_threads(self.threads)
+        dtype = getattr(self._torch, _TORCH_DTYPES[self.dtype])
         try:
-            self.processor = _load_processor(transformers, self.source, self.revision)
-            self.model = transformers.Idefics3ForConditionalGeneration.from_pretrained(
-                self.source, revision=self.revision, dtype=getattr(self._torch, _TORCH_DTYPES[self.dtype])
+            self.processor = _cache_first(_processor_loader(transformers), self.source, self.revision)
+            self.model = _cache_first(
+                transformers.Idefics3ForConditionalGeneration.from_pretrained, self.source, self.revision, dtype=dtype
             ).eval()
-        except OSError as exc:  # missing files, no network, unknown repo
+        except (OSError, ValueError) as exc:  # missing files, no network, unknown repo, no processor
             raise ModelUnavailableError(
                 f"cannot load SmolVLM from {self.source!r}: {exc}",
                 hint=f"download {DEFAULT_REPO} with `memesearch models pull` or point to a local checkpoint folder",
@@ -101,10 +102,24 @@ class TorchSmolVLMCaptioner(Captioner):
         return results
 
 
-def _load_processor(transformers, source: str, revision: str | None):
+def _cache_first(loader, source: str, revision: str | None, **kwargs):
+    """Use the local folder or the Hugging Face cache when they have the files; only then the
+    network (whose retries take minutes when offline)."""
+    if not Path(source).is_dir():
+        try:
+            return loader(source, revision=revision, local_files_only=True, **kwargs)
+        except OSError:
+            pass
+    return loader(source, revision=revision, **kwargs)
+
+
+def _processor_loader(transformers):
     # transformers >= 5 may pick a torchvision image processor whose Lanczos resize differs
     # from the PIL one the model (and our ONNX backend) uses; ask for PIL where supported.
-    try:
-        return transformers.AutoProcessor.from_pretrained(source, revision=revision, backend="pil")
-    except TypeError:
-        return transformers.AutoProcessor.from_pretrained(source, revision=revision)
+    def load(source, **kwargs):
+        try:
+            return transformers.AutoProcessor.from_pretrained(source, backend="pil", **kwargs)
+        except TypeError:
+            return transformers.AutoProcessor.from_pretrained(source, **kwargs)
+
+    return load

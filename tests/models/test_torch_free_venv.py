@@ -1,0 +1,87 @@
+"""The ONNX backends in a virtualenv that has no torch at all (the core install users get).
+
+Tiny models of all three families are built and exported here (with torch),
+then captioned in a fresh venv holding only `pip install -e .`; the tokens must
+equal the ones the same ONNX files give in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
+
+from memesearch.ml.base import CaptionRequest  # noqa: E402
+from memesearch.ml.chain import captioner_class, family_module  # noqa: E402
+from memesearch.ml.check import fixed_image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+FAMILIES = ("smolvlm", "florence2", "moondream")
+TOKENS = 8
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    from pathlib import Path
+    from memesearch.ml.base import CaptionRequest
+    from memesearch.ml.chain import captioner_class, family_module
+    from memesearch.ml.check import fixed_image
+
+    out = {"torch_installed": importlib.util.find_spec("torch") is not None, "tokens": {}}
+    for family, (folder, prompt) in json.loads(sys.argv[1]).items():
+        onnx = family_module("onnx", family)
+        captioner = captioner_class(onnx, "onnx")(Path(folder), dtype="fp32", threads=1)
+        request = CaptionRequest(image=fixed_image(), prompt=prompt, max_new_tokens=%d)
+        out["tokens"][family] = list(captioner.caption([request])[0].token_ids)
+    out["torch_imported"] = "torch" in sys.modules or "transformers" in sys.modules
+    print(json.dumps(out))
+    """ % TOKENS
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    models = {}
+    for family in FAMILIES:
+        work = tmp_path_factory.mktemp(family)
+        tiny = family_module("tiny", family)
+        checkpoint = tiny.build_tiny_checkpoint(work / "checkpoint", seed=0)
+        folder = family_module("export", family).export(checkpoint, work / "onnx")
+        prompt = getattr(tiny, "TINY_PROMPT", "")
+        models[family] = (str(folder), prompt)
+    return models
+
+
+@pytest.fixture(scope="module")
+def torch_free_python(tmp_path_factory) -> Path:
+    venv = tmp_path_factory.mktemp("venv") / "core"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", str(REPO)],
+        check=True, timeout=900,
+    )
+    return python
+
+
+def test_onnx_backends_run_without_torch(exported, torch_free_python):
+    here = {}
+    for family, (folder, prompt) in exported.items():
+        captioner = captioner_class(family_module("onnx", family), "onnx")(Path(folder), dtype="fp32", threads=1)
+        request = CaptionRequest(image=fixed_image(), prompt=prompt, max_new_tokens=TOKENS)
+        here[family] = list(captioner.caption([request])[0].token_ids)
+    done = subprocess.run(
+        [str(torch_free_python), "-c", SCRIPT, json.dumps(exported)], capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["torch_installed"] is False and result["torch_imported"] is False
+    assert result["tokens"] == here
+    assert all(len(tokens) > 0 for tokens in here.values())
