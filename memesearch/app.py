@@ -6,6 +6,7 @@ load on first inference, so `memesearch status` stays instant.
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 
 from memesearch.config import Settings
@@ -22,7 +23,20 @@ class Core:
         return open_store(self.settings)
 
     @cached_property
+    def ml_client(self):
+        """The remote backend's HTTP client, when MEMESEARCH_ML_URLS is set (else None: in-process)."""
+        if not self.settings.ml_urls:
+            return None
+        from memesearch.ml.remote import client_from_settings
+
+        return client_from_settings(self.settings)
+
+    @cached_property
     def embedder(self):
+        if self.ml_client is not None:
+            from memesearch.ml.remote import RemoteEmbedder
+
+            return RemoteEmbedder(self.ml_client, self.settings.embed_model)
         from memesearch.ml.embedders import get_embedder
 
         threads = self.settings.threads or None
@@ -32,6 +46,10 @@ class Core:
     def ocr(self):
         if not self.settings.ocr_enabled:
             return None
+        if self.ml_client is not None:
+            from memesearch.ml.remote import RemoteOcrEngine
+
+            return RemoteOcrEngine(self.ml_client)
         from memesearch.ml.ocr import RapidOcrEngine
 
         return RapidOcrEngine(threads=self.settings.threads or None, min_confidence=self.settings.ocr_min_confidence)
@@ -47,6 +65,29 @@ class Core:
         from memesearch.search import SearchEngine
 
         return SearchEngine(self.store, self.embedder)
+
+    @cached_property
+    def jobs(self):
+        """Bulk runs (memesearch.jobs.manager.JobManager): start, progress, cancel, retry."""
+        from memesearch.jobs.manager import JobManager
+
+        return JobManager(self)
+
+    def captioner(self, model_id: str):
+        """A loaded caption model, cached per id: remote when ml_urls is set, else the local chain."""
+        cache = self.__dict__.setdefault("_captioners", {})
+        with self.__dict__.setdefault("_captioners_lock", threading.Lock()):
+            if model_id not in cache:
+                if self.ml_client is not None:
+                    from memesearch.ml.remote import RemoteCaptioner
+
+                    cache[model_id] = RemoteCaptioner(self.ml_client, model_id)
+                else:
+                    from memesearch.ml.chain import load_captioner
+                    from memesearch.ml.registry import get_spec
+
+                    cache[model_id] = load_captioner(get_spec(model_id, self.settings.home), self.settings)
+            return cache[model_id]
 
     def close(self) -> None:
         if "store" in self.__dict__:

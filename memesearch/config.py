@@ -8,11 +8,13 @@ checked against them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
 import platformdirs
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_home() -> Path:
@@ -35,11 +37,45 @@ class Settings(BaseSettings):
     max_megapixels: float = Field(default=64.0, description="Images larger than this are refused (decompression bombs).")
     max_file_mb: float = Field(default=100.0, description="Files larger than this are refused.")
     thumbnail_px: int = Field(default=320, description="Longest side of generated thumbnails.")
+    # ML service and remote backend (issue 4).
+    ml_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="ML service URLs (comma-separated or a JSON list). Empty: models run in-process.",
+    )
+    ml_token: str = Field(default="", description="Shared secret between the app and the ML service (Bearer token).")
+    ml_timeout_s: float = Field(default=120.0, description="Timeout of one request to the ML service.")
+    ml_model_ttl_s: float = Field(default=300.0, description="Service: unload a model idle this long; 0 = keep forever.")
+    ml_preload: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Service: models loaded at startup (embed, ocr, or caption model ids).",
+    )
+    ml_max_concurrency: int = Field(default=4, description="Service: requests run at once; more get 503 + Retry-After.")
+    ml_max_upload_mb: float = Field(default=25.0, description="Service: largest accepted upload.")
+    # Durable background work (issue 4).
+    queue_url: str = Field(default="", description="Empty: Huey SQLite queue in the data dir. redis://... : Redis.")
+    job_lease_s: float = Field(default=120.0, description="A worker's claim on a meme expires after this (crash recovery).")
+    job_max_attempts: int = Field(default=5, description="Transient failures (model errors) retried this often per meme.")
+    job_max_wait_attempts: int = Field(default=40, description="Retries while the ML service is unreachable (backoff up to 60 s).")
+    worker_concurrency: int = Field(default=1, description="Worker threads in `memesearch worker` and in-process workers.")
+    password: str = Field(default="", description="Web login password; required when serving beyond loopback.")
+    api_token: str = Field(default="", description="Bearer token for the JSON API (default: the password).")
+    max_upload_mb: float = Field(default=25.0, description="Largest file the web upload accepts.")
+    max_upload_files: int = Field(default=50, description="Most files in one upload batch.")
 
     @field_validator("home", mode="before")
     @classmethod
     def _expand_home(cls, value: object) -> object:
         return Path(value).expanduser() if isinstance(value, str | Path) and str(value) else value
+
+    @field_validator("ml_urls", "ml_preload", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        # Env values arrive as strings: accept a JSON list or "a,b".
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("max_megapixels", "max_file_mb")
     @classmethod
@@ -64,6 +100,11 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.home / "uploads"
+
+    @property
+    def secret_key_path(self) -> Path:
+        """Signs web session and CSRF cookies; created on first use, readable by the owner only."""
+        return self.home / "web-secret.key"
 
 
 def load_settings(data_dir: Path | str | None = None) -> Settings:

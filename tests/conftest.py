@@ -18,13 +18,35 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "data")
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL with pgvector and pg_trgm for the session. Never skipped: no server, failed tests."""
+    from tests.postgres.server import PostgresServer
+
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's server."""
+    url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path: Path):
     """Every Store implementation; the contract suite runs against each."""
     if request.param == "sqlite":
         from memesearch.store.sqlite import SqliteStore
 
         opened = SqliteStore(tmp_path / "store.db")
+    else:
+        from memesearch.store.postgres import PostgresStore
+
+        opened = PostgresStore(request.getfixturevalue("postgres_url"))
     yield opened
     opened.close()
 

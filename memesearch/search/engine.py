@@ -95,6 +95,23 @@ class VectorIndex:
         return [(int(ids[i]), float(scores[i])) for i in top]
 
 
+class StoreVectorIndex:
+    """Vector search delegated to a store that can search in the database (PostgreSQL HNSW).
+
+    Same interface as ``VectorIndex``; nothing is loaded into memory, so it scales to millions.
+    """
+
+    def __init__(self, store, model_id: str) -> None:
+        self._store = store
+        self._model_id = model_id
+
+    def vector_of(self, meme_id: int) -> np.ndarray | None:
+        return self._store.vector_of(self._model_id, meme_id)
+
+    def search(self, query_vector: np.ndarray, limit: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
+        return self._store.vector_search(self._model_id, query_vector.astype(np.float32), limit, allowed)
+
+
 def rrf_fuse(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
     scores: dict[int, float] = {}
     for ranking in rankings:
@@ -107,7 +124,9 @@ class SearchEngine:
     def __init__(self, store, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
-        self.vectors = VectorIndex(store, embedder.model_id)
+        # Stores that search vectors themselves (PostgreSQL) are asked; others get an in-memory matrix.
+        index = StoreVectorIndex if hasattr(store, "vector_search") else VectorIndex
+        self.vectors = index(store, embedder.model_id)
 
     def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0) -> SearchResult:
         if mode not in MODES:

@@ -15,8 +15,9 @@ def open_store(settings: Settings):
         path = url.removeprefix("sqlite:///") if url else settings.database_path
         return SqliteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "the PostgreSQL store is not available in this version",
-            hint="unset MEMESEARCH_DATABASE_URL to use the embedded SQLite store",
-        )
+        # Imported here so SQLite users never need psycopg; PostgresStore raises a
+        # MissingDependencyError naming the [postgres] extra when it is absent.
+        from memesearch.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ConfigError(f"unsupported database URL {url!r}", hint="use sqlite:///PATH or postgresql://...")

@@ -110,6 +110,36 @@ MIGRATIONS: list[str] = [
     -- that lost its spaces (ONEDOESNOTSIMPLY) still matches "does not simply".
     CREATE VIRTUAL TABLE meme_trigram USING fts5(folded, tokenize = 'trigram');
     """,
+    # 2: bulk runs (describe, index, ...) and their per-meme work items with leases.
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        model TEXT,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'cancelled', 'failed')),
+        params TEXT NOT NULL DEFAULT '{}',
+        error TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        kicked_at REAL
+    );
+
+    -- One row per meme of a run. 'running' rows hold a lease: a worker killed
+    -- mid-meme leaves an expired lease that the reaper puts back to 'queued'.
+    -- A 'queued' row with lease_until in the future waits for a retry (backoff).
+    CREATE TABLE run_items (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        meme_id INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        lease_until REAL,
+        finished_at REAL,
+        PRIMARY KEY (run_id, meme_id)
+    );
+    CREATE INDEX run_items_status ON run_items(status, lease_until);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,6 +22,7 @@ from memesearch.errors import InvalidInputError, NotFoundError, SchemaTooNewErro
 from memesearch.store import sqlite_text
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
+from memesearch.store.sqlite_runs import SqliteRunsMixin
 
 _MEME_COLUMNS = (
     "id, path, folder_id, sha256, phash, size, mtime, width, height, format, frames, status, "
@@ -30,7 +31,7 @@ _MEME_COLUMNS = (
 _FILE_FIELDS = ("folder_id", "size", "mtime", "sha256", "phash", "width", "height", "format", "frames", "status", "error")
 
 
-class SqliteStore:
+class SqliteStore(SqliteRunsMixin):
     kind = "sqlite"
 
     def __init__(self, path: Path | str) -> None:
@@ -106,6 +107,23 @@ class SqliteStore:
             conn.execute("UPDATE memes SET status='missing', folder_id=NULL WHERE folder_id = ?", (folder_id,))
             _bump_vectors_version(conn)
             conn.execute("DELETE FROM folders WHERE id = ?", (folder_id,))
+
+    def set_folder_auto_scan(self, folder_id: int, minutes: int) -> None:
+        """How often a folder is rescanned automatically (0 = never)."""
+        if minutes < 0:
+            raise InvalidInputError("the auto-scan interval cannot be negative")
+        with self.write() as conn:
+            if conn.execute("UPDATE folders SET auto_scan_minutes = ? WHERE id = ?", (minutes, folder_id)).rowcount == 0:
+                raise NotFoundError(f"no folder with id {folder_id}")
+
+    def folder_meme_counts(self) -> dict[int, int]:
+        """Present memes per folder id."""
+        rows = self.query("SELECT folder_id, COUNT(*) FROM memes WHERE status = 'ok' AND folder_id IS NOT NULL GROUP BY folder_id")
+        return {row[0]: row[1] for row in rows}
+
+    def phashes(self) -> list[tuple[int, str]]:
+        """(id, perceptual hash) of every present meme, for near-duplicate lookups."""
+        return [(row[0], row[1]) for row in self.query("SELECT id, phash FROM memes WHERE status = 'ok' AND phash IS NOT NULL")]
 
     def record_scan(self, folder_id: int, summary: dict) -> None:
         with self.write() as conn:
@@ -385,6 +403,14 @@ class SqliteStore:
 
     def pending_imports(self) -> dict[str, dict]:
         return {row[0]: json.loads(row[1]) for row in self.query("SELECT sha256, payload FROM pending_imports")}
+
+    def apply_import(self, meme_ids: list[int], record: dict) -> None:
+        """Merge one export record into each meme (see ``transfer``), in one transaction."""
+        from memesearch.store.transfer import apply_payload  # local: transfer imports this module
+
+        with self.write() as conn:
+            for meme_id in meme_ids:
+                apply_payload(conn, meme_id, record)
 
     def _apply_pending_import(self, conn: sqlite3.Connection, meme_id: int, sha256: str) -> None:
         row = conn.execute("SELECT payload FROM pending_imports WHERE sha256 = ?", (sha256,)).fetchone()

@@ -71,15 +71,17 @@ def import_library(store, path: Path) -> dict[str, int]:
             store.put_pending_import(sha, record)
             pending += 1
             continue
-        with store.write() as conn:
-            for meme_id in targets:
-                apply_payload(conn, meme_id, record)
+        store.apply_import(targets, record)
         applied += 1
     return {"applied": applied, "pending": pending}
 
 
 def apply_payload(conn: sqlite3.Connection, meme_id: int, record: dict) -> None:
-    """Merge one export record into a meme: fill empty texts, add descriptions and tags."""
+    """SQLite: merge one export record into a meme: fill empty texts, add descriptions and tags.
+
+    Stores apply records through their ``apply_import`` method; this is the SQLite
+    store's implementation (PostgresStore has its own with the same rules).
+    """
     conn.execute(
         "UPDATE memes SET user_description = CASE WHEN user_description = '' THEN ? ELSE user_description END, "
         "ocr_text = CASE WHEN ocr_engine IS NULL THEN ? ELSE ocr_text END, "

@@ -1,0 +1,178 @@
+"""One backend of the VLM speed benchmark, in its own process (so peak RSS is its own).
+
+Run by bench/bench_vlm.py as ``python bench/vlm_worker.py JSON``; prints one JSON line.
+Each captioner's model calls are wrapped with timers so a meme's end-to-end time splits into:
+
+- vision:  the vision encoder (+ projector / connector), summed;
+- prefill: from the end of the vision encoder to the first logits (prompt embedding, Florence's
+           text encoder, the first decoder pass over the whole prompt);
+- decode:  the remaining decoder passes, exactly ``tokens`` of them (EOS is ignored);
+- other:   the rest (image preprocessing, tokenisation, processor calls).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+HERE = Path(__file__).resolve().parent
+
+
+def meme_image(width: int = 640, height: int = 480) -> Image.Image:
+    """A deterministic photo-like meme: noisy gradient, shapes, impact-style top/bottom text."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width * 200, y / height * 160 + 40, (x + y) / (width + height) * 255], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 18, base.shape), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((220, 140, 420, 340), fill=(240, 200, 120), outline=(60, 40, 20), width=6)
+    draw.rectangle((60, 300, 180, 420), fill=(90, 120, 200))
+    font = ImageFont.load_default(size=44)
+    for text, top in (("WHEN THE BUILD PASSES", 16), ("ON THE FIRST TRY", height - 70)):
+        draw.text((width // 2, top), text, font=font, fill="white", anchor="ma", stroke_width=3, stroke_fill="black")
+    return image
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.vision = 0.0
+        self.vision_end = None
+        self.first_logits = None
+        self.lm_calls = 0
+
+    def vision_done(self, seconds: float) -> None:
+        self.vision += seconds
+        self.vision_end = time.perf_counter()
+
+    def lm_done(self) -> None:
+        self.lm_calls += 1
+        if self.first_logits is None:
+            self.first_logits = time.perf_counter()
+
+
+class TimedSession:
+    """Forwards everything to an onnxruntime session, timing ``run``."""
+
+    def __init__(self, session, on_done) -> None:
+        self._session, self._on_done = session, on_done
+
+    def run(self, *args, **kwargs):
+        started = time.perf_counter()
+        result = self._session.run(*args, **kwargs)
+        self._on_done(time.perf_counter() - started)
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+def onnx_captioner(spec: dict, clock: Clock):
+    models = Path(spec["models_dir"]) / spec["model"] / "onnx"
+    if spec["family"] == "smolvlm":
+        from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner
+
+        captioner = OnnxSmolVLMCaptioner(models, dtype=spec["dtype"], threads=spec["threads"],
+                                         image_longest_edge=spec.get("longest_edge"))
+        captioner.ensure_loaded()
+        captioner.config = replace(captioner.config, eos_token_ids=())  # always decode `tokens` tokens
+        captioner.vision = TimedSession(captioner.vision, clock.vision_done)
+        captioner.decoder = TimedSession(captioner.decoder, lambda _s: clock.lm_done())
+        run = lambda request: captioner.generate_ids([request])  # noqa: E731
+    else:
+        from memesearch.ml.onnx.florence2 import OnnxFlorence2Captioner
+
+        captioner = OnnxFlorence2Captioner(models, dtype=spec["dtype"], threads=spec["threads"])
+        captioner.ensure_loaded()
+        captioner._decode_settings = replace(captioner._decode_settings, eos_token_id=-1)
+        captioner._vision = TimedSession(captioner._vision, clock.vision_done)
+        captioner._decoder.session = TimedSession(captioner._decoder.session, lambda _s: clock.lm_done())
+        run = lambda request: captioner.generate_ids([request], request.max_new_tokens)  # noqa: E731
+    return run
+
+
+def torch_captioner(spec: dict, clock: Clock):
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    checkpoint = Path(spec["models_dir"]) / spec["model"] / "checkpoint"
+    if spec["family"] == "smolvlm":
+        from memesearch.ml.torch_backends.smolvlm import TorchSmolVLMCaptioner
+
+        captioner = TorchSmolVLMCaptioner(checkpoint, threads=spec["threads"],
+                                          image_longest_edge=spec.get("longest_edge"))
+        captioner.ensure_loaded()
+        model = captioner.model
+        vision_modules = [model.model.vision_model, model.model.connector]
+        run = lambda request: captioner.generate_ids([request])  # noqa: E731
+    else:
+        from memesearch.ml.torch_backends.florence2 import TorchFlorence2Captioner
+
+        captioner = TorchFlorence2Captioner(checkpoint, threads=spec["threads"])
+        captioner.ensure_loaded()
+        model = captioner._model
+        vision_modules = [model.model.vision_tower, model.model.multi_modal_projector]
+        run = lambda request: captioner.generate_ids([request], request.max_new_tokens)  # noqa: E731
+    # EOS can never win, so generate() always runs max_new_tokens decoder passes.
+    model.generation_config.min_new_tokens = spec["tokens"] + 1
+    starts = {}
+    for module in vision_modules:
+        module.register_forward_pre_hook(lambda m, _a: starts.__setitem__(id(m), time.perf_counter()))
+        module.register_forward_hook(lambda m, _a, _o: clock.vision_done(time.perf_counter() - starts[id(m)]))
+    model.register_forward_hook(lambda _m, _a, _o: clock.lm_done())
+    return run
+
+
+def main(spec: dict) -> dict:
+    from memesearch.ml.base import CaptionRequest
+
+    clock = Clock()
+    load_started = time.perf_counter()
+    factory = torch_captioner if spec["backend"] == "torch" else onnx_captioner
+    run = factory(spec, clock)
+    load_s = time.perf_counter() - load_started
+    width, height = spec["image_size"]
+    # One prefill pass gives the first token, then exactly `tokens` decode passes.
+    request = CaptionRequest(image=meme_image(width, height), prompt=spec["prompt"], max_new_tokens=spec["tokens"] + 1)
+    samples = []
+    for index in range(spec["warmup"] + spec["runs"]):
+        clock.reset()
+        started = time.perf_counter()
+        ids = run(request)
+        ended = time.perf_counter()
+        if clock.lm_calls != spec["tokens"] + 1:
+            raise RuntimeError(f"expected {spec['tokens'] + 1} decoder passes, got {clock.lm_calls}")
+        if index < spec["warmup"]:
+            continue
+        total = ended - started
+        prefill = clock.first_logits - clock.vision_end
+        decode = ended - clock.first_logits
+        samples.append({"vision": clock.vision, "prefill": prefill, "decode": decode, "e2e": total,
+                        "other": total - clock.vision - prefill - decode})
+    result = {key: statistics.median(s[key] for s in samples) * 1000 for key in samples[0]}
+    result = {f"{key}_ms": round(value, 1) for key, value in result.items()}
+    result["tokens_per_s"] = round(spec["tokens"] / (result["decode_ms"] / 1000), 2)
+    result["e2e_all_ms"] = [round(s["e2e"] * 1000) for s in samples]
+    result["load_s"] = round(load_s, 2)
+    result["generated_ids"] = len(ids[0])  # Florence drops its forced BOS/EOS from the ids
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["load1"] = os.getloadavg()[0]
+    return result
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent))
+    print("RESULT " + json.dumps(main(json.loads(sys.argv[1]))), flush=True)

@@ -1,0 +1,61 @@
+"""`memesearch serve`: the web app plus an in-process worker, on loopback by default."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Annotated
+
+import typer
+
+from memesearch.cli.context import console, friendly_errors, settings_of
+from memesearch.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @friendly_errors
+    def serve(
+        ctx: typer.Context,
+        host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs MEMESEARCH_PASSWORD.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+        workers: Annotated[int, typer.Option(min=0, max=16, help="In-process job worker threads (0: run `memesearch worker` separately).")] = 1,
+    ) -> None:
+        """Run the web app (search, upload, folders, models) and a background worker."""
+        import uvicorn
+
+        from memesearch.app import Core
+        from memesearch.web import create_app
+
+        settings = settings_of(ctx)
+        if not is_loopback(host) and not settings.password:
+            raise ConfigError(
+                f"refusing to serve on {host} without a password: anyone on the network could change your library",
+                hint="set MEMESEARCH_PASSWORD=... (and MEMESEARCH_API_TOKEN for scripts), or bind to 127.0.0.1",
+            )
+        core = Core(settings)
+        web = create_app(core=core)
+        worker = None
+        if workers:
+            from memesearch.jobs.worker import start_in_process
+
+            worker = start_in_process(core, concurrency=workers)
+        console.print(f"memesearch on http://{host if ':' not in host else f'[{host}]'}:{port}  (data: {settings.home})",
+                      highlight=False)
+        try:
+            uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+        finally:
+            if worker is not None:
+                worker.stop()
+            core.close()

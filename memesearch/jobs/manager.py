@@ -1,0 +1,202 @@
+"""JobManager: start, watch, cancel and retry bulk runs; also the body of the worker task.
+
+A run's items are claimed one meme at a time under a lease that a small
+keeper thread renews while the meme is being processed, so a slow model never
+loses its claim, and a killed worker's claim expires after ``job_lease_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from memesearch.errors import InvalidInputError, NotFoundError
+from memesearch.jobs.models import ACTIVE_STATES, ERRORS_SHOWN, KINDS, Run
+from memesearch.jobs.processing import MemeProcessor, backoff_s, classify, reason
+from memesearch.jobs.queue import build_huey, register_work_task
+
+log = logging.getLogger(__name__)
+completions = logging.getLogger("memesearch.jobs.completed")
+
+#: Work tasks enqueued per run: more than enough for the workers of one machine;
+#: extra tasks find nothing to claim and end at once.
+FANOUT = 8
+
+
+class JobManager:
+    def __init__(self, core) -> None:
+        self.core = core
+        self.store = core.store
+        self.settings = core.settings
+        self.huey = build_huey(core.settings)
+        self._work_task = register_work_task(self.huey, self.work)
+        self.processor = MemeProcessor(core)
+        self.stopping = threading.Event()
+
+    # -- the API the CLI and the web app use -------------------------------------------
+    def start(self, kind: str, *, model: str | None = None, meme_ids: list[int] | None = None,
+              folder_id: int | None = None) -> Run:
+        if kind not in KINDS:
+            raise InvalidInputError(f"unknown run kind {kind!r}", hint=f"one of: {', '.join(KINDS)}")
+        if kind == "describe":
+            model = model or self.settings.caption_model
+        if model:
+            from memesearch.ml.registry import get_spec
+
+            get_spec(model, self.settings.home)  # an unknown model fails now, not per meme
+        if folder_id is not None and all(f.id != folder_id for f in self.store.list_folders()):
+            raise NotFoundError(f"no folder with id {folder_id}")
+        params = {"explicit": meme_ids is not None, "folder_id": folder_id}
+        run_id = self.store.create_run(kind, model, params)
+        if kind == "index":
+            self.enqueue(run_id, 1)  # the first task scans, then fans out
+            return self.get(run_id)
+        ids = list(dict.fromkeys(meme_ids)) if meme_ids is not None else self._default_targets(kind, model)
+        self.store.add_run_items(run_id, ids)
+        if ids:
+            self.enqueue(run_id, min(FANOUT, len(ids)))
+        else:
+            self.store.update_run(run_id, state="done", finished_at=time.time())
+        return self.get(run_id)
+
+    def get(self, run_id: int) -> Run:
+        row = self.store.get_run_row(run_id)
+        if row is None:
+            raise NotFoundError(f"no run with id {run_id}")
+        return Run.from_row(row, self.store.run_errors(run_id, ERRORS_SHOWN))
+
+    def list_runs(self, limit: int = 20) -> list[Run]:
+        return [Run.from_row(row, self.store.run_errors(row["id"], ERRORS_SHOWN)) for row in self.store.list_run_rows(limit)]
+
+    def cancel(self, run_id: int) -> Run:
+        run = self.get(run_id)
+        if run.active:
+            # Memes being processed right now finish; nothing new is claimed.
+            self.store.update_run(run_id, state="cancelled", finished_at=time.time())
+            self.store.set_run_items_status(run_id, "queued", "cancelled")
+        return self.get(run_id)
+
+    def retry_failed(self, run_id: int) -> Run:
+        self.get(run_id)
+        count = self.store.set_run_items_status(run_id, "failed", "queued")
+        if count:
+            self.store.update_run(run_id, state="queued", finished_at=None, error=None)
+            self.enqueue(run_id, min(FANOUT, count))
+        return self.get(run_id)
+
+    def enqueue(self, run_id: int, copies: int = 1) -> None:
+        self.store.update_run(run_id, kicked_at=time.time())
+        for _ in range(max(1, copies)):
+            self._work_task(run_id)
+
+    # -- the worker task ------------------------------------------------------------
+    def work(self, run_id: int) -> None:
+        """Claim and process the run's items one by one until none is due."""
+        row = self.store.get_run_row(run_id)
+        if row is None or row["state"] not in ACTIVE_STATES:
+            return
+        if row["kind"] == "index" and not row["params"].get("scanned"):
+            if not self._scan(row):
+                return
+            row = self.store.get_run_row(run_id)
+            self.enqueue(run_id, FANOUT - 1)
+        if row["state"] == "queued":
+            self.store.update_run(run_id, state="running", started_at=row["started_at"] or time.time())
+        while not self.stopping.is_set():
+            claimed = self.store.claim_run_items(run_id, 1, self.settings.job_lease_s)
+            if not claimed:
+                break
+            self._process_item(row, claimed[0])
+        self.finish_if_complete(run_id)
+
+    def _process_item(self, row: dict, meme_id: int) -> None:
+        run_id = row["id"]
+        with LeaseKeeper(self.store, run_id, meme_id, self.settings.job_lease_s):
+            try:
+                self.processor.process(row, meme_id)
+            except Exception as exc:
+                self._record_failure(run_id, meme_id, exc)
+                return
+        if self.store.finish_run_item(run_id, meme_id, "done"):
+            completions.info("completed meme %d of run %d", meme_id, run_id)
+
+    def _record_failure(self, run_id: int, meme_id: int, exc: Exception) -> None:
+        kind = classify(exc)
+        attempts = self.store.item_attempts(run_id, meme_id) + 1
+        limit = self.settings.job_max_wait_attempts if kind == "unavailable" else self.settings.job_max_attempts
+        message = reason(exc)
+        if kind == "permanent" or attempts >= limit:
+            self.store.finish_run_item(run_id, meme_id, "failed", message)
+            log.warning("run %d: meme %d failed (%s, attempt %d): %s", run_id, meme_id, kind, attempts, message)
+        else:
+            retry_at = time.time() + backoff_s(attempts - 1)
+            self.store.finish_run_item(run_id, meme_id, "queued", message, retry_at=retry_at)
+            log.info("run %d: meme %d will be retried (%s, attempt %d): %s", run_id, meme_id, kind, attempts, message)
+
+    def finish_if_complete(self, run_id: int) -> None:
+        row = self.store.get_run_row(run_id)
+        if row is None or row["state"] not in ACTIVE_STATES:
+            return
+        if row["kind"] == "index" and not row["params"].get("scanned"):
+            return
+        counts = row["counts"]
+        if counts["queued"] == 0 and counts["running"] == 0:
+            state = "failed" if counts["done"] == 0 and counts["failed"] > 0 else "done"
+            self.store.update_run(run_id, state=state, finished_at=time.time())
+
+    def _scan(self, row: dict) -> bool:
+        from memesearch.library.scanner import scan_folder
+
+        folder_id = row["params"].get("folder_id")
+        folders = [f for f in self.store.list_folders() if folder_id is None or f.id == folder_id]
+        try:
+            for folder in folders:
+                scan_folder(self.store, folder, self.settings)
+        except Exception as exc:  # the run shows why instead of retrying a broken folder forever
+            self.store.update_run(row["id"], state="failed", error=reason(exc), finished_at=time.time())
+            log.exception("run %d: scan failed", row["id"])
+            return False
+        ids = self._index_targets([f.id for f in folders], row["model"])
+        self.store.add_run_items(row["id"], ids)
+        self.store.update_run(row["id"], params={**row["params"], "scanned": True})
+        return True
+
+    def _default_targets(self, kind: str, model: str | None) -> list[int]:
+        if kind == "describe":
+            return self.store.ids_without_description(model)
+        if kind == "ocr":
+            return self.store.pending("ocr")
+        return self.store.ids_needing_vectors(self.core.embedder.model_id)
+
+    def _index_targets(self, folder_ids: list[int], model: str | None) -> list[int]:
+        present = set()
+        for folder_id in folder_ids:
+            present.update(row["id"] for row in self.store.files_in_folder(folder_id).values() if row["status"] == "ok")
+        wanted = set(self.store.ids_needing_vectors(self.core.embedder.model_id))
+        if self.core.ocr is not None:
+            wanted.update(self.store.pending("ocr"))
+        if model:
+            wanted.update(self.store.ids_without_description(model))
+        return sorted(present & wanted)
+
+
+class LeaseKeeper:
+    """Renews one item's lease every third of its length while the meme is processed."""
+
+    def __init__(self, store, run_id: int, meme_id: int, lease_s: float) -> None:
+        self.store, self.run_id, self.meme_id, self.lease_s = store, run_id, meme_id, lease_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{run_id}-{meme_id}")
+
+    def _renew(self) -> None:
+        while not self._done.wait(self.lease_s / 3):
+            self.store.extend_run_leases(self.run_id, [self.meme_id], self.lease_s)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()

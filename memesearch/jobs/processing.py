@@ -1,0 +1,120 @@
+"""What a worker does for one meme of a run, and how a failure is classified.
+
+Each stage is idempotent: work already finished (by this run before a crash, or
+by anyone for an implicit run) is detected from the database and skipped, so a
+restarted run never redoes finished memes.
+
+Failures: an unreadable image is *permanent* (fails once, visibly). An
+unreachable ML service is *unavailable* (the item waits with backoff up to 60 s,
+for many attempts). Anything else a model does is *transient* (a few retries).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from memesearch.errors import InvalidInputError, NotFoundError
+from memesearch.library.decode import load_rgb
+from memesearch.ml.remote import ServiceUnavailableError
+from memesearch.pipeline import embedding_text
+from memesearch.store.models import Description, Meme
+from memesearch.text import content_hash
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 60.0
+
+
+def stages_of(kind: str, model: str | None) -> list[str]:
+    return {
+        "index": ["ocr"] + (["caption"] if model else []) + ["embed"],
+        "describe": ["caption", "embed"],
+        "ocr": ["ocr", "embed"],
+        "embed": ["embed"],
+    }[kind]
+
+
+def classify(exc: BaseException) -> str:
+    """'permanent' | 'unavailable' | 'transient'."""
+    if isinstance(exc, ServiceUnavailableError):
+        return "unavailable"
+    if isinstance(exc, (InvalidInputError, NotFoundError, OSError)):
+        return "permanent"
+    return "transient"
+
+
+def backoff_s(attempts: int) -> float:
+    return min(BACKOFF_BASE_S * 2**attempts, BACKOFF_MAX_S)
+
+
+def reason(exc: BaseException) -> str:
+    return getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
+
+
+class MemeProcessor:
+    """Runs the stages of a run on one meme with the core's models."""
+
+    def __init__(self, core) -> None:
+        self.core = core
+        #: Seconds spent inside models, for the benchmark's "overhead excluding model time".
+        self.model_s = 0.0
+
+    def process(self, run: dict, meme_id: int) -> None:
+        """Raises on failure; the caller classifies and records it."""
+        store = self.core.store
+        explicit = bool(run["params"].get("explicit"))
+        for stage in stages_of(run["kind"], run["model"]):
+            meme = store.get_meme(meme_id)
+            if meme.status != "ok":
+                raise NotFoundError(f"meme {meme_id} is {meme.status} ({meme.path})")
+            try:
+                getattr(self, f"_{stage}")(meme, run, explicit)
+            except Exception as exc:
+                if classify(exc) == "permanent":
+                    store.mark_stage(meme_id, stage, "failed", reason(exc))
+                raise
+
+    def _image(self, meme: Meme):
+        return load_rgb(Path(meme.path), self.core.settings.max_megapixels)
+
+    def _ocr(self, meme: Meme, run: dict, explicit: bool) -> None:
+        engine = self.core.ocr
+        if engine is None:
+            return
+        done_by_this_run = meme.ocr_engine and meme.updated_at >= run["created_at"]
+        if done_by_this_run or (meme.ocr_engine and not explicit):
+            return
+        image = self._image(meme)
+        started = time.perf_counter()
+        result = engine.read(image)
+        self.model_s += time.perf_counter() - started
+        self.core.store.set_ocr(meme.id, result.text, engine.engine_id)
+
+    def _caption(self, meme: Meme, run: dict, explicit: bool) -> None:
+        model = run["model"]
+        existing = next((d for d in meme.descriptions if d.model_id == model), None)
+        if existing is not None and (not explicit or existing.created_at >= run["created_at"]):
+            return  # described already (by this run before a crash, or before the run)
+        image = self._image(meme)
+        captioner = self.core.captioner(model)
+        started = time.perf_counter()
+        result = captioner.caption_images([image])[0]
+        self.model_s += time.perf_counter() - started
+        self.core.store.set_description(meme.id, Description(
+            model_id=model, text=result.text, backend=result.backend, dtype=result.dtype,
+            revision=getattr(result, "revision", ""), ms=result.ms,
+        ))
+
+    def _embed(self, meme: Meme, run: dict, explicit: bool) -> None:
+        embedder = self.core.embedder
+        text = embedding_text(meme)
+        digest = content_hash(text)
+        if self.core.store.vector_hash(meme.id, embedder.model_id) == digest:
+            return  # this exact text is embedded already
+        started = time.perf_counter()
+        vector = embedder.embed([text])[0]
+        self.model_s += time.perf_counter() - started
+        self.core.store.put_vectors(embedder.model_id, [(meme.id, digest, vector)])

@@ -1,0 +1,253 @@
+"""The ``remote`` backend: Embedder, OcrEngine and Captioner served by `memesearch ml serve`.
+
+Several service URLs may be configured. Each call goes to the healthy ones first
+(in configured order); a URL that refuses connections, times out or answers
+502/503/504 is marked down for a while and the next one is tried (failover).
+When every URL failed that way the whole pass is retried with exponential
+backoff, then ServiceUnavailableError is raised: a *transient* error the jobs
+layer waits out. Client mistakes (4xx) are raised at once, mapped onto the
+memesearch error family, so a corrupt image fails exactly as it would in-process.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from memesearch.config import Settings
+from memesearch.errors import ConfigError, ImageError, InvalidInputError, ModelUnavailableError, NotFoundError
+from memesearch.ml.base import CaptionRequest, Captioner, Embedder, OcrEngine, OcrResult
+from memesearch.ml.chain import ChainCaptionResult
+
+log = logging.getLogger(__name__)
+
+_UNAVAILABLE_STATUSES = {502, 503, 504}
+
+
+class ServiceUnavailableError(ModelUnavailableError):
+    """No ML service URL answered (down, overloaded or timed out). Transient: retry later."""
+
+
+class RemoteModelError(ModelUnavailableError):
+    """The service answered 500: the model failed on this input (the service keeps running)."""
+
+
+class ServiceClient:
+    """HTTP to a list of service URLs with health tracking, failover and backoff."""
+
+    def __init__(self, urls: Sequence[str], *, token: str = "", timeout_s: float = 120.0, retries: int = 2,
+                 backoff_s: float = 0.5, down_for_s: float = 10.0) -> None:
+        if not urls:
+            raise ConfigError("no ML service URL configured", hint="set MEMESEARCH_ML_URLS=http://host:8765")
+        self.urls = [url.rstrip("/") for url in urls]
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.down_for_s = down_for_s
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)))
+        self._down_until: dict[str, float] = {}
+        self._last_error: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- health ---------------------------------------------------------------------
+    def _ordered(self) -> list[str]:
+        """Healthy URLs in configured order, then those marked down (soonest back first)."""
+        now = time.monotonic()
+        with self._lock:
+            healthy = [u for u in self.urls if self._down_until.get(u, 0) <= now]
+            down = sorted((u for u in self.urls if u not in healthy), key=lambda u: self._down_until[u])
+        return healthy + down
+
+    def _mark_down(self, url: str, reason: str, seconds: float | None = None) -> None:
+        with self._lock:
+            self._down_until[url] = time.monotonic() + (self.down_for_s if seconds is None else seconds)
+            self._last_error[url] = reason
+        log.warning("ML service %s unavailable: %s", url, reason)
+
+    def _mark_up(self, url: str) -> None:
+        if url in self._down_until:
+            with self._lock:
+                self._down_until.pop(url, None)
+
+    def health(self) -> dict[str, dict]:
+        """GET /healthz on every URL: {url: {"ok": bool, "detail": ...}}; updates the down marks."""
+        report = {}
+        for url in self.urls:
+            try:
+                response = self._http.get(f"{url}/healthz", timeout=5.0)
+                ok = response.status_code == 200
+                report[url] = {"ok": ok, "detail": response.json() if ok else f"HTTP {response.status_code}"}
+            except (httpx.HTTPError, ValueError) as exc:
+                ok, report[url] = False, {"ok": False, "detail": f"{exc.__class__.__name__}: {exc}"}
+            if ok:
+                self._mark_up(url)
+            else:
+                self._mark_down(url, str(report[url]["detail"]))
+        return report
+
+    # -- requests -------------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs) -> dict:
+        """The JSON answer of the first URL that serves the request."""
+        for attempt in range(self.retries + 1):
+            model_failure: str | None = None
+            retry_after = 0.0
+            for url in self._ordered():
+                try:
+                    response = self._http.request(method, f"{url}{path}", **kwargs)
+                except httpx.TransportError as exc:  # refused, reset, DNS, timeouts
+                    self._mark_down(url, f"{exc.__class__.__name__}: {exc}")
+                    continue
+                if response.status_code in _UNAVAILABLE_STATUSES:
+                    wait = _retry_after(response)
+                    retry_after = max(retry_after, wait)
+                    self._mark_down(url, f"HTTP {response.status_code}: {_detail(response)}", seconds=wait or None)
+                    continue
+                if response.status_code >= 500:
+                    model_failure = f"{url}: {_detail(response)}"
+                    continue  # another machine may have a working model
+                self._mark_up(url)
+                if response.status_code >= 400:
+                    raise _client_error(response)
+                return response.json()
+            if model_failure is not None:
+                raise RemoteModelError(f"the ML service failed: {model_failure}")
+            if attempt < self.retries:
+                time.sleep(min(max(self.backoff_s * 2**attempt, retry_after), 30.0))
+        reasons = "; ".join(f"{url}: {self._last_error.get(url, '?')}" for url in self.urls)
+        raise ServiceUnavailableError(
+            f"no ML service answered ({reasons})",
+            hint="start it with `memesearch ml serve` or fix MEMESEARCH_ML_URLS; queued work resumes when it is back",
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(float(response.headers.get("retry-after", "0")), 60.0)
+    except ValueError:
+        return 0.0
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
+
+
+def _client_error(response: httpx.Response) -> Exception:
+    detail = _detail(response)
+    status = response.status_code
+    if status == 422:
+        return ImageError(detail) if "image" in detail.lower() else InvalidInputError(detail)
+    if status in (401, 403):
+        return ConfigError(f"the ML service refused the token: {detail}", hint="set the same MEMESEARCH_ML_TOKEN on both sides")
+    if status == 404:
+        return NotFoundError(detail)
+    return InvalidInputError(f"the ML service rejected the request (HTTP {status}): {detail}")
+
+
+def encode_image(image: Image.Image) -> bytes:
+    """Lossless PNG (fast setting): the service decodes exactly the pixels we hold."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def decode_vectors(payload: dict) -> np.ndarray:
+    raw = base64.b64decode(payload["vectors"])
+    return np.frombuffer(raw, dtype="<f4").reshape(payload["count"], payload["dim"]).copy()
+
+
+# -- the model interfaces ------------------------------------------------------------
+class RemoteEmbedder(Embedder):
+    batch_size = 64
+
+    def __init__(self, client: ServiceClient, name: str) -> None:
+        super().__init__()
+        self.client = client
+        self.model_id = name  # the service builds the same embedder by name, so vectors match
+        self.dim = 0  # learnt from the first answer
+
+    def _post(self, texts: list[str], mode: str) -> np.ndarray:
+        payload = self.client.request("POST", "/v1/embed", json={"texts": texts, "model": self.model_id, "mode": mode})
+        if payload["model_id"] != self.model_id:
+            raise ConfigError(f"the ML service embedded with {payload['model_id']!r}, not {self.model_id!r}")
+        self.dim = payload["dim"]
+        return decode_vectors(payload)
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        return self._post(texts, "passage")
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.ensure_loaded()
+        return self._post([text], "query")[0]
+
+
+class RemoteOcrEngine(OcrEngine):
+    def __init__(self, client: ServiceClient) -> None:
+        super().__init__()
+        self.client = client
+        self.engine_id = "remote"  # replaced by the service's engine id on the first answer
+
+    def _read(self, image: Image.Image) -> OcrResult:
+        files = {"image": ("image.png", encode_image(image), "image/png")}
+        payload = self.client.request("POST", "/v1/ocr", files=files)
+        self.engine_id = payload["engine_id"]
+        return OcrResult(text=payload["text"], lines=[(text, conf) for text, conf in payload["lines"]])
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """What the pipeline needs of a caption model spec when the model lives in the service."""
+
+    id: str
+
+
+class RemoteCaptioner(Captioner):
+    """Same surface as ChainCaptioner (``spec.id``, ``caption_images``) for Pipeline and jobs."""
+
+    backend = "remote"
+
+    def __init__(self, client: ServiceClient, model_id: str) -> None:
+        super().__init__()
+        self.client = client
+        self.model_id = model_id
+        self.spec = RemoteSpec(model_id)
+
+    def _caption_batch(self, requests: list[CaptionRequest]) -> list[ChainCaptionResult]:
+        return [self._caption_one(request) for request in requests]
+
+    def _caption_one(self, request: CaptionRequest) -> ChainCaptionResult:
+        form = {"model": self.model_id}
+        if request.prompt:
+            form["prompt"] = request.prompt
+        if request.max_new_tokens:
+            form["max_new_tokens"] = str(request.max_new_tokens)
+        files = {"image": ("image.png", encode_image(request.image), "image/png")}
+        payload = self.client.request("POST", "/v1/caption", data=form, files=files)
+        return ChainCaptionResult(
+            text=payload["text"], token_ids=payload.get("token_ids", []), backend=payload.get("backend", "remote"),
+            dtype=payload.get("dtype", ""), model_id=payload.get("model_id", self.model_id),
+            revision=payload.get("revision", ""),
+        )
+
+    def caption_images(self, images: list[Image.Image]) -> list[ChainCaptionResult]:
+        # No prompt: the service applies the model's own prompt and length from its registry.
+        return self.caption([CaptionRequest(image=image, prompt="", max_new_tokens=0) for image in images])  # type: ignore[return-value]
+
+
+def client_from_settings(settings: Settings) -> ServiceClient:
+    return ServiceClient(settings.ml_urls, token=settings.ml_token, timeout_s=settings.ml_timeout_s)

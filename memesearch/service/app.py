@@ -1,0 +1,190 @@
+"""The ML service's HTTP API (FastAPI; OpenAPI at /openapi.json, docs at /docs).
+
+Images travel as uploaded bytes, never as paths: the service reads no file a
+client names, so it cannot be used to read the host's files. Status codes:
+422 unusable input (corrupt image, too many texts), 404 unknown model, 413 body
+too large, 401 bad token, 503 + Retry-After when every inference slot is busy,
+500 when a model fails (the service keeps serving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import os
+import resource
+import time
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from memesearch import __version__
+from memesearch.config import Settings
+from memesearch.errors import InvalidInputError, MemeSearchError, NotFoundError
+from memesearch.ml.base import CaptionRequest
+from memesearch.service.images import decode_upload
+from memesearch.service.limits import BodyLimitMiddleware, Busy, InferenceRunner
+from memesearch.service.pool import OCR_ENGINE_NAME, ModelPool
+
+MAX_TEXTS = 256
+MAX_TEXT_CHARS = 20_000
+
+
+class ModelFailure(MemeSearchError):
+    """A model raised while loading or running: 500 with the reason."""
+
+    status = 500
+
+
+class EmbedBody(BaseModel):
+    texts: list[str] = Field(max_length=MAX_TEXTS, description="Texts to embed (at most 256).")
+    model: str | None = Field(default=None, description="Embedder name; default: the service's embed_model.")
+    mode: str = Field(default="passage", pattern="^(passage|query)$", description="query: search-query prefixing.")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    pool = ModelPool(settings, ttl_s=settings.ml_model_ttl_s)
+    runner = InferenceRunner(settings.ml_max_concurrency)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.ml_preload:
+            await asyncio.get_running_loop().run_in_executor(None, pool.preload, settings.ml_preload)
+        sweeper = asyncio.create_task(_sweep_forever(pool))
+        yield
+        sweeper.cancel()
+        runner.shutdown()
+
+    app = FastAPI(title="memesearch ML service", version=__version__, lifespan=lifespan,
+                  description="OCR, image descriptions and text embeddings for memesearch.")
+    app.state.pool = pool
+    app.state.runner = runner
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.ml_max_upload_mb * 1e6))
+
+    def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not settings.ml_token:
+            return
+        supplied = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(supplied.encode(), settings.ml_token.encode()):
+            raise HTTPException(401, "missing or wrong token (Authorization: Bearer $MEMESEARCH_ML_TOKEN)")
+
+    @app.exception_handler(MemeSearchError)
+    async def _memesearch_error(request: Request, exc: MemeSearchError) -> JSONResponse:
+        status = 500 if exc.status >= 500 else exc.status
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse({"detail": f"all {runner.max_concurrency} inference slots are busy; retry shortly"},
+                            status_code=503, headers={"Retry-After": "1"})
+
+    async def read_image(upload: UploadFile) -> bytes:
+        return await upload.read()
+
+    guarded = [Depends(check_token)]
+
+    @app.get("/healthz", summary="Liveness: always 200 while the process serves requests.")
+    def healthz() -> dict:
+        return {"ok": True, "version": __version__, "in_flight": runner.in_flight}
+
+    @app.get("/v1/models", dependencies=guarded, summary="Loaded models, limits and memory.")
+    def models() -> dict:
+        return {"loaded": pool.loaded(), "ttl_s": pool.ttl_s, "max_concurrency": runner.max_concurrency,
+                "in_flight": runner.in_flight, "rejected": runner.rejected, "memory": _memory(),
+                "default_embed_model": settings.embed_model, "default_caption_model": settings.caption_model,
+                "ocr_engines": [OCR_ENGINE_NAME]}
+
+    @app.post("/v1/embed", dependencies=guarded, summary="Embed texts; vectors are base64 little-endian float32.")
+    async def embed(body: EmbedBody) -> dict:
+        if any(len(text) > MAX_TEXT_CHARS for text in body.texts):
+            raise InvalidInputError(f"a text is longer than {MAX_TEXT_CHARS} characters")
+        name = body.model or settings.embed_model
+        vectors, model_id = await runner.run(_guard(_embed), pool, name, body.texts, body.mode)
+        return {"model_id": model_id, "dim": int(vectors.shape[1]), "count": int(vectors.shape[0]),
+                "vectors": base64.b64encode(vectors.astype("<f4").tobytes()).decode()}
+
+    @app.post("/v1/ocr", dependencies=guarded, summary="Read the text of an uploaded image.")
+    async def ocr(image: Annotated[UploadFile, File(description="Image bytes (JPEG, PNG, WebP, GIF, BMP).")]) -> dict:
+        data = await read_image(image)
+        return await runner.run(_guard(_ocr), pool, settings, data)
+
+    @app.post("/v1/caption", dependencies=guarded, summary="Describe an uploaded image with a caption model.")
+    async def caption(
+        image: Annotated[UploadFile, File(description="Image bytes (JPEG, PNG, WebP, GIF, BMP).")],
+        model: Annotated[str | None, Form(description="Caption model id (models.yml); default: caption_model.")] = None,
+        prompt: Annotated[str | None, Form(max_length=2000, description="Override the model's prompt.")] = None,
+        max_new_tokens: Annotated[int | None, Form(ge=1, le=1024)] = None,
+    ) -> dict:
+        data = await read_image(image)
+        return await runner.run(_guard(_caption), pool, settings, data, model or settings.caption_model,
+                                prompt, max_new_tokens)
+
+    return app
+
+
+def _guard(func):
+    """Client mistakes keep their 4xx; anything else a model does wrong becomes a 500 with its reason."""
+
+    def guarded(*args):
+        try:
+            return func(*args)
+        except (InvalidInputError, NotFoundError):
+            raise
+        except Exception as exc:
+            from memesearch.ml.chain import failure_reason
+
+            raise ModelFailure(f"model failed: {failure_reason(exc)}") from exc
+
+    return guarded
+
+
+def _embed(pool: ModelPool, name: str, texts: list[str], mode: str) -> tuple[np.ndarray, str]:
+    with pool.use("embed", name) as embedder:
+        if mode == "query":
+            rows = [embedder.embed_query(text) for text in texts]
+            vectors = np.stack(rows) if rows else np.zeros((0, embedder.dim), dtype=np.float32)
+        else:
+            vectors = embedder.embed(texts)
+        return vectors, embedder.model_id
+
+
+def _ocr(pool: ModelPool, settings: Settings, data: bytes) -> dict:
+    image = decode_upload(data, settings.max_megapixels)
+    with pool.use("ocr", OCR_ENGINE_NAME) as engine:
+        result = engine.read(image)
+        return {"text": result.text, "lines": [[t, c] for t, c in result.lines], "engine_id": engine.engine_id,
+                "ms": result.ms}
+
+
+def _caption(pool: ModelPool, settings: Settings, data: bytes, model: str, prompt: str | None,
+             max_new_tokens: int | None) -> dict:
+    image = decode_upload(data, settings.max_megapixels)
+    with pool.use("caption", model) as chain:
+        request = CaptionRequest(image=image, prompt=prompt or chain.spec.effective_prompt(),
+                                 max_new_tokens=max_new_tokens or chain.spec.max_new_tokens)
+        result = chain.caption([request])[0]
+        return {"text": result.text, "token_ids": list(result.token_ids), "backend": result.backend,
+                "dtype": result.dtype, "model_id": chain.spec.id, "revision": getattr(result, "revision", ""),
+                "ms": result.ms}
+
+
+def _memory() -> dict:
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/statm") as statm:
+            rss_mb = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        rss_mb = None
+    return {"rss_mb": None if rss_mb is None else round(rss_mb, 1), "peak_rss_mb": round(peak_mb, 1)}
+
+
+async def _sweep_forever(pool: ModelPool) -> None:
+    interval = 30.0 if pool.ttl_s <= 0 else max(1.0, min(pool.ttl_s / 4, 30.0))
+    while True:
+        await asyncio.sleep(interval)
+        pool.sweep(time.time())

@@ -1,0 +1,464 @@
+"""The scale-out store: PostgreSQL with pgvector (HNSW) and pg_trgm, same contract as SqliteStore.
+
+One connection per store object, serialised by a lock (like the SQLite store);
+several processes and machines each open their own. Writes go through
+``write()``, one transaction each; every statement that changes a meme's text
+or tags refreshes its search row in the same transaction. Vector search runs
+in the database (``vector_search``), so nothing loads millions of vectors into
+memory. psycopg is imported here only; ``open_store`` imports this module
+lazily so SQLite users never need it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from memesearch.errors import SchemaTooNewError, require
+from memesearch.store import postgres_text, postgres_vectors
+from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
+from memesearch.store.schema_postgres import MIGRATIONS, SCHEMA_VERSION
+from memesearch.store.sqlite import _clean_tag  # one tag rule for every store
+
+_MEME_COLUMNS = (
+    "id, path, folder_id, sha256, phash, size, mtime, width, height, format, frames, status, "
+    "error, duplicate_of, ocr_text, ocr_engine, user_description, added_at, updated_at"
+)
+_FILE_FIELDS = ("folder_id", "size", "mtime", "sha256", "phash", "width", "height", "format", "frames", "status", "error")
+_MIGRATION_LOCK = 7_316_001  # advisory lock id: one migrator at a time across processes
+
+
+class PostgresStore:
+    kind = "postgres"
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        psycopg = require("psycopg", extra="postgres", purpose="The PostgreSQL store")
+        from psycopg.rows import dict_row
+
+        self.url = url
+        self._lock = threading.RLock()
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        except psycopg.OperationalError as exc:
+            from memesearch.errors import ConfigError
+
+            raise ConfigError(f"cannot connect to PostgreSQL: {exc}".strip(),
+                              hint="check MEMESEARCH_DATABASE_URL and that the server is running") from exc
+        if migrate:
+            self.migrate()
+
+    # -- plumbing -----------------------------------------------------------------
+    def migrate(self) -> int:
+        """Run pending migrations; returns how many ran. Refuses a schema newer than this code."""
+        with self.write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            current = row["version"] if row else 0
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNewError(
+                    f"the PostgreSQL database has schema version {current}, but this memesearch "
+                    f"understands up to version {SCHEMA_VERSION}",
+                    hint="upgrade memesearch on this machine (every machine sharing a database must run the same version)",
+                )
+            for version in range(current, SCHEMA_VERSION):
+                conn.execute(MIGRATIONS[version])
+                conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
+            return SCHEMA_VERSION - current
+
+    @property
+    def schema_version(self) -> int:
+        row = self.query("SELECT version FROM schema_version")
+        return row[0]["version"] if row else 0
+
+    @contextmanager
+    def write(self) -> Iterator:
+        """One write transaction; commits on success, rolls back on any error (Ctrl-C included)."""
+        with self._lock, self._conn.transaction():
+            yield self._conn
+
+    def query(self, sql: str, params: Iterable = ()) -> list[dict]:
+        """Rows as dicts (PostgreSQL placeholders: %s)."""
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def integrity_ok(self) -> bool:
+        """The schema is current and every index is valid (a failed CREATE INDEX leaves an invalid one)."""
+        invalid = self.query("SELECT count(*) AS n FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                             "WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace")
+        return self.schema_version == SCHEMA_VERSION and invalid[0]["n"] == 0
+
+    # -- folders ------------------------------------------------------------------
+    def add_folder(self, path: str) -> Folder:
+        with self.write() as conn:
+            conn.execute("INSERT INTO folders (path, added_at) VALUES (%s, %s) ON CONFLICT (path) DO NOTHING",
+                         (path, time.time()))
+        return self.folder_by_path(path)  # type: ignore[return-value]
+
+    def folder_by_path(self, path: str) -> Folder | None:
+        rows = self.query("SELECT * FROM folders WHERE path = %s", (path,))
+        return _folder(rows[0]) if rows else None
+
+    def list_folders(self) -> list[Folder]:
+        return [_folder(row) for row in self.query("SELECT * FROM folders ORDER BY path")]
+
+    def remove_folder(self, folder_id: int) -> None:
+        """Forget a folder; its memes stay (marked missing) until pruned, so nothing is lost by accident."""
+        with self.write() as conn:
+            conn.execute("UPDATE memes SET status = 'missing', folder_id = NULL WHERE folder_id = %s", (folder_id,))
+            _bump_vectors_version(conn)
+            conn.execute("DELETE FROM folders WHERE id = %s", (folder_id,))
+
+    def record_scan(self, folder_id: int, summary: dict) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE folders SET last_scan_at = %s, last_scan_json = %s WHERE id = %s",
+                         (time.time(), json.dumps(summary), folder_id))
+
+    # -- memes: files -------------------------------------------------------------
+    def files_in_folder(self, folder_id: int) -> dict[str, dict]:
+        rows = self.query("SELECT id, path, size, mtime, status, sha256 FROM memes WHERE folder_id = %s", (folder_id,))
+        return {row["path"]: row for row in rows}
+
+    def memes_with_sha(self, sha256: str) -> list[dict]:
+        return self.query("SELECT id, path, status FROM memes WHERE sha256 = %s ORDER BY id", (sha256,))
+
+    def insert_file(self, record: FileRecord) -> int:
+        now = time.time()
+        with self.write() as conn:
+            original = conn.execute(
+                "SELECT id, ocr_text, ocr_engine FROM memes WHERE sha256 = %s AND status = 'ok' "
+                "AND duplicate_of IS NULL ORDER BY id LIMIT 1", (record.sha256,),
+            ).fetchone() if record.sha256 else None
+            meme_id = conn.execute(
+                f"INSERT INTO memes (path, {', '.join(_FILE_FIELDS)}, duplicate_of, ocr_text, ocr_engine, added_at, "
+                f"updated_at) VALUES (%s, {', '.join(['%s'] * len(_FILE_FIELDS))}, %s, %s, %s, %s, %s) RETURNING id",
+                (record.path, *(getattr(record, f) for f in _FILE_FIELDS),
+                 original["id"] if original else None, original["ocr_text"] if original else "",
+                 original["ocr_engine"] if original else None, now, now),
+            ).fetchone()["id"]
+            if original and original["ocr_engine"]:
+                # Same bytes as a meme we already read: share its OCR instead of recomputing.
+                _set_stage(conn, meme_id, "ocr", "done")
+            if record.sha256:
+                pending = conn.execute("SELECT payload FROM pending_imports WHERE sha256 = %s", (record.sha256,)).fetchone()
+                if pending:
+                    _apply_payload(conn, meme_id, json.loads(pending["payload"]))
+            postgres_text.reindex(conn, meme_id)
+            return meme_id
+
+    def update_file(self, meme_id: int, record: FileRecord, *, content_changed: bool) -> None:
+        """Refresh what the scanner saw. Changed content drops machine-made text, keeps the user's."""
+        with self.write() as conn:
+            assignments = ", ".join(f"{f} = %s" for f in _FILE_FIELDS)
+            conn.execute(f"UPDATE memes SET path = %s, {assignments}, updated_at = %s WHERE id = %s",
+                         (record.path, *(getattr(record, f) for f in _FILE_FIELDS), time.time(), meme_id))
+            _bump_vectors_version(conn)
+            if content_changed:
+                conn.execute("UPDATE memes SET ocr_text = '', ocr_engine = NULL, duplicate_of = NULL WHERE id = %s", (meme_id,))
+                conn.execute("DELETE FROM descriptions WHERE meme_id = %s", (meme_id,))
+                conn.execute("DELETE FROM stages WHERE meme_id = %s", (meme_id,))
+                postgres_text.reindex(conn, meme_id)
+
+    def set_status(self, meme_ids: Iterable[int], status: str) -> None:
+        ids = list(meme_ids)
+        with self.write() as conn:
+            conn.execute("UPDATE memes SET status = %s, updated_at = %s WHERE id = ANY(%s)", (status, time.time(), ids))
+            _bump_vectors_version(conn)
+
+    def prune_missing(self) -> int:
+        with self.write() as conn:
+            count = conn.execute("DELETE FROM memes WHERE status = 'missing'").rowcount
+            if count:
+                _bump_vectors_version(conn)
+        return count
+
+    # -- memes: reading -----------------------------------------------------------
+    def get_meme(self, meme_id: int) -> Meme:
+        memes = self.get_memes([meme_id])
+        if not memes:
+            from memesearch.errors import NotFoundError
+
+            raise NotFoundError(f"no meme with id {meme_id}")
+        return memes[0]
+
+    def get_memes(self, meme_ids: list[int]) -> list[Meme]:
+        """Memes in the order of ``meme_ids`` (unknown ids are skipped)."""
+        if not meme_ids:
+            return []
+        ids = list(meme_ids)
+        found = {row["id"]: Meme(**row) for row in self.query(f"SELECT {_MEME_COLUMNS} FROM memes WHERE id = ANY(%s)", (ids,))}
+        for row in self.query("SELECT mt.meme_id, t.name FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id "
+                              "WHERE mt.meme_id = ANY(%s) ORDER BY t.name", (ids,)):
+            found[row["meme_id"]].tags.append(row["name"])
+        for row in self.query("SELECT * FROM descriptions WHERE meme_id = ANY(%s) ORDER BY created_at", (ids,)):
+            found[row.pop("meme_id")].descriptions.append(Description(**row))
+        return [found[i] for i in meme_ids if i in found]
+
+    def meme_ids(self, *, status: str | None = "ok") -> list[int]:
+        if status is None:
+            return [row["id"] for row in self.query("SELECT id FROM memes ORDER BY id")]
+        return [row["id"] for row in self.query("SELECT id FROM memes WHERE status = %s ORDER BY id", (status,))]
+
+    def counts(self) -> dict[str, int]:
+        row = self.query(
+            "SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE status = 'ok') AS ok, "
+            "COUNT(*) FILTER (WHERE status = 'missing') AS missing, COUNT(*) FILTER (WHERE status = 'error') AS errors, "
+            "COUNT(duplicate_of) AS duplicates, COUNT(ocr_engine) AS ocr_done, "
+            "(SELECT COUNT(DISTINCT meme_id) FROM descriptions) AS described, "
+            "(SELECT COUNT(*) FROM vectors) AS vectors, (SELECT COUNT(*) FROM folders) AS folders, "
+            "(SELECT COUNT(*) FROM tags) AS tags FROM memes"
+        )[0]
+        return {key: int(value or 0) for key, value in row.items()}
+
+    def errors(self, limit: int = 100) -> list[tuple[str, str]]:
+        rows = self.query("SELECT path, error FROM memes WHERE status = 'error' ORDER BY path LIMIT %s", (limit,))
+        return [(row["path"], row["error"]) for row in rows]
+
+    # -- texts ---------------------------------------------------------------------
+    def set_ocr(self, meme_id: int, text: str, engine: str) -> None:
+        with self.write() as conn:
+            row = conn.execute("SELECT sha256 FROM memes WHERE id = %s", (meme_id,)).fetchone()
+            # Duplicates (same bytes) share the result: one OCR run per content.
+            targets = ([r["id"] for r in conn.execute("SELECT id FROM memes WHERE sha256 = %s", (row["sha256"],))]
+                       if row and row["sha256"] else [meme_id])
+            for target in targets:
+                conn.execute("UPDATE memes SET ocr_text = %s, ocr_engine = %s, updated_at = %s WHERE id = %s",
+                             (text, engine, time.time(), target))
+                _set_stage(conn, target, "ocr", "done")
+                postgres_text.reindex(conn, target)
+
+    def set_user_description(self, meme_id: int, text: str) -> None:
+        with self.write() as conn:
+            _require_meme(conn, meme_id)
+            conn.execute("UPDATE memes SET user_description = %s, updated_at = %s WHERE id = %s", (text, time.time(), meme_id))
+            postgres_text.reindex(conn, meme_id)
+
+    def set_description(self, meme_id: int, description: Description) -> None:
+        with self.write() as conn:
+            _require_meme(conn, meme_id)
+            conn.execute(
+                "INSERT INTO descriptions (meme_id, model_id, text, backend, dtype, revision, ms, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (meme_id, model_id) DO UPDATE SET "
+                "text = excluded.text, backend = excluded.backend, dtype = excluded.dtype, "
+                "revision = excluded.revision, ms = excluded.ms, created_at = excluded.created_at",
+                (meme_id, description.model_id, description.text, description.backend, description.dtype,
+                 description.revision, description.ms, description.created_at or time.time()),
+            )
+            _set_stage(conn, meme_id, "caption", "done")
+            postgres_text.reindex(conn, meme_id)
+
+    # -- tags ----------------------------------------------------------------------
+    def create_tag(self, name: str) -> None:
+        name = _clean_tag(name)
+        with self.write() as conn:
+            conn.execute("INSERT INTO tags (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
+
+    def add_tags(self, meme_id: int, names: Iterable[str]) -> None:
+        with self.write() as conn:
+            _require_meme(conn, meme_id)
+            for name in map(_clean_tag, names):
+                conn.execute("INSERT INTO tags (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
+                conn.execute("INSERT INTO meme_tags (meme_id, tag_id) SELECT %s, id FROM tags WHERE lower(name) = lower(%s) "
+                             "ON CONFLICT DO NOTHING", (meme_id, name))
+            postgres_text.reindex(conn, meme_id)
+
+    def remove_tags(self, meme_id: int, names: Iterable[str]) -> None:
+        with self.write() as conn:
+            _require_meme(conn, meme_id)
+            for name in names:
+                conn.execute("DELETE FROM meme_tags WHERE meme_id = %s AND tag_id = "
+                             "(SELECT id FROM tags WHERE lower(name) = lower(%s))", (meme_id, name.strip()))
+            postgres_text.reindex(conn, meme_id)
+
+    def list_tags(self) -> list[tuple[str, int]]:
+        rows = self.query("SELECT t.name, COUNT(mt.meme_id) AS n FROM tags t LEFT JOIN meme_tags mt ON mt.tag_id = t.id "
+                          "GROUP BY t.id ORDER BY lower(t.name)")
+        return [(row["name"], row["n"]) for row in rows]
+
+    # -- vectors -------------------------------------------------------------------
+    def vector_hashes(self, model_id: str) -> dict[int, str]:
+        rows = self.query("SELECT meme_id, text_hash FROM vectors WHERE model_id = %s", (model_id,))
+        return {row["meme_id"]: row["text_hash"] for row in rows}
+
+    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]]) -> None:
+        if not items:
+            return
+        with self.write() as conn:
+            conn.cursor().executemany(
+                "INSERT INTO vectors (meme_id, model_id, text_hash, dim, vector) VALUES (%s, %s, %s, %s, %s::vector) "
+                "ON CONFLICT (meme_id, model_id) DO UPDATE SET text_hash = excluded.text_hash, "
+                "dim = excluded.dim, vector = excluded.vector",
+                [(i, model_id, h, int(v.shape[0]), postgres_vectors.literal(v)) for i, h, v in items],
+            )
+            conn.execute(
+                "INSERT INTO stages (meme_id, stage, status, updated_at) SELECT id, 'embed', 'done', %s "
+                "FROM unnest(%s::bigint[]) AS id ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done', "
+                "error = NULL, updated_at = excluded.updated_at", (time.time(), [i for i, _, _ in items]),
+            )
+            for dim in {int(v.shape[0]) for _, _, v in items}:
+                postgres_vectors.ensure_index(conn, model_id, dim)
+            _bump_vectors_version(conn)
+
+    def ids_needing_vectors(self, model_id: str) -> list[int]:
+        """Present memes with no vector from ``model_id`` or whose text changed since (embed stage queued)."""
+        rows = self.query(
+            "SELECT m.id FROM memes m LEFT JOIN vectors v ON v.meme_id = m.id AND v.model_id = %s "
+            "LEFT JOIN stages s ON s.meme_id = m.id AND s.stage = 'embed' "
+            "WHERE m.status = 'ok' AND (v.meme_id IS NULL OR s.status IS NULL OR s.status != 'done') ORDER BY m.id",
+            (model_id,),
+        )
+        return [row["id"] for row in rows]
+
+    def vectors_version(self) -> int:
+        return int(self.query("SELECT value FROM meta WHERE key = 'vectors_version'")[0]["value"])
+
+    def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix) of every vector of ``model_id`` for present memes (for export; search uses vector_search)."""
+        rows = self.query(
+            "SELECT v.meme_id, vector_send(v.vector) AS data FROM vectors v JOIN memes m ON m.id = v.meme_id "
+            "WHERE v.model_id = %s AND m.status = 'ok' ORDER BY v.meme_id", (model_id,),
+        )
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids = np.fromiter((row["meme_id"] for row in rows), dtype=np.int64, count=len(rows))
+        return ids, np.stack([postgres_vectors.decode(row["data"]) for row in rows])
+
+    def vector_of(self, model_id: str, meme_id: int) -> np.ndarray | None:
+        rows = self.query("SELECT vector_send(vector) AS data FROM vectors WHERE model_id = %s AND meme_id = %s",
+                          (model_id, meme_id))
+        return postgres_vectors.decode(rows[0]["data"]) if rows else None
+
+    def vector_search(self, model_id: str, query: np.ndarray, limit: int,
+                      allowed: set[int] | None = None) -> list[tuple[int, float]]:
+        """Nearest present memes by cosine similarity, best first, through the HNSW index of (model, dim)."""
+        if allowed is not None and not allowed:
+            return []
+        distance, predicate = postgres_vectors.distance_expr(model_id, int(query.shape[0]))
+        params: list = [postgres_vectors.literal(query)]
+        only = ""
+        if allowed is not None:
+            only, params = " AND v.meme_id = ANY(%s)", params + [list(allowed)]
+        ef_search = min(1000, max(postgres_vectors.MIN_EF_SEARCH, limit))
+        with self._lock, self._conn.transaction():
+            # Iterative scans keep walking the graph when filters (missing memes, allowed ids) drop candidates.
+            self._conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
+            self._conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = self._conn.execute(
+                f"SELECT v.meme_id, {distance} AS distance FROM vectors v JOIN memes m ON m.id = v.meme_id "
+                f"WHERE {predicate} AND m.status = 'ok'{only} ORDER BY distance LIMIT %s", (*params, limit),
+            ).fetchall()
+        # relaxed_order may return neighbours slightly out of order: sort exactly.
+        hits = sorted(((row["meme_id"], 1.0 - float(row["distance"])) for row in rows), key=lambda hit: (-hit[1], hit[0]))
+        return hits
+
+    # -- stages --------------------------------------------------------------------
+    def pending(self, stage: str) -> list[int]:
+        """Present, readable memes whose ``stage`` is not done (never started, queued or failed)."""
+        rows = self.query("SELECT m.id FROM memes m LEFT JOIN stages s ON s.meme_id = m.id AND s.stage = %s "
+                          "WHERE m.status = 'ok' AND (s.status IS NULL OR s.status != 'done') ORDER BY m.id", (stage,))
+        return [row["id"] for row in rows]
+
+    def ids_without_description(self, model_id: str) -> list[int]:
+        rows = self.query("SELECT m.id FROM memes m WHERE m.status = 'ok' AND NOT EXISTS "
+                          "(SELECT 1 FROM descriptions d WHERE d.meme_id = m.id AND d.model_id = %s) ORDER BY m.id", (model_id,))
+        return [row["id"] for row in rows]
+
+    def mark_stage(self, meme_id: int, stage: str, status: str, error: str | None = None) -> None:
+        with self.write() as conn:
+            _set_stage(conn, meme_id, stage, status, error)
+
+    def mark_stage_many(self, meme_ids: list[int], stage: str, status: str) -> None:
+        with self.write() as conn:
+            for meme_id in meme_ids:
+                _set_stage(conn, meme_id, stage, status)
+
+    def stage_counts(self, stage: str) -> dict[str, int]:
+        rows = self.query("SELECT status, COUNT(*) AS n FROM stages WHERE stage = %s GROUP BY status", (stage,))
+        return {row["status"]: row["n"] for row in rows}
+
+    # -- search --------------------------------------------------------------------
+    def keyword_search(self, words: list[str], phrases: list[str], limit: int) -> list[int]:
+        with self._lock:
+            return postgres_text.search(self._conn, words, phrases, limit)
+
+    def filter_ids(self, filters: Filters) -> set[int]:
+        with self._lock:
+            return postgres_text.filter_ids(self._conn, filters)
+
+    # -- import / export -----------------------------------------------------------
+    def put_pending_import(self, sha256: str, payload: dict) -> None:
+        with self.write() as conn:
+            conn.execute("INSERT INTO pending_imports (sha256, payload) VALUES (%s, %s) "
+                         "ON CONFLICT (sha256) DO UPDATE SET payload = excluded.payload", (sha256, json.dumps(payload)))
+
+    def pending_imports(self) -> dict[str, dict]:
+        return {row["sha256"]: json.loads(row["payload"]) for row in self.query("SELECT sha256, payload FROM pending_imports")}
+
+    def apply_import(self, meme_ids: list[int], record: dict) -> None:
+        """Merge one export record into each meme (see ``transfer``), in one transaction."""
+        with self.write() as conn:
+            for meme_id in meme_ids:
+                _apply_payload(conn, meme_id, record)
+
+
+# -- module helpers -----------------------------------------------------------------
+def _folder(row: dict) -> Folder:
+    return Folder(id=row["id"], path=row["path"], added_at=row["added_at"], auto_scan_minutes=row["auto_scan_minutes"],
+                  last_scan_at=row["last_scan_at"],
+                  last_scan=json.loads(row["last_scan_json"]) if row["last_scan_json"] else None)
+
+
+def _require_meme(conn, meme_id: int) -> None:
+    if conn.execute("SELECT 1 FROM memes WHERE id = %s", (meme_id,)).fetchone() is None:
+        from memesearch.errors import NotFoundError
+
+        raise NotFoundError(f"no meme with id {meme_id}")
+
+
+def _set_stage(conn, meme_id: int, stage: str, status: str, error: str | None = None) -> None:
+    conn.execute(
+        "INSERT INTO stages (meme_id, stage, status, attempts, error, updated_at) VALUES (%s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (meme_id, stage) DO UPDATE SET status = excluded.status, error = excluded.error, "
+        "attempts = stages.attempts + excluded.attempts, updated_at = excluded.updated_at",
+        (meme_id, stage, status, 1 if status == "failed" else 0, error, time.time()),
+    )
+
+
+def _bump_vectors_version(conn) -> None:
+    conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'vectors_version'")
+
+
+def _apply_payload(conn, meme_id: int, record: dict) -> None:
+    """Fill empty texts, add descriptions and tags from an export record (same rules as the SQLite store)."""
+    conn.execute(
+        "UPDATE memes SET user_description = CASE WHEN user_description = '' THEN %s ELSE user_description END, "
+        "ocr_text = CASE WHEN ocr_engine IS NULL THEN %s ELSE ocr_text END, "
+        "ocr_engine = COALESCE(ocr_engine, %s) WHERE id = %s",
+        (record.get("user_description", ""), record.get("ocr_text", ""), record.get("ocr_engine"), meme_id),
+    )
+    if record.get("ocr_engine"):
+        _set_stage(conn, meme_id, "ocr", "done")
+    for d in record.get("descriptions", []):
+        conn.execute(
+            "INSERT INTO descriptions (meme_id, model_id, text, backend, dtype, revision, ms, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (meme_id, d["model_id"], d["text"], d.get("backend", ""), d.get("dtype", ""), d.get("revision", ""),
+             d.get("ms"), d.get("created_at") or time.time()),
+        )
+    for name in record.get("tags", []):
+        conn.execute("INSERT INTO tags (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
+        conn.execute("INSERT INTO meme_tags (meme_id, tag_id) SELECT %s, id FROM tags WHERE lower(name) = lower(%s) "
+                     "ON CONFLICT DO NOTHING", (meme_id, name))
+    conn.execute("DELETE FROM pending_imports WHERE sha256 = (SELECT sha256 FROM memes WHERE id = %s)", (meme_id,))
+    postgres_text.reindex(conn, meme_id)

@@ -1,0 +1,164 @@
+"""PostgreSQL keyword search: weighted tsvector words + pg_trgm substrings, and filters.
+
+The ranking rules are those of ``sqlite_text`` (read its docstring): whole
+space-less substring hits first (for queries long enough to be specific), then
+memes with every word, then memes with any word; the user's own text weighs
+most, then tags, then generated descriptions, then OCR.
+
+Words are cut and folded in Python, not by a PostgreSQL text search config:
+``fold`` (NFKC, casefold, no combining marks) followed by splitting on
+anything that is not a letter or digit is exactly what SQLite's
+``unicode61 remove_diacritics`` tokenizer does, for every script, and it does
+not depend on the server's locale or on the ``unaccent`` extension. The
+tsvector is then written as a literal (``'word':position+weight``) - what the
+``simple`` config would produce from already-folded words - and queries are
+built from the same tokens, so phrases match by position like FTS5 phrases.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from memesearch.store.models import Filters
+from memesearch.text import fold, spaceless
+
+# ts_rank weights in {D, C, B, A} order: OCR 1, descriptions 2, tags 3, user text 4
+# (the BM25 column weights of the SQLite store, scaled to ts_rank's 0..1 range).
+_RANK_WEIGHTS = "'{0.25, 0.5, 0.75, 1.0}'"
+# Normalisation 1: divide by 1 + log(length), so short precise texts beat long ones (like BM25).
+_RANK = f"ts_rank({_RANK_WEIGHTS}, s.doc, q.query, 1)"
+_MIN_TRIGRAM_CHARS = 6
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# PostgreSQL refuses lexemes over 2 KB; words that long are never searched for.
+_MAX_WORD_CHARS = 255
+
+
+def words(text: str) -> list[str]:
+    """The index words of ``text``: folded runs of letters and digits (unicode61's rule)."""
+    return [w for w in _WORD.findall(fold(text)) if len(w) <= _MAX_WORD_CHARS]
+
+
+def _lexeme(word: str) -> str:
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def document(user_text: str, tags: str, descriptions: str, ocr_text: str) -> str:
+    """A tsvector literal of the four fields, weighted A-D; a gap keeps phrases inside one field."""
+    entries: list[str] = []
+    position = 1
+    for text, weight in ((user_text, "A"), (tags, "B"), (descriptions, "C"), (ocr_text, "D")):
+        for word in words(text):
+            entries.append(f"{_lexeme(word)}:{min(position, 16383)}{weight}")
+            position += 1
+        position += 2
+    return " ".join(entries)
+
+
+def _phrase(term: str) -> str | None:
+    tokens = words(term)
+    if not tokens:
+        return None
+    return "(" + " <-> ".join(_lexeme(t) for t in tokens) + ")"
+
+
+def reindex(conn, meme_id: int, *, queue_embed: bool = True) -> None:
+    """Rewrite the search row of one meme from its current fields and queue re-embedding."""
+    row = conn.execute("SELECT user_description, ocr_text FROM memes WHERE id = %s", (meme_id,)).fetchone()
+    if row is None:
+        return
+    descriptions = " \n".join(
+        r["text"] for r in conn.execute("SELECT text FROM descriptions WHERE meme_id = %s ORDER BY model_id", (meme_id,))
+    )
+    tags = " ".join(
+        r["name"] for r in conn.execute(
+            "SELECT t.name FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id WHERE mt.meme_id = %s ORDER BY t.name",
+            (meme_id,),
+        )
+    )
+    write_rows(conn, [(meme_id, row["user_description"], tags, descriptions, row["ocr_text"])])
+    if queue_embed:
+        # The embedding input may have changed; the pipeline compares text hashes before recomputing.
+        conn.execute(
+            "INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (%s, 'embed', 'queued', %s) "
+            "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'queued'",
+            (meme_id, time.time()),
+        )
+
+
+def search_row(meme_id: int, user_text: str, tags: str, descriptions: str, ocr_text: str) -> tuple[int, str, str]:
+    """(meme_id, tsvector literal, folded space-less text): one row of ``meme_search``."""
+    return meme_id, document(user_text, tags, descriptions, ocr_text), spaceless(" ".join((user_text, descriptions, ocr_text)))
+
+
+def write_rows(conn, rows: list[tuple[int, str, str, str, str]]) -> None:
+    """Upsert search rows from (meme_id, user_text, tags, descriptions, ocr_text)."""
+    conn.cursor().executemany(
+        "INSERT INTO meme_search (meme_id, doc, folded) VALUES (%s, %s::tsvector, %s) "
+        "ON CONFLICT (meme_id) DO UPDATE SET doc = excluded.doc, folded = excluded.folded",
+        [search_row(*row) for row in rows],
+    )
+
+
+def search(conn, words_: list[str], phrases: list[str], limit: int) -> list[int]:
+    """Meme ids for a keyword query, best first (see module docstring)."""
+    terms = [t for t in (_phrase(p) for p in phrases + words_) if t]
+
+    def ranked(query: str) -> list[int]:
+        rows = conn.execute(
+            f"SELECT s.meme_id FROM meme_search s JOIN memes m ON m.id = s.meme_id, "
+            f"(SELECT %s::tsquery AS query) q WHERE s.doc @@ q.query AND m.status = 'ok' "
+            f"ORDER BY {_RANK} DESC, s.meme_id LIMIT %s",
+            (query, limit),
+        )
+        return [row["meme_id"] for row in rows]
+
+    all_terms = ranked(" & ".join(terms)) if terms else []
+    any_term = ranked(" | ".join(terms)) if len(terms) > 1 else []
+
+    needle = spaceless(" ".join(phrases + words_))
+    substring: list[int] = []
+    if len(needle) >= 3:
+        # The needle holds letters and digits only, so it needs no LIKE escaping.
+        rows = conn.execute(
+            "SELECT s.meme_id FROM meme_search s JOIN memes m ON m.id = s.meme_id "
+            "WHERE s.folded LIKE %s AND m.status = 'ok' ORDER BY length(s.folded), s.meme_id LIMIT %s",
+            (f"%{needle}%", limit),
+        )
+        substring = [row["meme_id"] for row in rows]
+    substring_first = len(needle) >= _MIN_TRIGRAM_CHARS or (len(needle) >= 3 and not needle.isascii())
+    if substring_first:
+        hits = set(substring)
+        ordered = [i for i in all_terms + any_term if i in hits] + substring + all_terms + any_term
+    else:
+        ordered = all_terms + any_term + substring
+    return list(dict.fromkeys(ordered))[:limit]
+
+
+def filter_ids(conn, filters: Filters) -> set[int]:
+    clauses: list[str] = []
+    params: list = []
+    if not filters.include_missing:
+        clauses.append("m.status = 'ok'")
+    for tag in filters.tags:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id "
+            "WHERE mt.meme_id = m.id AND lower(t.name) = lower(%s))"
+        )
+        params.append(tag)
+    if filters.folders:
+        # A folder filter matches a registered folder path or any path segment, case-insensitively.
+        ors = []
+        for folder in filters.folders:
+            ors.append("(m.path ILIKE %s OR m.path ILIKE %s)")
+            escaped = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").strip("/")
+            params.extend([f"%/{escaped}/%", f"{escaped}/%"])
+        clauses.append("(" + " OR ".join(ors) + ")")
+    if filters.formats:
+        clauses.append("lower(m.format) = ANY(%s)")
+        params.append([f.lower().replace("jpg", "jpeg") for f in filters.formats])
+    if filters.described is not None:
+        has = "(m.user_description != '' OR EXISTS (SELECT 1 FROM descriptions d WHERE d.meme_id = m.id))"
+        clauses.append(has if filters.described else f"NOT {has}")
+    where = " AND ".join(clauses) or "TRUE"
+    return {row["id"] for row in conn.execute(f"SELECT m.id FROM memes m WHERE {where}", params)}

@@ -1,0 +1,27 @@
+"""Shared request helpers for the routers."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from memesearch.app import Core
+from memesearch.errors import InvalidInputError
+
+
+def core_of(request: Request) -> Core:
+    return request.app.state.core
+
+
+def render(request: Request, template: str, context: dict, status_code: int = 200):
+    return request.app.state.templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+async def json_body(request: Request) -> dict:
+    """A JSON object body, or a clear 422."""
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise InvalidInputError("the request body must be a JSON object") from exc
+    if not isinstance(body, dict):
+        raise InvalidInputError("the request body must be a JSON object")
+    return body

@@ -1,0 +1,127 @@
+"""JSON API: bulk runs (with live progress over SSE) and caption models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from memesearch.errors import InvalidInputError
+from memesearch.web import jobs_bridge, models_info
+from memesearch.web.deps import core_of, json_body
+
+router = APIRouter(prefix="/api")
+TERMINAL = {"done", "cancelled", "failed"}
+SSE_INTERVAL_S = 0.5
+
+
+@router.get("/jobs")
+def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
+    return {"runs": [run.as_dict() for run in core_of(request).jobs.list_runs(limit)]}
+
+
+@router.post("/jobs")
+async def start_job(request: Request) -> dict:
+    """``{"kind": "describe", "model": id, "scope": "undescribed"}`` starts a bulk run;
+    ``kind`` index/ocr/embed work on the whole library (or ``folder_id``)."""
+    body = await json_body(request)
+    core = core_of(request)
+    kind = body.get("kind")
+    if kind == "describe":
+        from memesearch.web.routes.api_memes import _model_id
+
+        model = _model_id(core, body.get("model"))
+        meme_ids = body.get("meme_ids")
+        if meme_ids is None:
+            meme_ids = core.store.ids_without_description(model)
+        elif not isinstance(meme_ids, list) or not all(isinstance(i, int) for i in meme_ids):
+            raise InvalidInputError("meme_ids must be a list of meme ids")
+        return jobs_bridge.start(core, "describe", model=model, meme_ids=meme_ids)
+    folder_id = body.get("folder_id")
+    if folder_id is not None and not isinstance(folder_id, int):
+        raise InvalidInputError("folder_id must be a folder id")
+    return jobs_bridge.start(core, str(kind), folder_id=folder_id)
+
+
+@router.get("/jobs/{run_id}")
+def get_job(request: Request, run_id: int) -> dict:
+    return core_of(request).jobs.get(run_id).as_dict()
+
+
+@router.post("/jobs/{run_id}/cancel")
+def cancel_job(request: Request, run_id: int) -> dict:
+    return core_of(request).jobs.cancel(run_id).as_dict()
+
+
+@router.post("/jobs/{run_id}/retry")
+def retry_job(request: Request, run_id: int) -> dict:
+    return core_of(request).jobs.retry_failed(run_id).as_dict()
+
+
+@router.get("/jobs/{run_id}/events")
+async def job_events(request: Request, run_id: int) -> StreamingResponse:
+    """Server-sent events: one ``progress`` event per change, then ``end`` when the run finishes."""
+    jobs = core_of(request).jobs
+    jobs.get(run_id)  # 404 before the stream starts
+
+    async def events():
+        last = None
+        while True:
+            run = (await asyncio.to_thread(jobs.get, run_id)).as_dict()
+            payload = json.dumps(run)
+            if payload != last:
+                yield f"event: progress\ndata: {payload}\n\n"
+                last = payload
+            if run["state"] in TERMINAL:
+                yield f"event: end\ndata: {payload}\n\n"
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(SSE_INTERVAL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/models")
+def list_models(request: Request) -> dict:
+    return {"default": core_of(request).settings.caption_model, "models": models_info.model_rows(core_of(request).settings)}
+
+
+@router.post("/models/default")
+async def set_default(request: Request) -> dict:
+    from memesearch.web import preferences
+    from memesearch.web.routes.api_memes import _model_id
+
+    body = await json_body(request)
+    core = core_of(request)
+    if not isinstance(body.get("model"), str):
+        raise InvalidInputError('send {"model": "<model id>"}')
+    preferences.save_default_model(core.settings, _model_id(core, body["model"]))
+    return {"default": core.settings.caption_model}
+
+
+@router.post("/models/{model_id}/pull")
+async def pull(request: Request, model_id: str) -> dict:
+    body = await json_body(request) if (await request.body()) else {}
+    dtype = body.get("dtype")
+    if dtype is not None and not isinstance(dtype, str):
+        raise InvalidInputError("dtype must be a string such as int8")
+    return models_info.start_pull(request.app.state.background, core_of(request).settings, model_id, dtype)
+
+
+@router.get("/models/{model_id}/pull")
+def pull_status(request: Request, model_id: str) -> dict:
+    return models_info.pull_status(request.app.state.background, core_of(request).settings, model_id)
+
+
+@router.post("/models/check")
+def start_check(request: Request) -> dict:
+    return models_info.start_check(request.app.state.background, core_of(request).settings)
+
+
+@router.get("/models/check")
+def check_status(request: Request) -> dict:
+    return models_info.check_status(request.app.state.background)

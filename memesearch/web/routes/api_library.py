@@ -1,0 +1,126 @@
+"""JSON API: uploads and folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from starlette.datastructures import UploadFile
+
+from memesearch.errors import InvalidInputError, NotFoundError
+from memesearch.library.uploads import save_upload
+from memesearch.web import jobs_bridge
+from memesearch.web.deps import core_of, json_body
+
+router = APIRouter(prefix="/api")
+
+
+def uploads_folder(core):
+    """The uploads folder, registered as a library folder on first use."""
+    path = core.settings.uploads_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return core.store.folder_by_path(str(path.resolve())) or core.store.add_folder(str(path.resolve()))
+
+
+@router.post("/uploads")
+async def upload(request: Request, index: bool = True) -> dict:
+    """multipart/form-data with one or more ``files`` parts. Each file is checked on its own; the
+    batch is indexed automatically (``index=false`` defers it to ``POST /api/uploads/index``)."""
+    core = core_of(request)
+    settings = core.settings
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInputError("send the files as multipart/form-data in a field named 'files'")
+    per_file = int(settings.max_upload_mb * 1e6)
+    async with request.form(max_files=settings.max_upload_files + 1, max_part_size=per_file + 1) as form:
+        files = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
+        if not files:
+            raise InvalidInputError("no files in the request (field name: 'files')")
+        if len(files) > settings.max_upload_files:
+            raise InvalidInputError(f"at most {settings.max_upload_files} files per upload")
+        results = []
+        for item in files:
+            data = await item.read(per_file + 1)
+            results.append(save_upload(settings, item.filename or "upload", data).as_dict())
+    folder = uploads_folder(core)
+    run = jobs_bridge.index_folder(core, folder.id) if index and any(r["ok"] for r in results) else None
+    return {"files": results, "saved": sum(r["ok"] for r in results), "run": run}
+
+
+@router.post("/uploads/index")
+def index_uploads(request: Request) -> dict:
+    core = core_of(request)
+    return {"run": jobs_bridge.index_folder(core, uploads_folder(core).id)}
+
+
+def folder_dict(folder, counts: dict[int, int]) -> dict:
+    return {"id": folder.id, "path": folder.path, "added_at": folder.added_at, "memes": counts.get(folder.id, 0),
+            "auto_scan_minutes": folder.auto_scan_minutes, "last_scan_at": folder.last_scan_at,
+            "last_scan": folder.last_scan}
+
+
+def _folder(core, folder_id: int):
+    found = next((f for f in core.store.list_folders() if f.id == folder_id), None)
+    if found is None:
+        raise NotFoundError(f"no folder with id {folder_id}")
+    return found
+
+
+def _minutes(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 7 * 24 * 60:
+        raise InvalidInputError("auto_scan_minutes must be a whole number of minutes between 0 (off) and 10080")
+    return value
+
+
+@router.get("/folders")
+def list_folders(request: Request) -> dict:
+    store = core_of(request).store
+    counts = store.folder_meme_counts()
+    return {"folders": [folder_dict(f, counts) for f in store.list_folders()]}
+
+
+@router.post("/folders")
+async def add_folder(request: Request) -> dict:
+    """``{"path": "/abs/folder", "auto_scan_minutes": 0, "scan": true}``: register and scan it."""
+    from memesearch.cli.library_cmds import validate_folder
+
+    body = await json_body(request)
+    path = body.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise InvalidInputError("path must be the folder's path")
+    if not Path(path.strip()).expanduser().is_absolute():
+        raise InvalidInputError(f"give an absolute path (starting with /), not {path!r}")
+    resolved = validate_folder(Path(path.strip()))
+    core = core_of(request)
+    if core.store.folder_by_path(str(resolved)) is not None:
+        raise InvalidInputError(f"{resolved} is already a library folder")
+    folder = core.store.add_folder(str(resolved))
+    if "auto_scan_minutes" in body:
+        core.store.set_folder_auto_scan(folder.id, _minutes(body["auto_scan_minutes"]))
+    run = jobs_bridge.index_folder(core, folder.id) if body.get("scan", True) else None
+    return {"folder": folder_dict(_folder(core, folder.id), {}), "run": run}
+
+
+@router.patch("/folders/{folder_id}")
+async def update_folder(request: Request, folder_id: int) -> dict:
+    body = await json_body(request)
+    if set(body) != {"auto_scan_minutes"}:
+        raise InvalidInputError("send {\"auto_scan_minutes\": N}")
+    core = core_of(request)
+    _folder(core, folder_id)
+    core.store.set_folder_auto_scan(folder_id, _minutes(body["auto_scan_minutes"]))
+    return {"folder": folder_dict(_folder(core, folder_id), core.store.folder_meme_counts())}
+
+
+@router.delete("/folders/{folder_id}")
+def remove_folder(request: Request, folder_id: int) -> dict:
+    core = core_of(request)
+    folder = _folder(core, folder_id)
+    core.store.remove_folder(folder.id)
+    return {"removed": folder.path}
+
+
+@router.post("/folders/{folder_id}/rescan")
+def rescan(request: Request, folder_id: int) -> dict:
+    core = core_of(request)
+    _folder(core, folder_id)
+    return {"run": jobs_bridge.index_folder(core, folder_id)}

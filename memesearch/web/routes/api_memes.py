@@ -1,0 +1,134 @@
+"""JSON API: search, one meme, edits (description, tags), similar and duplicate memes, tags."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from memesearch.errors import InvalidInputError
+from memesearch.web import jobs_bridge
+from memesearch.web.deps import core_of, json_body
+from memesearch.web.views import filters_to_query, meme_dict, near_duplicates
+
+router = APIRouter(prefix="/api")
+
+MAX_DESCRIPTION_CHARS = 4000
+MAX_TAGS = 50
+
+
+def run_search(core, q: str, mode: str, limit: int, offset: int = 0, tags=(), folders=(), described=None):
+    query = filters_to_query(q, list(tags), list(folders), described)
+    return core.search_engine.search(query, mode=mode, limit=limit, offset=offset)
+
+
+@router.get("/search")
+def api_search(
+    request: Request,
+    q: str = "",
+    mode: str = "hybrid",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    tag: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    folder: Annotated[list[str], Query()] = [],  # noqa: B006
+    described: str | None = None,
+) -> dict:
+    """Exactly the JSON of `memesearch search --json`."""
+    result = run_search(core_of(request), q, mode, limit, offset, tag, folder, described)
+    return result.as_dict()
+
+
+def _folder_of(core, meme):
+    return next((f for f in core.store.list_folders() if f.id == meme.folder_id), None)
+
+
+@router.get("/memes/{meme_id}")
+def get_meme(request: Request, meme_id: int) -> dict:
+    core = core_of(request)
+    meme = core.store.get_meme(meme_id)
+    return meme_dict(meme, _folder_of(core, meme))
+
+
+def _tag_list(value, field: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise InvalidInputError(f"{field} must be a list of strings")
+    if len(value) > MAX_TAGS:
+        raise InvalidInputError(f"{field}: at most {MAX_TAGS} tags")
+    return value
+
+
+@router.patch("/memes/{meme_id}")
+async def patch_meme(request: Request, meme_id: int) -> dict:
+    """Change the user's description and/or tags: ``{"user_description": str, "tags": [..]}``
+    (tags replace the set) or ``add_tags`` / ``remove_tags``."""
+    body = await json_body(request)
+    known = {"user_description", "description", "tags", "add_tags", "remove_tags"}
+    unknown = set(body) - known
+    if unknown or not body:
+        raise InvalidInputError(f"unknown or no fields: {sorted(unknown)}; send any of {sorted(known)}")
+    core = core_of(request)
+    store = core.store
+    meme = store.get_meme(meme_id)
+    text = body.get("user_description", body.get("description"))
+    if text is not None:
+        if not isinstance(text, str) or len(text) > MAX_DESCRIPTION_CHARS:
+            raise InvalidInputError(f"the description must be text of at most {MAX_DESCRIPTION_CHARS} characters")
+        store.set_user_description(meme_id, text.strip())
+    if "tags" in body:
+        wanted = _tag_list(body["tags"], "tags")
+        store.remove_tags(meme_id, [t for t in meme.tags if t not in wanted])
+        store.add_tags(meme_id, wanted)
+    if "add_tags" in body:
+        store.add_tags(meme_id, _tag_list(body["add_tags"], "add_tags"))
+    if "remove_tags" in body:
+        store.remove_tags(meme_id, _tag_list(body["remove_tags"], "remove_tags"))
+    jobs_bridge.refresh_embeddings(core)
+    return get_meme(request, meme_id)
+
+
+@router.get("/memes/{meme_id}/similar")
+def similar(request: Request, meme_id: int, limit: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
+    core = core_of(request)
+    core.store.get_meme(meme_id)
+    pairs = core.search_engine.similar(meme_id, limit)
+    memes = {m.id: m for m in core.store.get_memes([i for i, _ in pairs])}
+    return {"id": meme_id, "similar": [{"id": i, "score": round(s, 6), "path": memes[i].path} for i, s in pairs if i in memes]}
+
+
+@router.get("/memes/{meme_id}/duplicates")
+def duplicates(request: Request, meme_id: int) -> dict:
+    core = core_of(request)
+    meme = core.store.get_meme(meme_id)
+    exact = [row["id"] for row in core.store.memes_with_sha(meme.sha256)] if meme.sha256 else []
+    near = near_duplicates(core.store, meme)
+    return {
+        "id": meme_id,
+        "exact": [i for i in exact if i != meme_id],
+        "near": [{"id": i, "distance": d} for i, d in near if i not in exact],
+    }
+
+
+@router.post("/memes/{meme_id}/describe")
+async def regenerate(request: Request, meme_id: int) -> dict:
+    """Generate a description for one meme with ``{"model": id}`` (default model if absent), as a job."""
+    body = await json_body(request)
+    core = core_of(request)
+    core.store.get_meme(meme_id)
+    model = _model_id(core, body.get("model"))
+    return jobs_bridge.start(core, "describe", model=model, meme_ids=[meme_id])
+
+
+def _model_id(core, model) -> str:
+    from memesearch.ml.registry import get_spec
+
+    if model is not None and not isinstance(model, str):
+        raise InvalidInputError("model must be a model id string")
+    return get_spec(model or core.settings.caption_model, core.settings.home).id
+
+
+@router.get("/tags")
+def tags(request: Request, prefix: str = "", limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
+    """Tags with their counts, filtered by prefix (autocomplete)."""
+    wanted = prefix.strip().lower()
+    found = [{"name": n, "count": c} for n, c in core_of(request).store.list_tags() if n.lower().startswith(wanted)]
+    return {"tags": found[:limit]}

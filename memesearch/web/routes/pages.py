@@ -1,0 +1,117 @@
+"""Pages people use: search, one meme, upload, login."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse
+
+from memesearch.errors import InvalidInputError
+from memesearch.search.engine import MODES
+from memesearch.web.deps import core_of, render
+from memesearch.web.security import SESSION_COOKIE, SESSION_MAX_AGE_S
+from memesearch.web.views import highlight, hit_text, meme_dict, near_duplicates, query_terms
+
+router = APIRouter()
+PAGE_SIZE = 24
+TOP_TAG_CHIPS = 30
+
+
+@router.get("/")
+def search_page(
+    request: Request,
+    q: str = "",
+    mode: str = "hybrid",
+    tag: Annotated[list[str], Query()] = [],  # noqa: B006
+    folder: Annotated[list[str], Query()] = [],  # noqa: B006
+    described: str = "",
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    part: str = "",
+):
+    """The search page; htmx asks for ``part=results`` (the result list) or ``part=more`` (next page)."""
+    from memesearch.web.routes.api_memes import run_search
+
+    if mode not in MODES:
+        raise InvalidInputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+    core = core_of(request)
+    result = run_search(core, q, mode, PAGE_SIZE + 1, offset, tag, folder, described or None)
+    more = len(result.hits) > PAGE_SIZE
+    terms = query_terms(q)
+    hits = [{"hit": hit, "snippet": highlight(hit_text(hit), terms)} for hit in result.hits[:PAGE_SIZE]]
+    params = [("q", q), ("mode", mode)] + [("tag", t) for t in tag] + [("folder", f) for f in folder]
+    if described:
+        params.append(("described", described))
+    context = {
+        "q": q, "mode": mode, "modes": MODES, "hits": hits, "more": more, "offset": offset,
+        "next_offset": offset + PAGE_SIZE, "ms": result.ms, "shown": offset + len(hits), "params": params,
+        "selected_tags": tag, "selected_folders": folder, "described": described,
+        "more_url": "/?" + urlencode(params + [("offset", offset + PAGE_SIZE), ("part", "more")]),
+    }
+    if part == "more":
+        return render(request, "_hits.html", context)
+    if part == "results":
+        return render(request, "_results.html", context)
+    counts = core.store.counts()
+    tags = sorted(core.store.list_tags(), key=lambda item: -item[1])[:TOP_TAG_CHIPS]
+    context |= {"tags": tags, "folders": core.store.list_folders(), "counts": counts}
+    return render(request, "search.html", context)
+
+
+@router.get("/memes/{meme_id}")
+def meme_page(request: Request, meme_id: int):
+    from memesearch.ml.registry import list_specs
+
+    core = core_of(request)
+    store = core.store
+    meme = store.get_meme(meme_id)
+    folder = next((f for f in store.list_folders() if f.id == meme.folder_id), None)
+    similar = core.search_engine.similar(meme_id, 12)
+    exact = [row["id"] for row in store.memes_with_sha(meme.sha256) if row["id"] != meme_id] if meme.sha256 else []
+    near = [(i, d) for i, d in near_duplicates(store, meme) if i not in exact]
+    return render(request, "meme.html", {
+        "meme": meme, "info": meme_dict(meme, folder), "folder": folder,
+        "similar": [{"id": i, "score": s} for i, s in similar],
+        "exact": exact, "near": [{"id": i, "distance": d} for i, d in near],
+        "models": [spec.id for spec in list_specs(core.settings.home)], "default_model": core.settings.caption_model,
+    })
+
+
+@router.get("/upload")
+def upload_page(request: Request):
+    settings = core_of(request).settings
+    return render(request, "upload.html", {"max_files": settings.max_upload_files, "max_mb": settings.max_upload_mb})
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/"):
+    return render(request, "login.html", {"next": _safe_next(next), "error": None})
+
+
+@router.post("/login")
+def login(request: Request, password: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"):
+    guard = request.app.state.guard
+    if not guard.check_password(password):
+        return render(request, "login.html", {"next": _safe_next(next), "error": "wrong password"}, status_code=401)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, guard.session_value(), max_age=SESSION_MAX_AGE_S, httponly=True,
+                        samesite="lax", path="/")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request):
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    return {"ok": True}
+
+
+def _safe_next(target: str) -> str:
+    """Only local paths: a login link must not redirect elsewhere."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"

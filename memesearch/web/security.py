@@ -1,0 +1,145 @@
+"""Login, CSRF and security headers, as one middleware.
+
+- Password login (``MEMESEARCH_PASSWORD``): a signed, HttpOnly session cookie.
+- The JSON API also accepts ``Authorization: Bearer <token>`` (``MEMESEARCH_API_TOKEN``,
+  or the password when no token is set). A bearer request carries no ambient
+  credentials, so it needs no CSRF token.
+- CSRF: every state-changing request must send the ``X-CSRF-Token`` header (or a
+  ``csrf_token`` form field) equal to the ``ms_csrf`` cookie (double submit),
+  password or not: a page elsewhere could otherwise drive a local server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from itsdangerous import BadSignature, TimestampSigner
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+SESSION_COOKIE = "ms_session"
+CSRF_COOKIE = "ms_csrf"
+CSRF_HEADER = "x-csrf-token"
+SESSION_MAX_AGE_S = 30 * 24 * 3600
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Reachable without logging in: the login form itself, assets and the health probe.
+PUBLIC_PREFIXES = ("/login", "/static/", "/healthz")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+}
+
+
+def load_secret(path: Path) -> bytes:
+    """The server's signing key, created once with owner-only permissions."""
+    if path.is_file():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its key
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+    return key
+
+
+class Guard:
+    """What the middleware and the login routes share: the password, token and signer."""
+
+    def __init__(self, secret: bytes, password: str, api_token: str) -> None:
+        self.password = password
+        self.api_token = api_token or password
+        self.signer = TimestampSigner(secret, salt="memesearch-session")
+
+    @property
+    def login_required(self) -> bool:
+        return bool(self.password)
+
+    def check_password(self, candidate: str) -> bool:
+        return bool(self.password) and hmac.compare_digest(candidate.encode(), self.password.encode())
+
+    def session_value(self) -> str:
+        return self.signer.sign(secrets.token_hex(8)).decode()
+
+    def valid_session(self, value: str | None) -> bool:
+        if not value:
+            return False
+        try:
+            self.signer.unsign(value, max_age=SESSION_MAX_AGE_S)
+        except BadSignature:
+            return False
+        return True
+
+    def valid_bearer(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return bool(self.api_token) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_token.encode())
+
+
+def csrf_token_of(request: Request) -> str:
+    """The CSRF token of this browser (set by the middleware on first visit)."""
+    return request.state.csrf_token
+
+
+async def _submitted_csrf(request: Request) -> str:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        body = (await request.body()).decode("utf-8", "replace")
+        return (parse_qs(body).get("csrf_token") or [""])[0]
+    return ""
+
+
+def _refuse(request: Request, status: int, message: str) -> Response:
+    if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"error": message, "status": status}, status_code=status)
+    from memesearch.web.errors import render_error_page
+
+    return render_error_page(request, status, message, None)
+
+
+class SecurityMiddleware(BaseHTTPMiddleware):
+    def __init__(self, app, guard: Guard) -> None:
+        super().__init__(app)
+        self.guard = guard
+
+    async def dispatch(self, request: Request, call_next) -> Response:
+        cookie_token = request.cookies.get(CSRF_COOKIE, "")
+        request.state.csrf_token = cookie_token or secrets.token_urlsafe(24)
+        response = await self._checked(request, call_next, cookie_token)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not cookie_token:
+            response.set_cookie(CSRF_COOKIE, request.state.csrf_token, httponly=False, samesite="strict", path="/")
+        return response
+
+    async def _checked(self, request: Request, call_next, cookie_token: str) -> Response:
+        path = request.url.path
+        bearer = self.guard.valid_bearer(request)
+        public = path.startswith(PUBLIC_PREFIXES)
+        if self.guard.login_required and not public and not bearer:
+            if not self.guard.valid_session(request.cookies.get(SESSION_COOKIE)):
+                if path.startswith("/api/") or request.method not in SAFE_METHODS:
+                    return _refuse(request, 401, "log in first (or send Authorization: Bearer <token>)")
+                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        if request.method not in SAFE_METHODS and not bearer:
+            submitted = await _submitted_csrf(request)
+            if not cookie_token or not submitted or not hmac.compare_digest(submitted, cookie_token):
+                return _refuse(request, 403, "missing or wrong CSRF token: reload the page and try again")
+        return await call_next(request)

