@@ -1,7 +1,7 @@
 """JobManager: start, watch, cancel and retry bulk runs; also the body of the worker task.
 
-A run's items are claimed one meme at a time under a lease that a small
-keeper thread renews while the meme is being processed, so a slow model never
+A run's items are claimed one meme at a time under a lease that a renewer
+thread keeps fresh while the meme is being processed, so a slow model never
 loses its claim, and a killed worker's claim expires after ``job_lease_s``.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.jobs.models import ACTIVE_STATES, ERRORS_SHOWN, KINDS, Run
@@ -33,6 +35,7 @@ class JobManager:
         self._work_task = register_work_task(self.huey, self.work)
         self.processor = MemeProcessor(core)
         self.stopping = threading.Event()
+        self.leases = LeaseRenewer(self.store, self.settings.job_lease_s)
 
     # -- the API the CLI and the web app use -------------------------------------------
     def start(self, kind: str, *, model: str | None = None, meme_ids: list[int] | None = None,
@@ -112,7 +115,7 @@ class JobManager:
 
     def _process_item(self, row: dict, meme_id: int) -> None:
         run_id = row["id"]
-        with LeaseKeeper(self.store, run_id, meme_id, self.settings.job_lease_s):
+        with self.leases.hold(run_id, meme_id):
             try:
                 self.processor.process(row, meme_id)
             except Exception as exc:
@@ -181,22 +184,42 @@ class JobManager:
         return sorted(present & wanted)
 
 
-class LeaseKeeper:
-    """Renews one item's lease every third of its length while the meme is processed."""
+class LeaseRenewer:
+    """One thread per process renews the leases of every meme being processed here, every
+    third of the lease length (a thread per meme would cost more than the pipeline itself)."""
 
-    def __init__(self, store, run_id: int, meme_id: int, lease_s: float) -> None:
-        self.store, self.run_id, self.meme_id, self.lease_s = store, run_id, meme_id, lease_s
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{run_id}-{meme_id}")
+    def __init__(self, store, lease_s: float) -> None:
+        self.store, self.lease_s = store, lease_s
+        self._held: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-    def _renew(self) -> None:
-        while not self._done.wait(self.lease_s / 3):
-            self.store.extend_run_leases(self.run_id, [self.meme_id], self.lease_s)
+    @contextmanager
+    def hold(self, run_id: int, meme_id: int) -> Iterator[None]:
+        key = (run_id, meme_id)
+        with self._lock:
+            self._held[key] = self._held.get(key, 0) + 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._renew_forever, daemon=True, name="lease-renewer")
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held[key] -= 1
+                if not self._held[key]:
+                    del self._held[key]
 
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._thread.join()
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(self.lease_s / 3)
+            with self._lock:
+                held = list(self._held)
+            by_run: dict[int, list[int]] = {}
+            for run_id, meme_id in held:
+                by_run.setdefault(run_id, []).append(meme_id)
+            for run_id, meme_ids in by_run.items():
+                try:
+                    self.store.extend_run_leases(run_id, meme_ids, self.lease_s)
+                except Exception:  # a busy database now must not kill renewals for good
+                    log.exception("could not renew leases of run %d", run_id)

@@ -146,4 +146,4 @@ def _finish(conn) -> None:
                      f"GREATEST((SELECT MAX(id) FROM {table}), 1), (SELECT MAX(id) FROM {table}) IS NOT NULL)")
     for model_id, dim in postgres_vectors.model_dims(conn):
         postgres_vectors.ensure_index(conn, model_id, dim)
-    conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'vectors_version'")
+    postgres_vectors.bump_vectors_version(conn)

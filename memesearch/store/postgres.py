@@ -19,8 +19,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from memesearch.errors import SchemaTooNewError, require
-from memesearch.store import postgres_text, postgres_vectors
+from memesearch.errors import ConfigError, InvalidInputError, NotFoundError, SchemaTooNewError, require
+from memesearch.store import postgres_text
+from memesearch.store.postgres_runs import PostgresRunsMixin
+from memesearch.store.postgres_vectors import VectorMethods, bump_vectors_version
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_postgres import MIGRATIONS, SCHEMA_VERSION
 from memesearch.store.sqlite import _clean_tag  # one tag rule for every store
@@ -33,7 +35,7 @@ _FILE_FIELDS = ("folder_id", "size", "mtime", "sha256", "phash", "width", "heigh
 _MIGRATION_LOCK = 7_316_001  # advisory lock id: one migrator at a time across processes
 
 
-class PostgresStore:
+class PostgresStore(VectorMethods, PostgresRunsMixin):
     kind = "postgres"
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
@@ -45,8 +47,6 @@ class PostgresStore:
         try:
             self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
         except psycopg.OperationalError as exc:
-            from memesearch.errors import ConfigError
-
             raise ConfigError(f"cannot connect to PostgreSQL: {exc}".strip(),
                               hint="check MEMESEARCH_DATABASE_URL and that the server is running") from exc
         if migrate:
@@ -117,8 +117,27 @@ class PostgresStore:
         """Forget a folder; its memes stay (marked missing) until pruned, so nothing is lost by accident."""
         with self.write() as conn:
             conn.execute("UPDATE memes SET status = 'missing', folder_id = NULL WHERE folder_id = %s", (folder_id,))
-            _bump_vectors_version(conn)
+            bump_vectors_version(conn)
             conn.execute("DELETE FROM folders WHERE id = %s", (folder_id,))
+
+    def set_folder_auto_scan(self, folder_id: int, minutes: int) -> None:
+        """How often a folder is rescanned automatically (0 = never)."""
+        if minutes < 0:
+            raise InvalidInputError("the auto-scan interval cannot be negative")
+        with self.write() as conn:
+            if conn.execute("UPDATE folders SET auto_scan_minutes = %s WHERE id = %s", (minutes, folder_id)).rowcount == 0:
+                raise NotFoundError(f"no folder with id {folder_id}")
+
+    def folder_meme_counts(self) -> dict[int, int]:
+        """Present memes per folder id."""
+        rows = self.query("SELECT folder_id, COUNT(*) AS n FROM memes WHERE status = 'ok' AND folder_id IS NOT NULL "
+                          "GROUP BY folder_id")
+        return {row["folder_id"]: row["n"] for row in rows}
+
+    def phashes(self) -> list[tuple[int, str]]:
+        """(id, perceptual hash) of every present meme, for near-duplicate lookups."""
+        return [(row["id"], row["phash"]) for row in
+                self.query("SELECT id, phash FROM memes WHERE status = 'ok' AND phash IS NOT NULL")]
 
     def record_scan(self, folder_id: int, summary: dict) -> None:
         with self.write() as conn:
@@ -153,7 +172,7 @@ class PostgresStore:
             if record.sha256:
                 pending = conn.execute("SELECT payload FROM pending_imports WHERE sha256 = %s", (record.sha256,)).fetchone()
                 if pending:
-                    _apply_payload(conn, meme_id, json.loads(pending["payload"]))
+                    postgres_text.apply_payload(conn, meme_id, json.loads(pending["payload"]))
             postgres_text.reindex(conn, meme_id)
             return meme_id
 
@@ -163,7 +182,7 @@ class PostgresStore:
             assignments = ", ".join(f"{f} = %s" for f in _FILE_FIELDS)
             conn.execute(f"UPDATE memes SET path = %s, {assignments}, updated_at = %s WHERE id = %s",
                          (record.path, *(getattr(record, f) for f in _FILE_FIELDS), time.time(), meme_id))
-            _bump_vectors_version(conn)
+            bump_vectors_version(conn)
             if content_changed:
                 conn.execute("UPDATE memes SET ocr_text = '', ocr_engine = NULL, duplicate_of = NULL WHERE id = %s", (meme_id,))
                 conn.execute("DELETE FROM descriptions WHERE meme_id = %s", (meme_id,))
@@ -174,21 +193,19 @@ class PostgresStore:
         ids = list(meme_ids)
         with self.write() as conn:
             conn.execute("UPDATE memes SET status = %s, updated_at = %s WHERE id = ANY(%s)", (status, time.time(), ids))
-            _bump_vectors_version(conn)
+            bump_vectors_version(conn)
 
     def prune_missing(self) -> int:
         with self.write() as conn:
             count = conn.execute("DELETE FROM memes WHERE status = 'missing'").rowcount
             if count:
-                _bump_vectors_version(conn)
+                bump_vectors_version(conn)
         return count
 
     # -- memes: reading -----------------------------------------------------------
     def get_meme(self, meme_id: int) -> Meme:
         memes = self.get_memes([meme_id])
         if not memes:
-            from memesearch.errors import NotFoundError
-
             raise NotFoundError(f"no meme with id {meme_id}")
         return memes[0]
 
@@ -286,82 +303,6 @@ class PostgresStore:
                           "GROUP BY t.id ORDER BY lower(t.name)")
         return [(row["name"], row["n"]) for row in rows]
 
-    # -- vectors -------------------------------------------------------------------
-    def vector_hashes(self, model_id: str) -> dict[int, str]:
-        rows = self.query("SELECT meme_id, text_hash FROM vectors WHERE model_id = %s", (model_id,))
-        return {row["meme_id"]: row["text_hash"] for row in rows}
-
-    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]]) -> None:
-        if not items:
-            return
-        with self.write() as conn:
-            conn.cursor().executemany(
-                "INSERT INTO vectors (meme_id, model_id, text_hash, dim, vector) VALUES (%s, %s, %s, %s, %s::vector) "
-                "ON CONFLICT (meme_id, model_id) DO UPDATE SET text_hash = excluded.text_hash, "
-                "dim = excluded.dim, vector = excluded.vector",
-                [(i, model_id, h, int(v.shape[0]), postgres_vectors.literal(v)) for i, h, v in items],
-            )
-            conn.execute(
-                "INSERT INTO stages (meme_id, stage, status, updated_at) SELECT id, 'embed', 'done', %s "
-                "FROM unnest(%s::bigint[]) AS id ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done', "
-                "error = NULL, updated_at = excluded.updated_at", (time.time(), [i for i, _, _ in items]),
-            )
-            for dim in {int(v.shape[0]) for _, _, v in items}:
-                postgres_vectors.ensure_index(conn, model_id, dim)
-            _bump_vectors_version(conn)
-
-    def ids_needing_vectors(self, model_id: str) -> list[int]:
-        """Present memes with no vector from ``model_id`` or whose text changed since (embed stage queued)."""
-        rows = self.query(
-            "SELECT m.id FROM memes m LEFT JOIN vectors v ON v.meme_id = m.id AND v.model_id = %s "
-            "LEFT JOIN stages s ON s.meme_id = m.id AND s.stage = 'embed' "
-            "WHERE m.status = 'ok' AND (v.meme_id IS NULL OR s.status IS NULL OR s.status != 'done') ORDER BY m.id",
-            (model_id,),
-        )
-        return [row["id"] for row in rows]
-
-    def vectors_version(self) -> int:
-        return int(self.query("SELECT value FROM meta WHERE key = 'vectors_version'")[0]["value"])
-
-    def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, matrix) of every vector of ``model_id`` for present memes (for export; search uses vector_search)."""
-        rows = self.query(
-            "SELECT v.meme_id, vector_send(v.vector) AS data FROM vectors v JOIN memes m ON m.id = v.meme_id "
-            "WHERE v.model_id = %s AND m.status = 'ok' ORDER BY v.meme_id", (model_id,),
-        )
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        ids = np.fromiter((row["meme_id"] for row in rows), dtype=np.int64, count=len(rows))
-        return ids, np.stack([postgres_vectors.decode(row["data"]) for row in rows])
-
-    def vector_of(self, model_id: str, meme_id: int) -> np.ndarray | None:
-        rows = self.query("SELECT vector_send(vector) AS data FROM vectors WHERE model_id = %s AND meme_id = %s",
-                          (model_id, meme_id))
-        return postgres_vectors.decode(rows[0]["data"]) if rows else None
-
-    def vector_search(self, model_id: str, query: np.ndarray, limit: int,
-                      allowed: set[int] | None = None) -> list[tuple[int, float]]:
-        """Nearest present memes by cosine similarity, best first, through the HNSW index of (model, dim)."""
-        if allowed is not None and not allowed:
-            return []
-        distance, predicate = postgres_vectors.distance_expr(model_id, int(query.shape[0]))
-        params: list = [postgres_vectors.literal(query)]
-        only = ""
-        if allowed is not None:
-            only, params = " AND v.meme_id = ANY(%s)", params + [list(allowed)]
-        ef_search = min(1000, max(postgres_vectors.MIN_EF_SEARCH, limit))
-        with self._lock, self._conn.transaction():
-            # Iterative scans keep walking the graph when filters (missing memes, allowed ids) drop candidates.
-            self._conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
-            self._conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            rows = self._conn.execute(
-                f"SELECT v.meme_id, {distance} AS distance FROM vectors v JOIN memes m ON m.id = v.meme_id "
-                f"WHERE {predicate} AND m.status = 'ok'{only} ORDER BY distance LIMIT %s", (*params, limit),
-            ).fetchall()
-        # relaxed_order may return neighbours slightly out of order: sort exactly.
-        hits = sorted(((row["meme_id"], 1.0 - float(row["distance"])) for row in rows), key=lambda hit: (-hit[1], hit[0]))
-        return hits
-
     # -- stages --------------------------------------------------------------------
     def pending(self, stage: str) -> list[int]:
         """Present, readable memes whose ``stage`` is not done (never started, queued or failed)."""
@@ -409,7 +350,7 @@ class PostgresStore:
         """Merge one export record into each meme (see ``transfer``), in one transaction."""
         with self.write() as conn:
             for meme_id in meme_ids:
-                _apply_payload(conn, meme_id, record)
+                postgres_text.apply_payload(conn, meme_id, record)
 
 
 # -- module helpers -----------------------------------------------------------------
@@ -421,8 +362,6 @@ def _folder(row: dict) -> Folder:
 
 def _require_meme(conn, meme_id: int) -> None:
     if conn.execute("SELECT 1 FROM memes WHERE id = %s", (meme_id,)).fetchone() is None:
-        from memesearch.errors import NotFoundError
-
         raise NotFoundError(f"no meme with id {meme_id}")
 
 
@@ -433,32 +372,3 @@ def _set_stage(conn, meme_id: int, stage: str, status: str, error: str | None = 
         "attempts = stages.attempts + excluded.attempts, updated_at = excluded.updated_at",
         (meme_id, stage, status, 1 if status == "failed" else 0, error, time.time()),
     )
-
-
-def _bump_vectors_version(conn) -> None:
-    conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'vectors_version'")
-
-
-def _apply_payload(conn, meme_id: int, record: dict) -> None:
-    """Fill empty texts, add descriptions and tags from an export record (same rules as the SQLite store)."""
-    conn.execute(
-        "UPDATE memes SET user_description = CASE WHEN user_description = '' THEN %s ELSE user_description END, "
-        "ocr_text = CASE WHEN ocr_engine IS NULL THEN %s ELSE ocr_text END, "
-        "ocr_engine = COALESCE(ocr_engine, %s) WHERE id = %s",
-        (record.get("user_description", ""), record.get("ocr_text", ""), record.get("ocr_engine"), meme_id),
-    )
-    if record.get("ocr_engine"):
-        _set_stage(conn, meme_id, "ocr", "done")
-    for d in record.get("descriptions", []):
-        conn.execute(
-            "INSERT INTO descriptions (meme_id, model_id, text, backend, dtype, revision, ms, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (meme_id, d["model_id"], d["text"], d.get("backend", ""), d.get("dtype", ""), d.get("revision", ""),
-             d.get("ms"), d.get("created_at") or time.time()),
-        )
-    for name in record.get("tags", []):
-        conn.execute("INSERT INTO tags (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
-        conn.execute("INSERT INTO meme_tags (meme_id, tag_id) SELECT %s, id FROM tags WHERE lower(name) = lower(%s) "
-                     "ON CONFLICT DO NOTHING", (meme_id, name))
-    conn.execute("DELETE FROM pending_imports WHERE sha256 = (SELECT sha256 FROM memes WHERE id = %s)", (meme_id,))
-    postgres_text.reindex(conn, meme_id)

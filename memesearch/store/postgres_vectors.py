@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -64,8 +65,93 @@ def ensure_index(conn, model_id: str, dim: int) -> None:
     )
 
 
+def bump_vectors_version(conn) -> None:
+    """Tell in-memory caches (and the search engine) that the set of searchable vectors changed."""
+    conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'vectors_version'")
+
+
 def model_dims(conn) -> list[tuple[str, int]]:
     return [(row["model_id"], row["dim"]) for row in conn.execute("SELECT DISTINCT model_id, dim FROM vectors")]
+
+
+class VectorMethods:
+    """The vector half of PostgresStore (needs its ``write``, ``query``, ``_lock`` and ``_conn``)."""
+
+    # -- vectors -------------------------------------------------------------------
+    def vector_hashes(self, model_id: str) -> dict[int, str]:
+        rows = self.query("SELECT meme_id, text_hash FROM vectors WHERE model_id = %s", (model_id,))
+        return {row["meme_id"]: row["text_hash"] for row in rows}
+
+    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]]) -> None:
+        if not items:
+            return
+        with self.write() as conn:
+            conn.cursor().executemany(
+                "INSERT INTO vectors (meme_id, model_id, text_hash, dim, vector) VALUES (%s, %s, %s, %s, %s::vector) "
+                "ON CONFLICT (meme_id, model_id) DO UPDATE SET text_hash = excluded.text_hash, "
+                "dim = excluded.dim, vector = excluded.vector",
+                [(i, model_id, h, int(v.shape[0]), literal(v)) for i, h, v in items],
+            )
+            conn.execute(
+                "INSERT INTO stages (meme_id, stage, status, updated_at) SELECT id, 'embed', 'done', %s "
+                "FROM unnest(%s::bigint[]) AS id ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done', "
+                "error = NULL, updated_at = excluded.updated_at", (time.time(), [i for i, _, _ in items]),
+            )
+            for dim in {int(v.shape[0]) for _, _, v in items}:
+                ensure_index(conn, model_id, dim)
+            bump_vectors_version(conn)
+
+    def ids_needing_vectors(self, model_id: str) -> list[int]:
+        """Present memes with no vector from ``model_id`` or whose text changed since (embed stage queued)."""
+        rows = self.query(
+            "SELECT m.id FROM memes m LEFT JOIN vectors v ON v.meme_id = m.id AND v.model_id = %s "
+            "LEFT JOIN stages s ON s.meme_id = m.id AND s.stage = 'embed' "
+            "WHERE m.status = 'ok' AND (v.meme_id IS NULL OR s.status IS NULL OR s.status != 'done') ORDER BY m.id",
+            (model_id,),
+        )
+        return [row["id"] for row in rows]
+
+    def vectors_version(self) -> int:
+        return int(self.query("SELECT value FROM meta WHERE key = 'vectors_version'")[0]["value"])
+
+    def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix) of every vector of ``model_id`` for present memes (for export; search uses vector_search)."""
+        rows = self.query(
+            "SELECT v.meme_id, vector_send(v.vector) AS data FROM vectors v JOIN memes m ON m.id = v.meme_id "
+            "WHERE v.model_id = %s AND m.status = 'ok' ORDER BY v.meme_id", (model_id,),
+        )
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids = np.fromiter((row["meme_id"] for row in rows), dtype=np.int64, count=len(rows))
+        return ids, np.stack([decode(row["data"]) for row in rows])
+
+    def vector_of(self, model_id: str, meme_id: int) -> np.ndarray | None:
+        rows = self.query("SELECT vector_send(vector) AS data FROM vectors WHERE model_id = %s AND meme_id = %s",
+                          (model_id, meme_id))
+        return decode(rows[0]["data"]) if rows else None
+
+    def vector_search(self, model_id: str, query: np.ndarray, limit: int,
+                      allowed: set[int] | None = None) -> list[tuple[int, float]]:
+        """Nearest present memes by cosine similarity, best first, through the HNSW index of (model, dim)."""
+        if allowed is not None and not allowed:
+            return []
+        distance, predicate = distance_expr(model_id, int(query.shape[0]))
+        params: list = [literal(query)]
+        only = ""
+        if allowed is not None:
+            only, params = " AND v.meme_id = ANY(%s)", params + [list(allowed)]
+        ef_search = min(1000, max(MIN_EF_SEARCH, limit))
+        with self._lock, self._conn.transaction():
+            # Iterative scans keep walking the graph when filters (missing memes, allowed ids) drop candidates.
+            self._conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
+            self._conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = self._conn.execute(
+                f"SELECT v.meme_id, {distance} AS distance FROM vectors v JOIN memes m ON m.id = v.meme_id "
+                f"WHERE {predicate} AND m.status = 'ok'{only} ORDER BY distance LIMIT %s", (*params, limit),
+            ).fetchall()
+        # relaxed_order may return neighbours slightly out of order: sort exactly.
+        hits = sorted(((row["meme_id"], 1.0 - float(row["distance"])) for row in rows), key=lambda hit: (-hit[1], hit[0]))
+        return hits
 
 
 # -- binary COPY: 10x faster than INSERT for bulk loads (db copy, benchmarks) ---------

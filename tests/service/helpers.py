@@ -26,14 +26,24 @@ models:
       fake: {{delay_s: {delay}}}
   fake-flaky:
     family: fake
-    description: fake captioner failing every second image
+    description: fake captioner failing every third image
     size: "0"
     prompt: describe
     language: en
     generation: {{max_new_tokens: 64}}
     backends: [fake]
     sources:
-      fake: {{fail_every: 2}}
+      fake: {{fail_every: 3}}
+  fake-broken:
+    family: fake
+    description: fake captioner that always fails
+    size: "0"
+    prompt: describe
+    language: en
+    generation: {{max_new_tokens: 64}}
+    backends: [fake]
+    sources:
+      fake: {{fail_every: 1}}
 """
 
 
@@ -48,6 +58,16 @@ def link_models(home: Path, shared_models_dir: Path) -> None:
     target = home / "models"
     if not target.exists():
         target.symlink_to(shared_models_dir, target_is_directory=True)
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def free_port() -> int:

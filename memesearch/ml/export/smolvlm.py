@@ -117,7 +117,7 @@ def _export_decoder(torch, module, config, path: Path) -> None:
             "inputs_embeds": {0: "batch_size", 1: "sequence_length"},
             "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
             "position_ids": {0: "batch_size", 1: "sequence_length"},
-            "logits": {0: "batch_size", 1: "sequence_length"},
+            "logits": {0: "batch_size"},  # (batch, 1, vocab): the last position only
         }
     )
     torch.onnx.export(

@@ -102,7 +102,7 @@ class _ListCache:
 
 
 class DecoderExport(nn.Module):
-    """inputs_embeds, attention_mask (past + new), position_ids, past -> logits, present."""
+    """inputs_embeds, attention_mask (past + new), position_ids, past -> last-position logits, present."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -130,5 +130,7 @@ class DecoderExport(nn.Module):
                 use_cache=True,
                 position_embeddings=position_embeddings,
             )
-        logits = self.lm_head(self.text.norm(hidden))
+        # Logits of the last position only: generation needs nothing else, and over a prompt of
+        # ~1000 image tokens the full (seq, 49280) logits cost ~20% of the prefill and ~400 MB.
+        logits = self.lm_head(self.text.norm(hidden[:, -1:, :]))
         return (logits, *cache.present)

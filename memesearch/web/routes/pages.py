@@ -53,15 +53,16 @@ def search_page(
         return render(request, "_hits.html", context)
     if part == "results":
         return render(request, "_results.html", context)
-    counts = core.store.counts()
+    # Counting the library is a table scan: only needed to explain an empty result page.
+    empty_library = not hits and not offset and not core.store.meme_ids()[:1]
     tags = sorted(core.store.list_tags(), key=lambda item: -item[1])[:TOP_TAG_CHIPS]
-    context |= {"tags": tags, "folders": core.store.list_folders(), "counts": counts}
+    context |= {"tags": tags, "folders": core.store.list_folders(), "empty_library": empty_library}
     return render(request, "search.html", context)
 
 
 @router.get("/memes/{meme_id}")
 def meme_page(request: Request, meme_id: int):
-    from memesearch.ml.registry import list_specs
+    from memesearch.web.models_info import model_ids
 
     core = core_of(request)
     store = core.store
@@ -74,7 +75,7 @@ def meme_page(request: Request, meme_id: int):
         "meme": meme, "info": meme_dict(meme, folder), "folder": folder,
         "similar": [{"id": i, "score": s} for i, s in similar],
         "exact": exact, "near": [{"id": i, "distance": d} for i, d in near],
-        "models": [spec.id for spec in list_specs(core.settings.home)], "default_model": core.settings.caption_model,
+        "models": model_ids(core.settings), "default_model": core.settings.caption_model,
     })
 
 

@@ -286,6 +286,11 @@ function setupFolders() {
   const form = $("#folder-form");
   if (!form) return;
   const changed = () => document.body.dispatchEvent(new Event("folders-changed"));
+  // The list refreshes itself every few seconds; never while someone is typing in it.
+  document.body.addEventListener("htmx:beforeRequest", (event) => {
+    const list = $("#folder-list");
+    if (list && event.detail.elt === list && list.contains(document.activeElement)) event.preventDefault();
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const error = $("#folder-error");

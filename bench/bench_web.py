@@ -1,0 +1,115 @@
+"""Web latency under load: a real `memesearch serve` process, driven from this (second) process.
+
+Builds a synthetic 10k-meme library (texts and vectors shaped like real ones, see
+bench_search.py; the query embedding is the real MiniLM), starts the server on
+a free 127.0.0.1 port and sends N requests per scenario from C concurrent
+clients. Reports p50 / p95 / max latency, throughput and errors.
+
+    .venv/bin/python bench/bench_web.py [--memes 10000] [--concurrency 20] [--requests 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.bench_search import build_library  # noqa: E402
+from memesearch.config import Settings  # noqa: E402
+from memesearch.store.sqlite import SqliteStore  # noqa: E402
+from tests.web.server import ServerProcess  # noqa: E402
+
+EMBED_MODEL_ID = "all-minilm-l6-v2"
+
+
+def prepare(home: Path, memes: int) -> list[str]:
+    """The library, with its vectors labelled as MiniLM's so the server's vector search uses them."""
+    store = SqliteStore(Settings(home=home).database_path)
+    texts, _ = build_library(store, memes)
+    with store.write() as conn:
+        conn.execute("UPDATE vectors SET model_id = ?", (EMBED_MODEL_ID,))
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_version'")
+    store.close()
+    rng = random.Random(5)
+    queries = []
+    for _ in range(500):
+        words = texts[rng.randrange(len(texts))].split()
+        length = rng.randint(2, 4)
+        start = rng.randrange(max(1, len(words) - length))
+        queries.append(" ".join(words[start : start + length]).lower())
+    return queries
+
+
+async def load(base: str, make_url, requests: int, concurrency: int) -> tuple[list[float], int, float]:
+    timings: list[float] = []
+    errors = 0
+    counter = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        for number in counter:
+            started = time.perf_counter()
+            try:
+                response = await client.get(make_url(number))
+                if response.status_code != 200:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            timings.append((time.perf_counter() - started) * 1000)
+
+    began = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    return timings, errors, time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--memes", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=400, help="per scenario")
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory(prefix="memesearch-bench-web-") as work:
+        home = Path(work) / "data"
+        built = time.perf_counter()
+        queries = prepare(home, args.memes)
+        print(f"library: {args.memes} memes built in {time.perf_counter() - built:.1f} s")
+        server = ServerProcess(home).wait_ready(120)
+        try:
+            ids = list(range(1, args.memes + 1))
+            scenarios = {
+                "GET /api/search (hybrid)": lambda n: f"/api/search?q={queries[n % len(queries)]}&limit=20",
+                "GET /api/search (keyword)": lambda n: f"/api/search?q={queries[n % len(queries)]}&mode=keyword&limit=20",
+                "GET /?q= (search page)": lambda n: f"/?q={queries[n % len(queries)]}",
+                "GET /api/memes/{id}": lambda n: f"/api/memes/{ids[(n * 7919) % len(ids)]}",
+                "GET /memes/{id} (page)": lambda n: f"/memes/{ids[(n * 7919) % len(ids)]}",
+            }
+            # Warm-up: load the embedding model and the vector matrix once.
+            asyncio.run(load(server.url, scenarios["GET /api/search (hybrid)"], 20, 2))
+            print(f"{args.concurrency} concurrent clients, {args.requests} requests per scenario")
+            print(f"{'scenario':<28} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>8} {'errors':>7}")
+            for name, make_url in scenarios.items():
+                timings, errors, elapsed = asyncio.run(load(server.url, make_url, args.requests, args.concurrency))
+                print(f"{name:<28} {statistics.median(timings):>8.1f} {float(np.percentile(timings, 95)):>8.1f} "
+                      f"{max(timings):>8.1f} {len(timings) / elapsed:>8.1f} {errors:>7}")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Writes docs/CONFIGURATION.md from the Settings class, so the docs cannot drift.
+
+    .venv/bin/python scripts/gen_config_docs.py          # rewrite the file
+    .venv/bin/python scripts/gen_config_docs.py --check  # exit 1 if it is stale (used by the tests)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from memesearch.config import Settings  # noqa: E402
+
+TARGET = Path(__file__).resolve().parent.parent / "docs" / "CONFIGURATION.md"
+
+HEADER = """# Configuration
+
+Every setting is an environment variable `MEMESEARCH_<NAME>` (upper case). `--data-dir`
+overrides `MEMESEARCH_HOME`. Lists accept a JSON list or comma-separated values where noted.
+This file is generated from `memesearch/config.py` by `scripts/gen_config_docs.py`; a test
+fails when they disagree.
+
+| variable | default | meaning |
+|---|---|---|
+"""
+
+
+def render() -> str:
+    rows = []
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "platform user data dir" if name == "home" else "empty"
+        else:
+            default = repr(field.default) if field.default not in ("", None) else "empty"
+        rows.append(f"| `MEMESEARCH_{name.upper()}` | {default} | {field.description or ''} |")
+    return HEADER + "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    text = render()
+    if "--check" in sys.argv:
+        if not TARGET.exists() or TARGET.read_text(encoding="utf-8") != text:
+            print(f"{TARGET} is stale: run scripts/gen_config_docs.py", file=sys.stderr)
+            return 1
+        return 0
+    TARGET.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
