@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: fonts for rendering test memes.
+# Debian packages the tests need: fonts for rendering test memes, redis-server for the
+# scale-out queue tests, chromium for the browser tests (driven by Playwright, never downloaded).
 # Installs only what is missing, so it is cheap to run every time.
 set -euo pipefail
-packages=(fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-noto-core)
+packages=(fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-noto-core redis-server chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
