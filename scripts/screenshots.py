@@ -67,6 +67,13 @@ def main() -> None:
             import httpx
 
             meme_id = httpx.get(f"{server.url}/api/search", params={"q": "cat homework", "limit": 1}).json()["hits"][0]["id"]
+            # A finished bulk run, so the models page shows its progress and history.
+            with httpx.Client(base_url=server.url) as api:
+                api.get("/healthz")
+                headers = {"X-CSRF-Token": api.cookies["ms_csrf"]}
+                run = api.post("/api/jobs", json={"kind": "describe", "model": "fake", "meme_ids": [meme_id]}, headers=headers).json()
+                while api.get(f"/api/jobs/{run['id']}").json()["state"] not in ("done", "failed", "cancelled"):
+                    time.sleep(0.2)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 for theme in ("light", "dark"):
@@ -80,7 +87,7 @@ def main() -> None:
                         page.wait_for_selector(ready)
                         page.wait_for_load_state("networkidle")
                         time.sleep(0.3)
-                        page.screenshot(path=str(args.out / f"{name}-{theme}.png"))
+                        page.screenshot(path=str(args.out / f"{name}-{theme}.png"), full_page=name == "meme")
                         if name == "search-list":
                             page.evaluate("localStorage.setItem('memesearch-view', 'grid')")
                         print(f"wrote {args.out / f'{name}-{theme}.png'}")

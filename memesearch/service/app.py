@@ -41,6 +41,19 @@ class ModelFailure(MemeSearchError):
     status = 500
 
 
+class ErrorBody(BaseModel):
+    detail: str | list[dict] = Field(description="Why the request failed: a sentence, or FastAPI's list of field errors.")
+
+
+# Every error answer is {"detail": ...}; documented so clients and schema checks see the real shape
+# (FastAPI's default 422 schema only covers its own field-validation list, not our image errors).
+ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
+    (401, "Missing or wrong token."), (404, "Unknown model."), (413, "Request body too large."),
+    (422, "Unusable input: not an image, corrupt, too large, invalid fields."),
+    (500, "A model failed; the service keeps serving."), (503, "Every inference slot is busy; retry."),
+)}
+
+
 class EmbedBody(BaseModel):
     texts: list[str] = Field(max_length=MAX_TEXTS, description="Texts to embed (at most 256).")
     model: str | None = Field(default=None, description="Embedder name; default: the service's embed_model.")
@@ -61,7 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
         runner.shutdown()
 
     app = FastAPI(title="memesearch ML service", version=__version__, lifespan=lifespan,
-                  description="OCR, image descriptions and text embeddings for memesearch.")
+                  description="OCR, image descriptions and text embeddings for memesearch.",
+                  responses=ERROR_RESPONSES)
     app.state.pool = pool
     app.state.runner = runner
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.ml_max_upload_mb * 1e6))

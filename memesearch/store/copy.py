@@ -21,10 +21,11 @@ from memesearch.errors import ConfigError, InvalidInputError
 from memesearch.store import postgres_text, postgres_vectors
 
 # Parents before children; tables not listed here (added later) are copied after these.
-_ORDER = ["folders", "memes", "descriptions", "tags", "meme_tags", "vectors", "stages", "pending_imports"]
+_ORDER = ["folders", "memes", "descriptions", "tags", "meme_tags", "vectors", "stages", "pending_imports",
+          "runs", "run_items"]
 # Derived or bookkeeping tables: rebuilt on the target, never copied.
 _SKIP = {"meta", "meme_search", "schema_version"}
-_IDENTITY_TABLES = ("folders", "memes", "tags")
+_IDENTITY_TABLES = ("folders", "memes", "tags", "runs")
 _PG_KINDS = {"bigint": "int8", "integer": "int4", "smallint": "int4", "double precision": "float8", "real": "float8"}
 _BATCH = 5000
 

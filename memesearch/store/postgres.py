@@ -44,13 +44,21 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
 
         self.url = url
         self._lock = threading.RLock()
+        self._open = lambda: psycopg.connect(url, autocommit=True, row_factory=dict_row)
         try:
-            self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+            self._conn = self._open()
         except psycopg.OperationalError as exc:
             raise ConfigError(f"cannot connect to PostgreSQL: {exc}".strip(),
                               hint="check MEMESEARCH_DATABASE_URL and that the server is running") from exc
         if migrate:
             self.migrate()
+
+    def _live(self):
+        """The connection, reopened if the server dropped it (restart, failover): the call that
+        saw the failure fails, the next one works. Callers hold ``_lock``."""
+        if self._conn.broken:
+            self._conn = self._open()
+        return self._conn
 
     # -- plumbing -----------------------------------------------------------------
     def migrate(self) -> int:
@@ -81,13 +89,15 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
     @contextmanager
     def write(self) -> Iterator:
         """One write transaction; commits on success, rolls back on any error (Ctrl-C included)."""
-        with self._lock, self._conn.transaction():
-            yield self._conn
+        with self._lock:
+            conn = self._live()
+            with conn.transaction():
+                yield conn
 
     def query(self, sql: str, params: Iterable = ()) -> list[dict]:
         """Rows as dicts (PostgreSQL placeholders: %s)."""
         with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchall()
+            return self._live().execute(sql, tuple(params)).fetchall()
 
     def close(self) -> None:
         with self._lock:
@@ -331,11 +341,11 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
     # -- search --------------------------------------------------------------------
     def keyword_search(self, words: list[str], phrases: list[str], limit: int) -> list[int]:
         with self._lock:
-            return postgres_text.search(self._conn, words, phrases, limit)
+            return postgres_text.search(self._live(), words, phrases, limit)
 
     def filter_ids(self, filters: Filters) -> set[int]:
         with self._lock:
-            return postgres_text.filter_ids(self._conn, filters)
+            return postgres_text.filter_ids(self._live(), filters)
 
     # -- import / export -----------------------------------------------------------
     def put_pending_import(self, sha256: str, payload: dict) -> None:

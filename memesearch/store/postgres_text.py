@@ -13,6 +13,14 @@ not depend on the server's locale or on the ``unaccent`` extension. The
 tsvector is then written as a literal (``'word':position+weight``) - what the
 ``simple`` config would produce from already-folded words - and queries are
 built from the same tokens, so phrases match by position like FTS5 phrases.
+
+Two differences from SQLite, both for bounded latency in big libraries (the
+small libraries of the contract and parity tests behave exactly like SQLite):
+ts_rank has no IDF, so within the any-word tier rare words do not outweigh
+common ones; instead, in libraries over _BIG_LIBRARY memes, words found in more
+than _COMMON_SHARE of them (read from the planner's statistics) do not by
+themselves make a meme an any-word hit, and each tier ranks at most
+_MAX_RANKED matching rows.
 """
 
 from __future__ import annotations
@@ -29,6 +37,11 @@ _RANK_WEIGHTS = "'{0.25, 0.5, 0.75, 1.0}'"
 # Normalisation 1: divide by 1 + log(length), so short precise texts beat long ones (like BM25).
 _RANK = f"ts_rank({_RANK_WEIGHTS}, s.doc, q.query, 1)"
 _MIN_TRIGRAM_CHARS = 6
+# Keyword work stays bounded in big libraries: at most this many matches are ranked per
+# tier, and words in more than _COMMON_SHARE of the memes alone do not make an any-word hit.
+_MAX_RANKED = 20_000
+_BIG_LIBRARY = 50_000
+_COMMON_SHARE = 0.05
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # PostgreSQL refuses lexemes over 2 KB; words that long are never searched for.
 _MAX_WORD_CHARS = 255
@@ -55,11 +68,22 @@ def document(user_text: str, tags: str, descriptions: str, ocr_text: str) -> str
     return " ".join(entries)
 
 
-def _phrase(term: str) -> str | None:
-    tokens = words(term)
-    if not tokens:
-        return None
+def _phrase_of(tokens: list[str]) -> str:
+    """A tsquery matching ``tokens`` as consecutive words (one token: the word itself)."""
     return "(" + " <-> ".join(_lexeme(t) for t in tokens) + ")"
+
+
+def _common_words(conn) -> set[str]:
+    """Words in more than _COMMON_SHARE of the memes, from the planner's statistics (ANALYZE
+    keeps them fresh, reading them costs nothing). Small libraries have none: exact behaviour."""
+    row = conn.execute(
+        "SELECT c.reltuples, s.most_common_elems::text::text[] AS elems, s.most_common_elem_freqs AS freqs "
+        "FROM pg_class c LEFT JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = 'meme_search' "
+        "AND s.attname = 'doc' WHERE c.oid = 'meme_search'::regclass"
+    ).fetchone()
+    if row is None or row["reltuples"] < _BIG_LIBRARY or not row["elems"]:
+        return set()
+    return {word for word, share in zip(row["elems"], row["freqs"]) if share > _COMMON_SHARE}
 
 
 def reindex(conn, meme_id: int, *, queue_embed: bool = True) -> None:
@@ -102,19 +126,28 @@ def write_rows(conn, rows: list[tuple[int, str, str, str, str]]) -> None:
 
 def search(conn, words_: list[str], phrases: list[str], limit: int) -> list[int]:
     """Meme ids for a keyword query, best first (see module docstring)."""
-    terms = [t for t in (_phrase(p) for p in phrases + words_) if t]
+    term_tokens = [tokens for tokens in (words(t) for t in phrases + words_) if tokens]
+    terms = [_phrase_of(tokens) for tokens in term_tokens]
 
-    def ranked(query: str) -> list[int]:
+    def ranked(match: str, rank_by: str) -> list[int]:
+        # Rank at most _MAX_RANKED matches: a word found in half of a million memes would
+        # otherwise make every query rank half a million rows (see _common_words).
         rows = conn.execute(
-            f"SELECT s.meme_id FROM meme_search s JOIN memes m ON m.id = s.meme_id, "
-            f"(SELECT %s::tsquery AS query) q WHERE s.doc @@ q.query AND m.status = 'ok' "
+            f"SELECT s.meme_id FROM (SELECT meme_id, doc FROM meme_search WHERE doc @@ %s::tsquery LIMIT {_MAX_RANKED}) s "
+            f"JOIN memes m ON m.id = s.meme_id, (SELECT %s::tsquery AS query) q WHERE m.status = 'ok' "
             f"ORDER BY {_RANK} DESC, s.meme_id LIMIT %s",
-            (query, limit),
+            (match, rank_by, limit),
         )
         return [row["meme_id"] for row in rows]
 
-    all_terms = ranked(" & ".join(terms)) if terms else []
-    any_term = ranked(" | ".join(terms)) if len(terms) > 1 else []
+    all_terms = ranked(" & ".join(terms), " & ".join(terms)) if terms else []
+    any_term: list[int] = []
+    if len(terms) > 1:
+        # In big libraries, a meme sharing only very common words with the query is not a
+        # keyword hit (BM25 would give those words almost no weight anyway).
+        common = _common_words(conn)
+        rare = [t for t, tokens in zip(terms, term_tokens) if not all(token in common for token in tokens)]
+        any_term = ranked(" | ".join(rare or terms), " | ".join(terms))
 
     needle = spaceless(" ".join(phrases + words_))
     substring: list[int] = []

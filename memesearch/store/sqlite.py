@@ -204,6 +204,8 @@ class SqliteStore(SqliteRunsMixin):
 
     def get_memes(self, meme_ids: list[int]) -> list[Meme]:
         """Memes in the order of ``meme_ids`` (unknown ids are skipped)."""
+        # An id SQLite cannot even represent (a URL like /memes/99999999999999999999) is simply unknown.
+        meme_ids = [i for i in meme_ids if _INT64_MIN <= i <= _INT64_MAX]
         if not meme_ids:
             return []
         found: dict[int, Meme] = {}
@@ -442,8 +444,12 @@ def _folder(row: sqlite3.Row) -> Folder:
     )
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _require_meme(conn: sqlite3.Connection, meme_id: int) -> None:
-    if conn.execute("SELECT 1 FROM memes WHERE id = ?", (meme_id,)).fetchone() is None:
+    if not _INT64_MIN <= meme_id <= _INT64_MAX or \
+            conn.execute("SELECT 1 FROM memes WHERE id = ?", (meme_id,)).fetchone() is None:
         raise NotFoundError(f"no meme with id {meme_id}")
 
 

@@ -47,6 +47,8 @@ class SqliteRunsMixin:
     def get_run_row(self, run_id: int, recent_s: float = 60.0) -> dict | None:
         """The run's row plus item counts per status and ``recent_done`` / ``recent_since``
         (items finished in the last ``recent_s`` seconds, and the earliest such finish)."""
+        if not -(2**63) <= run_id < 2**63:  # beyond SQLite's integers: no such run (not an OverflowError)
+            return None
         rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
             return None

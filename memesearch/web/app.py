@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
         core = Core(settings or Settings())
     settings = core.settings
     preferences.apply(settings)
-    app = FastAPI(title="memesearch", version=__version__, docs_url="/api/docs", redoc_url=None,
+    # No Swagger UI: it loads its assets from a CDN. The schema itself is served.
+    app = FastAPI(title="memesearch", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.core = core
     app.state.templates = _templates()

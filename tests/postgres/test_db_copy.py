@@ -33,6 +33,9 @@ def build_sqlite_library(path) -> dict:
     store.mark_stage(ids[5], "caption", "failed", "model crashed")
     store.put_vectors("minilm", [(i, f"h{i}", np.eye(384, dtype=np.float32)[i]) for i in ids[:4]])
     store.put_pending_import("not-here-yet", {"sha256": "not-here-yet", "tags": ["later"]})
+    run_id = store.create_run("describe", "florence", {"only": ids})
+    store.add_run_items(run_id, ids)
+    store.claim_run_items(run_id, 2, lease_s=60)
     store.set_status([ids[5]], "missing")
     store.close()
     return {"ids": ids, "duplicate": duplicate}
@@ -45,7 +48,8 @@ def test_db_copy_moves_everything_and_verifies(tmp_path, postgres_url):
                                  "--to", postgres_url, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    for table in ("folders", "memes", "descriptions", "tags", "meme_tags", "vectors", "stages", "pending_imports"):
+    for table in ("folders", "memes", "descriptions", "tags", "meme_tags", "vectors", "stages", "pending_imports",
+                  "runs", "run_items"):
         assert report["tables"][table]["source"] == report["tables"][table]["target"] > 0, table
 
     source, target = SqliteStore(tmp_path / "lib.db"), PostgresStore(postgres_url)
@@ -61,6 +65,8 @@ def test_db_copy_moves_everything_and_verifies(tmp_path, postgres_url):
     assert target.keyword_search(["cafe"], [], 5) == [ids[1]]
     assert target.keyword_search(["cats"], [], 5) == [ids[4]]
     assert target.ids_needing_vectors("minilm") == source.ids_needing_vectors("minilm")
+    assert target.list_run_rows() == source.list_run_rows()  # runs, their items and leases
+    assert target.create_run("index", None, {}) > source.list_run_rows()[0]["id"]
     # Sequences moved past the copied ids: new rows never collide.
     new_id = target.insert_file(FileRecord(path="/memes/new.png", folder_id=None, size=1, mtime=1.0))
     assert new_id > max(all_ids)

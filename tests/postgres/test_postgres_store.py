@@ -166,3 +166,37 @@ def test_both_stores_implement_the_store_protocol(store):
     for name, member in inspect.getmembers(Store, callable):
         if not name.startswith("_"):
             assert callable(getattr(store, name)), name
+
+
+def test_very_common_words_alone_do_not_make_keyword_hits_in_big_libraries(postgres_url, monkeypatch):
+    from memesearch.store import postgres_text
+
+    store = PostgresStore(postgres_url)
+    ids = add_memes(store, 60)
+    for meme_id in ids:
+        store.set_ocr(meme_id, f"the usual words number {meme_id}", "test-ocr")
+    frog = ids[7]
+    store.set_user_description(frog, "a frog drinking tea")
+    with store.write() as conn:
+        conn.execute("ANALYZE meme_search")
+    # Small libraries rank every match, exactly like SQLite: every meme has "usual".
+    assert len(store.keyword_search(["usual", "frog"], [], 100)) == 60
+    monkeypatch.setattr(postgres_text, "_BIG_LIBRARY", 10)  # pretend this is a big library
+    assert store.keyword_search(["usual", "frog"], [], 100) == [frog]
+    # Only common words in the query: they are all the query has, so they still match.
+    assert len(store.keyword_search(["usual", "words"], [], 100)) == 60
+    store.close()
+
+
+def test_store_reconnects_after_the_server_drops_its_connection(postgres_url):
+    import psycopg
+
+    store = PostgresStore(postgres_url)
+    meme_id = add_memes(store, 1)[0]
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # like a server restart or failover
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    with pytest.raises(psycopg.OperationalError):
+        store.get_meme(meme_id)  # the call that meets the dead connection fails...
+    assert store.get_meme(meme_id).id == meme_id  # ...and the next one reconnects
+    store.close()

@@ -57,6 +57,9 @@ def test_upload_rejects_non_images_and_limits(client, web_core):
     too_many = [("files", (f"{i}.png", image_bytes(str(i)), "image/png")) for i in range(3)]
     assert client.post("/api/uploads", files=too_many).status_code == 422
     assert client.post("/api/uploads", json={"files": []}).status_code == 422
+    huge = client.post("/api/uploads", content=b"x" * 1_100_000,
+                       headers={"content-type": "multipart/form-data; boundary=x"})
+    assert huge.status_code == 413
     assert client.post("/api/uploads", files=[("other", ("a.png", image_bytes("a"), "image/png"))]).status_code == 422
     assert not any(web_core.settings.uploads_dir.iterdir())
 

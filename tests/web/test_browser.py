@@ -8,15 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from memesearch.library.samples import render_sample_memes
+from tests.web.conftest import copy_library
+from tests.web.server import CHROMIUM, CHROMIUM_ARGS, ServerProcess
 
-from memesearch.library.samples import render_sample_memes  # noqa: E402
-from tests.web.conftest import copy_library  # noqa: E402
-from tests.web.server import CHROMIUM, CHROMIUM_ARGS, ServerProcess  # noqa: E402
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium (apt-get install chromium)")
 expect.set_options(timeout=30_000)
 
 
@@ -31,6 +28,8 @@ def server(web_template, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (Playwright's own download cannot run here)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
@@ -39,10 +38,18 @@ def browser():
 
 @pytest.fixture
 def page(browser, server):
+    """A fresh browser tab; any script error or CSP violation on it fails the test."""
     context = browser.new_context(base_url=server.url, color_scheme="light")
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     opened = context.new_page()
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    # Failed HTTP requests the test provokes on purpose are logged as errors too; those are not script problems.
+    opened.on("console", lambda message: problems.append(message.text) if message.type == "error"
+              and not message.text.startswith("Failed to load resource") else None)
     yield opened
     context.close()
+    assert problems == []
 
 
 def meme_id_of(server, path: Path) -> int:
@@ -69,6 +76,19 @@ def test_type_a_query_and_see_the_right_meme_first(page, server, web_template):
     expect(page.locator(".hit.selected")).to_have_count(1)
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{server.url}/memes/{meme_id_of(server, target.path)}")
+
+
+def test_copy_a_hit_to_the_clipboard_and_download_it(page, server):
+    search(page, "llama")
+    first = page.locator(".hit").first
+    first.locator("[data-copy]").click()
+    expect(page.locator("#toast")).to_have_text("Image copied")
+    types = page.evaluate("async () => (await navigator.clipboard.read()).flatMap((item) => item.types)")
+    assert types == ["image/png"]
+    with page.expect_download() as download:
+        first.get_by_text("Download").click()
+    meme = httpx.get(f"{server.url}/api/memes/{first.get_attribute('data-id')}").json()
+    assert download.value.suggested_filename == Path(meme["path"]).name
 
 
 def test_tag_a_meme_then_filter_by_tag(page, server, web_template):

@@ -15,6 +15,10 @@ from memesearch.web.deps import core_of, json_body
 router = APIRouter(prefix="/api")
 
 
+class UploadTooLargeError(InvalidInputError):
+    status = 413
+
+
 def uploads_folder(core):
     """The uploads folder, registered as a library folder on first use."""
     path = core.settings.uploads_dir
@@ -31,6 +35,12 @@ async def upload(request: Request, index: bool = True) -> dict:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInputError("send the files as multipart/form-data in a field named 'files'")
     per_file = int(settings.max_upload_mb * 1e6)
+    # Refuse an oversized batch before receiving it (multipart overhead allowed for).
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > per_file * settings.max_upload_files + 1_000_000:
+        raise UploadTooLargeError(
+            f"the upload is {int(declared) / 1e6:.0f} MB; at most {settings.max_upload_files} files of "
+            f"{settings.max_upload_mb:g} MB each are accepted")
     async with request.form(max_files=settings.max_upload_files + 1, max_part_size=per_file + 1) as form:
         files = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
         if not files:
