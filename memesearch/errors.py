@@ -54,6 +54,12 @@ class ModelUnavailableError(MemeSearchError):
     status = 503
 
 
+class DiskFullError(MemeSearchError):
+    """The disk holding the database is full; the failed write was rolled back, nothing else lost."""
+
+    status = 507
+
+
 class MissingDependencyError(ConfigError):
     """An optional extra is not installed."""
 

@@ -23,17 +23,6 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
-def single_threaded_blas() -> None:
-    """One BLAS thread per request thread: a 10k x 384 similarity product takes well under a
-    millisecond on one core, while OpenBLAS's spinning worker threads, multiplied by the
-    server's request threads, made pages ten times slower under concurrent load."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS keeps its default threads
-        return
-    threadpool_limits(1, user_api="blas")
-
-
 def register(app: typer.Typer) -> None:
     @app.command()
     @friendly_errors
@@ -55,8 +44,7 @@ def register(app: typer.Typer) -> None:
                 f"refusing to serve on {host} without a password: anyone on the network could change your library",
                 hint="set MEMESEARCH_PASSWORD=... (and MEMESEARCH_API_TOKEN for scripts), or bind to 127.0.0.1",
             )
-        single_threaded_blas()
-        core = Core(settings)
+            core = Core(settings)
         web = create_app(core=core)
         worker = None
         if workers:

@@ -7,6 +7,7 @@ calibration between BM25 and cosine, which is why it is the default.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -120,13 +121,25 @@ def rrf_fuse(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
+def single_threaded_blas() -> None:
+    """One BLAS thread for the similarity product. A 100k x 384 product is memory-bound, so a
+    second thread gains little, while OpenBLAS's spinning worker threads, multiplied by a
+    server's request threads, made searches up to ten times slower under concurrent load."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 class SearchEngine:
     def __init__(self, store, embedder: Embedder) -> None:
+        single_threaded_blas()
         self.store = store
         self.embedder = embedder
         # Stores that search vectors themselves (PostgreSQL) are asked; others get an in-memory matrix.
         index = StoreVectorIndex if hasattr(store, "vector_search") else VectorIndex
         self.vectors = index(store, embedder.model_id)
+        # Instant search and paging repeat the same query text: embed it once.
+        self._embed_query = functools.lru_cache(maxsize=256)(embedder.embed_query)
 
     def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0) -> SearchResult:
         if mode not in MODES:
@@ -162,7 +175,7 @@ class SearchEngine:
             keyword = self.store.keyword_search(parsed.words, parsed.phrases, depth * 2)
             keyword = [i for i in keyword if allowed is None or i in allowed][:depth]
         if mode in ("vector", "hybrid"):
-            query_vector = self.embedder.embed_query(parsed.text)
+            query_vector = self._embed_query(parsed.text)
             vector = self.vectors.search(query_vector, depth, allowed)
         if mode == "keyword":
             return [(meme_id, 1.0 / (RRF_K + rank)) for rank, meme_id in enumerate(keyword, start=1)]

@@ -32,6 +32,7 @@ _MEME_COLUMNS = (
     "error, duplicate_of, ocr_text, ocr_engine, user_description, added_at, updated_at"
 )
 _FILE_FIELDS = ("folder_id", "size", "mtime", "sha256", "phash", "width", "height", "format", "frames", "status", "error")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MIGRATION_LOCK = 7_316_001  # advisory lock id: one migrator at a time across processes
 
 
@@ -221,9 +222,10 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
 
     def get_memes(self, meme_ids: list[int]) -> list[Meme]:
         """Memes in the order of ``meme_ids`` (unknown ids are skipped)."""
-        if not meme_ids:
+        # An id PostgreSQL cannot represent (a URL like /memes/99999999999999999999) is simply unknown.
+        ids = [i for i in meme_ids if _INT64_MIN <= i <= _INT64_MAX]
+        if not ids:
             return []
-        ids = list(meme_ids)
         found = {row["id"]: Meme(**row) for row in self.query(f"SELECT {_MEME_COLUMNS} FROM memes WHERE id = ANY(%s)", (ids,))}
         for row in self.query("SELECT mt.meme_id, t.name FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id "
                               "WHERE mt.meme_id = ANY(%s) ORDER BY t.name", (ids,)):
@@ -371,7 +373,8 @@ def _folder(row: dict) -> Folder:
 
 
 def _require_meme(conn, meme_id: int) -> None:
-    if conn.execute("SELECT 1 FROM memes WHERE id = %s", (meme_id,)).fetchone() is None:
+    if not _INT64_MIN <= meme_id <= _INT64_MAX or \
+            conn.execute("SELECT 1 FROM memes WHERE id = %s", (meme_id,)).fetchone() is None:
         raise NotFoundError(f"no meme with id {meme_id}")
 
 

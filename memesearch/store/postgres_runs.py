@@ -43,6 +43,8 @@ class PostgresRunsMixin:
             conn.execute(f"UPDATE runs SET {assignments} WHERE id = %s", (*fields.values(), run_id))
 
     def get_run_row(self, run_id: int, recent_s: float = 60.0) -> dict | None:
+        if not -(2**63) <= run_id < 2**63:  # beyond bigint: no such run (not a database error)
+            return None
         rows = self.query("SELECT * FROM runs WHERE id = %s", (run_id,))
         return self._with_counts(dict(rows[0]), recent_s) if rows else None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memesearch.errors import InvalidInputError, NotFoundError, SchemaTooNewError
+from memesearch.errors import DiskFullError, InvalidInputError, NotFoundError, SchemaTooNewError
 from memesearch.store import sqlite_text
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
@@ -69,13 +69,23 @@ class SqliteStore(SqliteRunsMixin):
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; commits on success, rolls back on any error (Ctrl-C included)."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite may have rolled back already (e.g. on a full disk): only end an open transaction.
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise DiskFullError(
+                        f"the disk holding {self.path} is full; the last change was rolled back",
+                        hint="free some space and run the command again: everything saved before is intact",
+                    ) from exc
                 raise
-            self._conn.execute("COMMIT")
 
     def query(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -1,10 +1,13 @@
 """SQLite keyword search: FTS5 word index + trigram substring index, and filters.
 
 Ranking of the keyword list, best first:
-1. memes whose folded, space-less text contains the whole space-less query
+1. memes containing the query's words as one phrase (adjacent, in order), by BM25;
+2. memes whose folded, space-less text contains the whole space-less query
    (so OCR that lost its spaces still matches a remembered phrase);
-2. memes containing every word and phrase (FTS5 AND), by BM25;
-3. memes containing any word (FTS5 OR), by BM25.
+3. memes containing every word and phrase (FTS5 AND), by BM25;
+4. memes containing any word (FTS5 OR), by BM25.
+2 and 4 are the expensive queries (they score every meme sharing a common trigram
+or word) and run only when 1 and 3 found nothing; hybrid search adds the vector list.
 BM25 weights favour the user's own description, then tags, then generated
 descriptions, then OCR text: "user text wins ties".
 """
@@ -20,6 +23,7 @@ from memesearch.text import fold, spaceless
 _BM25 = "bm25(meme_fts, 4.0, 2.0, 1.0, 3.0)"
 # Substring matching on very short queries mostly finds noise.
 _MIN_TRIGRAM_CHARS = 6
+_ENOUGH = 1  # i.e. only when word matching found nothing
 
 
 def reindex(conn: sqlite3.Connection, meme_id: int) -> None:
@@ -57,7 +61,8 @@ def remove(conn: sqlite3.Connection, meme_id: int) -> None:
 
 def _quote(term: str) -> str:
     """An FTS5 string literal: the term is matched as words, never parsed as syntax."""
-    return '"' + term.replace('"', '""') + '"'
+    # FTS5 reads the query as a C string: a NUL would end it mid-literal ("unterminated string").
+    return '"' + term.replace("\x00", "").replace('"', '""') + '"'
 
 
 def search(conn: sqlite3.Connection, words: list[str], phrases: list[str], limit: int) -> list[int]:
@@ -68,25 +73,35 @@ def search(conn: sqlite3.Connection, words: list[str], phrases: list[str], limit
 
     terms = [t for t in ([_quote(fold(p)) for p in phrases] + [_quote(fold(w)) for w in words]) if t != '""']
     fts_sql = f"SELECT rowid FROM meme_fts WHERE meme_fts MATCH ? ORDER BY {_BM25} LIMIT ?"
+    # The whole query as one phrase: its words next to each other, in order.
+    whole = _quote(fold(" ".join(phrases + words)))
+    adjacent = ids(fts_sql, (whole, limit)) if len(terms) > 1 else []
     all_terms = ids(fts_sql, (" AND ".join(terms), limit)) if terms else []
-    any_term = ids(fts_sql, (" OR ".join(terms), limit)) if len(terms) > 1 else []
+    found = set(adjacent) | set(all_terms)
 
+    # The trigram index finds text whose spaces OCR lost; it is the expensive query, so it
+    # runs only when word matching found nothing. The same goes for any-word matching,
+    # which rescues a misremembered word but must score every meme with a common word.
     needle = spaceless(" ".join(phrases + words))
-    substring = (
-        ids("SELECT rowid FROM meme_trigram WHERE meme_trigram MATCH ? ORDER BY rank LIMIT ?", (_quote(needle), limit))
-        if len(needle) >= 3 else []
-    )
-    # Whole-phrase substring hits are the strongest evidence, unless the query is
-    # so short that substrings are mostly noise (scripts without spaces, such as
-    # Japanese, are short by nature, so any 3+ characters count there).
+    substring = []
+    if len(needle) >= 3 and len(found) < _ENOUGH:
+        substring = ids("SELECT rowid FROM meme_trigram WHERE meme_trigram MATCH ? ORDER BY rank LIMIT ?",
+                        (_quote(needle), limit))
+    any_term = []
+    if len(terms) > 1 and len(found | set(substring)) < _ENOUGH:
+        any_term = ids(fts_sql, (" OR ".join(terms), limit))
+
+    # Whole-phrase substring hits are strong evidence, unless the query is so short that
+    # substrings are mostly noise (scripts without spaces, such as Japanese, are short by
+    # nature, so any 3+ characters count there).
     substring_first = len(needle) >= _MIN_TRIGRAM_CHARS or (len(needle) >= 3 and not needle.isascii())
     if substring_first:
         # Among substring hits, BM25 order (which weights the user's text highest) breaks ties.
         hits = set(substring)
         bm25_order = [i for i in all_terms + any_term if i in hits]
-        ordered = bm25_order + substring + all_terms + any_term
+        ordered = adjacent + bm25_order + substring + all_terms + any_term
     else:
-        ordered = all_terms + any_term + substring
+        ordered = adjacent + all_terms + any_term + substring
     # Missing and unreadable memes keep their text rows (they may come back) but are not
     # results. They are few, so filtering here is far cheaper than a per-row subquery.
     absent = {row[0] for row in conn.execute("SELECT id FROM memes WHERE status != 'ok'")}

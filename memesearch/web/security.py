@@ -126,7 +126,8 @@ class SecurityMiddleware(BaseHTTPMiddleware):
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if not cookie_token:
-            response.set_cookie(CSRF_COOKIE, request.state.csrf_token, httponly=False, samesite="strict", path="/")
+            # Pages read the token from a meta tag, so the cookie need not be visible to scripts.
+            response.set_cookie(CSRF_COOKIE, request.state.csrf_token, httponly=True, samesite="lax", path="/")
         return response
 
     async def _checked(self, request: Request, call_next, cookie_token: str) -> Response:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from memesearch.app import Core
+from memesearch.config import Settings
+
 
 def assert_library_consistent(database: Path, expected_memes: int, caption_model: str | None = None) -> None:
+    """SQLite, checked with raw SQL so no store code can hide a problem."""
     conn = sqlite3.connect(database)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -26,3 +30,24 @@ def assert_library_consistent(database: Path, expected_memes: int, caption_model
         assert duplicated_tags == []
     finally:
         conn.close()
+
+
+def assert_store_consistent(settings: Settings, expected_memes: int, caption_model: str | None = None) -> None:
+    """Any store (SQLite or PostgreSQL), through its own API; SQLite also gets the raw checks."""
+    core = Core(settings)
+    try:
+        store = core.store
+        assert store.integrity_ok()
+        memes = store.get_memes(store.meme_ids())
+        assert len(memes) == expected_memes
+        assert len({m.path for m in memes}) == len({m.sha256 for m in memes}) == expected_memes
+        assert all(m.ocr_engine for m in memes), "every meme kept its OCR text"
+        assert store.counts()["vectors"] == expected_memes, store.counts()
+        for meme in memes:
+            if caption_model:
+                assert [d.model_id for d in meme.descriptions].count(caption_model) == 1, meme.id
+            assert len(set(meme.tags)) == len(meme.tags)
+    finally:
+        core.close()
+    if not settings.database_url:
+        assert_library_consistent(settings.database_path, expected_memes, caption_model)

@@ -14,6 +14,7 @@ from memesearch.library.scanner import scan_folder
 from memesearch.store.models import Description
 from memesearch.store.sqlite import SqliteStore
 from memesearch.store.transfer import export_library, import_library
+from tests.reliability import tried
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,6 +41,7 @@ def folder(tmp_path_factory):
 @given(user=st.lists(any_text, min_size=3, max_size=3), described=any_text, ocr=any_text,
        tags=st.lists(tag_name, max_size=5))
 def test_texts_and_tags_survive_export_and_import(folder, tmp_path_factory, user, described, ocr, tags):
+    tried()
     root = tmp_path_factory.mktemp("roundtrip")
     source = _library(root, folder, "source")
     ids = source.meme_ids()

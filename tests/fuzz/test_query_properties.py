@@ -10,6 +10,7 @@ from PIL import Image
 from memesearch.errors import InvalidInputError
 from memesearch.search.query import parse_query
 from tests.conftest import make_core
+from tests.reliability import tried
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -25,6 +26,7 @@ filter_value = plain_word
 @FUZZ
 @given(st.text(max_size=200))
 def test_the_parser_never_raises_and_keeps_every_visible_token(query):
+    tried()
     parsed = parse_query(query)
     assert isinstance(parsed.text, str)
     for word in parsed.words:
@@ -36,12 +38,14 @@ def test_the_parser_never_raises_and_keeps_every_visible_token(query):
 @FUZZ
 @given(st.lists(plain_word, max_size=8))
 def test_plain_words_round_trip(words):
+    tried()
     assert parse_query(" ".join(words)).words == words
 
 
 @FUZZ
 @given(phrase_text, st.lists(plain_word, max_size=3))
 def test_quoted_phrases_are_normalised_whitespace(phrase, words):
+    tried()
     parsed = parse_query(" ".join([f'"{phrase}"', *words]))
     assert parsed.phrases == ([" ".join(phrase.split())] if phrase.split() else [])
     assert parsed.words == words
@@ -51,6 +55,7 @@ def test_quoted_phrases_are_normalised_whitespace(phrase, words):
 @given(filter_value, st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters='"'), min_size=1,
                              max_size=20).filter(str.strip), plain_word)
 def test_filters_are_recognised_plain_or_quoted(tag, quoted_folder, word):
+    tried()
     parsed = parse_query(f'tag:{tag} folder:"{quoted_folder}" {word} format:.GIF is:described')
     assert parsed.filters.tags == [tag.strip()]
     assert parsed.filters.folders == [quoted_folder.strip()]
@@ -61,6 +66,7 @@ def test_filters_are_recognised_plain_or_quoted(tag, quoted_folder, word):
 @FUZZ
 @given(st.from_regex(r"[A-Za-z]{1,6}", fullmatch=True), plain_word)
 def test_unknown_keys_are_searched_as_text(key, value):
+    tried()
     query = f"{key}:{value}"
     parsed = parse_query(query)
     if key.lower() not in ("tag", "folder", "format", "is"):
@@ -92,6 +98,7 @@ def engine(tmp_path_factory, shared_models_dir):
 @FUZZ
 @given(st.text(max_size=80), st.sampled_from(["keyword", "vector", "hybrid"]))
 def test_search_never_raises_on_arbitrary_unicode(engine, query, mode):
+    tried()
     result = engine.search(query, mode=mode, limit=5)
     assert len(result.hits) <= 5
     assert len({hit.id for hit in result.hits}) == len(result.hits)
@@ -100,6 +107,7 @@ def test_search_never_raises_on_arbitrary_unicode(engine, query, mode):
 @FUZZ
 @given(st.text(max_size=10), st.integers(-5, 2000), st.integers(-5, 50), st.text(max_size=8))
 def test_bad_search_arguments_raise_only_invalid_input(engine, query, limit, offset, mode):
+    tried()
     try:
         engine.search(query, mode=mode, limit=limit, offset=offset)
     except InvalidInputError as exc:

@@ -1,5 +1,8 @@
-"""Ids beyond SQLite's 64-bit integers (found by schemathesis: GET /api/memes/99999999999999999999
-was a 500 OverflowError) are unknown ids, not crashes."""
+"""Hostile values the fuzzers found, pinned as regressions.
+
+Ids beyond SQLite's 64-bit integers (schemathesis: GET /api/memes/99999999999999999999 was a
+500 OverflowError) are unknown ids; a NUL in a keyword query (Hypothesis) matches nothing.
+"""
 
 from __future__ import annotations
 
@@ -32,3 +35,12 @@ def test_huge_meme_ids_are_not_found(sqlite_store, meme_id):
 @pytest.mark.parametrize("run_id", HUGE)
 def test_huge_run_ids_are_not_found(sqlite_store, run_id):
     assert sqlite_store.get_run_row(run_id) is None
+
+
+@pytest.mark.parametrize("query", ["\x00", "a\x00b", '"\x00"', "tag:\x00 \x00word"])
+def test_nul_characters_in_a_keyword_query_are_harmless(sqlite_store, query):
+    """Found by Hypothesis (tests/fuzz): a NUL made FTS5 fail with 'unterminated string'."""
+    from memesearch.search.query import parse_query
+
+    parsed = parse_query(query)
+    assert sqlite_store.keyword_search(parsed.words, parsed.phrases, 10) == []

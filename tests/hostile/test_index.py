@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from memesearch.cli import app
 from memesearch.library import scanner
 from tests.hostile.corpus import build, hostile_cases
+from tests.reliability import tried
 
 runner = CliRunner()
 pytestmark = pytest.mark.timeout(300)
@@ -96,6 +97,7 @@ def test_every_unusable_file_has_a_clear_recorded_error(hostile_library):
     recorded = {item["path"]: item["error"] for item in hostile_library["status"]["errors"]}
     expected = {str(folder / c.name): c.reason for c in cases if c.outcome == "error"}
     assert len(expected) >= 20
+    tried(len(expected))
     assert set(recorded) == set(expected), "errors recorded for exactly the unusable files"
     for path, reason in expected.items():
         assert reason.lower() in recorded[path].lower(), (path, recorded[path])
@@ -107,6 +109,7 @@ def test_refused_paths_are_reported_and_never_read(hostile_library):
     skipped = {item["path"]: item["reason"] for item in hostile_library["summary"]["folders"][0]["skipped"]}
     expected = {str(folder / c.name): c.reason for c in cases if c.outcome == "skipped"}
     assert set(skipped) == set(expected)
+    tried(len(expected) + sum(c.outcome == "ignored" for c in cases))
     for path, reason in expected.items():
         assert reason in skipped[path], (path, skipped[path])
     memes = _memes(hostile_library["home"])
@@ -120,6 +123,7 @@ def test_all_good_and_odd_files_are_indexed_with_text_and_vectors(hostile_librar
     memes = _memes(hostile_library["home"])
     wanted = {str(folder / c.name) for c in cases if c.outcome == "indexed"} | {str(s.path) for s in good}
     assert wanted <= set(memes)
+    tried(len(wanted))
     for path in wanted:
         meme = memes[path]
         assert meme.status == "ok", (path, meme.status, meme.error)
@@ -142,6 +146,7 @@ def test_good_memes_are_searchable_among_the_junk(hostile_library):
 
 def test_user_files_are_byte_identical_afterwards(hostile_library):
     after = fingerprint(hostile_library["folder"], hostile_library["outside"])
+    tried(len(after))
     assert after == hostile_library["before"]
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import make_core
 from tests.hostile.corpus import Case, upload_cases
+from tests.reliability import tried
 from tests.web.conftest import csrf_client
 
 CASES = upload_cases()
@@ -70,6 +71,7 @@ def test_every_hostile_upload_is_answered_and_good_ones_get_indexed(web):
             assert not result["ok"] and result["saved_as"] is None, (case.name, result)
             assert case.upload_expected.split(":", 1)[1].lower() in result["error"].lower(), (case.name, result)
     assert len(set(saved)) == len(saved), "two uploads never share a file"
+    tried(len(CASES))
     assert sorted(p.name for p in uploads.iterdir() if p.name.startswith(".")) == [], "no temp file left behind"
 
     run = _wait_for_run(client, client.post("/api/uploads/index").json()["run"]["id"])
@@ -89,6 +91,7 @@ def test_upload_names_cannot_escape_or_overwrite(web, tmp_path):
     uploads = core.settings.uploads_dir.resolve()
     saved = [uploads / item["saved_as"] for item in body["files"]]
     assert all(item["ok"] for item in body["files"])
+    tried(len(names))
     assert all(path.parent == uploads and path.is_file() for path in saved)
     assert len(set(saved)) == len(saved), "the second same.png does not overwrite the first"
     assert not any(path.name.startswith(".") for path in saved), "an upload cannot hide from the scanner"

@@ -28,12 +28,9 @@ class PostgresServer:
         self.admin_url = self._server.get_uri()
         import psycopg
 
+        # Test databases start empty: the store's first migration creates the vector and
+        # pg_trgm extensions itself, as it does on a real server.
         self._admin = psycopg.connect(self.admin_url, autocommit=True)
-        # Extensions come from template1, so every test database has them ready.
-        template = psycopg.connect(self.url_for("template1"), autocommit=True)
-        template.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        template.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        template.close()
 
     def url_for(self, database: str) -> str:
         parts = urlsplit(self.admin_url)

@@ -200,3 +200,15 @@ def test_store_reconnects_after_the_server_drops_its_connection(postgres_url):
         store.get_meme(meme_id)  # the call that meets the dead connection fails...
     assert store.get_meme(meme_id).id == meme_id  # ...and the next one reconnects
     store.close()
+
+
+def test_ids_beyond_bigint_are_unknown_not_errors(store):
+    from memesearch.errors import NotFoundError
+
+    huge = 10**20  # /memes/100000000000000000000 in a URL
+    assert store.get_memes([huge]) == []
+    with pytest.raises(NotFoundError):
+        store.get_meme(huge)
+    with pytest.raises(NotFoundError):
+        store.add_tags(huge, ["x"])
+    assert store.get_run_row(huge) is None

@@ -113,6 +113,16 @@ def test_edit_a_description_then_find_the_meme_by_it(page, server, web_template)
     expect(page.locator(".hit").first).to_have_attribute("data-id", str(meme_id))
 
 
+def test_regenerate_a_description_with_a_chosen_model(page, server, web_template):
+    meme_id = meme_id_of(server, web_template[2][9].path)
+    page.goto(f"/memes/{meme_id}")
+    page.select_option("#regenerate-model", "fake")
+    page.click("#regenerate-form button[type=submit]")
+    description = page.locator(".description").first
+    expect(description).to_contain_text("a mostly")  # the page reloads when the run is done
+    expect(description.locator(".muted")).to_contain_text("fake · fake")
+
+
 def test_upload_three_files_by_drag_and_drop_and_find_them(page, server, web_template, tmp_path):
     known = {s.text for s in web_template[2]}
     samples = [s for s in render_sample_memes(tmp_path, count=10, seed=41) if s.text not in known][:3]

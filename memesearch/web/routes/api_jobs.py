@@ -31,9 +31,7 @@ async def start_job(request: Request) -> dict:
     core = core_of(request)
     kind = body.get("kind")
     if kind == "describe":
-        from memesearch.web.routes.api_memes import _model_id
-
-        model = _model_id(core, body.get("model"))
+        model = jobs_bridge.caption_model_id(core, body.get("model"))
         meme_ids = body.get("meme_ids")
         if meme_ids is None:
             meme_ids = core.store.ids_without_description(model)
@@ -93,13 +91,12 @@ def list_models(request: Request) -> dict:
 @router.post("/models/default")
 async def set_default(request: Request) -> dict:
     from memesearch.web import preferences
-    from memesearch.web.routes.api_memes import _model_id
 
     body = await json_body(request)
     core = core_of(request)
     if not isinstance(body.get("model"), str):
         raise InvalidInputError('send {"model": "<model id>"}')
-    preferences.save_default_model(core.settings, _model_id(core, body["model"]))
+    preferences.save_default_model(core.settings, jobs_bridge.caption_model_id(core, body["model"]))
     return {"default": core.settings.caption_model}
 
 

@@ -114,16 +114,8 @@ async def regenerate(request: Request, meme_id: int) -> dict:
     body = await json_body(request)
     core = core_of(request)
     core.store.get_meme(meme_id)
-    model = _model_id(core, body.get("model"))
+    model = jobs_bridge.caption_model_id(core, body.get("model"))
     return jobs_bridge.start(core, "describe", model=model, meme_ids=[meme_id])
-
-
-def _model_id(core, model) -> str:
-    from memesearch.ml.registry import get_spec
-
-    if model is not None and not isinstance(model, str):
-        raise InvalidInputError("model must be a model id string")
-    return get_spec(model or core.settings.caption_model, core.settings.home).id
 
 
 @router.get("/tags")
