@@ -210,7 +210,7 @@ def run_size(size: int, server, query_count: int, tmp: Path) -> None:
         near.append(("", vector / np.linalg.norm(vector)))
     default_ef = postgres_vectors.MIN_EF_SEARCH
     for label, query_set in (("bench_search queries", queries), ("in-distribution queries", near)):
-        for ef in sorted({default_ef, 100, 400}):
+        for ef in sorted({default_ef, 100, 400, 1000}):
             postgres_vectors.MIN_EF_SEARCH = ef
             started = time.perf_counter()
             hits = [[i for i, _ in postgres.vector_search(MODEL, q, 10)] for _, q in query_set]

@@ -29,7 +29,7 @@ AREAS = {
                                    "/v1/caption (fake model)"),
     "tests.hostile.test_upload": ("Hostile files: web upload", "every corpus file through POST /api/uploads, then "
                                   "indexed by the job worker; path-traversal and duplicate names"),
-    "tests.hostile.test_huge_ids": ("Hostile ids", "ids beyond 64-bit integers on the SQLite store"),
+    "tests.hostile.test_huge_ids": ("Fuzzer findings", "pinned: ids beyond 64-bit integers, NUL in keyword queries"),
     "tests.fuzz.test_query_properties": ("Fuzz: query language", "Hypothesis: the parser and SearchEngine.search on "
                                          "arbitrary unicode (keyword, vector, hybrid) on a real store"),
     "tests.fuzz.test_export_roundtrip": ("Fuzz: export/import", "Hypothesis: arbitrary unicode descriptions, OCR text "
@@ -37,7 +37,10 @@ AREAS = {
     "tests.fuzz.test_schemathesis": ("Fuzz: OpenAPI", "schemathesis, valid and invalid requests to every operation of "
                                      "the ML service and the web JSON API (calls counted)"),
     "tests.faults.test_kill9": ("Faults: kill -9", "SIGKILL of the worker (twice) and of the ML service at seeded "
-                                "random points of a 12-meme index+describe run"),
+                                "random points of a 12-meme index+describe run, on SQLite and PostgreSQL"),
+    "tests.faults.test_kill9_web": ("Faults: kill -9 web", "SIGKILL of `memesearch serve` (in-process worker) in the "
+                                    "middle of a describe run started through the API, then a restart"),
+    "tests.faults.test_scan_race": ("Faults: scan race", "two worker threads on one unscanned index run"),
     "tests.faults.test_corrupt_model": ("Faults: corrupt model", "truncated MiniLM ONNX: rebuilt from the package, "
                                         "or a clear error when it cannot be"),
     "tests.faults.test_disk_full": ("Faults: disk full", "a 2 MB tmpfs data dir filled mid-index, then space freed "
@@ -59,6 +62,11 @@ FINDINGS = [
     "stripped when quoting (store/sqlite_text.py; Hypothesis).",
     "A full disk surfaced as a raw `sqlite3.OperationalError` traceback from `memesearch index`: now a "
     "`DiskFullError` (507) with a hint, the transaction rolled back (store/sqlite.py; tmpfs test).",
+    "Index runs failed when the reaper re-kicked a run still scanning (any scan longer than the kick interval, "
+    "30 s by default, with two worker threads): both threads scanned, collided on `UNIQUE memes.path`, run failed. "
+    "Scans are now serialised per process and re-checked (jobs/manager.py; kill -9 test, test_scan_race).",
+    "`memesearch serve` crashed at start (`UnboundLocalError: core`, a mis-indented line in cli/serve_cmd.py "
+    "from a refactor): fixed (kill -9 web test).",
     "Open: the web app serves any file under the data dir, so a library file swapped for a link to "
     "`web-secret.key` or `memesearch.db` is downloadable (web/views.py `servable_path`; xfail test).",
 ]

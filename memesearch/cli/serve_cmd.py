@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
                 f"refusing to serve on {host} without a password: anyone on the network could change your library",
                 hint="set MEMESEARCH_PASSWORD=... (and MEMESEARCH_API_TOKEN for scripts), or bind to 127.0.0.1",
             )
-            core = Core(settings)
+        core = Core(settings)
         web = create_app(core=core)
         worker = None
         if workers:

@@ -36,6 +36,9 @@ class JobManager:
         self.processor = MemeProcessor(core)
         self.stopping = threading.Event()
         self.leases = LeaseRenewer(self.store, self.settings.job_lease_s)
+        # The reaper re-kicks an index run that is still scanning (a scan can outlast the kick
+        # interval); two threads scanning one folder at once collide on inserts and failed the run.
+        self._scan_lock = threading.Lock()
 
     # -- the API the CLI and the web app use -------------------------------------------
     def start(self, kind: str, *, model: str | None = None, meme_ids: list[int] | None = None,
@@ -100,10 +103,15 @@ class JobManager:
         if row is None or row["state"] not in ACTIVE_STATES:
             return
         if row["kind"] == "index" and not row["params"].get("scanned"):
-            if not self._scan(row):
-                return
-            row = self.store.get_run_row(run_id)
-            self.enqueue(run_id, FANOUT - 1)
+            with self._scan_lock:
+                row = self.store.get_run_row(run_id)  # another thread may have scanned meanwhile
+                if row is None or row["state"] not in ACTIVE_STATES:
+                    return
+                if not row["params"].get("scanned"):
+                    if not self._scan(row):
+                        return
+                    row = self.store.get_run_row(run_id)
+                    self.enqueue(run_id, FANOUT - 1)
         if row["state"] == "queued":
             self.store.update_run(run_id, state="running", started_at=row["started_at"] or time.time())
         while not self.stopping.is_set():
@@ -157,6 +165,9 @@ class JobManager:
             for folder in folders:
                 scan_folder(self.store, folder, self.settings)
         except Exception as exc:  # the run shows why instead of retrying a broken folder forever
+            if (self.store.get_run_row(row["id"]) or {}).get("params", {}).get("scanned"):
+                log.info("run %d: another worker finished the scan first (%s)", row["id"], reason(exc))
+                return False
             self.store.update_run(row["id"], state="failed", error=reason(exc), finished_at=time.time())
             log.exception("run %d: scan failed", row["id"])
             return False

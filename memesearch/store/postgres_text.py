@@ -1,9 +1,10 @@
 """PostgreSQL keyword search: weighted tsvector words + pg_trgm substrings, and filters.
 
-The ranking rules are those of ``sqlite_text`` (read its docstring): whole
-space-less substring hits first (for queries long enough to be specific), then
-memes with every word, then memes with any word; the user's own text weighs
-most, then tags, then generated descriptions, then OCR.
+The ranking rules are those of ``sqlite_text`` (read its docstring): the whole
+query as one phrase first, then space-less substring hits (for queries long
+enough to be specific), then memes with every word, then memes with any word;
+substring and any-word matching run only when word matching found nothing. The
+user's own text weighs most, then tags, then generated descriptions, then OCR.
 
 Words are cut and folded in Python, not by a PostgreSQL text search config:
 ``fold`` (NFKC, casefold, no combining marks) followed by splitting on
@@ -37,6 +38,7 @@ _RANK_WEIGHTS = "'{0.25, 0.5, 0.75, 1.0}'"
 # Normalisation 1: divide by 1 + log(length), so short precise texts beat long ones (like BM25).
 _RANK = f"ts_rank({_RANK_WEIGHTS}, s.doc, q.query, 1)"
 _MIN_TRIGRAM_CHARS = 6
+_ENOUGH = 1  # substring and any-word matching run only when word matching found nothing
 # Keyword work stays bounded in big libraries: at most this many matches are ranked per
 # tier, and words in more than _COMMON_SHARE of the memes alone do not make an any-word hit.
 _MAX_RANKED = 20_000
@@ -140,18 +142,17 @@ def search(conn, words_: list[str], phrases: list[str], limit: int) -> list[int]
         )
         return [row["meme_id"] for row in rows]
 
+    # The whole query as one phrase: its words next to each other, in order.
+    whole = words(" ".join(phrases + words_))
+    adjacent = ranked(_phrase_of(whole), _phrase_of(whole)) if len(terms) > 1 else []
     all_terms = ranked(" & ".join(terms), " & ".join(terms)) if terms else []
-    any_term: list[int] = []
-    if len(terms) > 1:
-        # In big libraries, a meme sharing only very common words with the query is not a
-        # keyword hit (BM25 would give those words almost no weight anyway).
-        common = _common_words(conn)
-        rare = [t for t, tokens in zip(terms, term_tokens) if not all(token in common for token in tokens)]
-        any_term = ranked(" | ".join(rare or terms), " | ".join(terms))
+    found = set(adjacent) | set(all_terms)
 
+    # Substring (trigram) and any-word matching are the expensive queries: like SQLite, they
+    # run only when word matching found nothing.
     needle = spaceless(" ".join(phrases + words_))
     substring: list[int] = []
-    if len(needle) >= 3:
+    if len(needle) >= 3 and len(found) < _ENOUGH:
         # The needle holds letters and digits only, so it needs no LIKE escaping.
         rows = conn.execute(
             "SELECT s.meme_id FROM meme_search s JOIN memes m ON m.id = s.meme_id "
@@ -159,12 +160,20 @@ def search(conn, words_: list[str], phrases: list[str], limit: int) -> list[int]
             (f"%{needle}%", limit),
         )
         substring = [row["meme_id"] for row in rows]
+    any_term: list[int] = []
+    if len(terms) > 1 and len(found | set(substring)) < _ENOUGH:
+        # In big libraries, a meme sharing only very common words with the query is not a
+        # keyword hit (BM25 would give those words almost no weight anyway).
+        common = _common_words(conn)
+        rare = [t for t, tokens in zip(terms, term_tokens) if not all(token in common for token in tokens)]
+        any_term = ranked(" | ".join(rare or terms), " | ".join(terms))
+
     substring_first = len(needle) >= _MIN_TRIGRAM_CHARS or (len(needle) >= 3 and not needle.isascii())
     if substring_first:
         hits = set(substring)
-        ordered = [i for i in all_terms + any_term if i in hits] + substring + all_terms + any_term
+        ordered = adjacent + [i for i in all_terms + any_term if i in hits] + substring + all_terms + any_term
     else:
-        ordered = all_terms + any_term + substring
+        ordered = adjacent + all_terms + any_term + substring
     return list(dict.fromkeys(ordered))[:limit]
 
 

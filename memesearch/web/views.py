@@ -74,15 +74,20 @@ def near_duplicates(store, meme: Meme, limit: int = 24) -> list[tuple[int, int]]
     return sorted(found, key=lambda item: (item[1], item[0]))[:limit]
 
 
-def servable_path(meme: Meme, folders: list[Folder], data_dir: Path) -> Path | None:
-    """The meme's file, if it lies inside a registered folder or the data dir (resolving links)."""
+def servable_path(meme: Meme, folders: list[Folder], data_dir: Path, uploads_dir: Path) -> Path | None:
+    """The meme's file, if it lies inside a registered folder or the uploads folder (links
+    resolved). Nothing else of the data dir is ever served: it holds the database and the
+    session signing key, even when a registered folder contains the data dir."""
     if meme.status != "ok":
         return None
     try:
         path = Path(meme.path).resolve(strict=True)
     except OSError:
         return None
-    roots = [Path(f.path).resolve() for f in folders] + [data_dir.resolve()]
+    uploads = uploads_dir.resolve()
+    if path.is_relative_to(data_dir.resolve()) and not path.is_relative_to(uploads):
+        return None
+    roots = [Path(f.path).resolve() for f in folders] + [uploads]
     if any(path.is_relative_to(root) for root in roots) and path.is_file():
         return path
     return None

@@ -165,8 +165,6 @@ def test_a_meme_swapped_for_a_link_to_outside_is_not_served(locked):
         assert response.status_code == 404 and b"TOP-SECRET" not in response.content, kind
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (web/views.py servable_path): the whole data dir is a servable root, "
-                   "so a library file swapped for a link into the data dir serves web-secret.key / memesearch.db")
 def test_a_meme_swapped_for_a_link_into_the_data_dir_does_not_leak_the_secret_key(locked):
     core, folder, outside = locked
     app = create_app(core=core)

@@ -24,7 +24,7 @@ _CACHE = {"Cache-Control": "private, max-age=86400"}
 def _original(request: Request, meme_id: int):
     core = core_of(request)
     meme = core.store.get_meme(meme_id)
-    path = servable_path(meme, core.store.list_folders(), core.settings.home)
+    path = servable_path(meme, core.store.list_folders(), core.settings.home, core.settings.uploads_dir)
     if path is None:
         raise NotFoundError(f"the file of meme {meme_id} is not available (missing, or outside the library folders)")
     return meme, path
