@@ -91,3 +91,12 @@ def test_filters_apply_to_search(indexed):
     result = core.search_engine.search(f"format:gif {_remembered_words(gif.text, random.Random(1))}", limit=50)
     assert result.hits and all(hit.format == "gif" for hit in result.hits)
     assert result.hits[0].path == str(gif.path)
+
+
+def test_unrelated_query_does_not_return_the_whole_library(indexed):
+    core, samples, _ = indexed
+    # Every meme has a vector, so without a relevance floor vector search "finds" all of them.
+    result = core.search_engine.search("quantum chromodynamics lecture notes", limit=100)
+    assert len(result.hits) < len(samples) // 4
+    related = core.search_engine.search("coffee", mode="vector", limit=100)
+    assert related.hits and all(hit.score >= core.embedder.relevance_floor for hit in related.hits)

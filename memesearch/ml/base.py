@@ -53,6 +53,9 @@ class Embedder(LazyModel):
     model_id: str = ""
     dim: int = 0
     batch_size: int = 32
+    #: Cosine similarity below which a vector hit is noise rather than a match for this
+    #: model (similarity scales differ between models); None keeps every hit.
+    relevance_floor: float | None = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Return an array of shape (len(texts), dim), rows L2-normalised."""

@@ -256,6 +256,8 @@ class MiniLmEmbedder(OnnxBertEmbedder):
 
     model_id = MODEL_ID
     dim = 384
+    # Unrelated meme captions score up to ~0.25 against a query, related ones >= ~0.4.
+    relevance_floor = 0.25
 
     def __init__(self, cache_dir: Path, model_dir: Path | None = None, threads: int | None = None) -> None:
         super().__init__(threads=threads)

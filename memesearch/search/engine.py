@@ -177,6 +177,9 @@ class SearchEngine:
         if mode in ("vector", "hybrid"):
             query_vector = self._embed_query(parsed.text)
             vector = self.vectors.search(query_vector, depth, allowed)
+            floor = self.embedder.relevance_floor
+            if floor is not None:
+                vector = [(meme_id, score) for meme_id, score in vector if score >= floor]
         if mode == "keyword":
             return [(meme_id, 1.0 / (RRF_K + rank)) for rank, meme_id in enumerate(keyword, start=1)]
         if mode == "vector":
