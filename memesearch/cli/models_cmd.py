@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from memesearch.ml.check import would_run
 from memesearch.cli.context import console, err_console, friendly_errors, settings_of
 
 models_app = typer.Typer(help="List, download and check image-to-text models.", no_args_is_help=True)
@@ -16,20 +17,6 @@ models_app = typer.Typer(help="List, download and check image-to-text models.", 
 
 def _megabytes(size: int) -> str:
     return f"{size / 1e6:,.0f} MB" if size >= 1e6 else f"{size / 1e3:,.0f} kB"
-
-
-def _would_run(spec, settings) -> tuple[str, list[str]]:
-    """The first backend whose packages, files and key are present (without loading it)."""
-    from memesearch.ml.check import _availability
-
-    reasons = []
-    for backend in spec.backends:
-        dtype = spec.sources.onnx.default_dtype if backend == "onnx" and spec.sources.onnx else None
-        problem = _availability(spec, settings, backend, dtype)
-        if problem is None:
-            return (f"{backend} ({dtype})" if dtype else backend), reasons
-        reasons.append(f"{backend}: {problem}")
-    return "none", reasons
 
 
 @models_app.command("list")
@@ -53,7 +40,7 @@ def list_models(
         else:
             total = len(files.present) + len(files.missing)
             present = f"{len(files.present)}/{total}" + (f" ({_megabytes(files.total_bytes)})" if files.present else "")
-        backend, _ = _would_run(spec, settings)
+        backend, _ = would_run(spec, settings)
         rows.append(
             {
                 "id": spec.id,

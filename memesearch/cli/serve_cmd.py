@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Annotated
 
@@ -10,17 +9,9 @@ import typer
 
 from memesearch.cli.context import console, friendly_errors, settings_of
 from memesearch.errors import ConfigError
+from memesearch.net import is_loopback
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve anywhere
 
 
 def register(app: typer.Typer) -> None:

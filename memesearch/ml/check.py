@@ -179,6 +179,19 @@ def _availability(spec: ModelSpec, settings: Settings, backend: str, dtype: str 
     return None
 
 
+def would_run(spec: ModelSpec, settings: Settings) -> tuple[str, list[str]]:
+    """The first backend whose packages, files and key are present (without loading it),
+    and the reasons the earlier ones would be skipped."""
+    reasons = []
+    for backend in spec.backends:
+        dtype = spec.sources.onnx.default_dtype if backend == "onnx" and spec.sources.onnx else None
+        problem = _availability(spec, settings, backend, dtype)
+        if problem is None:
+            return (f"{backend} ({dtype})" if dtype else backend), reasons
+        reasons.append(f"{backend}: {problem}")
+    return "none", reasons
+
+
 def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: dict | None = None) -> list[CheckRow]:
     loaders = loaders or LOADERS
     image = fixed_image()

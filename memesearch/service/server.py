@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 
 from memesearch.config import Settings
 from memesearch.errors import ConfigError
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:  # a hostname: loopback only if every address it resolves to is
-            infos = socket.getaddrinfo(host, None)
-        except socket.gaierror:
-            return False
-        return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+from memesearch.net import is_loopback
 
 
 def check_bind(host: str, settings: Settings) -> None:

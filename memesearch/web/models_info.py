@@ -15,6 +15,7 @@ from rich.console import Console
 
 from memesearch.errors import InvalidInputError
 from memesearch.ml.chain import failure_reason
+from memesearch.ml.check import would_run
 
 _lock = threading.Lock()
 _spec_cache: dict[tuple, list[str]] = {}
@@ -35,20 +36,6 @@ def model_ids(settings) -> list[str]:
         _spec_cache.clear()
         _spec_cache[key] = [spec.id for spec in list_specs(settings.home)]
     return _spec_cache[key]
-
-
-def would_run(spec, settings) -> tuple[str, list[str]]:
-    """The first backend whose packages, files and key are present, without loading it."""
-    from memesearch.ml.check import _availability
-
-    reasons = []
-    for backend in spec.backends:
-        dtype = spec.sources.onnx.default_dtype if backend == "onnx" and spec.sources.onnx else None
-        problem = _availability(spec, settings, backend, dtype)
-        if problem is None:
-            return (f"{backend} ({dtype})" if dtype else backend), reasons
-        reasons.append(f"{backend}: {problem}")
-    return "none", reasons
 
 
 def model_rows(settings) -> list[dict]:

@@ -13,7 +13,8 @@ from memesearch.config import Settings
 from memesearch.errors import ConfigError
 from memesearch.service.app import create_app
 from memesearch.service.pool import ModelPool
-from memesearch.service.server import check_bind, is_loopback
+from memesearch.net import is_loopback
+from memesearch.service.server import check_bind
 from tests.service.helpers import write_fake_models
 
 

@@ -100,7 +100,7 @@ def test_serve_refuses_public_bind_without_password(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from memesearch.cli import app
-    from memesearch.cli.serve_cmd import is_loopback
+    from memesearch.net import is_loopback
 
     monkeypatch.delenv("MEMESEARCH_PASSWORD", raising=False)
     result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "serve", "--host", "0.0.0.0"])
