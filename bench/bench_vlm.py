@@ -65,7 +65,7 @@ def settings_for(model: str, edges: list[str]) -> list[int | None]:
 
 def table(rows: list[dict]) -> str:
     head = ("| model | image setting | backend | vision ms | prefill ms | 32-token decode ms | tok/s | "
-            "other ms | end-to-end ms | vs torch | peak RSS MB | load1 before/after |")
+            "other ms | end-to-end ms (median) | e2e min ms | vs torch | peak RSS MB | load1 before/after |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
         r = row["result"]
@@ -74,7 +74,7 @@ def table(rows: list[dict]) -> str:
             continue
         lines.append(
             f"| {row['model']} | {row['setting']} | {row['backend']} | {r['vision_ms']:.0f} | {r['prefill_ms']:.0f} | "
-            f"{r['decode_ms']:.0f} | {r['tokens_per_s']:.1f} | {r['other_ms']:.0f} | {r['e2e_ms']:.0f} | "
+            f"{r['decode_ms']:.0f} | {r['tokens_per_s']:.1f} | {r['other_ms']:.0f} | {r['e2e_ms']:.0f} | {min(r['e2e_all_ms'])} | "
             f"{row.get('speedup', '')} | {r['peak_rss_mb']} | {r['load_before']:.2f}/{r['load1']:.2f} |"
         )
     return "\n".join(lines)
@@ -94,7 +94,11 @@ def main() -> None:
                         help="SmolVLM image_longest_edge settings: 'default' (2048 -> tiles) and/or pixels")
     parser.add_argument("--backends", nargs="+", default=[f"{b}:{d}" for b, d in BACKENDS])
     parser.add_argument("--json-out", type=Path, default=HERE / "out" / "bench_vlm.json")
+    parser.add_argument("--table-from", type=Path, nargs="+", help="only print the table of saved --json-out files")
     args = parser.parse_args()
+    if args.table_from:
+        print(table([row for path in args.table_from for row in json.loads(path.read_text())["rows"]]))
+        return
 
     facts = machine_facts()
     print(f"# VLM benchmark  {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")

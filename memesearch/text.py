@@ -11,6 +11,9 @@ import re
 import unicodedata
 
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
+# C0 control characters other than tab and newline: never meaningful in a caption, and
+# PostgreSQL rejects NUL in text, so both stores drop them at the boundary.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def fold(text: str) -> str:
@@ -28,3 +31,18 @@ def spaceless(text: str) -> str:
 def content_hash(text: str) -> str:
     """Stable hash of a text, stored next to the vector made from it."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def clean_text(text: str) -> str:
+    """Text as stored: control characters (NUL included) removed, everything else kept."""
+    return _CONTROL.sub("", text)
+
+
+def clean_tag(name: str) -> str:
+    """A tag name: whitespace collapsed, 1-64 characters."""
+    from memesearch.errors import InvalidInputError
+
+    cleaned = " ".join(clean_text(name).split())
+    if not cleaned or len(cleaned) > 64:
+        raise InvalidInputError(f"invalid tag name {name!r}: use 1-64 characters")
+    return cleaned

@@ -144,3 +144,13 @@ class StoreContract:
         assert list(store.load_vectors("mx")[0]) == [a]
         store.set_status([b], "ok")
         assert sorted(store.keyword_search(["grumpy"], [], 10)) == [a, b]
+
+    def test_control_characters_are_dropped_not_fatal(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        store.set_user_description(a, "nul\x00inside\x07 and\nnewline")
+        store.set_ocr(a, "OCR\x00TEXT", "test-ocr")
+        store.add_tags(a, ["ta\x00g"])
+        store.set_description(a, Description(model_id="m", text="de\x00scribed"))
+        meme = store.get_meme(a)
+        assert meme.user_description == "nulinside and\nnewline"
+        assert (meme.ocr_text, meme.tags, meme.description) == ("OCRTEXT", ["tag"], "described")

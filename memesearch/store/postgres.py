@@ -25,7 +25,7 @@ from memesearch.store.postgres_runs import PostgresRunsMixin
 from memesearch.store.postgres_vectors import VectorMethods, bump_vectors_version
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_postgres import MIGRATIONS, SCHEMA_VERSION
-from memesearch.store.sqlite import _clean_tag  # one tag rule for every store
+from memesearch.text import clean_tag as _clean_tag, clean_text
 
 _MEME_COLUMNS = (
     "id, path, folder_id, sha256, phash, size, mtime, width, height, format, frames, status, "
@@ -256,6 +256,7 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
 
     # -- texts ---------------------------------------------------------------------
     def set_ocr(self, meme_id: int, text: str, engine: str) -> None:
+        text = clean_text(text)
         with self.write() as conn:
             row = conn.execute("SELECT sha256 FROM memes WHERE id = %s", (meme_id,)).fetchone()
             # Duplicates (same bytes) share the result: one OCR run per content.
@@ -268,6 +269,7 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
                 postgres_text.reindex(conn, target)
 
     def set_user_description(self, meme_id: int, text: str) -> None:
+        text = clean_text(text)
         with self.write() as conn:
             _require_meme(conn, meme_id)
             conn.execute("UPDATE memes SET user_description = %s, updated_at = %s WHERE id = %s", (text, time.time(), meme_id))
@@ -281,7 +283,7 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (meme_id, model_id) DO UPDATE SET "
                 "text = excluded.text, backend = excluded.backend, dtype = excluded.dtype, "
                 "revision = excluded.revision, ms = excluded.ms, created_at = excluded.created_at",
-                (meme_id, description.model_id, description.text, description.backend, description.dtype,
+                (meme_id, description.model_id, clean_text(description.text), description.backend, description.dtype,
                  description.revision, description.ms, description.created_at or time.time()),
             )
             _set_stage(conn, meme_id, "caption", "done")

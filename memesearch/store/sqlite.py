@@ -22,6 +22,7 @@ from memesearch.errors import DiskFullError, InvalidInputError, NotFoundError, S
 from memesearch.store import sqlite_text
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
+from memesearch.text import clean_tag as _clean_tag, clean_text
 from memesearch.store.sqlite_runs import SqliteRunsMixin
 
 _MEME_COLUMNS = (
@@ -257,6 +258,7 @@ class SqliteStore(SqliteRunsMixin):
 
     # -- texts ---------------------------------------------------------------------
     def set_ocr(self, meme_id: int, text: str, engine: str) -> None:
+        text = clean_text(text)
         with self.write() as conn:
             sha = conn.execute("SELECT sha256 FROM memes WHERE id = ?", (meme_id,)).fetchone()
             # Duplicates (same bytes) share the result: one OCR run per content.
@@ -267,6 +269,7 @@ class SqliteStore(SqliteRunsMixin):
                 sqlite_text.reindex(conn, target)
 
     def set_user_description(self, meme_id: int, text: str) -> None:
+        text = clean_text(text)
         with self.write() as conn:
             _require_meme(conn, meme_id)
             conn.execute("UPDATE memes SET user_description = ?, updated_at = ? WHERE id = ?", (text, time.time(), meme_id))
@@ -280,7 +283,7 @@ class SqliteStore(SqliteRunsMixin):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meme_id, model_id) DO UPDATE SET "
                 "text = excluded.text, backend = excluded.backend, dtype = excluded.dtype, "
                 "revision = excluded.revision, ms = excluded.ms, created_at = excluded.created_at",
-                (meme_id, description.model_id, description.text, description.backend, description.dtype,
+                (meme_id, description.model_id, clean_text(description.text), description.backend, description.dtype,
                  description.revision, description.ms, description.created_at or time.time()),
             )
             _set_stage(conn, meme_id, "caption", "done")
@@ -461,13 +464,6 @@ def _require_meme(conn: sqlite3.Connection, meme_id: int) -> None:
     if not _INT64_MIN <= meme_id <= _INT64_MAX or \
             conn.execute("SELECT 1 FROM memes WHERE id = ?", (meme_id,)).fetchone() is None:
         raise NotFoundError(f"no meme with id {meme_id}")
-
-
-def _clean_tag(name: str) -> str:
-    cleaned = " ".join(name.split())
-    if not cleaned or len(cleaned) > 64:
-        raise InvalidInputError(f"invalid tag name {name!r}: use 1-64 characters")
-    return cleaned
 
 
 def _set_stage(conn: sqlite3.Connection, meme_id: int, stage: str, status: str, error: str | None = None) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from memesearch.errors import InvalidInputError
 from memesearch.store import sqlite_text
+from memesearch.text import clean_text
 
 FORMAT = "memesearch-export"
 VERSION = 1
@@ -52,6 +53,17 @@ def export_library(store, path: Path) -> int:
     return len(records)
 
 
+def _clean_strings(value):
+    """Control characters dropped from every string of a record (see text.clean_text)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_clean_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _clean_strings(item) for key, item in value.items()}
+    return value
+
+
 def import_library(store, path: Path) -> dict[str, int]:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -62,7 +74,7 @@ def import_library(store, path: Path) -> dict[str, int]:
     if document.get("version", 0) > VERSION:
         raise InvalidInputError(f"{path} was written by a newer memesearch (export version {document['version']})")
     applied = pending = 0
-    for record in document.get("memes", []):
+    for record in map(_clean_strings, document.get("memes", [])):
         sha = record.get("sha256")
         if not isinstance(sha, str):
             raise InvalidInputError(f"{path}: a record has no sha256")
