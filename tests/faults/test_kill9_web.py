@@ -14,7 +14,7 @@ import pytest
 
 from memesearch.config import Settings
 from tests.conftest import make_core
-from tests.faults.helpers import assert_library_consistent
+from tests.faults.helpers import assert_store_consistent
 from tests.reliability import tried
 from tests.service.helpers import child_env, free_port, link_models, memesearch, stop, wait_for, write_fake_models
 
@@ -22,8 +22,8 @@ MEMES = 10
 pytestmark = pytest.mark.timeout(300)
 
 
-def start_server(home: Path, port: int, log: Path) -> tuple[subprocess.Popen, httpx.Client]:
-    env = child_env(home, MEMESEARCH_JOB_LEASE_S="2")
+def start_server(home: Path, port: int, log: Path, database_url: str) -> tuple[subprocess.Popen, httpx.Client]:
+    env = child_env(home, MEMESEARCH_JOB_LEASE_S="2", MEMESEARCH_DATABASE_URL=database_url)
     proc = subprocess.Popen(memesearch("serve", "--port", str(port)), env=env, stdout=subprocess.DEVNULL,
                             stderr=log.open("a"))
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
@@ -41,7 +41,12 @@ def start_server(home: Path, port: int, log: Path) -> tuple[subprocess.Popen, ht
     return proc, client
 
 
-def test_kill_9_of_the_web_process_mid_run(tmp_path, shared_models_dir):
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request) -> str:
+    return "" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def test_kill_9_of_the_web_process_mid_run(tmp_path, shared_models_dir, database_url):
     from memesearch.cli.library_cmds import run_index
     from memesearch.library.samples import render_sample_memes
 
@@ -50,13 +55,13 @@ def test_kill_9_of_the_web_process_mid_run(tmp_path, shared_models_dir):
     home = tmp_path / "data"
     write_fake_models(home, delay=0.5)
     link_models(home, shared_models_dir)
-    core = make_core(home, shared_models_dir, threads=1)
+    core = make_core(home, shared_models_dir, threads=1, database_url=database_url)
     core.store.add_folder(str(folder))
     run_index(core, show_progress=False)
     core.close()
 
     port, log = free_port(), tmp_path / "serve.log"
-    server, client = start_server(home, port, log)
+    server, client = start_server(home, port, log, database_url)
     try:
         run = client.post("/api/jobs", json={"kind": "describe", "model": "fake-slow"}).json()
         assert run["total"] == MEMES, run
@@ -65,7 +70,7 @@ def test_kill_9_of_the_web_process_mid_run(tmp_path, shared_models_dir):
                  what=f"{kill_at} memes described")
         os.kill(server.pid, signal.SIGKILL)
         server.wait(10)
-        server, client = start_server(home, port, log)
+        server, client = start_server(home, port, log, database_url)
         at_restart = client.get(f"/api/jobs/{run['id']}").json()
         assert at_restart["done"] < MEMES, "the kill landed mid-run"
         final = wait_for(lambda: (lambda r: r if r["state"] not in ("queued", "running") else None)(
@@ -74,4 +79,4 @@ def test_kill_9_of_the_web_process_mid_run(tmp_path, shared_models_dir):
         stop(server)
     tried()
     assert (final["state"], final["done"], final["failed"]) == ("done", MEMES, 0), (final, log.read_text()[-2000:])
-    assert_library_consistent(Settings(home=home).database_path, MEMES, caption_model="fake-slow")
+    assert_store_consistent(Settings(home=home, database_url=database_url), MEMES, caption_model="fake-slow")
