@@ -224,3 +224,17 @@ def test_fake_embedder_vectors_are_normalised_and_share_words():
     assert vectors[0] @ vectors[1] > 0.7
     assert abs(vectors[0] @ vectors[2]) < 0.5
     assert np.array_equal(FakeEmbedder().embed(["drake hotline bling"])[0], vectors[2])
+
+
+def test_smolvlm_image_size_from_models_yml_reaches_both_backends(tmp_path):
+    from memesearch.ml.chain import _image_options
+    from memesearch.ml.onnx.florence2 import OnnxFlorence2Captioner
+    from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner
+    from memesearch.ml.registry import get_spec
+    from memesearch.ml.torch_backends.smolvlm import TorchSmolVLMCaptioner
+
+    spec = get_spec("smolvlm-256m", tmp_path)
+    assert spec.generation.image_longest_edge == 512
+    assert _image_options(OnnxSmolVLMCaptioner, spec) == {"image_longest_edge": 512}
+    assert _image_options(TorchSmolVLMCaptioner, spec) == {"image_longest_edge": 512}
+    assert _image_options(OnnxFlorence2Captioner, get_spec("florence-2-base", tmp_path)) == {}

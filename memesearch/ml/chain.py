@@ -125,6 +125,14 @@ def installed_dtype(spec: ModelSpec, models_dir: Path) -> str | None:
     return next((d for d in ordered if not missing_files(spec, models_dir, d)), None)
 
 
+def _image_options(cls: type, spec: ModelSpec) -> dict:
+    """Preprocessing options from models.yml, for the captioners whose constructor takes them."""
+    edge = spec.generation.image_longest_edge
+    if edge and "image_longest_edge" in inspect.signature(cls.__init__).parameters:
+        return {"image_longest_edge": edge}
+    return {}
+
+
 def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
     chosen = onnx_dtype(spec, dtype)
     if dtype is None:
@@ -139,7 +147,7 @@ def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
             hint=f"memesearch models pull {spec.id}" + ("" if chosen == spec.sources.onnx.default_dtype else f" --dtype {chosen}"),
         )
     cls = captioner_class(module, "onnx")
-    captioner = cls(model_dir(spec, settings.models_dir), dtype=chosen, threads=_threads(settings))
+    captioner = cls(model_dir(spec, settings.models_dir), dtype=chosen, threads=_threads(settings), **_image_options(cls, spec))
     captioner.ensure_loaded()
     return Loaded(captioner, chosen, spec.sources.onnx.revision)
 
@@ -152,7 +160,7 @@ def load_torch(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded
     require("transformers", extra="torch", purpose="The PyTorch caption backend")
     cls = captioner_class(family_module("torch_backends", spec.family), "torch")
     where, revision = torch_location(spec, settings)
-    captioner = cls(where, revision=revision, dtype="fp32", threads=_threads(settings))
+    captioner = cls(where, revision=revision, dtype="fp32", threads=_threads(settings), **_image_options(cls, spec))
     captioner.ensure_loaded()
     return Loaded(captioner, "fp32", source.revision)
 

@@ -97,6 +97,10 @@ class Sources(_Strict):
 class Generation(_Strict):
     # Greedy decoding only: captions must be reproducible, so there is no sampling knob.
     max_new_tokens: int = Field(default=64, ge=1, le=1024)
+    # SmolVLM only: the processor's first resize. Upstream's 2048 px cuts a 640x480 meme
+    # into 12 tiles + a global image; 512 px is one tile and ~7x faster on a CPU
+    # (docs/BENCHMARKS.md). None keeps the model's own setting.
+    image_longest_edge: int | None = Field(default=None, ge=64, le=4096)
 
 
 class ModelSpec(_Strict):
