@@ -67,8 +67,12 @@ FINDINGS = [
     "Scans are now serialised per process and re-checked (jobs/manager.py; kill -9 test, test_scan_race).",
     "`memesearch serve` crashed at start (`UnboundLocalError: core`, a mis-indented line in cli/serve_cmd.py "
     "from a refactor): fixed (kill -9 web test).",
-    "Open: the web app serves any file under the data dir, so a library file swapped for a link to "
-    "`web-secret.key` or `memesearch.db` is downloadable (web/views.py `servable_path`; xfail test).",
+    "The web app served any file under the data dir, so a library file swapped for a link to "
+    "`web-secret.key` or `memesearch.db` was downloadable: only registered folders and the uploads folder "
+    "are servable now (web/views.py `servable_path`; test_web_security).",
+    "PostgreSQL rejected NUL characters in descriptions, tags and OCR text (a 500 on PATCH /api/memes, "
+    "a failing `db copy`): both stores now drop control characters at the boundary (text.clean_text; "
+    "store contract test).",
 ]
 
 
