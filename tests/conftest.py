@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -88,8 +87,3 @@ def indexed(tmp_path_factory, corpus, shared_models_dir):
     summary = run_index(core, show_progress=False)
     yield core, samples, summary
     core.close()
-
-
-def copy_tree(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target)
-    return target
