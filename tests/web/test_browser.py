@@ -78,16 +78,20 @@ def test_type_a_query_and_see_the_right_meme_first(page, server, web_template):
     expect(page).to_have_url(f"{server.url}/memes/{meme_id_of(server, target.path)}")
 
 
-def test_copy_a_hit_to_the_clipboard_and_download_it(page, server):
+def test_copy_a_hit_to_the_clipboard_and_download_it(page, server, web_template):
     search(page, "llama")
     first = page.locator(".hit").first
+    # Wait for the debounced search to replace the initial list, or the clicks below could
+    # land on a hit of the old list.
+    llama_id = str(meme_id_of(server, web_template[2][4].path))
+    expect(first).to_have_attribute("data-id", llama_id)
     first.locator("[data-copy]").click()
     expect(page.locator("#toast")).to_have_text("Image copied")
     types = page.evaluate("async () => (await navigator.clipboard.read()).flatMap((item) => item.types)")
     assert types == ["image/png"]
     with page.expect_download() as download:
         first.get_by_text("Download").click()
-    meme = httpx.get(f"{server.url}/api/memes/{first.get_attribute('data-id')}").json()
+    meme = httpx.get(f"{server.url}/api/memes/{llama_id}").json()
     assert download.value.suggested_filename == Path(meme["path"]).name
 
 
