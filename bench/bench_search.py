@@ -45,8 +45,8 @@ class PreparedQueryEmbedder(Embedder):
         super().__init__()
         self.next_vector = np.zeros(DIM, dtype=np.float32)
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.next_vector
+    def embed_queries(self, texts) -> np.ndarray:
+        return np.tile(self.next_vector, (len(texts), 1))
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         return np.tile(self.next_vector, (len(texts), 1))

@@ -3,10 +3,12 @@
 Usage:
   .venv/bin/python bench/vlm_models.py smolvlm-256m florence-2-base   # build + export once
   .venv/bin/python bench/bench_vlm.py [--models smolvlm-256m ...] [--runs 3] [--threads 2]
+  .venv/bin/python bench/bench_vlm.py --models moondream2 --backends onnx:int8   # one backend
 
 Full-size RANDOM-weight models with the real configurations (bench/vlm_models.py; compute does
 not depend on weight values), exported with our own exporters (memesearch/ml/export/*), run
-through our ONNX captioners and torch backends. Every backend runs in its own subprocess
+through our ONNX captioners and torch backends (for moondream2, whose hub model is remote code,
+the torch baseline is our own torch modules with its shapes: memesearch.ml.tiny.moondream). Every backend runs in its own subprocess
 (bench/vlm_worker.py) so peak RSS (ru_maxrss at the end) is that backend's alone; each reports
 medians over --runs runs after --warmup warm-up runs, for one 640x480 meme, forcing exactly
 --tokens decoded tokens (EOS ignored) after the prefill. Prints a Markdown table.
@@ -32,6 +34,7 @@ from vlm_models import FAMILIES  # noqa: E402
 PROMPTS = {  # the models.yml defaults
     "smolvlm": "Describe this meme in one or two short sentences. Include any visible text exactly as written.",
     "florence2": "<MORE_DETAILED_CAPTION>",
+    "moondream": "Describe this meme in one or two short sentences, including any visible text.",
 }
 BACKENDS = [("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")]
 
@@ -61,6 +64,18 @@ def settings_for(model: str, edges: list[str]) -> list[int | None]:
     if FAMILIES[model] != "smolvlm":
         return [None]
     return [None if edge == "default" else int(edge) for edge in edges]
+
+
+def setting_label(model: str, edge: int | None, width: int, height: int) -> str:
+    if FAMILIES[model] == "smolvlm":
+        return "2048 px, tiles" if edge is None else f"{edge} px, 1 tile"
+    if FAMILIES[model] == "moondream":
+        from memesearch.ml.onnx.moondream_preprocess import CROP_SIZE, choose_grid
+
+        rows, cols = choose_grid(width, height)
+        crops = 1 if (rows, cols) == (1, 1) else 1 + rows * cols
+        return f"{CROP_SIZE} px, {crops} crops"
+    return "default"
 
 
 def table(rows: list[dict]) -> str:
@@ -108,7 +123,7 @@ def main() -> None:
     rows = []
     for model in args.models:
         for edge in settings_for(model, args.smolvlm_edges):
-            setting = "default" if FAMILIES[model] != "smolvlm" else ("2048 px, tiles" if edge is None else f"{edge} px, 1 tile")
+            setting = setting_label(model, edge, width, height)
             torch_e2e = None
             for backend_dtype in args.backends:
                 backend, dtype = backend_dtype.split(":")

@@ -18,6 +18,12 @@ docs/BENCHMARKS.md):
   window 12, projection 768; BART text 768, 6+6 layers, 12 heads, ffn 3072, vocab 51289, 768 px.
 - Florence-2-large: DaViT (256,512,1024,2048), heads/groups (8,16,32,64); BART 1024, 12+12
   layers, 16 heads, ffn 4096, projection 1024.
+- moondream2 (2B, 2024/2025 revisions; vikhyat/moondream ``config_md2.json``, HF PhiConfig):
+  SigLIP-so400m-style vision (1152/4304/27 layers/16 heads, 378-px crops, patch 14), projection
+  MLP 2x1152 -> 8192 -> 2048, Phi-1.5 text (2048/8192/24 layers/32 heads, partial rotary 32 of
+  64, vocab 51200). There is no transformers class for it (the hub model is remote code), so
+  this is our own torch re-implementation with those shapes (memesearch.ml.tiny.moondream
+  ``MOONDREAM2``), exported into a ``.mf`` bundle by memesearch.ml.export.moondream.
 """
 
 from __future__ import annotations
@@ -140,8 +146,16 @@ def build_florence(name: str, out_dir: Path) -> Path:
     return out_dir
 
 
+def build_moondream(out_dir: Path) -> Path:
+    from memesearch.ml.tiny.moondream import MOONDREAM2, build_checkpoint
+
+    return build_checkpoint(out_dir, MOONDREAM2, seed=0)
+
+
 FAMILIES = {"smolvlm-256m": "smolvlm", "smolvlm-500m": "smolvlm", "florence-2-base": "florence2",
-            "florence-2-large": "florence2"}
+            "florence-2-large": "florence2", "moondream2": "moondream"}
+#: Bundle name prefix of the exported moondream2 (``moondream-2b-fp32.mf``, ``moondream-2b-int8.mf``).
+MOONDREAM_BUNDLE = "moondream-2b"
 
 
 def build_checkpoint(name: str, out_dir: Path) -> Path:
@@ -151,12 +165,20 @@ def build_checkpoint(name: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     if FAMILIES[name] == "smolvlm":
         return build_smolvlm(name, out_dir)
+    if FAMILIES[name] == "moondream":
+        return build_moondream(out_dir)
     return build_florence(name, out_dir)
 
 
 def export_onnx(name: str, checkpoint_dir: Path, onnx_dir: Path) -> Path:
     """Our own exporter (with int8 copies); skipped when the int8 decoder already exists."""
     onnx_dir = Path(onnx_dir)
+    if FAMILIES[name] == "moondream":
+        if (onnx_dir / f"{MOONDREAM_BUNDLE}-int8.mf").is_file():
+            return onnx_dir
+        from memesearch.ml.export.moondream import export as export_moondream
+
+        return export_moondream(checkpoint_dir, onnx_dir, int8=True, name=MOONDREAM_BUNDLE)
     if (onnx_dir / "onnx" / "decoder_model_merged_int8.onnx").is_file():
         return onnx_dir
     if FAMILIES[name] == "smolvlm":

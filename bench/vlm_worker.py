@@ -7,6 +7,7 @@ Each captioner's model calls are wrapped with timers so a meme's end-to-end time
 - prefill: from the end of the vision encoder to the first logits (prompt embedding, Florence's
            text encoder, the first decoder pass over the whole prompt);
 - decode:  the remaining decoder passes, exactly ``tokens`` of them (EOS is ignored);
+           for Moondream the decoder pass over the image tokens is prefill, not a token;
 - other:   the rest (image preprocessing, tokenisation, processor calls).
 """
 
@@ -80,8 +81,37 @@ class TimedSession:
         return getattr(self._session, name)
 
 
+def moondream_onnx(models: Path, spec: dict, clock: Clock):
+    from memesearch.ml.onnx.moondream import OnnxMoondreamCaptioner
+
+    # The full-size fp32 text decoder's weights (over protobuf's 2 GiB) sit beside the bundle
+    # and ONNX Runtime looks for them in the working directory (memesearch.ml.export.moondream).
+    os.chdir(models)
+    captioner = OnnxMoondreamCaptioner(models, dtype=spec["dtype"], threads=spec["threads"])
+    captioner.ensure_loaded()
+    captioner.eos_id = -1  # always decode `tokens` tokens
+    captioner.vision_encoder = TimedSession(captioner.vision_encoder, clock.vision_done)
+    captioner.vision_projection = TimedSession(captioner.vision_projection, clock.vision_done)
+    decoder = captioner.text_decoder
+
+    class TokenPasses:  # the pass over the image asks for no logits: it is prefill, not a token
+        def run(self, output_names, feeds):
+            result = decoder.run(output_names, feeds)
+            if "logits" in output_names:
+                clock.lm_done()
+            return result
+
+        def __getattr__(self, name):
+            return getattr(decoder, name)
+
+    captioner.text_decoder = TokenPasses()
+    return lambda request: [captioner.generate(request.image, request.prompt, request.max_new_tokens)]
+
+
 def onnx_captioner(spec: dict, clock: Clock):
-    models = Path(spec["models_dir"]) / spec["model"] / "onnx"
+    models = (Path(spec["models_dir"]) / spec["model"] / "onnx").resolve()
+    if spec["family"] == "moondream":
+        return moondream_onnx(models, spec, clock)
     if spec["family"] == "smolvlm":
         from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner
 
@@ -104,11 +134,37 @@ def onnx_captioner(spec: dict, clock: Clock):
     return run
 
 
+def time_vision(modules, clock: Clock) -> None:
+    starts = {}
+    for module in modules:
+        module.register_forward_pre_hook(lambda m, _a: starts.__setitem__(id(m), time.perf_counter()))
+        module.register_forward_hook(lambda m, _a, _o: clock.vision_done(time.perf_counter() - starts[id(m)]))
+
+
+def moondream_torch(checkpoint: Path, clock: Clock):
+    """Our torch Moondream modules with moondream2's shapes, run directly (no hub remote code)."""
+    from memesearch.ml.tiny.moondream import Reference
+
+    reference = Reference(checkpoint)
+    time_vision([reference.modules["vision_encoder"], reference.modules["vision_projection"]], clock)
+    step = reference.step
+
+    def token_pass(*args):
+        result = step(*args)
+        clock.lm_done()
+        return result
+
+    reference.step = token_pass
+    return lambda request: [reference.generate(request.image, request.prompt, request.max_new_tokens, stop_at_eos=False)]
+
+
 def torch_captioner(spec: dict, clock: Clock):
     import torch
 
     torch.set_num_threads(spec["threads"])
     checkpoint = Path(spec["models_dir"]) / spec["model"] / "checkpoint"
+    if spec["family"] == "moondream":
+        return moondream_torch(checkpoint, clock)
     if spec["family"] == "smolvlm":
         from memesearch.ml.torch_backends.smolvlm import TorchSmolVLMCaptioner
 
@@ -128,10 +184,7 @@ def torch_captioner(spec: dict, clock: Clock):
         run = lambda request: captioner.generate_ids([request], request.max_new_tokens)  # noqa: E731
     # EOS can never win, so generate() always runs max_new_tokens decoder passes.
     model.generation_config.min_new_tokens = spec["tokens"] + 1
-    starts = {}
-    for module in vision_modules:
-        module.register_forward_pre_hook(lambda m, _a: starts.__setitem__(id(m), time.perf_counter()))
-        module.register_forward_hook(lambda m, _a, _o: clock.vision_done(time.perf_counter() - starts[id(m)]))
+    time_vision(vision_modules, clock)
     model.register_forward_hook(lambda _m, _a, _o: clock.lm_done())
     return run
 

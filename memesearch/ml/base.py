@@ -67,9 +67,12 @@ class Embedder(LazyModel):
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed search queries, rows L2-normalised. Models with query/passage prefixes override this."""
+        return self.embed(texts)
+
     def embed_query(self, text: str) -> np.ndarray:
-        """Embed a search query. Models with query/passage prefixes override this."""
-        return self.embed([text])[0]
+        return self.embed_queries([text])[0]
 
     @abstractmethod
     def _embed_batch(self, texts: list[str]) -> np.ndarray:

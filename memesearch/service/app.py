@@ -160,8 +160,7 @@ def _guard(func):
 def _embed(pool: ModelPool, name: str, texts: list[str], mode: str) -> tuple[np.ndarray, str]:
     with pool.use("embed", name) as embedder:
         if mode == "query":
-            rows = [embedder.embed_query(text) for text in texts]
-            vectors = np.stack(rows) if rows else np.zeros((0, embedder.dim), dtype=np.float32)
+            vectors = embedder.embed_queries(texts) if texts else np.zeros((0, embedder.dim), dtype=np.float32)
         else:
             vectors = embedder.embed(texts)
         return vectors, embedder.model_id

@@ -1,8 +1,10 @@
 """The embedded default store: one SQLite file, WAL mode, one writer at a time.
 
 Writes go through ``write()`` which holds a process-wide lock and opens a
-transaction; reads use the same connection (SQLite serialises them safely in
-WAL mode). Text indexes (FTS5 words + trigram substrings) are refreshed by
+transaction on the one writer connection. Reads use a connection per thread, so
+concurrent searches in the web server run side by side instead of queueing behind
+one lock (WAL mode lets readers proceed while a write is in progress); a read made
+inside the thread's own write transaction uses the writer so it sees its changes. Text indexes (FTS5 words + trigram substrings) are refreshed by
 ``_reindex`` whenever a meme's text or tags change, in the same transaction.
 """
 
@@ -39,13 +41,21 @@ class SqliteStore(SqliteRunsMixin):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
+        self._conn = self._connect(check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._writer_thread: int | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
         self._migrate()
+
+    def _connect(self, check_same_thread: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=check_same_thread, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
 
     # -- plumbing -----------------------------------------------------------------
     def _migrate(self) -> None:
@@ -70,6 +80,7 @@ class SqliteStore(SqliteRunsMixin):
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; commits on success, rolls back on any error (Ctrl-C included)."""
         with self._lock:
+            outer_writer, self._writer_thread = self._writer_thread, threading.get_ident()
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -87,13 +98,36 @@ class SqliteStore(SqliteRunsMixin):
                         hint="free some space and run the command again: everything saved before is intact",
                     ) from exc
                 raise
+            finally:
+                self._writer_thread = outer_writer
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection this thread reads with: its own, or the writer inside its write()."""
+        if self._writer_thread == threading.get_ident():
+            with self._lock:
+                yield self._conn
+            return
+        reader = getattr(self._local, "conn", None)
+        if reader is None:
+            with self._lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+                # Only this thread uses it; closing it from close() must be allowed.
+                reader = self._local.conn = self._connect(check_same_thread=False)
+                self._readers.append(reader)
+        yield reader
 
     def query(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchall()
+        with self._reading() as conn:
+            return conn.execute(sql, tuple(params)).fetchall()
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
             self._conn.close()
 
     def integrity_ok(self) -> bool:
@@ -399,13 +433,13 @@ class SqliteStore(SqliteRunsMixin):
 
     # -- search --------------------------------------------------------------------
     def keyword_search(self, words: list[str], phrases: list[str], limit: int) -> list[int]:
-        with self._lock:
-            return sqlite_text.search(self._conn, words, phrases, limit)
+        with self._reading() as conn:
+            return sqlite_text.search(conn, words, phrases, limit)
 
     def filter_ids(self, filters: Filters) -> set[int]:
         """Ids of memes passing ``filters`` (present memes only unless include_missing)."""
-        with self._lock:
-            return sqlite_text.filter_ids(self._conn, filters)
+        with self._reading() as conn:
+            return sqlite_text.filter_ids(conn, filters)
 
     # -- import / export -----------------------------------------------------------
     def put_pending_import(self, sha256: str, payload: dict) -> None:

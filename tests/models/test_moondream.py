@@ -124,6 +124,59 @@ def test_int8_bundle_loads_and_mostly_agrees(tiny, captioner):
     print(f"int8 vs fp32 token agreement per image: {agreement}")
 
 
+# -- other sizes, and weights kept beside the graph ---------------------------------------
+def test_other_sizes_export_and_match_reference(tmp_path):
+    """Sizes are parameters: more layers, partial rotary, a bigger vocabulary, other crops."""
+    pytest.importorskip("torch")
+    import onnx
+
+    from memesearch.ml.export.moondream import export
+    from memesearch.ml.tiny.moondream import TINY, build_checkpoint, reference_generate
+
+    cfg = TINY | dict(crop_size=42, vision_layers=3, vision_mlp=64, text_layers=3, text_mlp=80, rotary_dim=6,
+                      vocab_size=400)
+    checkpoint = build_checkpoint(tmp_path / "ckpt", cfg, seed=1)
+    bundle = read_bundle(export(checkpoint, tmp_path / "bundles", name="moondream-other") / "moondream-other-fp32.mf")
+    assert bundle.initial_kv_cache.shape == (3, 2, 1, 4, 1, 12)  # (layers, k/v, batch, heads, BOS, head_dim)
+    vision = onnx.load_from_string(bundle.graphs["vision_encoder"])
+    assert sum(node.op_type == "LayerNormalization" for node in vision.graph.node) == 2 * 3 + 1
+    other = OnnxMoondreamCaptioner(bundle.path, dtype="fp32", threads=1)
+    other.ensure_loaded()
+    assert other.crop_size == 42
+    (logits,) = other.text_decoder.run(["logits"], {"input_embeds": other._embed([1]), "kv_cache": other.initial_kv_cache})
+    assert logits.shape == (1, 400)
+    for image in (_image(60, 40, seed=1), _image(150, 150, seed=3)):
+        [expected] = reference_generate(checkpoint, [image], "short", MAX_NEW)
+        assert len(expected) > 3 and other.generate(image, "short", MAX_NEW) == expected
+
+
+def test_decoder_weights_beside_the_bundle_give_the_same_tokens(tiny, captioner, tmp_path, monkeypatch):
+    """How a graph over protobuf's 2 GiB (the full-size fp32 decoder) is stored and found."""
+    import onnx
+
+    from memesearch.ml.export.moondream import gather_external_data
+
+    entries = read_entries(tiny[1] / "moondream-tiny-fp32.mf")
+    split = tmp_path / "split"
+    split.mkdir()
+    # One file per tensor, as torch.onnx.export writes a model over 2 GiB.
+    onnx.save_model(onnx.load_from_string(entries["text_decoder.onnx"]), str(split / "text_decoder.onnx"),
+                    save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=0)
+    assert len(list(split.iterdir())) > 10
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    graph = gather_external_data(split / "text_decoder.onnx", folder / "weights.data")
+    initializers = onnx.load_from_string(graph).graph.initializer
+    assert all(t.data_location == onnx.TensorProto.EXTERNAL and not t.raw_data for t in initializers)
+    assert all(int({e.key: e.value for e in t.external_data}["offset"]) % 65536 == 0 for t in initializers)
+    entries["text_decoder.onnx"] = graph
+    write_bundle(entries, folder / "moondream-tiny-fp32.mf")
+    monkeypatch.chdir(folder)  # ONNX Runtime finds the weights of a graph given as bytes here
+    image = _image(150, 150, seed=3)
+    beside = OnnxMoondreamCaptioner(folder, dtype="fp32", threads=1)
+    assert beside.generate(image, "short", MAX_NEW) == captioner.generate(image, "short", MAX_NEW)
+
+
 # -- preprocessing parity at the real crop size ----------------------------------------
 @pytest.mark.parametrize("size", [(300, 200), (1200, 500), (500, 1000), (900, 800), (529, 529)])
 def test_crops_equal_reference_preprocessing(size):

@@ -1,21 +1,26 @@
-"""A tiny random Moondream with the component interfaces of the 0.0.x ``.mf`` bundles.
+"""A random Moondream with the component interfaces of the 0.0.x ``.mf`` bundles.
 
 The real bundles only ship ONNX graphs (no torch checkpoint of that format exists), so
-the tiny model is our own small torch modules with the same inputs, outputs, dtypes and
-shapes (see memesearch/ml/onnx/moondream.py): a float16 crop encoder with 14-px patches,
-a projection of the 2C concatenated features, an embedding table, and a decoder
-taking/returning a (layers, 2, 1, heads, positions, head_dim) float16 KV cache with
-``logits`` of the last position. The decoder is causal with rotary positions counted
-from the cache length. Weights use std 0.3 so greedy output varies.
+this is our own torch modules with the same inputs, outputs, dtypes and shapes (see
+memesearch/ml/onnx/moondream.py): a float16 crop encoder with 14-px patches, a projection
+of the 2C concatenated features, an embedding table, and a decoder taking/returning a
+(layers, 2, 1, heads, positions, head_dim) float16 KV cache with ``logits`` of the last
+position. The layout follows Moondream 2 (vikhyat/moondream ``moondream/torch``):
+pre-norm SigLIP-style vision blocks, a 2-layer GELU projection MLP, and Phi-1.5-style text
+blocks (attention and MLP in parallel off one LayerNorm, rotary positions on the first
+``rotary_dim`` dims of each head, counted from the cache length). The decoder is causal.
 
-Crops are 56 px (4x4 = 16 tokens) instead of the real 378 px (27x27 = 729): with 729
-near-random image tokens the tiny decoder's attention barely sees the generated tokens,
-so a broken KV cache would go unnoticed. The captioner reads the crop size from the
+Every size is a parameter (``TINY``, ``MOONDREAM2``). The tiny model (std 0.3 weights so
+greedy output varies) has 56-px crops (4x4 = 16 tokens) instead of 378 px (27x27 = 729):
+with 729 near-random image tokens the tiny decoder's attention barely sees the generated
+tokens, so a broken KV cache would go unnoticed. The captioner reads the crop size from the
 vision encoder's static input shape; preprocessing at 378 px is tested on its own.
+``MOONDREAM2`` has the real shapes (PyTorch default init): it costs what the real model
+costs to run, which is all the speed benchmark (bench/vlm_models.py) needs.
 
-``reference_generate`` runs these torch modules directly, with a torch re-implementation
-of the client's preprocessing (``reference_crops``/``reference_merge``), so the ONNX
-captioner is checked against an independent path computed from the same weights.
+``Reference``/``reference_generate`` run these torch modules directly, with a torch
+re-implementation of the client's preprocessing (``reference_crops``/``reference_merge``),
+so the ONNX captioner is checked against an independent path computed from the same weights.
 """
 
 from __future__ import annotations
@@ -26,8 +31,18 @@ from pathlib import Path
 
 from memesearch.errors import require
 
-TINY = dict(crop_size=56, patch=14, vision_dim=32, vision_heads=4, text_dim=48, text_heads=4,
-            text_layers=2, proj_inner=96, mlp_inner=96)
+#: Checkpoint files and bundle graphs, one per component.
+COMPONENTS = ("vision_encoder", "vision_projection", "text_encoder", "text_decoder")
+#: rotary_dim None = the whole head; vocab_size None = the tokenizer's; init_std None = torch's default init.
+TINY = dict(crop_size=56, patch=14, vision_dim=32, vision_heads=4, vision_layers=1, vision_mlp=96,
+            proj_inner=96, text_dim=48, text_heads=4, text_layers=2, text_mlp=96,
+            rotary_dim=None, vocab_size=None, init_std=0.3)
+#: Moondream 2 (2024/2025 revisions; moondream/config/config_md2.json and the HF PhiConfig):
+#: SigLIP-so400m-style vision at 378 px, projection 2*1152 -> 8192 -> 2048, Phi-1.5 text
+#: (partial_rotary_factor 0.5 of head_dim 64), vocab 51200.
+MOONDREAM2 = dict(crop_size=378, patch=14, vision_dim=1152, vision_heads=16, vision_layers=27, vision_mlp=4304,
+                  proj_inner=8192, text_dim=2048, text_heads=32, text_layers=24, text_mlp=8192,
+                  rotary_dim=32, vocab_size=51200, init_std=None)
 EOS_TOKEN = "<|endoftext|>"
 #: Merges of the explicit tiny vocabulary (byte-level BPE like moondream's GPT-2 tokenizer).
 MERGES = [("Ċ", "Ċ"), ("Ġ", "c"), ("a", "p"), ("t", "i"), ("o", "n"), ("ti", "on"), ("Ġc", "ap"),
@@ -63,24 +78,42 @@ def bundle_config(tokenizer) -> dict:
     }
 
 
-def _modules(cfg: dict, vocab_size: int):
+def _modules(cfg: dict, vocab_size: int, names=COMPONENTS):
+    """The torch modules named ``names`` (built on the current default device)."""
     torch = require("torch", extra="torch", purpose="The tiny Moondream")
     nn, F = torch.nn, torch.nn.functional
 
-    class Block(nn.Module):
-        def __init__(self, dim: int, heads: int, inner: int) -> None:
+    class Attention(nn.Module):
+        def __init__(self, dim: int, heads: int) -> None:
             super().__init__()
-            self.heads, self.norm = heads, nn.LayerNorm(dim)
-            self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-            self.up, self.down = nn.Linear(dim, inner), nn.Linear(inner, dim)
+            self.heads, self.qkv, self.out = heads, nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
 
-        def split(self, x):  # (b, n, 3*dim) -> 3 x (b, heads, n, head_dim)
+        def split(self, x):  # (b, n, dim) -> 3 x (b, heads, n, head_dim)
             b, n, _ = x.shape
-            return x.view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            return self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
 
-        def mix(self, x, normed, attn):  # parallel attention + MLP, as in phi/moondream
-            merged = attn.transpose(1, 2).reshape(x.shape)
-            return x + self.out(merged) + self.down(F.gelu(self.up(normed), approximate="tanh"))
+        def merge(self, attn, shape):
+            return self.out(attn.transpose(1, 2).reshape(shape))
+
+    class MLP(nn.Module):
+        def __init__(self, dim: int, inner: int, out: int | None = None) -> None:
+            super().__init__()
+            self.up, self.down = nn.Linear(dim, inner), nn.Linear(inner, out or dim)
+
+        def forward(self, x):
+            return self.down(F.gelu(self.up(x), approximate="tanh"))
+
+    class VisionBlock(nn.Module):  # SigLIP: pre-norm attention, then pre-norm MLP
+        def __init__(self) -> None:
+            super().__init__()
+            dim = cfg["vision_dim"]
+            self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, cfg["vision_heads"])
+            self.norm2, self.mlp = nn.LayerNorm(dim), MLP(dim, cfg["vision_mlp"])
+
+        def forward(self, x):
+            q, k, v = self.attn.split(self.norm1(x))
+            x = x + self.attn.merge(F.scaled_dot_product_attention(q, k, v), x.shape)
+            return x + self.mlp(self.norm2(x))
 
     class VisionEncoder(nn.Module):
         def __init__(self) -> None:
@@ -88,23 +121,22 @@ def _modules(cfg: dict, vocab_size: int):
             dim, grid = cfg["vision_dim"], cfg["crop_size"] // cfg["patch"]
             self.patchify = nn.Conv2d(3, dim, cfg["patch"], stride=cfg["patch"])
             self.position = nn.Parameter(torch.zeros(grid * grid, dim))
-            self.block, self.norm = Block(dim, cfg["vision_heads"], cfg["mlp_inner"]), nn.LayerNorm(dim)
+            self.blocks = nn.ModuleList(VisionBlock() for _ in range(cfg["vision_layers"]))
+            self.norm = nn.LayerNorm(dim)
 
         def forward(self, pixels):
             x = self.patchify(pixels.float()).flatten(2).transpose(1, 2) + self.position
-            normed = self.block.norm(x)
-            q, k, v = self.block.split(self.block.qkv(normed)).unbind(0)
-            x = self.block.mix(x, normed, F.scaled_dot_product_attention(q, k, v))
+            for block in self.blocks:
+                x = block(x)
             return self.norm(x).half()
 
     class VisionProjection(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.fc1 = nn.Linear(2 * cfg["vision_dim"], cfg["proj_inner"])
-            self.fc2 = nn.Linear(cfg["proj_inner"], cfg["text_dim"])
+            self.mlp = MLP(2 * cfg["vision_dim"], cfg["proj_inner"], cfg["text_dim"])  # 2C -> inner -> text width
 
         def forward(self, features):
-            return self.fc2(F.gelu(self.fc1(features.float()), approximate="tanh")).half()
+            return self.mlp(features.float()).half()
 
     class TextEncoder(nn.Module):
         def __init__(self) -> None:
@@ -114,20 +146,34 @@ def _modules(cfg: dict, vocab_size: int):
         def forward(self, input_ids):
             return self.embed(input_ids).half()
 
-    class TextDecoder(nn.Module):
+    class TextBlock(nn.Module):  # Phi: attention and MLP in parallel off one LayerNorm
         def __init__(self) -> None:
             super().__init__()
             dim = cfg["text_dim"]
-            self.blocks = nn.ModuleList(Block(dim, cfg["text_heads"], cfg["mlp_inner"]) for _ in range(cfg["text_layers"]))
-            self.norm, self.lm_head = nn.LayerNorm(dim), nn.Linear(dim, vocab_size)
-            half = dim // cfg["text_heads"] // 2
-            self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(half).float() / half), persistent=False)
+            self.norm, self.attn, self.mlp = nn.LayerNorm(dim), Attention(dim, cfg["text_heads"]), MLP(dim, cfg["text_mlp"])
 
-        def rotate(self, x, positions):
+    class TextDecoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            dim, heads = cfg["text_dim"], cfg["text_heads"]
+            self.blocks = nn.ModuleList(TextBlock() for _ in range(cfg["text_layers"]))
+            self.norm, self.lm_head = nn.LayerNorm(dim), nn.Linear(dim, vocab_size)
+            self.head_dim = dim // heads
+            self.rotary_dim = cfg["rotary_dim"] or self.head_dim
+            half = self.rotary_dim // 2
+            # A plain CPU tensor, not a buffer: modules built on the meta device keep it real.
+            self.inv_freq = 1.0 / 10000 ** (torch.arange(half, device="cpu").float() / half)
+
+        def rotate(self, x, positions):  # rotary on the first rotary_dim dims, the rest passes
             angles = positions[:, None].float() * self.inv_freq[None, :]
             cos, sin = angles.cos(), angles.sin()
-            first, second = x.chunk(2, dim=-1)
-            return torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
+            partial = self.rotary_dim < self.head_dim
+            rotated = x[..., : self.rotary_dim] if partial else x
+            first, second = rotated.chunk(2, dim=-1)
+            parts = [first * cos - second * sin, first * sin + second * cos]
+            if partial:
+                parts.append(x[..., self.rotary_dim :])
+            return torch.cat(parts, dim=-1)
 
         def forward(self, input_embeds, kv_cache):
             x, past = input_embeds.float(), kv_cache.float()
@@ -137,40 +183,60 @@ def _modules(cfg: dict, vocab_size: int):
             new_kv = []
             for layer, block in enumerate(self.blocks):
                 normed = block.norm(x)
-                q, k, v = block.split(block.qkv(normed)).unbind(0)
-                k = self.rotate(k, positions)
+                q, k, v = block.attn.split(normed)
+                q, k = self.rotate(q, positions), self.rotate(k, positions)
                 new_kv.append(torch.stack([k, v]))
                 keys = torch.cat([past[layer, 0], k], dim=2)
                 values = torch.cat([past[layer, 1], v], dim=2)
                 attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
-                x = block.mix(x, normed, attn)
+                x = x + block.attn.merge(attn, x.shape) + block.mlp(normed)
             hidden = self.norm(x)
-            logits = self.lm_head(hidden[:, -1, :])
+            # A 3-D input keeps the head a MatMul in ONNX, which int8 quantisation covers (Gemm it skips).
+            logits = self.lm_head(hidden[:, -1:, :])[:, 0, :]
             return hidden.half(), torch.stack(new_kv).half(), logits
 
-    return {"vision_encoder": VisionEncoder(), "vision_projection": VisionProjection(),
-            "text_encoder": TextEncoder(), "text_decoder": TextDecoder()}
+    classes = {"vision_encoder": VisionEncoder, "vision_projection": VisionProjection,
+               "text_encoder": TextEncoder, "text_decoder": TextDecoder}
+    return {name: classes[name]() for name in names}
+
+
+def read_architecture(checkpoint_dir: Path) -> tuple[dict, int]:
+    """(architecture config, vocabulary size) of a checkpoint."""
+    from tokenizers import Tokenizer
+
+    cfg = json.loads((Path(checkpoint_dir) / "tiny_config.json").read_text())
+    vocab = cfg["vocab_size"] or Tokenizer.from_file(str(Path(checkpoint_dir) / "tokenizer.json")).get_vocab_size()
+    return cfg, vocab
+
+
+def load_modules(checkpoint_dir: Path, names=COMPONENTS) -> dict:
+    """Some components of a checkpoint, in eval mode, weights loaded without a second copy."""
+    torch = require("torch", extra="torch", purpose="The tiny Moondream")
+    from safetensors.torch import load_file
+
+    checkpoint_dir = Path(checkpoint_dir)
+    cfg, vocab = read_architecture(checkpoint_dir)
+    with torch.device("meta"):  # no random init of weights that are replaced right away
+        modules = _modules(cfg, vocab, names)
+    for name, module in modules.items():
+        module.load_state_dict(load_file(checkpoint_dir / f"{name}.safetensors"), assign=True)
+        module.eval()
+    torch.set_grad_enabled(False)
+    return modules
 
 
 def load_tiny_model(checkpoint_dir: Path):
-    """(modules by bundle name, tokenizer, bundle config, architecture) from a tiny checkpoint."""
-    torch = require("torch", extra="torch", purpose="The tiny Moondream")
-    from safetensors.torch import load_file
+    """(modules by bundle name, tokenizer, bundle config, architecture) from a checkpoint."""
     from tokenizers import Tokenizer
 
     checkpoint_dir = Path(checkpoint_dir)
-    cfg = json.loads((checkpoint_dir / "tiny_config.json").read_text())
     tokenizer = Tokenizer.from_file(str(checkpoint_dir / "tokenizer.json"))
-    modules = _modules(cfg, tokenizer.get_vocab_size())
-    state = load_file(checkpoint_dir / "model.safetensors")
-    for name, module in modules.items():
-        module.load_state_dict({key.split(".", 1)[1]: value for key, value in state.items() if key.startswith(name + ".")})
-        module.eval()
-    torch.set_grad_enabled(False)
-    return modules, tokenizer, json.loads((checkpoint_dir / "config.json").read_text()), cfg
+    config = json.loads((checkpoint_dir / "config.json").read_text())
+    return load_modules(checkpoint_dir), tokenizer, config, read_architecture(checkpoint_dir)[0]
 
 
-def build_tiny_checkpoint(out_dir: Path, *, seed: int = 0) -> Path:
+def build_checkpoint(out_dir: Path, cfg: dict = TINY, *, seed: int = 0) -> Path:
+    """Random weights for ``cfg``, one safetensors file per component (built one at a time)."""
     torch = require("torch", extra="torch", purpose="The tiny Moondream")
     from safetensors.torch import save_file
 
@@ -178,20 +244,25 @@ def build_tiny_checkpoint(out_dir: Path, *, seed: int = 0) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
-    modules = _modules(TINY, tokenizer.get_vocab_size())
-    state = {}
-    for name, module in modules.items():
-        for key, value in module.state_dict().items():
-            if "norm" in key:  # keep LayerNorms near identity so activations stay in range
-                value = torch.ones_like(value) if key.endswith("weight") else torch.zeros_like(value)
-            else:
-                value = torch.randn_like(value) * 0.3
-            state[f"{name}.{key}"] = value.contiguous()
-    save_file(state, out_dir / "model.safetensors")
-    (out_dir / "tiny_config.json").write_text(json.dumps(TINY, indent=2))
+    for name in COMPONENTS:
+        (module,) = _modules(cfg, cfg["vocab_size"] or tokenizer.get_vocab_size(), [name]).values()
+        state = module.state_dict()
+        if cfg["init_std"] is not None:
+            for key, value in state.items():
+                if "norm" in key:  # keep LayerNorms near identity so activations stay in range
+                    state[key] = torch.ones_like(value) if key.endswith("weight") else torch.zeros_like(value)
+                else:
+                    state[key] = torch.randn_like(value) * cfg["init_std"]
+        save_file({key: value.contiguous() for key, value in state.items()}, out_dir / f"{name}.safetensors")
+        del module, state  # only one component's weights in memory at a time
+    (out_dir / "tiny_config.json").write_text(json.dumps(cfg, indent=2))
     tokenizer.save(str(out_dir / "tokenizer.json"))
     (out_dir / "config.json").write_text(json.dumps(bundle_config(tokenizer), indent=2))
     return out_dir
+
+
+def build_tiny_checkpoint(out_dir: Path, *, seed: int = 0) -> Path:
+    return build_checkpoint(out_dir, TINY, seed=seed)
 
 
 # -- the PyTorch reference -------------------------------------------------------------
@@ -244,37 +315,57 @@ def initial_kv_cache(modules, bos_id: int):
     """The BOS token's cache, as stored in a bundle's initial_kv_cache.npy."""
     torch = require("torch", extra="torch", purpose="The tiny Moondream")
     decoder = modules["text_decoder"]
-    layers, heads = len(decoder.blocks), decoder.blocks[0].heads
+    layers, heads = len(decoder.blocks), decoder.blocks[0].attn.heads
     head_dim = decoder.norm.normalized_shape[0] // heads
     empty = torch.zeros(layers, 2, 1, heads, 0, head_dim, dtype=torch.float16)
     _, kv, _ = decoder(modules["text_encoder"](torch.tensor([[bos_id]])), empty)
     return kv
 
 
-def reference_generate(checkpoint_dir: Path, images, prompt: str = TINY_PROMPT, max_new_tokens: int = 20) -> list[list[int]]:
-    torch = require("torch", extra="torch", purpose="The tiny Moondream")
-    modules, tokenizer, config, cfg = load_tiny_model(checkpoint_dir)
-    templates, eos = config["templates"], config["special_tokens"]["eos"]
-    if prompt in templates["caption"]:
-        prompt_ids = templates["caption"][prompt]
-    else:
-        prompt_ids = templates["query"]["prefix"] + tokenizer.encode(prompt).ids + templates["query"]["suffix"]
-    decoder, embed = modules["text_decoder"], modules["text_encoder"]
-    outputs = []
-    for image in images:
-        crops, grid = reference_crops(image, cfg["crop_size"])
-        merged = reference_merge(modules["vision_encoder"](crops), grid)
-        kv = initial_kv_cache(modules, config["special_tokens"]["bos"])
-        _, image_kv, _ = decoder(modules["vision_projection"](merged[None]), kv)
-        kv = torch.cat([kv, image_kv], dim=4)
-        inputs, tokens = embed(torch.tensor([prompt_ids])), []
+class Reference:
+    """Greedy captions from the torch modules, step by step (the steps are what benchmarks time)."""
+
+    def __init__(self, checkpoint_dir: Path) -> None:
+        self.modules, self.tokenizer, self.config, self.cfg = load_tiny_model(checkpoint_dir)
+        self.eos = self.config["special_tokens"]["eos"]
+        self.bos_kv = initial_kv_cache(self.modules, self.config["special_tokens"]["bos"])
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        templates = self.config["templates"]
+        if prompt in templates["caption"]:
+            return templates["caption"][prompt]
+        return templates["query"]["prefix"] + self.tokenizer.encode(prompt).ids + templates["query"]["suffix"]
+
+    def embed(self, ids: list[int]):
+        torch = require("torch", extra="torch", purpose="The tiny Moondream")
+        return self.modules["text_encoder"](torch.tensor([ids]))
+
+    def encode_image(self, image):
+        """KV cache after BOS and the image tokens."""
+        torch = require("torch", extra="torch", purpose="The tiny Moondream")
+        crops, grid = reference_crops(image, self.cfg["crop_size"])
+        merged = reference_merge(self.modules["vision_encoder"](crops), grid)
+        _, image_kv, _ = self.modules["text_decoder"](self.modules["vision_projection"](merged[None]), self.bos_kv)
+        return torch.cat([self.bos_kv, image_kv], dim=4)
+
+    def step(self, embeds, kv):
+        """(logits of the last position, the cache grown by the new positions)."""
+        torch = require("torch", extra="torch", purpose="The tiny Moondream")
+        _, new_kv, logits = self.modules["text_decoder"](embeds, kv)
+        return logits, torch.cat([kv, new_kv], dim=4)
+
+    def generate(self, image, prompt: str, max_new_tokens: int, *, stop_at_eos: bool = True) -> list[int]:
+        kv, inputs, tokens = self.encode_image(image), self.embed(self.prompt_ids(prompt)), []
         while len(tokens) < max_new_tokens:
-            _, new_kv, logits = decoder(inputs, kv)
-            kv = torch.cat([kv, new_kv], dim=4)
+            logits, kv = self.step(inputs, kv)
             token = int(logits[0].argmax())
-            if token == eos:
+            if token == self.eos and stop_at_eos:
                 break
             tokens.append(token)
-            inputs = embed(torch.tensor([[token]]))
-        outputs.append(tokens)
-    return outputs
+            inputs = self.embed([token])
+        return tokens
+
+
+def reference_generate(checkpoint_dir: Path, images, prompt: str = TINY_PROMPT, max_new_tokens: int = 20) -> list[list[int]]:
+    reference = Reference(checkpoint_dir)
+    return [reference.generate(image, prompt, max_new_tokens) for image in images]
