@@ -189,6 +189,13 @@ def torch_captioner(spec: dict, clock: Clock):
     return run
 
 
+def current_rss_mb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024)
+    return -1
+
+
 def main(spec: dict) -> dict:
     from memesearch.ml.base import CaptionRequest
 
@@ -222,6 +229,7 @@ def main(spec: dict) -> dict:
     result["load_s"] = round(load_s, 2)
     result["generated_ids"] = len(ids[0])  # Florence drops its forced BOS/EOS from the ids
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["rss_end_mb"] = current_rss_mb()  # the peak can come from loading, this is after the runs
     result["load1"] = os.getloadavg()[0]
     return result
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from memesearch.errors import ModelUnavailableError
+
+_shared_arena_lock = threading.Lock()
+_shared_arena_registered = False
 
 
 def default_threads() -> int:
@@ -14,8 +18,28 @@ def default_threads() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else 0
 
 
-def open_session(path: Path | str, *, threads: int | None = None):
-    """Open an ONNX model on the CPU; a missing or corrupt file becomes a clear error."""
+def _use_shared_arena(ort, options) -> None:
+    """Allocate this session's tensors from one process-wide CPU arena.
+
+    Each session otherwise grows a private arena to its own peak and keeps it, so a model made
+    of several graphs run one after the other (vision encoder, then decoder) holds the sum of
+    their peaks. One shared arena, extended by what is requested rather than the next power
+    of two, holds roughly the largest one."""
+    global _shared_arena_registered
+    with _shared_arena_lock:
+        if not _shared_arena_registered:
+            cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(cpu, ort.OrtArenaCfg({"arena_extend_strategy": 1}))  # kSameAsRequested
+            _shared_arena_registered = True
+    options.add_session_config_entry("session.use_env_allocators", "1")
+
+
+def open_session(path: Path | str, *, threads: int | None = None, low_memory: bool = False):
+    """Open an ONNX model on the CPU; a missing or corrupt file becomes a clear error.
+
+    ``low_memory`` shares one arena between all such sessions and turns off memory patterns
+    (planned per input shape, one block each: a decoder sees a new shape at every step). For
+    SmolVLM's 13-tile default it cut peak RSS from ~1.07 GB to ~0.75 GB at the same speed."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -26,6 +50,9 @@ def open_session(path: Path | str, *, threads: int | None = None):
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # ORT warnings about unused initialisers are noise for users
+    if low_memory:
+        options.enable_mem_pattern = False
+        _use_shared_arena(ort, options)
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
