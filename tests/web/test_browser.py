@@ -152,6 +152,32 @@ def test_upload_three_files_by_drag_and_drop_and_find_them(page, server, web_tem
         expect(page.locator(".hit").first.locator(".hit-title")).to_have_text(sample.path.name)
 
 
+def test_upload_with_the_file_picker_and_by_pasting(page, server, web_template, tmp_path):
+    known = {s.text for s in web_template[2]}
+    samples = [s for s in render_sample_memes(tmp_path, count=10, seed=43) if s.text not in known][:3]
+    page.goto("/upload")
+    page.set_input_files("#file-picker", [str(s.path) for s in samples[:2]])
+    expect(page.locator(".upload-row.ok")).to_have_count(2)
+    pasted = samples[2]
+    # A screenshot pasted from the clipboard arrives as an unnamed image file.
+    page.evaluate(
+        """(data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "", {type: "image/png"}));
+            document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true, cancelable: true}));
+        }""",
+        base64.b64encode(pasted.path.read_bytes()).decode(),
+    )
+    expect(page.locator(".upload-row.ok")).to_have_count(3)
+    expect(page.locator("#upload-summary")).to_have_attribute("data-state", "done", timeout=90_000)
+    for sample in samples[:2]:
+        search(page, sample.text.lower())
+        expect(page.locator(".hit").first.locator(".hit-title")).to_have_text(sample.path.name)
+    search(page, pasted.text.lower())
+    expect(page.locator(".hit").first.locator(".hit-title")).to_contain_text("pasted")
+
+
 def test_add_a_folder_and_rescan(page, server, tmp_path):
     folder = tmp_path / "new folder"
     render_sample_memes(folder, count=2, seed=51)
