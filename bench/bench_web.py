@@ -108,6 +108,12 @@ def load_with_wrk(base: str, make_url, concurrency: int, seconds: int) -> tuple[
     return float(p50), float(p95), float(worst), float(rate), int(errors)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--memes", type=int, default=10_000)
@@ -137,15 +143,19 @@ def main() -> None:
             asyncio.run(load(server.url, scenarios["GET /api/search (hybrid)"], 20, 2))
             amount = f"{args.seconds} s" if args.client == "wrk" else f"{args.requests} requests"
             print(f"{args.concurrency} concurrent clients ({args.client}), {amount} per scenario")
-            print(f"{'scenario':<28} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>8} {'errors':>7}")
+            print(f"{'scenario':<28} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>8} {'errors':>7} "
+                  f"{'server CPU ms/req':>18}")
             for name, make_url in scenarios.items():
+                cpu_before, began = cpu_seconds(server.process.pid), time.perf_counter()
                 if args.client == "wrk":
                     p50, p95, worst, rate, errors = load_with_wrk(server.url, make_url, args.concurrency, args.seconds)
                 else:
                     timings, errors, elapsed = asyncio.run(load(server.url, make_url, args.requests, args.concurrency))
                     p50, p95 = statistics.median(timings), float(np.percentile(timings, 95))
                     worst, rate = max(timings), len(timings) / elapsed
-                print(f"{name:<28} {p50:>8.1f} {p95:>8.1f} {worst:>8.1f} {rate:>8.1f} {errors:>7}")
+                served = rate * (time.perf_counter() - began)
+                cpu_ms = (cpu_seconds(server.process.pid) - cpu_before) * 1000 / max(served, 1)
+                print(f"{name:<28} {p50:>8.1f} {p95:>8.1f} {worst:>8.1f} {rate:>8.1f} {errors:>7} {cpu_ms:>18.2f}")
         finally:
             server.stop()
 
