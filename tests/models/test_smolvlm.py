@@ -210,6 +210,16 @@ def test_int8_export_generates(onnx_dir, captioner, capsys):
         assert np.linalg.norm(approx - exact) / np.linalg.norm(exact) < 0.1
 
 
+def test_sessions_share_one_arena_without_memory_patterns(captioner):
+    """The three graphs run one after the other: one shared arena keeps the peak of the largest,
+    not the sum (the 13-tile default peaked at ~1.07 GB with an arena per graph)."""
+    captioner.ensure_loaded()
+    for session in (captioner.vision, captioner.embed, captioner.decoder):
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.use_env_allocators") == "1"
+        assert options.enable_mem_pattern is False
+
+
 # -- files and errors --------------------------------------------------------------------------
 
 
