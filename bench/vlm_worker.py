@@ -84,9 +84,6 @@ class TimedSession:
 def moondream_onnx(models: Path, spec: dict, clock: Clock):
     from memesearch.ml.onnx.moondream import OnnxMoondreamCaptioner
 
-    # The full-size fp32 text decoder's weights (over protobuf's 2 GiB) sit beside the bundle
-    # and ONNX Runtime looks for them in the working directory (memesearch.ml.export.moondream).
-    os.chdir(models)
     captioner = OnnxMoondreamCaptioner(models, dtype=spec["dtype"], threads=spec["threads"])
     captioner.ensure_loaded()
     captioner.eos_id = -1  # always decode `tokens` tokens

@@ -171,7 +171,7 @@ def test_decoder_weights_beside_the_bundle_give_the_same_tokens(tiny, captioner,
     assert all(int({e.key: e.value for e in t.external_data}["offset"]) % 65536 == 0 for t in initializers)
     entries["text_decoder.onnx"] = graph
     write_bundle(entries, folder / "moondream-tiny-fp32.mf")
-    monkeypatch.chdir(folder)  # ONNX Runtime finds the weights of a graph given as bytes here
+    monkeypatch.chdir(tmp_path)  # not the bundle folder: the weights must be found beside the bundle
     image = _image(150, 150, seed=3)
     beside = OnnxMoondreamCaptioner(folder, dtype="fp32", threads=1)
     assert beside.generate(image, "short", MAX_NEW) == captioner.generate(image, "short", MAX_NEW)

@@ -106,6 +106,9 @@ def _open_session(name: str, model_bytes: bytes, threads: int | None, bundle_pat
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # A graph loaded from bytes resolves external weight files against the working directory;
+    # over-2-GiB graphs (an fp32 2B decoder) keep their weights beside the bundle instead.
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(bundle_path.parent))
     try:
         return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
