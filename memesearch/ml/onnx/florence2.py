@@ -92,7 +92,8 @@ class OnnxFlorence2Captioner(Captioner):
                 hint="download them with `memesearch models pull` or place them there by hand",
             )
         sessions = {
-            component: open_session(self.model_dir / onnx_file(component, self.dtype), threads=self.threads)
+            component: open_session(self.model_dir / onnx_file(component, self.dtype), threads=self.threads,
+                                    low_memory=True)
             for component in COMPONENTS
         }
         self._vision = sessions["vision_encoder"]
