@@ -28,7 +28,9 @@ class RecordingModel:
         return np.array([[len(t), ord(t[0])] for t in texts], dtype=np.float32)
 
 
-def _in_threads(batcher: QueryBatcher, texts: list[str]) -> tuple[dict, dict, list[threading.Thread]]:
+def _ask_while_busy(batcher: QueryBatcher, model: RecordingModel, texts: list[str]) -> tuple[dict, dict]:
+    """Send "x" first and, while the model is busy with it, ``texts`` from threads of their own;
+    release the model once all of them are queued. Returns (vectors, errors) by text."""
     results, errors = {}, {}
 
     def ask(text: str) -> None:
@@ -37,8 +39,17 @@ def _in_threads(batcher: QueryBatcher, texts: list[str]) -> tuple[dict, dict, li
         except RuntimeError as exc:
             errors[text] = str(exc)
 
+    first = threading.Thread(target=ask, args=("x",))
+    first.start()
+    _wait_for(lambda: len(model.calls) == 1)  # the model is now busy with "x"
     threads = [threading.Thread(target=ask, args=(text,)) for text in texts]
-    return results, errors, threads
+    for thread in threads:
+        thread.start()
+    _wait_for(lambda: batcher._queue.qsize() == len(texts))
+    model.release.set()
+    for thread in [first, *threads]:
+        thread.join(5)
+    return results, errors
 
 
 def _wait_for(condition, seconds: float = 5.0) -> None:
@@ -59,55 +70,27 @@ def test_a_lone_query_is_embedded_alone():
 def test_queries_arriving_while_the_model_is_busy_share_one_call():
     model = RecordingModel()
     batcher = QueryBatcher(model, max_batch=16)
-    first, _, first_threads = _in_threads(batcher, ["a"])
-    first_threads[0].start()
-    _wait_for(lambda: len(model.calls) == 1)  # the model is now busy with "a"
     texts = ["bb", "ccc", "dddd", "eeeee"]
-    results, errors, threads = _in_threads(batcher, texts)
-    for thread in threads:
-        thread.start()
-    _wait_for(lambda: batcher._queue.qsize() == len(texts))
-    model.release.set()
-    for thread in [*first_threads, *threads]:
-        thread.join(5)
+    results, errors = _ask_while_busy(batcher, model, texts)
     assert not errors
-    assert model.calls[0] == ["a"]
+    assert model.calls[0] == ["x"]
     assert sorted(model.calls[1]) == sorted(texts)  # all four waited and went in one call
     for text in texts:
         np.testing.assert_array_equal(results[text], [len(text), ord(text[0])])
-    np.testing.assert_array_equal(first["a"], [1, ord("a")])
+    np.testing.assert_array_equal(results["x"], [1, ord("x")])
 
 
 def test_batches_are_capped():
     model = RecordingModel()
-    batcher = QueryBatcher(model, max_batch=2)
-    _, _, blocker = _in_threads(batcher, ["x"])
-    blocker[0].start()
-    _wait_for(lambda: len(model.calls) == 1)
-    results, _, threads = _in_threads(batcher, ["p", "q", "r", "s", "t"])
-    for thread in threads:
-        thread.start()
-    _wait_for(lambda: batcher._queue.qsize() == 5)
-    model.release.set()
-    for thread in [*blocker, *threads]:
-        thread.join(5)
+    results, _ = _ask_while_busy(QueryBatcher(model, max_batch=2), model, ["p", "q", "r", "s", "t"])
     assert [len(call) for call in model.calls[1:]] == [2, 2, 1]
-    assert sorted(results) == ["p", "q", "r", "s", "t"]
+    assert sorted(results) == ["p", "q", "r", "s", "t", "x"]
 
 
 def test_a_model_error_reaches_every_caller_of_that_batch_and_the_batcher_keeps_working():
     model = RecordingModel()
     batcher = QueryBatcher(model)
-    _, _, blocker = _in_threads(batcher, ["x"])
-    blocker[0].start()
-    _wait_for(lambda: len(model.calls) == 1)
-    results, errors, threads = _in_threads(batcher, ["boom", "fine"])
-    for thread in threads:
-        thread.start()
-    _wait_for(lambda: batcher._queue.qsize() == 2)
-    model.release.set()
-    for thread in [*blocker, *threads]:
-        thread.join(5)
+    _, errors = _ask_while_busy(batcher, model, ["boom", "fine"])
     assert errors == {"boom": "model failed", "fine": "model failed"}
     np.testing.assert_array_equal(batcher.embed("ok"), [2, ord("o")])
 
