@@ -9,48 +9,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memesearch.errors import ModelUnavailableError, require
-from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.errors import ModelUnavailableError
+from memesearch.ml.base import CaptionRequest, CaptionResult
 from memesearch.ml.onnx.florence2_decode import DecodeSettings, caption_by_limit, strip_sequence
 from memesearch.ml.onnx.florence2_inputs import clean_text, to_rgb
+from memesearch.ml.torch_backends.base import TorchCaptioner
 
 DEFAULT_PROMPT = "<MORE_DETAILED_CAPTION>"
 DEFAULT_REPO = "florence-community/Florence-2-base"
-_PURPOSE = "Florence-2 on PyTorch"
-_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-class TorchFlorence2Captioner(Captioner):
-    backend = "torch"
-    batch_size = 4
+class TorchFlorence2Captioner(TorchCaptioner):
+    family_name = "Florence-2"
 
-    def __init__(
-        self,
-        model_dir_or_repo: str | Path = DEFAULT_REPO,
-        *,
-        revision: str | None = None,
-        dtype: str = "fp32",
-        threads: int | None = None,
-    ) -> None:
-        super().__init__()
-        if dtype not in _TORCH_DTYPES:
-            raise ModelUnavailableError(
-                f"unknown torch dtype {dtype!r} for Florence-2", hint=f"use one of {', '.join(_TORCH_DTYPES)}"
-            )
-        self.source = str(model_dir_or_repo)
-        self.revision = revision
-        self.dtype = dtype
-        self.threads = threads
+    def __init__(self, model_dir_or_repo: str | Path = DEFAULT_REPO, **options) -> None:
+        super().__init__(model_dir_or_repo, **options)
         self.model_id = f"florence2:{Path(self.source).name}"
 
     def _load(self) -> None:
-        torch = require("torch", extra="torch", purpose=_PURPOSE)
-        transformers = require("transformers", extra="torch", purpose=_PURPOSE)
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        _, transformers = self._import_torch()
         try:
             self._model = transformers.Florence2ForConditionalGeneration.from_pretrained(
-                self.source, revision=self.revision, dtype=getattr(torch, _TORCH_DTYPES[self.dtype])
+                self.source, revision=self.revision, dtype=self.torch_dtype
             ).eval()
             self._processor = transformers.AutoProcessor.from_pretrained(self.source, revision=self.revision)
         except (OSError, ValueError) as exc:
@@ -71,7 +51,6 @@ class TorchFlorence2Captioner(Captioner):
 
     def generate_ids(self, requests: list[CaptionRequest], max_new_tokens: int) -> list[list[int]]:
         """Greedy generation; text ids per request (no start token, forced BOS or EOS)."""
-        torch = require("torch", extra="torch", purpose=_PURPOSE)
         inputs = self._processor(
             text=[request.prompt for request in requests],
             images=[to_rgb(request.image) for request in requests],
@@ -79,7 +58,7 @@ class TorchFlorence2Captioner(Captioner):
             padding=True,
         )
         inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
-        with torch.no_grad():
+        with self._torch.no_grad():
             output = self._model.generate(
                 **inputs, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens
             )

@@ -16,48 +16,38 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from memesearch.errors import ModelUnavailableError, require
-from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.errors import ModelUnavailableError
+from memesearch.ml.base import CaptionRequest, CaptionResult
+from memesearch.ml.torch_backends.base import TorchCaptioner
 
 HUB_REPO = "vikhyatk/moondream2"
 #: The commit of the 2025-06-21 release tag (the last Moondream 2 release).
 PINNED_REVISION = "9a7d4024050840e001defacec2b00727e89149e6"
 DEFAULT_PROMPT = "short"
 CAPTION_LENGTHS = ("short", "normal")
-_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-class TorchMoondreamCaptioner(Captioner):
-    backend = "torch"
+class TorchMoondreamCaptioner(TorchCaptioner):
     batch_size = 1
+    family_name = "Moondream 2"
 
-    def __init__(self, model_dir_or_repo: str | Path = HUB_REPO, *, revision: str | None = None,
-                 dtype: str = "fp32", threads: int | None = None) -> None:
-        super().__init__()
-        if dtype not in _TORCH_DTYPES:
-            raise ModelUnavailableError(f"moondream torch backend supports dtypes {sorted(_TORCH_DTYPES)}, not {dtype!r}")
-        self.source = str(model_dir_or_repo)
+    def __init__(self, model_dir_or_repo: str | Path = HUB_REPO, *, revision: str | None = None, **options) -> None:
+        super().__init__(model_dir_or_repo, revision=revision, **options)
         self.revision = revision or (None if Path(self.source).is_dir() else PINNED_REVISION)
-        self.dtype = dtype
-        self.threads = threads
         self.model_id = f"moondream:{self.source}@{self.revision or 'local'}"
 
     def _load(self) -> None:
-        purpose = "The Moondream torch backend"
-        torch = require("torch", extra="torch", purpose=purpose)
-        transformers = require("transformers", extra="torch", purpose=purpose)
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        _, transformers = self._import_torch()
         try:
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 self.source,
                 revision=self.revision,
                 trust_remote_code=True,
-                dtype=getattr(torch, _TORCH_DTYPES[self.dtype]),
+                dtype=self.torch_dtype,
                 local_files_only=_offline(),
             )
         except Exception as exc:  # hub errors, missing files and remote-code import errors alike

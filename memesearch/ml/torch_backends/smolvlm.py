@@ -9,47 +9,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memesearch.errors import ModelUnavailableError, require
-from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.errors import ModelUnavailableError
+from memesearch.ml.base import CaptionRequest, CaptionResult
 from memesearch.ml.onnx.smolvlm_prompt import clean_caption
+from memesearch.ml.torch_backends.base import TorchCaptioner
 
 DEFAULT_REPO = "HuggingFaceTB/SmolVLM-256M-Instruct"
-_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-class TorchSmolVLMCaptioner(Captioner):
-    backend = "torch"
+class TorchSmolVLMCaptioner(TorchCaptioner):
+    family_name = "SmolVLM"
 
-    def __init__(
-        self,
-        model_dir_or_repo: str | Path = DEFAULT_REPO,
-        *,
-        revision: str | None = None,
-        dtype: str = "fp32",
-        threads: int | None = None,
-        image_longest_edge: int | None = None,
-    ) -> None:
+    def __init__(self, model_dir_or_repo: str | Path = DEFAULT_REPO, *, image_longest_edge: int | None = None,
+                 **options) -> None:
         """``image_longest_edge``: as in :class:`OnnxSmolVLMCaptioner` (the processor's first resize)."""
-        super().__init__()
-        if dtype not in _TORCH_DTYPES:
-            raise ModelUnavailableError(
-                f"unknown torch dtype {dtype!r} for SmolVLM", hint=f"use one of: {', '.join(_TORCH_DTYPES)}"
-            )
-        self.source = str(model_dir_or_repo)
-        self.revision = revision
-        self.dtype = dtype
-        self.threads = threads
+        super().__init__(model_dir_or_repo, **options)
         self.image_longest_edge = image_longest_edge
         self.model_id = f"smolvlm:{Path(self.source).name}"
-        self.batch_size = 4
 
     def _load(self) -> None:
-        purpose = "The PyTorch SmolVLM backend"
-        self._torch = require("torch", extra="torch", purpose=purpose)
-        transformers = require("transformers", extra="torch", purpose=purpose)
-        if self.threads:
-            self._torch.set_num_threads(self.threads)
-        dtype = getattr(self._torch, _TORCH_DTYPES[self.dtype])
+        _, transformers = self._import_torch()
+        dtype = self.torch_dtype
         try:
             self.processor = _cache_first(_processor_loader(transformers), self.source, self.revision)
             self.model = _cache_first(
