@@ -8,28 +8,15 @@ and our runtime use, copies the tokenizer/processor/config JSON files, and with
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
 from memesearch.errors import require
+from memesearch.ml.export.common import OPSET, copy_checkpoint_files
 from memesearch.ml.export.florence2_merge import merge_decoders
 from memesearch.ml.onnx.florence2_inputs import ImageSettings
 
-OPSET = 17
-COPIED_FILES = (
-    "config.json",
-    "generation_config.json",
-    "preprocessor_config.json",
-    "processor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-)
 _PURPOSE = "Exporting Florence-2 to ONNX"
 
 
@@ -190,7 +177,5 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
     if int8:
         for component in ("vision_encoder", "embed_tokens", "encoder_model"):
             _quantize_file(onnx_dir / f"{component}.onnx", onnx_dir / f"{component}_int8.onnx")
-    for name in COPIED_FILES:
-        if (checkpoint_dir / name).is_file():
-            shutil.copy2(checkpoint_dir / name, out_dir / name)
+    copy_checkpoint_files(checkpoint_dir, out_dir)
     return out_dir

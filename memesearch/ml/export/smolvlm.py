@@ -11,26 +11,13 @@ no extra packages.
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 
 from memesearch.errors import require
+from memesearch.ml.export.common import OPSET, copy_checkpoint_files
 from memesearch.ml.onnx.smolvlm_assets import ONNX_PARTS, onnx_path
 
-OPSET = 17
-COPIED_FILES = (
-    "config.json",
-    "generation_config.json",
-    "preprocessor_config.json",
-    "processor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "chat_template.json",
-    "chat_template.jinja",
-)
 
 
 def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
@@ -133,9 +120,7 @@ def _export_decoder(torch, module, config, path: Path) -> None:
 
 
 def _copy_support_files(checkpoint_dir: Path, out_dir: Path) -> None:
-    for name in COPIED_FILES:
-        if (checkpoint_dir / name).is_file():
-            shutil.copy2(checkpoint_dir / name, out_dir / name)
+    copy_checkpoint_files(checkpoint_dir, out_dir)
     # transformers >= 5 nests the image processor in processor_config.json; the community
     # layout (and our runtime's file list) has it as preprocessor_config.json.
     if not (out_dir / "preprocessor_config.json").is_file():
