@@ -34,10 +34,31 @@ def test_check_tiny_json_compares_onnx_with_the_reference(tmp_path, monkeypatch)
             assert not fp32["available"] and "not available" in fp32["error"]
             continue
         assert reference["loads"] and reference["tokens_compared"] > 0, reference
-        # fp32 must agree token for token; int8 only has to load and generate.
+        # fp32 must agree token for token; int8 is compared (with the int8 reference, whose
+        # agreement tests/models/test_int8_reference.py measures) but may differ.
         assert fp32["loads"] and fp32["parity"] is True, fp32
         assert fp32["tokens_compared"] >= reference["tokens_compared"]
         assert int8["loads"] and int8["error"] is None and int8["tokens_compared"] > 0, int8
+        assert int8["parity"] is not None, int8
+
+
+def test_int8_rows_are_compared_with_the_int8_reference(tmp_path, monkeypatch):
+    """fp32 rows keep the fp32 reference; int8 rows use int8_reference.reference_generate."""
+    from memesearch.ml.tiny import int8_reference
+
+    monkeypatch.setenv("MEMESEARCH_THREADS", "1")
+    family = "moondream"  # the quickest tiny family
+    asked = []
+
+    def fake_reference(*args):
+        asked.append(args[0])
+        return [[-1]]  # no captioner produces this, so parity must come out False
+
+    monkeypatch.setattr(int8_reference, "reference_generate", fake_reference)
+    rows = {(row.backend, row.dtype): row for row in check_tiny_family(family, tmp_path, tokens=6)}
+    assert asked == [family]
+    assert rows["onnx", "fp32"].parity is True, rows["onnx", "fp32"]
+    assert rows["onnx", "int8"].parity is False and rows["onnx", "int8"].error is None, rows["onnx", "int8"]
 
 
 def test_a_family_without_code_is_reported_not_fatal(tmp_path):
