@@ -20,8 +20,8 @@ import numpy as np
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 # Candidates the HNSW scan keeps (at least the requested limit; pgvector caps it at 1000).
-# bench_pg_search at 100k clustered 384-d vectors, in-distribution queries: recall@10 is
-# 0.89 at ef_search 100, 0.95 at 200 and 0.997 at 400, for ~3 ms more than at 100.
+# bench_pg_search at 1M vectors shaped like real MiniLM embeddings: recall@10 is 0.87-0.94
+# at ef_search 100 and 0.97-0.98 at 400, for ~2 ms more per query (docs/BENCHMARKS.md).
 MIN_EF_SEARCH = 400
 
 
