@@ -127,3 +127,13 @@ def test_skipped_symlinks_are_reported(home, tmp_path):
     errors = json.loads(cli(home, "status", "--json", "--errors").stdout)["errors"]
     assert {"path": str(folder / "link.png"), "error": "symlink points outside the folder"} in errors
     assert "link.png" in cli(home, "status", "--errors").output
+
+
+def test_the_data_dir_itself_as_a_folder_indexes_only_its_meme_folders(home):
+    upload = _png(home / "uploads" / "up.png", 30)
+    _png(home / "thumbnails" / "t.png", 40)
+    _png(home / "stray.png", 50)
+    cli(home, "add", str(home))
+    summary = _index(home)
+    assert summary["folders"][0]["folder_error"] is None
+    assert set(_memes(home)) == {str(upload.resolve())}

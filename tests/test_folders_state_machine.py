@@ -176,7 +176,7 @@ class FolderLibrary(RuleBasedStateMachine):
 
 
 FolderLibrary.TestCase.settings = settings(
-    max_examples=int(os.environ.get("SM_EXAMPLES", 25)), stateful_step_count=25, deadline=None, derandomize=not os.environ.get("SM_RANDOM"), database=None,
+    max_examples=int(os.environ.get("SM_EXAMPLES", 40)), stateful_step_count=30, deadline=None, derandomize=not os.environ.get("SM_RANDOM"), database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestFolderLibrary = FolderLibrary.TestCase

@@ -117,6 +117,12 @@ def inspect_file(path: Path, info: os.stat_result, folder_id: int, settings: Set
     return record
 
 
+def _is_app_folder(root: Path, home: Path) -> bool:
+    """A folder of the data dir's own (thumbnails, models...). The data dir itself is fine:
+    the walk takes only its meme folders."""
+    return is_internal(root, home) and root.resolve() != home.resolve()
+
+
 def scan_folder(store, folder: Folder, settings: Settings, progress: ProgressCallback | None = None) -> ScanSummary:
     """Bring the memes of one root up to date with its files. Files inside a nested registered
     root are that root's; files already known (whatever folder they were in) keep their meme."""
@@ -126,7 +132,7 @@ def scan_folder(store, folder: Folder, settings: Settings, progress: ProgressCal
     folders = store.list_folders()
     known = {path: row for path, row in store.files_under(folder.path).items()
              if (owner := innermost_root(path, folders)) is not None and owner.id == folder.id}
-    if not root.is_dir() or is_internal(root, settings.home):
+    if not root.is_dir() or _is_app_folder(root, settings.home):
         summary.folder_error = (INTERNAL_FOLDER if root.is_dir()
                                 else "folder not found or not a directory (unmounted drive?)")
         _mark_missing(store, [row for row in known.values() if row["status"] != "missing"], summary)
