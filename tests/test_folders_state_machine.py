@@ -35,7 +35,9 @@ from memesearch.ml.fake import FakeEmbedder
 from memesearch.store.roots import innermost_root
 from memesearch.web.routes.api_library import uploads_folder
 
-PICK = st.integers(min_value=0, max_value=1_000)
+PICK = st.integers(min_value=0, max_value=1_000)  # an index into a list that changes as the test runs
+ROOT = st.sampled_from(range(5))  # into FolderLibrary.roots
+PLACE = st.sampled_from(range(6))  # into FolderLibrary.places
 
 
 def _image_bytes(number: int) -> bytes:
@@ -78,9 +80,9 @@ class FolderLibrary(RuleBasedStateMachine):
         return _image_bytes(self.counter)
 
     # -- folders ---------------------------------------------------------------------
-    @rule(pick=PICK)
-    def add_folder(self, pick: int) -> None:
-        self.store.add_folder(str(validate_folder(self.roots[pick % len(self.roots)], self.home)))
+    @rule(root=ROOT)
+    def add_folder(self, root: int) -> None:
+        self.store.add_folder(str(validate_folder(self.roots[root], self.home)))
 
     @precondition(lambda self: self.store.list_folders())
     @rule(pick=PICK)
@@ -106,18 +108,18 @@ class FolderLibrary(RuleBasedStateMachine):
         uploads_folder(self.core)  # what the web app does on every upload
         self.files.append(saved.path)
 
-    @rule(pick=PICK)
-    def create_file(self, pick: int) -> None:
-        path = self.places[pick % len(self.places)] / f"m{self.counter + 1}.png"
+    @rule(place=PLACE)
+    def create_file(self, place: int) -> None:
+        path = self.places[place] / f"m{self.counter + 1}.png"
         path.write_bytes(self._new_bytes())
         self.files.append(path)
 
     @precondition(lambda self: self.files)
-    @rule(pick=PICK, where=PICK)
+    @rule(pick=PICK, where=PLACE)
     def rename_file(self, pick: int, where: int) -> None:
         old = self.files.pop(pick % len(self.files))
         self.counter += 1
-        new = self.places[where % len(self.places)] / f"r{self.counter}.png"
+        new = self.places[where] / f"r{self.counter}.png"
         os.replace(old, new)
         self.files.append(new)
 
@@ -128,11 +130,13 @@ class FolderLibrary(RuleBasedStateMachine):
 
     @rule()
     def prune(self) -> None:
-        # Only a meme whose file is truly gone may lose what the user set.
-        for meme in self.store.get_memes(list(self.notes)):
-            if not os.path.lexists(meme.path):
-                self.notes.pop(meme.id)
+        paths = {meme.id: meme.path for meme in self.store.get_memes(list(self.notes))}
         prune(self.store, self.home)
+        kept = set(self.store.meme_ids(status=None))
+        for meme_id, path in paths.items():
+            if meme_id not in kept:  # only a meme whose file is truly gone may lose what the user set
+                assert not os.path.lexists(path), f"prune forgot {path}, which still exists"
+                self.notes.pop(meme_id)
 
     # -- what the user writes --------------------------------------------------------
     @precondition(lambda self: self.store.meme_ids(status=None))
