@@ -46,6 +46,7 @@ class StoreContract:
         assert store.folder_meme_counts() == {outer.id: 1, inner.id: 1}
         assert set(store.files_under("/memes")) == {"/memes/sub/x.png", "/memes/y.png"}
         assert set(store.files_under("/memes/sub")) == {"/memes/sub/x.png"}
+        assert set(store.files_under("/memes/s_b%")) == set() and len(store.files_under("/")) == 3
         row = store.files_under("/memes/sub")["/memes/sub/x.png"]
         assert (row["id"], row["folder_id"], row["status"], row["sha256"]) == (deep, inner.id, "ok", "s1")
         store.remove_folder(inner.id)  # the outer root still reaches it: it stays present

@@ -519,10 +519,12 @@ def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
 
 
 def _rows_under(conn: sqlite3.Connection, root: str) -> list[sqlite3.Row]:
+    # Paths under root/ sort (bytewise, SQLite's BINARY collation) between "root/" and "root0"
+    # ('0' follows '/'), so the unique index on path finds them without a table scan.
     prefix = roots.path_prefix(root)
     return conn.execute(
         "SELECT id, path, folder_id, size, mtime, status, sha256, error FROM memes "
-        "WHERE path = ? OR substr(path, 1, ?) = ?", (root, len(prefix), prefix)).fetchall()
+        "WHERE path = ? OR (path >= ? AND path < ?)", (root, prefix, prefix[:-1] + "0")).fetchall()
 
 
 def _folder(row: sqlite3.Row) -> Folder:
