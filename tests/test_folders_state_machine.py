@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from PIL import Image
@@ -184,3 +185,35 @@ FolderLibrary.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestFolderLibrary = FolderLibrary.TestCase
+
+
+def _check(machine: FolderLibrary) -> None:
+    machine.user_data_is_never_lost()
+    machine.memes_follow_the_roots()
+
+
+@pytest.mark.parametrize("steps", [
+    # remove + add again (seen on main: UNIQUE constraint failed, then prune lost the tag)
+    [("add_folder", 0), ("create_file", 0), ("index",), ("tag", 0), ("describe", 0), ("remove_folder", 0),
+     ("prune",), ("index",), ("add_folder", 0), ("index",), ("prune",)],
+    # a root and its subfolder, both orders, then the subfolder removed and the root removed
+    [("add_folder", 0), ("add_folder", 1), ("create_file", 1), ("create_file", 2), ("index",), ("tag", 0),
+     ("remove_folder", 1), ("index",), ("remove_folder", 0), ("prune",), ("add_folder", 1), ("index",)],
+    [("add_folder", 1), ("create_file", 2), ("index",), ("tag", 0), ("add_folder", 0), ("index",), ("index",)],
+    # the data dir inside a root: the first upload registers uploads/; the data dir itself as a root
+    [("add_folder", 0), ("index",), ("upload", 0), ("index",), ("tag", 0), ("add_folder", 3),
+     ("create_file", 5), ("index",), ("remove_folder", 2), ("index",)],
+    # renamed out of the library and back, deleted, pruned
+    [("add_folder", 2), ("create_file", 3), ("index",), ("tag", 0), ("rename_file", 0, 4), ("index",),
+     ("prune",), ("rename_file", 0, 3), ("index",), ("delete_file", 0), ("index",), ("prune",)],
+])
+def test_known_sequences(steps):
+    """The reproductions of issue 11 as fixed sequences (the random search may not draw them)."""
+    machine = FolderLibrary()
+    try:
+        _check(machine)
+        for name, *args in steps:
+            getattr(machine, name)(*args)
+            _check(machine)
+    finally:
+        machine.teardown()
