@@ -21,14 +21,41 @@ class StoreContract:
         store.record_scan(folder.id, {"seen": 3})
         assert store.list_folders()[0].last_scan == {"seen": 3}
 
-    def test_remove_folder_keeps_memes_as_missing(self, store):
+    def test_remove_folder_keeps_memes_and_their_user_data(self, store):
         folder = store.add_folder("/memes/a")
         meme_id = add_meme(store, "/memes/a/x.png", "s1", folder_id=folder.id)
+        store.add_tags(meme_id, ["keep"])
         store.remove_folder(folder.id)
-        assert store.get_meme(meme_id).status == "missing"
-        assert store.prune_missing() == 1
+        meme = store.get_meme(meme_id)
+        assert (meme.status, meme.folder_id, meme.tags) == ("missing", None, ["keep"])
+        assert store.meme_ids() == [] and store.counts()["ok"] == 0
+        assert [row["id"] for row in store.missing_files()] == [meme_id]
+        again = store.add_folder("/memes/a")  # re-adding claims it back (the scan makes it present)
+        assert store.get_meme(meme_id).folder_id == again.id
+        assert store.delete_memes([meme_id, 10**6]) == 1
         with pytest.raises(NotFoundError):
             store.get_meme(meme_id)
+
+    def test_nested_folders_share_memes_by_path(self, store):
+        outer = store.add_folder("/memes")
+        deep = add_meme(store, "/memes/sub/x.png", "s1", folder_id=outer.id)
+        top = add_meme(store, "/memes/y.png", "s2", folder_id=outer.id)
+        other = add_meme(store, "/memes-other/z.png", "s3")  # a sibling whose name starts the same
+        inner = store.add_folder("/memes/sub")
+        assert store.get_meme(deep).folder_id == inner.id and store.get_meme(top).folder_id == outer.id
+        assert store.folder_meme_counts() == {outer.id: 1, inner.id: 1}
+        assert set(store.files_under("/memes")) == {"/memes/sub/x.png", "/memes/y.png"}
+        assert set(store.files_under("/memes/sub")) == {"/memes/sub/x.png"}
+        assert set(store.files_under("/memes/s_b%")) == set() and len(store.files_under("/")) == 3
+        row = store.files_under("/memes/sub")["/memes/sub/x.png"]
+        assert (row["id"], row["folder_id"], row["status"], row["sha256"]) == (deep, inner.id, "ok", "s1")
+        store.remove_folder(inner.id)  # the outer root still reaches it: it stays present
+        assert store.get_meme(deep).folder_id == outer.id and store.get_meme(deep).status == "ok"
+        store.remove_folder(outer.id)
+        assert {store.get_meme(i).status for i in (deep, top)} == {"missing"}
+        assert store.get_meme(other).status == "ok"
+        store.set_folder([deep], store.add_folder("/memes/sub").id)
+        assert store.get_meme(deep).folder_id == store.folder_by_path("/memes/sub").id
 
     def test_texts_and_keyword_search(self, store):
         a = add_meme(store, "/m/a.png", "sa")

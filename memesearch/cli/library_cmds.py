@@ -14,11 +14,13 @@ from memesearch.app import Core
 from memesearch.cli.context import console, err_console, friendly_errors, settings_of
 from memesearch.cli.progress import stage_bars
 from memesearch.errors import InvalidInputError, NotFoundError
+from memesearch.library.data_dir import is_internal
+from memesearch.library.prune import prune as prune_gone
 from memesearch.library.scanner import scan_folder
 
 
-def validate_folder(path: Path) -> Path:
-    """An absolute, existing, readable directory, or a clear error."""
+def validate_folder(path: Path, home: Path | None = None) -> Path:
+    """An absolute, existing, readable directory that is not the data dir's own, or a clear error."""
     resolved = path.expanduser().resolve()
     if not resolved.exists():
         raise InvalidInputError(f"folder does not exist: {path}")
@@ -26,7 +28,21 @@ def validate_folder(path: Path) -> Path:
         raise InvalidInputError(f"not a folder: {path}")
     if not os.access(resolved, os.R_OK | os.X_OK):
         raise InvalidInputError(f"folder is not readable: {path}")
+    if home is not None and is_internal(resolved, home) and resolved != home.resolve():
+        raise InvalidInputError(f"{path} holds memesearch's own data, not memes",
+                                hint="only uploads/ and samples/ of the data dir hold memes")
     return resolved
+
+
+def scan_problems(store) -> list[dict]:
+    """What the last scan of each folder skipped (links, unreadable entries) or could not reach."""
+    problems = []
+    for folder in store.list_folders():
+        last = folder.last_scan or {}
+        if last.get("folder_error"):
+            problems.append({"path": folder.path, "error": last["folder_error"]})
+        problems += [{"path": item["path"], "error": item["reason"]} for item in last.get("skipped", [])]
+    return problems
 
 
 def load_caption_model(core: Core, model: str | None):
@@ -69,10 +85,11 @@ def _print_index_summary(summary: dict) -> None:
         console.print(line, highlight=False)
         if folder["folder_error"]:
             err_console.print(f"  [red]{folder['folder_error']}[/]")
-        for error in folder["errors"][:20]:
-            err_console.print(f"  [yellow]skipped[/] {error['path']}: {error['error']}", highlight=False)
-        if len(folder["errors"]) > 20:
-            err_console.print(f"  ... and {len(folder['errors']) - 20} more (see `memesearch status --errors`)")
+        problems = [(e["path"], e["error"]) for e in folder["errors"]] + [(s["path"], s["reason"]) for s in folder["skipped"]]
+        for path, why in problems[:20]:
+            err_console.print(f"  [yellow]skipped[/] {path}: {why}", highlight=False)
+        if len(problems) > 20:
+            err_console.print(f"  ... and {len(problems) - 20} more (see `memesearch status --errors`)")
     ocr, embed = summary["ocr"], summary["embed"]
     console.print(f"OCR: {ocr['done']} read, {len(ocr['failed'])} failed; embeddings: {embed['done']} computed, "
                   f"{embed['skipped']} unchanged")
@@ -90,7 +107,7 @@ def register(app: typer.Typer) -> None:
         """Register meme folders (they are only ever read)."""
         core = Core(settings_of(ctx))
         for folder in folders:
-            resolved = validate_folder(folder)
+            resolved = validate_folder(folder, core.settings.home)
             core.store.add_folder(str(resolved))
             console.print(f"added {resolved}", highlight=False)
         console.print("run `memesearch index` to scan them")
@@ -98,7 +115,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @friendly_errors
     def remove(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A registered folder.")]) -> None:
-        """Unregister a folder; its memes are kept as missing until `prune`."""
+        """Unregister a folder; its memes leave the library but keep their texts and tags (adding the folder again brings them back)."""
         core = Core(settings_of(ctx))
         found = core.store.folder_by_path(str(folder.expanduser().resolve()))
         if found is None:
@@ -144,9 +161,13 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @friendly_errors
     def prune(ctx: typer.Context) -> None:
-        """Forget memes whose files are missing (their texts and tags go too)."""
-        removed = Core(settings_of(ctx)).store.prune_missing()
-        console.print(f"pruned {removed} missing memes")
+        """Forget memes whose files are gone (their texts and tags go too)."""
+        core = Core(settings_of(ctx))
+        result = prune_gone(core.store, core.settings.home)
+        console.print(f"pruned {result.pruned} memes whose files are gone")
+        if result.kept:
+            console.print(f"kept {result.kept} memes outside the library whose files still exist "
+                          "(adding their folder again brings them back)")
 
     @app.command()
     @friendly_errors
@@ -161,7 +182,7 @@ def register(app: typer.Typer) -> None:
         data = {"data_dir": str(core.settings.home), "store": core.store.kind, "schema_version": core.store.schema_version,
                 "embed_model": core.settings.embed_model, "counts": counts}
         if errors:
-            data["errors"] = [{"path": p, "error": e} for p, e in core.store.errors(limit=1000)]
+            data["errors"] = [{"path": p, "error": e} for p, e in core.store.errors(limit=1000)] + scan_problems(core.store)
         if json_:
             print(json.dumps(data, ensure_ascii=False))
             return

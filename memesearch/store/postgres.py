@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from memesearch.errors import ConfigError, InvalidInputError, NotFoundError, SchemaTooNewError, require
-from memesearch.store import postgres_text
+from memesearch.store import postgres_text, roots
 from memesearch.store.postgres_runs import PostgresRunsMixin
 from memesearch.store.postgres_vectors import VectorMethods, bump_vectors_version
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
@@ -112,9 +112,16 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
 
     # -- folders ------------------------------------------------------------------
     def add_folder(self, path: str) -> Folder:
+        """Idempotent. Known memes under ``path`` (an outer root's, or a removed folder's) now belong
+        to it; a removed folder's memes become present again when the next scan sees their files."""
         with self.write() as conn:
             conn.execute("INSERT INTO folders (path, added_at) VALUES (%s, %s) ON CONFLICT (path) DO NOTHING",
                          (path, time.time()))
+            folders = [_folder(row) for row in conn.execute("SELECT * FROM folders").fetchall()]
+            added = next(folder for folder in folders if folder.path == path)
+            claimed = roots.reassignments(_rows_under(conn, path), folders).get(added.id, [])
+            if claimed:
+                conn.execute("UPDATE memes SET folder_id = %s WHERE id = ANY(%s)", (added.id, claimed))
         return self.folder_by_path(path)  # type: ignore[return-value]
 
     def folder_by_path(self, path: str) -> Folder | None:
@@ -125,11 +132,19 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
         return [_folder(row) for row in self.query("SELECT * FROM folders ORDER BY path")]
 
     def remove_folder(self, folder_id: int) -> None:
-        """Forget a folder; its memes stay (marked missing) until pruned, so nothing is lost by accident."""
+        """Forget a root. Its memes go to the next outer root that reaches them; the others leave the
+        library (status 'missing', no folder) with their texts and tags, until a root reaches them again."""
         with self.write() as conn:
-            conn.execute("UPDATE memes SET status = 'missing', folder_id = NULL WHERE folder_id = %s", (folder_id,))
-            bump_vectors_version(conn)
+            rows = conn.execute("SELECT id, path FROM memes WHERE folder_id = %s", (folder_id,)).fetchall()
             conn.execute("DELETE FROM folders WHERE id = %s", (folder_id,))
+            remaining = [_folder(row) for row in conn.execute("SELECT * FROM folders").fetchall()]
+            for target, ids in roots.reassignments(rows, remaining).items():
+                if target is None:
+                    conn.execute("UPDATE memes SET status = 'missing', folder_id = NULL, updated_at = %s "
+                                 "WHERE id = ANY(%s)", (time.time(), ids))
+                else:
+                    conn.execute("UPDATE memes SET folder_id = %s WHERE id = ANY(%s)", (target, ids))
+            bump_vectors_version(conn)
 
     def set_folder_auto_scan(self, folder_id: int, minutes: int) -> None:
         """How often a folder is rescanned automatically (0 = never)."""
@@ -156,6 +171,15 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
                          (time.time(), json.dumps(summary), folder_id))
 
     # -- memes: files -------------------------------------------------------------
+    def files_under(self, root: str) -> dict[str, dict]:
+        """Every meme at or under ``root`` whatever its folder or status (see ``base.Store``)."""
+        with self._lock:
+            return {row["path"]: row for row in _rows_under(self._live(), root)}
+
+    def set_folder(self, meme_ids: Iterable[int], folder_id: int) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE memes SET folder_id = %s WHERE id = ANY(%s)", (folder_id, list(meme_ids)))
+
     def files_in_folder(self, folder_id: int) -> dict[str, dict]:
         rows = self.query("SELECT id, path, size, mtime, status, sha256 FROM memes WHERE folder_id = %s", (folder_id,))
         return {row["path"]: row for row in rows}
@@ -206,9 +230,14 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
             conn.execute("UPDATE memes SET status = %s, updated_at = %s WHERE id = ANY(%s)", (status, time.time(), ids))
             bump_vectors_version(conn)
 
-    def prune_missing(self) -> int:
+    def missing_files(self) -> list[dict]:
+        return self.query("SELECT id, path, folder_id FROM memes WHERE status = 'missing' ORDER BY id")
+
+    def delete_memes(self, meme_ids: Iterable[int]) -> int:
+        """Forget memes with their texts, tags and vectors (``prune``, for files that are gone)."""
+        ids = [i for i in meme_ids if _INT64_MIN <= i <= _INT64_MAX]
         with self.write() as conn:
-            count = conn.execute("DELETE FROM memes WHERE status = 'missing'").rowcount
+            count = conn.execute("DELETE FROM memes WHERE id = ANY(%s)", (ids,)).rowcount
             if count:
                 bump_vectors_version(conn)
         return count
@@ -368,6 +397,13 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
 
 
 # -- module helpers -----------------------------------------------------------------
+def _rows_under(conn, root: str) -> list[dict]:
+    prefix = roots.path_prefix(root)
+    return conn.execute(
+        "SELECT id, path, folder_id, size, mtime, status, sha256, error FROM memes "
+        "WHERE path = %s OR left(path, %s) = %s", (root, len(prefix), prefix)).fetchall()
+
+
 def _folder(row: dict) -> Folder:
     return Folder(id=row["id"], path=row["path"], added_at=row["added_at"], auto_scan_minutes=row["auto_scan_minutes"],
                   last_scan_at=row["last_scan_at"],

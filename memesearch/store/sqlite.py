@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from memesearch.errors import DiskFullError, InvalidInputError, NotFoundError, SchemaTooNewError
-from memesearch.store import sqlite_text
+from memesearch.store import roots, sqlite_text
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
 from memesearch.text import clean_tag as _clean_tag, clean_text
@@ -135,8 +135,16 @@ class SqliteStore(SqliteRunsMixin):
 
     # -- folders ------------------------------------------------------------------
     def add_folder(self, path: str) -> Folder:
+        """Idempotent. Known memes under ``path`` (an outer root's, or a removed folder's) now belong
+        to it; a removed folder's memes become present again when the next scan sees their files."""
         with self.write() as conn:
             conn.execute("INSERT OR IGNORE INTO folders (path, added_at) VALUES (?, ?)", (path, time.time()))
+            folders = [_folder(row) for row in conn.execute("SELECT * FROM folders")]
+            added = next(folder for folder in folders if folder.path == path)
+            claimed = roots.reassignments(_rows_under(conn, path), folders).get(added.id, [])
+            for chunk in _chunks(claimed, 500):
+                conn.execute(f"UPDATE memes SET folder_id = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                             (added.id, *chunk))
         return self.folder_by_path(path)  # type: ignore[return-value]
 
     def folder_by_path(self, path: str) -> Folder | None:
@@ -147,11 +155,21 @@ class SqliteStore(SqliteRunsMixin):
         return [_folder(row) for row in self.query("SELECT * FROM folders ORDER BY path")]
 
     def remove_folder(self, folder_id: int) -> None:
-        """Forget a folder; its memes stay (marked missing) until pruned, so nothing is lost by accident."""
+        """Forget a root. Its memes go to the next outer root that reaches them; the others leave the
+        library (status 'missing', no folder) with their texts and tags, until a root reaches them again."""
         with self.write() as conn:
-            conn.execute("UPDATE memes SET status='missing', folder_id=NULL WHERE folder_id = ?", (folder_id,))
-            _bump_vectors_version(conn)
+            rows = conn.execute("SELECT id, path FROM memes WHERE folder_id = ?", (folder_id,)).fetchall()
             conn.execute("DELETE FROM folders WHERE id = ?", (folder_id,))
+            remaining = [_folder(row) for row in conn.execute("SELECT * FROM folders")]
+            for target, ids in roots.reassignments(rows, remaining).items():
+                for chunk in _chunks(ids, 500):
+                    marks = ",".join("?" * len(chunk))
+                    if target is None:
+                        conn.execute(f"UPDATE memes SET status = 'missing', folder_id = NULL, updated_at = ? "
+                                     f"WHERE id IN ({marks})", (time.time(), *chunk))
+                    else:
+                        conn.execute(f"UPDATE memes SET folder_id = ? WHERE id IN ({marks})", (target, *chunk))
+            _bump_vectors_version(conn)
 
     def set_folder_auto_scan(self, folder_id: int, minutes: int) -> None:
         """How often a folder is rescanned automatically (0 = never)."""
@@ -178,6 +196,18 @@ class SqliteStore(SqliteRunsMixin):
             )
 
     # -- memes: files -------------------------------------------------------------
+    def files_under(self, root: str) -> dict[str, sqlite3.Row]:
+        """Every meme at or under ``root`` whatever its folder or status (see ``base.Store``)."""
+        with self._reading() as conn:
+            return {row["path"]: row for row in _rows_under(conn, root)}
+
+    def set_folder(self, meme_ids: Iterable[int], folder_id: int) -> None:
+        with self.write() as conn:
+            ids = list(meme_ids)
+            for chunk in _chunks(ids, 500):
+                conn.execute(f"UPDATE memes SET folder_id = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                             (folder_id, *chunk))
+
     def files_in_folder(self, folder_id: int) -> dict[str, sqlite3.Row]:
         rows = self.query("SELECT id, path, size, mtime, status, sha256 FROM memes WHERE folder_id = ?", (folder_id,))
         return {row["path"]: row for row in rows}
@@ -230,9 +260,13 @@ class SqliteStore(SqliteRunsMixin):
             conn.executemany("UPDATE memes SET status = ?, updated_at = ? WHERE id = ?", [(status, time.time(), i) for i in ids])
             _bump_vectors_version(conn)  # the in-memory vector matrix holds present memes only
 
-    def prune_missing(self) -> int:
+    def missing_files(self) -> list[sqlite3.Row]:
+        return self.query("SELECT id, path, folder_id FROM memes WHERE status = 'missing' ORDER BY id")
+
+    def delete_memes(self, meme_ids: Iterable[int]) -> int:
+        """Forget memes with their texts, tags and vectors (``prune``, for files that are gone)."""
         with self.write() as conn:
-            ids = [row[0] for row in conn.execute("SELECT id FROM memes WHERE status = 'missing'")]
+            ids = [i for i in meme_ids if conn.execute("SELECT 1 FROM memes WHERE id = ?", (i,)).fetchone()]
             for meme_id in ids:
                 sqlite_text.remove(conn, meme_id)
             conn.executemany("DELETE FROM memes WHERE id = ?", [(i,) for i in ids])
@@ -482,6 +516,15 @@ def _only_comments(part: str) -> bool:
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _rows_under(conn: sqlite3.Connection, root: str) -> list[sqlite3.Row]:
+    # Paths under root/ sort (bytewise, SQLite's BINARY collation) between "root/" and "root0"
+    # ('0' follows '/'), so the unique index on path finds them without a table scan.
+    prefix = roots.path_prefix(root)
+    return conn.execute(
+        "SELECT id, path, folder_id, size, mtime, status, sha256, error FROM memes "
+        "WHERE path = ? OR (path >= ? AND path < ?)", (root, prefix, prefix[:-1] + "0")).fetchall()
 
 
 def _folder(row: sqlite3.Row) -> Folder:

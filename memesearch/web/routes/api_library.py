@@ -99,8 +99,8 @@ async def add_folder(request: Request) -> dict:
         raise InvalidInputError("path must be the folder's path")
     if not Path(path.strip()).expanduser().is_absolute():
         raise InvalidInputError(f"give an absolute path (starting with /), not {path!r}")
-    resolved = validate_folder(Path(path.strip()))
     core = core_of(request)
+    resolved = validate_folder(Path(path.strip()), core.settings.home)
     if core.store.folder_by_path(str(resolved)) is not None:
         raise InvalidInputError(f"{resolved} is already a library folder")
     folder = core.store.add_folder(str(resolved))
