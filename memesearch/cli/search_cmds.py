@@ -14,6 +14,7 @@ from memesearch.app import Core
 from memesearch.cli.context import console, friendly_errors, settings_of
 from memesearch.errors import InvalidInputError
 from memesearch.search.engine import MODES, SearchResult
+from memesearch.store.templates import TemplateStore
 
 
 def _print_result(result: SearchResult) -> None:
@@ -74,6 +75,7 @@ def register(app: typer.Typer) -> None:
             "frames": meme.frames, "size": meme.size, "duplicate_of": meme.duplicate_of, "ocr_text": meme.ocr_text,
             "ocr_engine": meme.ocr_engine, "user_description": meme.user_description, "tags": meme.tags,
             "descriptions": [d.__dict__ for d in meme.descriptions],
+            "template_group": TemplateStore(core.store).group_of(meme.id),
         }
         if json_:
             print(json.dumps(data, ensure_ascii=False))
