@@ -29,6 +29,11 @@ VECTOR_SIDE = 8
 VECTOR_DIM = VECTOR_SIDE * VECTOR_SIDE * 3
 #: A frame row/column is "uniform" when its pixels stay this close to the frame colour.
 FRAME_TOLERANCE = 12
+#: A side may lose leftovers up to LEFTOVER of its length before a uniform band of at least
+#: MIN_BAND that ends within BAND (a banner whose cut-off first line OCR missed).
+LEFTOVER = 0.08
+MIN_BAND = 0.03
+BAND = 0.45
 #: Caption boxes are grown by this fraction of the image's short side (outlines, descenders).
 BOX_MARGIN = 0.015
 #: The working copy keeps this much more than WORK_SIDE, so a trimmed frame costs no detail.
@@ -121,24 +126,40 @@ def _picture_bounds(grey: np.ndarray) -> tuple[int, int, int, int]:
     """Rows and columns left after trimming uniform frames (borders, emptied banners) from each side.
 
     A row or column is uniform when at most 5 % of its pixels stray more than
-    FRAME_TOLERANCE from its median. Judged on a quarter-size copy (a frame is never
-    thinner than that matters), and at most three quarters of either side is trimmed.
+    FRAME_TOLERANCE from its median. Judged on a small copy (a frame is never
+    thinner than that matters). Besides the uniform lines at an edge, a side also
+    loses a thin strip of leftovers before a uniform band: the cut-off caption line at
+    the top of a cropped banner, which OCR does not read, must not keep the banner in.
     """
     step = max(1, min(grey.shape) // 128)
     small = grey[::step, ::step]
 
-    def first_busy(lines: np.ndarray, limit: int) -> int:
+    def trim(lines: np.ndarray) -> int:
+        count = len(lines)
         deviation = np.abs(lines.astype(np.int16) - np.median(lines, axis=1, keepdims=True).astype(np.int16))
-        busy = np.flatnonzero((deviation > FRAME_TOLERANCE).mean(axis=1) > 0.05)
-        return min(int(busy[0]) if len(busy) else limit, limit)
+        uniform = (deviation > FRAME_TOLERANCE).mean(axis=1) <= 0.05
+        busy = np.flatnonzero(~uniform)
+        start = int(busy[0]) if len(busy) else count
+        # A run of uniform lines that begins within LEFTOVER of the edge and ends within BAND.
+        band_end, run = start, 0
+        for index in range(start, int(count * BAND)):
+            run = run + 1 if uniform[index] else 0
+            if run >= max(2, int(count * MIN_BAND)) and index - run + 1 <= start + int(count * LEFTOVER):
+                band_end = index + 1
+        return min(max(start, band_end), count * 3 // 4)
 
-    height, width = small.shape
-    top = first_busy(small, height * 3 // 4)
-    bottom = height - first_busy(small[top:][::-1], (height - top) * 3 // 4)
-    columns = small[top:bottom].T
-    left = first_busy(columns, width * 3 // 4)
-    right = width - first_busy(columns[left:][::-1], (width - left) * 3 // 4)
-    # Back to full-size pixels; the picture's own edge rows stay in (ceil/floor inward).
+    # Repeat: a coloured border around a banner makes the banner's rows non-uniform
+    # until the border's columns are gone.
+    top, bottom, left, right = 0, small.shape[0], 0, small.shape[1]
+    for _ in range(3):
+        before = (top, bottom, left, right)
+        view = small[top:bottom, left:right]
+        top += trim(view)
+        bottom -= trim(small[top:bottom, left:right][::-1])
+        left += trim(small[top:bottom, left:right].T)
+        right -= trim(small[top:bottom, left:right].T[::-1])
+        if (top, bottom, left, right) == before:
+            break
     return (top * step, min(grey.shape[0], bottom * step), left * step, min(grey.shape[1], right * step))
 
 

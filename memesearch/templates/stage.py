@@ -64,7 +64,7 @@ def run_grouping(store, progress: Progress | None = None) -> int:
         components.union(-group_id, meme_id)  # groups as negative nodes: members start connected
     for start in range(0, len(new), GROUPING_BATCH):
         batch = templates.features_of(new[start : start + GROUPING_BATCH])
-        find_partners(batch.items(), index, templates.features_of, components)
+        find_partners(list(batch.items()), index, templates.features_of, components)
         if progress:
             progress("grouping", min(start + GROUPING_BATCH, len(new)), len(new))
     # Only components a new meme is in can have changed (merges happen through new memes).
