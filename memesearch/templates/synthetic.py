@@ -89,38 +89,57 @@ def caption(image: Image.Image, text: str, layout: str, font) -> Image.Image:
     return image
 
 
+def crop(image: Image.Image, left: float, top: float, right: float, bottom: float) -> Image.Image:
+    """Cut the given fraction off each side."""
+    w, h = image.size
+    return image.crop((int(w * left), int(h * top), w - int(w * right), h - int(h * bottom)))
+
+
+def resize(image: Image.Image, scale: float) -> Image.Image:
+    size = (max(16, round(image.width * scale)), max(16, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
+
+
+def frame(image: Image.Image, fraction: float, colour: tuple[int, int, int]) -> Image.Image:
+    """A solid border ``fraction`` of the long side wide on every side."""
+    pad = int(max(image.size) * fraction)
+    framed = Image.new("RGB", (image.width + 2 * pad, image.height + 2 * pad), colour)
+    framed.paste(image, (pad, pad))
+    return framed
+
+
+def watermark(image: Image.Image, text: str) -> Image.Image:
+    image = image.copy()
+    font = load_font(find_bold_fonts()[0], max(12, image.width // 30))
+    ImageDraw.Draw(image).text((image.width - 8, image.height - 8), text, font=font, anchor="rd", fill=(255, 255, 255))
+    return image
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
 def alter(image: Image.Image, rng: random.Random, steps: list[str]) -> tuple[Image.Image, list[str]]:
     """Apply the in-the-wild changes: crop (≤ 10 % a side), resize (50–200 %), border, watermark, JPEG (q ≥ 40)."""
     done = []
     if rng.random() < 0.6:
-        w, h = image.size
-        box = [int(w * rng.uniform(0, 0.1)), int(h * rng.uniform(0, 0.1)),
-               w - int(w * rng.uniform(0, 0.1)), h - int(h * rng.uniform(0, 0.1))]
-        image = image.crop(box)
+        image = crop(image, *(rng.uniform(0, 0.1) for _ in range(4)))
         done.append("crop")
     scale = rng.choice((0.5, 0.7, 1.0, 1.4, 2.0)) if rng.random() < 0.7 else 1.0
     if scale != 1.0:
-        image = image.resize((max(16, round(image.width * scale)), max(16, round(image.height * scale))),
-                             Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
+        image = resize(image, scale)
         done.append(f"x{scale:g}")
     if rng.random() < 0.3:
-        pad = int(max(image.size) * rng.uniform(0.03, 0.1))
-        framed = Image.new("RGB", (image.width + 2 * pad, image.height + 2 * pad),
-                           tuple(rng.randrange(256) for _ in range(3)))
-        framed.paste(image, (pad, pad))
-        image = framed
+        image = frame(image, rng.uniform(0.03, 0.1), tuple(rng.randrange(256) for _ in range(3)))
         done.append("border")
     if rng.random() < 0.3:
-        image = image.copy()
-        font = load_font(find_bold_fonts()[0], max(12, image.width // 30))
-        ImageDraw.Draw(image).text((image.width - 8, image.height - 8), "@memelord" + str(rng.randrange(100)),
-                                   font=font, anchor="rd", fill=(255, 255, 255))
+        image = watermark(image, "@memelord" + str(rng.randrange(100)))
         done.append("watermark")
     if rng.random() < 0.7:
         quality = rng.choice((40, 55, 70, 90))
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, "JPEG", quality=quality)
-        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        image = jpeg(image, quality)
         done.append(f"jpeg{quality}")
     return image, steps + done
 
