@@ -26,6 +26,9 @@ MIN_INLIERS = 15
 #: ...whose transform is a plausible resize: no rotation to speak of, scale within this range.
 SCALE_RANGE = (0.4, 2.5)
 MAX_ROTATION_DEG = 8.0
+#: The quick first look: a's QUICK_LOOK strongest keypoints must find QUICK_MIN good matches.
+QUICK_LOOK = 128
+QUICK_MIN = 4
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,20 @@ class Verdict:
 _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
 
 
+def _good_matches(query: np.ndarray, train: np.ndarray) -> list:
+    pairs = _MATCHER.knnMatch(query, train, k=2)
+    return [m for m, *rest in (p for p in pairs if p) if not rest or m.distance < RATIO * rest[0].distance]
+
+
 def verify(a: TemplateFeatures, b: TemplateFeatures) -> Verdict:
     """How many matches between ``a`` and ``b`` fit one plausible similarity transform."""
     if len(a.descriptors) < MIN_INLIERS or len(b.descriptors) < MIN_INLIERS:
         return Verdict(0, False)
-    pairs = _MATCHER.knnMatch(a.descriptors, b.descriptors, k=2)
-    good = [m for m, *rest in (p for p in pairs if p) if not rest or m.distance < RATIO * rest[0].distance]
+    # A quick first look with a's strongest keypoints (stored first): most candidates share
+    # nothing, and this rejects them at a quarter of the cost of matching everything.
+    if len(a.descriptors) > QUICK_LOOK and len(_good_matches(a.descriptors[:QUICK_LOOK], b.descriptors)) < QUICK_MIN:
+        return Verdict(0, False)
+    good = _good_matches(a.descriptors, b.descriptors)
     if len(good) < MIN_INLIERS:
         return Verdict(len(good) // 2, False)
     source = a.points[[m.queryIdx for m in good]]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from memesearch.library.decode import load_rgb
 from memesearch.store.templates import STAGE, TemplateStore
-from memesearch.templates.features import extract
+from memesearch.templates.features import extract, single_threaded_opencv
 from memesearch.templates.grouping import UnionFind, VectorIndex, find_partners
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ def extract_one(store, meme, max_megapixels: float) -> None:
     """Compute and store one meme's template features (raises on an unreadable file)."""
     templates = TemplateStore(store)
     image = load_rgb(Path(meme.path), max_megapixels)
-    templates.put_features(meme.id, extract(image, templates.ocr_boxes(meme.id)))
+    with single_threaded_opencv():
+        features = extract(image, templates.ocr_boxes(meme.id))
+    templates.put_features(meme.id, features)
 
 
 def run_features(store, max_megapixels: float, progress: Progress | None = None) -> tuple[int, list[tuple[int, str]]]:
@@ -64,7 +66,8 @@ def run_grouping(store, progress: Progress | None = None) -> int:
         components.union(-group_id, meme_id)  # groups as negative nodes: members start connected
     for start in range(0, len(new), GROUPING_BATCH):
         batch = templates.features_of(new[start : start + GROUPING_BATCH])
-        find_partners(list(batch.items()), index, templates.features_of, components)
+        with single_threaded_opencv():
+            find_partners(list(batch.items()), index, templates.features_of, components)
         if progress:
             progress("grouping", min(start + GROUPING_BATCH, len(new)), len(new))
     # Only components a new meme is in can have changed (merges happen through new memes).
