@@ -34,8 +34,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from memesearch.templates.features import (  # noqa: E402
-    MAX_FEATURES, VECTOR_DIM, TemplateFeatures, extract, single_threaded_opencv)
+from memesearch.templates.features import MAX_FEATURES, extract, single_threaded_opencv  # noqa: E402
+from memesearch.templates.record import VECTOR_DIM, TemplateFeatures  # noqa: E402
 from memesearch.templates.grouping import UnionFind, VectorIndex, find_partners  # noqa: E402
 from memesearch.templates.synthetic import render_template_set  # noqa: E402
 

@@ -36,11 +36,12 @@ def register(app: typer.Typer) -> None:
     @friendly_errors
     def search(
         ctx: typer.Context,
-        query: Annotated[Optional[str], typer.Argument(help='Words, "phrases", tag:NAME, folder:NAME, format:EXT, is:described.')] = None,
+        query: Annotated[Optional[str], typer.Argument(help='Words, "phrases", tag:NAME, folder:NAME, format:EXT, is:described, template:GROUP, same:MEME.')] = None,
         mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "hybrid",
         limit: Annotated[int, typer.Option(min=1, max=1000)] = 10,
         json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         batch: Annotated[Optional[Path], typer.Option(help="File with one query per line; prints JSON lines.")] = None,
+        siblings: Annotated[bool, typer.Option("--siblings", help="Follow each hit with its template siblings.")] = False,
     ) -> None:
         """Search memes (hybrid keyword + meaning by default)."""
         if (query is None) == (batch is None):
@@ -53,10 +54,10 @@ def register(app: typer.Typer) -> None:
                 raise InvalidInputError(f"cannot read {batch}: {exc.strerror or exc}") from exc
             for line in lines:
                 if line.strip():
-                    result = engine.search(line.strip(), mode=mode, limit=limit)
+                    result = engine.search(line.strip(), mode=mode, limit=limit, siblings=siblings)
                     sys.stdout.write(json.dumps(result.as_dict(), ensure_ascii=False) + "\n")
             return
-        result = engine.search(query, mode=mode, limit=limit)
+        result = engine.search(query, mode=mode, limit=limit, siblings=siblings)
         if json_:
             print(json.dumps(result.as_dict(), ensure_ascii=False))
         else:

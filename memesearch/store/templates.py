@@ -14,8 +14,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from memesearch.errors import InvalidInputError, NotFoundError
-from memesearch.text import clean_text
-from memesearch.templates.features import FEATURES_VERSION, VECTOR_DIM, TemplateFeatures
+from memesearch.text import clean_text, fold
+from memesearch.templates.record import FEATURES_VERSION, VECTOR_DIM, TemplateFeatures
 
 STAGE = "templates"
 #: Longest group name accepted (names are search text, not essays).
@@ -207,3 +207,48 @@ class TemplateStore:
             updated = conn.execute(self._sql("UPDATE template_groups SET name = ? WHERE id = ?"), (name, group_id))
             if updated.rowcount == 0:
                 raise NotFoundError(f"no template group with id {group_id}")
+
+    # -- search --------------------------------------------------------------------------
+    def filter_ids(self, templates: list[int], same: list[int]) -> set[int]:
+        """Present memes in every given group and sharing the template of every given meme."""
+        allowed: set[int] | None = None
+        for group_id in templates:
+            members = set(self.members(group_id))
+            allowed = members if allowed is None else allowed & members
+        for meme_id in same:
+            group_id = self.group_of(meme_id)
+            members = set(self.members(group_id)) if group_id is not None else set()
+            allowed = members if allowed is None else allowed & members
+        return allowed or set()
+
+    def named_members(self, words: list[str]) -> list[int]:
+        """Members of the groups whose name holds every word (folded like keyword search):
+        naming a group makes one name find all of its memes."""
+        folded = [fold(word) for word in words if fold(word)]
+        if not folded:
+            return []
+        rows = self._query("SELECT id, name FROM template_groups WHERE name IS NOT NULL ORDER BY id")
+        found: list[int] = []
+        for row in rows:
+            name = fold(row["name"])
+            if all(word in name for word in folded):
+                found += self.members(row["id"])
+        return found
+
+    def siblings(self, meme_ids: list[int]) -> dict[int, list[int]]:
+        """For each meme in a group of two or more: the other present members, in id order."""
+        if not meme_ids:
+            return {}
+        groups: dict[int, list[int]] = {}
+        for start in range(0, len(meme_ids), 500):
+            chunk = meme_ids[start : start + 500]
+            rows = self._query(
+                "SELECT f.meme_id, o.meme_id AS other FROM template_features f "
+                "JOIN template_features o ON o.group_id = f.group_id AND o.meme_id != f.meme_id "
+                "JOIN memes m ON m.id = o.meme_id "
+                f"WHERE m.status = 'ok' AND f.meme_id IN ({', '.join('?' * len(chunk))}) ORDER BY o.meme_id",
+                chunk,
+            )
+            for row in rows:
+                groups.setdefault(row["meme_id"], []).append(row["other"])
+        return groups

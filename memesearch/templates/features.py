@@ -16,11 +16,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from memesearch.templates.record import VECTOR_DIM, VECTOR_SIDE, TemplateFeatures
 
 #: Long side of the picture the local features are computed on (the probe in DESIGN.md used 480).
 WORK_SIDE = 480
@@ -33,9 +34,6 @@ FAST_THRESHOLD = 5
 #: Pyramid levels: pictures are compared at one working size, so the scales to cover are
 #: small (crops, trimmed banners); 5 levels group as well as ORB's default 8 at 70 % of the time.
 PYRAMID_LEVELS = 5
-#: Side of the global vector's colour grid (VECTOR_SIDE² cells × 3 channels).
-VECTOR_SIDE = 8
-VECTOR_DIM = VECTOR_SIDE * VECTOR_SIDE * 3
 #: A frame row/column is "uniform" when its pixels stay this close to the frame colour.
 FRAME_TOLERANCE = 12
 #: A side may lose leftovers up to LEFTOVER of its length before a uniform band of at least
@@ -49,29 +47,8 @@ BOX_MARGIN = 0.015
 WORK_MARGIN = 1.25
 #: Width of the ring around a caption box whose median colour paints the box.
 RING_PX = 4
-#: Bump when what is extracted changes: stored features of another version are recomputed.
-FEATURES_VERSION = 1  # keypoints stored strongest first
 
 Box = tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class TemplateFeatures:
-    vector: np.ndarray  # float32 [VECTOR_DIM], unit length (all zeros for a blank picture)
-    points: np.ndarray  # float32 [n, 2], pixel coordinates on the WORK_SIDE picture
-    descriptors: np.ndarray  # uint8 [n, 32]
-
-    def to_bytes(self) -> tuple[bytes, bytes, bytes]:
-        return (self.vector.astype(np.float16).tobytes(), self.points.astype(np.float16).tobytes(),
-                self.descriptors.tobytes())
-
-    @classmethod
-    def from_bytes(cls, vector: bytes, points: bytes, descriptors: bytes) -> TemplateFeatures:
-        return cls(
-            vector=np.frombuffer(vector, np.float16).astype(np.float32),
-            points=np.frombuffer(points, np.float16).astype(np.float32).reshape(-1, 2),
-            descriptors=np.frombuffer(descriptors, np.uint8).reshape(-1, 32),
-        )
 
 
 def extract(image: Image.Image, text_boxes: list[Box] = ()) -> TemplateFeatures:

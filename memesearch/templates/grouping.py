@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from memesearch.templates.features import VECTOR_DIM, TemplateFeatures
+from memesearch.templates.record import VECTOR_DIM, TemplateFeatures
 from memesearch.templates.matching import verify
 
 #: How many nearest memes by global vector are verified for each new meme.

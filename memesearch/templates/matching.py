@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from memesearch.templates.features import TemplateFeatures
+from memesearch.templates.record import TemplateFeatures
 
 #: Lowe's ratio test: the best match must be clearly better than the second best.
 RATIO = 0.8

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from memesearch.templates.features import TemplateFeatures, extract
+from memesearch.templates.features import extract
+from memesearch.templates.record import TemplateFeatures
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import pytest
 
 from memesearch.library.fonts import find_bold_fonts
 from memesearch.templates import synthetic as s
-from memesearch.templates.features import TemplateFeatures, extract
+from memesearch.templates.features import extract
+from memesearch.templates.record import TemplateFeatures
 from memesearch.templates.matching import verify
 
 CAPTION = "when the build passes on the first try"

@@ -66,3 +66,32 @@ def test_name_a_group(library):
     cli(home, "templates", "name", str(group), "Galaxy brain")
     named = [g for g in json.loads(cli(home, "templates", "--json"))["groups"] if g["id"] == group]
     assert named[0]["name"] == "Galaxy brain"
+
+
+def test_query_language_and_siblings_find_template_groups(library):
+    home, memes = library
+    groups = json.loads(cli(home, "templates", "--json"))["groups"]
+    group = groups[-1]
+    members = {m["id"] for m in group["members"]}
+    found = json.loads(cli(home, "search", f"template:{group['id']}", "--json", "--limit", "50"))
+    assert {hit["id"] for hit in found["hits"]} == members
+    one = min(members)
+    found = json.loads(cli(home, "search", f"same:{one}", "--json", "--limit", "50"))
+    assert {hit["id"] for hit in found["hits"]} == members
+    # template:/same: with anything that is not an id are searched as words, never an error.
+    cli(home, "search", "template:drake same:-1", "--json")
+
+    # Naming the group makes the name find every member, whatever their captions say.
+    cli(home, "templates", "name", str(group["id"]), "Zorblax Quantum")
+    found = json.loads(cli(home, "search", "zorblax quantum", "--json", "--mode", "keyword", "--limit", "50"))
+    assert members <= {hit["id"] for hit in found["hits"]}
+
+    # --siblings: a hit is followed by the rest of its group.
+    texts = [json.loads(cli(home, "show", str(m), "--json"))["ocr_text"].split() for m in sorted(members)]
+    words = max(texts, key=len)[:3]
+    assert words, "a captioned member has OCR text"
+    found = json.loads(cli(home, "search", " ".join(words), "--json", "--mode", "keyword", "--siblings",
+                           "--limit", "20"))
+    ids = [hit["id"] for hit in found["hits"]]
+    first = next(i for i, hit in enumerate(ids) if hit in members)
+    assert set(ids[first : first + len(members)]) == members

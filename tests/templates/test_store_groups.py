@@ -7,7 +7,7 @@ import pytest
 
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.store.templates import TemplateStore
-from memesearch.templates.features import FEATURES_VERSION, VECTOR_DIM, TemplateFeatures
+from memesearch.templates.record import FEATURES_VERSION, VECTOR_DIM, TemplateFeatures
 from tests.store_contract import add_meme
 
 
