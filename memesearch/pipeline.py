@@ -17,6 +17,7 @@ from memesearch.errors import ImageError, MemeSearchError
 from memesearch.library.decode import load_rgb
 from memesearch.ml.base import Embedder, OcrEngine
 from memesearch.store.models import Meme
+from memesearch.store.templates import TemplateStore
 from memesearch.text import content_hash
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Pipeline:
                     image = load_rgb(Path(meme.path), self.settings.max_megapixels)
                     result = self.ocr.read(image)
                     self.store.set_ocr(meme_id, result.text, self.ocr.engine_id)
+                    TemplateStore(self.store).put_ocr_boxes(meme_id, result.boxes)
                     report.done += 1
                 except (ImageError, OSError) as exc:
                     message = getattr(exc, "message", None) or str(exc)
@@ -126,4 +128,13 @@ class Pipeline:
             report.skipped += len(unchanged)
             if progress:
                 progress("embed", min(start + _EMBED_BATCH, len(pending)), len(pending))
+        return report
+
+    def run_templates(self, progress: StageProgress | None = None) -> StageReport:
+        """Template features for new or changed memes, then group what is not grouped yet."""
+        from memesearch.templates.stage import run_features, run_grouping  # OpenCV loads only here
+
+        report = StageReport("templates")
+        report.done, report.failed = run_features(self.store, self.settings.max_megapixels, progress)
+        report.skipped = run_grouping(self.store, progress)
         return report

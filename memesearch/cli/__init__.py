@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from memesearch import __version__
-from memesearch.cli import demo_cmd, edit_cmds, library_cmds, search_cmds
+from memesearch.cli import demo_cmd, edit_cmds, library_cmds, search_cmds, templates_cmd
 from memesearch.cli.context import err_console, print_error
 from memesearch.config import load_settings
 from memesearch.errors import MemeSearchError
@@ -51,6 +51,7 @@ library_cmds.register(app)
 search_cmds.register(app)
 edit_cmds.register(app)
 demo_cmd.register(app)
+templates_cmd.register(app)
 
 
 from memesearch.cli.caption_cmd import caption  # noqa: E402

@@ -70,9 +70,11 @@ def run_index(core: Core, *, show_progress: bool, captioner=None) -> dict:
 
             summaries.append(scan_folder(store, folder, core.settings, on_file).as_dict())
         ocr = core.pipeline.run_ocr(bars.update)
+        templates = core.pipeline.run_templates(bars.update)
         caption = core.pipeline.run_caption(captioner, progress=bars.update) if captioner else None
         embed = core.pipeline.run_embed(bars.update)
-    summary = {"folders": summaries, "ocr": ocr.as_dict(), "embed": embed.as_dict(), "counts": store.counts()}
+    summary = {"folders": summaries, "ocr": ocr.as_dict(), "templates": templates.as_dict(),
+               "embed": embed.as_dict(), "counts": store.counts()}
     if caption is not None:
         summary["caption"] = caption.as_dict()
     return summary

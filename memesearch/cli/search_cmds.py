@@ -14,6 +14,7 @@ from memesearch.app import Core
 from memesearch.cli.context import console, friendly_errors, settings_of
 from memesearch.errors import InvalidInputError
 from memesearch.search.engine import MODES, SearchResult
+from memesearch.store.templates import TemplateStore
 
 
 def _print_result(result: SearchResult) -> None:
@@ -35,11 +36,12 @@ def register(app: typer.Typer) -> None:
     @friendly_errors
     def search(
         ctx: typer.Context,
-        query: Annotated[Optional[str], typer.Argument(help='Words, "phrases", tag:NAME, folder:NAME, format:EXT, is:described.')] = None,
+        query: Annotated[Optional[str], typer.Argument(help='Words, "phrases", tag:NAME, folder:NAME, format:EXT, is:described, template:GROUP, same:MEME.')] = None,
         mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "hybrid",
         limit: Annotated[int, typer.Option(min=1, max=1000)] = 10,
         json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         batch: Annotated[Optional[Path], typer.Option(help="File with one query per line; prints JSON lines.")] = None,
+        siblings: Annotated[bool, typer.Option("--siblings", help="Follow each hit with its template siblings.")] = False,
     ) -> None:
         """Search memes (hybrid keyword + meaning by default)."""
         if (query is None) == (batch is None):
@@ -52,10 +54,10 @@ def register(app: typer.Typer) -> None:
                 raise InvalidInputError(f"cannot read {batch}: {exc.strerror or exc}") from exc
             for line in lines:
                 if line.strip():
-                    result = engine.search(line.strip(), mode=mode, limit=limit)
+                    result = engine.search(line.strip(), mode=mode, limit=limit, siblings=siblings)
                     sys.stdout.write(json.dumps(result.as_dict(), ensure_ascii=False) + "\n")
             return
-        result = engine.search(query, mode=mode, limit=limit)
+        result = engine.search(query, mode=mode, limit=limit, siblings=siblings)
         if json_:
             print(json.dumps(result.as_dict(), ensure_ascii=False))
         else:
@@ -74,6 +76,7 @@ def register(app: typer.Typer) -> None:
             "frames": meme.frames, "size": meme.size, "duplicate_of": meme.duplicate_of, "ocr_text": meme.ocr_text,
             "ocr_engine": meme.ocr_engine, "user_description": meme.user_description, "tags": meme.tags,
             "descriptions": [d.__dict__ for d in meme.descriptions],
+            "template_group": TemplateStore(core.store).group_of(meme.id),
         }
         if json_:
             print(json.dumps(data, ensure_ascii=False))

@@ -154,7 +154,19 @@ class JobManager:
         counts = row["counts"]
         if counts["queued"] == 0 and counts["running"] == 0:
             state = "failed" if counts["done"] == 0 and counts["failed"] > 0 else "done"
+            if row["kind"] == "index":
+                self._group_templates(run_id)
             self.store.update_run(run_id, state=state, finished_at=time.time())
+
+    def _group_templates(self, run_id: int) -> None:
+        """Group the memes this run gave template features (once per run, not per meme:
+        grouping compares with the whole library). A failure here fails no meme."""
+        from memesearch.templates.stage import run_grouping
+
+        try:
+            run_grouping(self.store)
+        except Exception:
+            log.exception("run %d: template grouping failed; the next index run retries it", run_id)
 
     def _scan(self, row: dict) -> bool:
         from memesearch.library.scanner import scan_folder

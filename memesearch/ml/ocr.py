@@ -44,6 +44,7 @@ class _Line:
     top: float
     bottom: float
     left: float
+    right: float
 
 
 class RapidOcrEngine(OcrEngine):
@@ -95,9 +96,14 @@ class RapidOcrEngine(OcrEngine):
         fitted, scale = _fit_size(image)
         lines = self._detect_lines(fitted, scale)
         ordered = _reading_order([line for line in lines if line.confidence >= self.min_confidence])
+        width, height = image.size
         return OcrResult(
             text="\n".join(line.text for line in ordered),
             lines=[(line.text, line.confidence) for line in ordered],
+            boxes=[
+                (line.left / width, line.top / height, line.right / width, line.bottom / height)
+                for line in ordered
+            ],
         )
 
     def _detect_lines(self, image: Image.Image, scale: float) -> list[_Line]:
@@ -119,6 +125,7 @@ class RapidOcrEngine(OcrEngine):
                     top=float(ys.min()) / scale,
                     bottom=float(ys.max()) / scale,
                     left=float(xs.min()) / scale,
+                    right=float(xs.max()) / scale,
                 )
             )
         return found

@@ -18,6 +18,7 @@ from memesearch.errors import InvalidInputError
 from memesearch.ml.base import Embedder
 from memesearch.search.query import ParsedQuery, parse_query
 from memesearch.search.query_batcher import QueryBatcher
+from memesearch.store.templates import TemplateStore
 
 MODES = ("hybrid", "keyword", "vector")
 RRF_K = 60
@@ -140,6 +141,7 @@ class SearchEngine:
         single_threaded_blas()
         self.store = store
         self.embedder = embedder
+        self.templates = TemplateStore(store)
         # Stores that search vectors themselves (PostgreSQL) are asked; others get an in-memory matrix.
         index = StoreVectorIndex if hasattr(store, "vector_search") else VectorIndex
         self.vectors = index(store, embedder.model_id)
@@ -147,7 +149,9 @@ class SearchEngine:
         # same query text, so each text is embedded once.
         self._embed_query = functools.lru_cache(maxsize=256)(QueryBatcher(embedder.embed_queries).embed)
 
-    def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0) -> SearchResult:
+    def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0,
+               siblings: bool = False) -> SearchResult:
+        """``siblings``: each hit is followed by the other memes of its template group."""
         if mode not in MODES:
             raise InvalidInputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
         if not 1 <= limit <= 1000 or offset < 0:
@@ -155,6 +159,8 @@ class SearchEngine:
         started = time.perf_counter()
         parsed = parse_query(query)
         ranked = self._rank(parsed, mode, limit + offset)
+        if siblings:
+            ranked = self._with_siblings(ranked, limit + offset)
         window = ranked[offset : offset + limit]
         memes = {meme.id: meme for meme in self.store.get_memes([meme_id for meme_id, _ in window])}
         hits = [
@@ -167,9 +173,34 @@ class SearchEngine:
         ]
         return SearchResult(query=query, mode=mode, hits=hits, ms=(time.perf_counter() - started) * 1000)
 
+    def _allowed(self, filters) -> set[int] | None:
+        """The ids the filters allow; None when there are none (both retrievers already exclude
+        missing memes, so no id set is built)."""
+        if filters.is_empty():
+            return None
+        allowed = self.store.filter_ids(filters)
+        if filters.templates or filters.same:
+            allowed &= self.templates.filter_ids(filters.templates, filters.same)
+        return allowed
+
+    def _with_siblings(self, ranked: list[tuple[int, float]], wanted: int) -> list[tuple[int, float]]:
+        """Each hit followed by its template siblings not ranked above it (they share its score)."""
+        groups = self.templates.siblings([meme_id for meme_id, _ in ranked[:wanted]])
+        placed: set[int] = set()
+        expanded: list[tuple[int, float]] = []
+        for meme_id, score in ranked:
+            if len(expanded) >= wanted:
+                break
+            if meme_id in placed:
+                continue
+            for member in [meme_id, *groups.get(meme_id, [])]:
+                if member not in placed:
+                    placed.add(member)
+                    expanded.append((member, score))
+        return expanded
+
     def _rank(self, parsed: ParsedQuery, mode: str, wanted: int) -> list[tuple[int, float]]:
-        # No filters: skip building an id set; both retrievers already exclude missing memes.
-        allowed = None if parsed.filters.is_empty() else self.store.filter_ids(parsed.filters)
+        allowed = self._allowed(parsed.filters)
         if not parsed.has_text:
             # Only filters (or nothing): newest first.
             ids = allowed if allowed is not None else self.store.filter_ids(parsed.filters)
@@ -180,6 +211,11 @@ class SearchEngine:
         if mode in ("keyword", "hybrid"):
             keyword = self.store.keyword_search(parsed.words, parsed.phrases, depth * 2)
             keyword = [i for i in keyword if allowed is None or i in allowed][:depth]
+            # A named template group's members all answer to its name.
+            named = self.templates.named_members(parsed.words + " ".join(parsed.phrases).split())
+            named = [i for i in named if allowed is None or i in allowed][:depth]
+            if named:
+                keyword = [meme_id for meme_id, _ in rrf_fuse([keyword, named])]
         if mode in ("vector", "hybrid"):
             query_vector = self._embed_query(parsed.text)
             vector = self.vectors.search(query_vector, depth, allowed)
@@ -193,9 +229,12 @@ class SearchEngine:
         return rrf_fuse([keyword, [meme_id for meme_id, _ in vector]])
 
     def similar(self, meme_id: int, limit: int = 12) -> list[tuple[int, float]]:
-        """Nearest memes by stored embedding (the meme itself excluded)."""
+        """Memes made from the same picture first (score 1.0), then the nearest by stored
+        embedding (the meme itself excluded)."""
+        same = [(i, 1.0) for i in self.templates.siblings([meme_id]).get(meme_id, [])][:limit]
         vector = self.vectors.vector_of(meme_id)
-        if vector is None:
-            return []
-        hits = self.vectors.search(vector, limit + 1)
-        return [(i, s) for i, s in hits if i != meme_id][:limit]
+        if vector is None or len(same) >= limit:
+            return same
+        taken = {meme_id} | {i for i, _ in same}
+        hits = self.vectors.search(vector, limit + len(taken))
+        return same + [(i, s) for i, s in hits if i not in taken][: limit - len(same)]

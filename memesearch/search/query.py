@@ -3,7 +3,8 @@
     drake "no thanks" tag:reaction folder:work format:gif is:described
 
 Filters: ``tag:NAME``, ``folder:NAME``, ``format:EXT``, ``is:described`` /
-``is:undescribed``. Values may be quoted (``tag:"hot take"``). Anything that is
+``is:undescribed``, ``template:GROUP_ID`` (a template group's memes), ``same:MEME_ID``
+(memes made from the same picture as that meme). Values may be quoted (``tag:"hot take"``). Anything that is
 not a recognised filter is searched as text, so typing ``re:zero`` just works.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from memesearch.store.models import Filters
 
 _TOKEN = re.compile(r'(?P<key>[A-Za-z]+):(?:"(?P<qvalue>[^"]*)"?|(?P<value>\S+))|"(?P<phrase>[^"]*)"?|(?P<word>\S+)')
-_FILTER_KEYS = {"tag", "folder", "format", "is"}
+_FILTER_KEYS = {"tag", "folder", "format", "is", "template", "same"}
 
 
 @dataclass
@@ -61,6 +62,8 @@ def _apply_filter(filters: Filters, key: str, value: str) -> bool:
         filters.formats.append(value.lower().lstrip("."))
     elif key == "is" and value.lower() in ("described", "undescribed"):
         filters.described = value.lower() == "described"
+    elif key in ("template", "same") and value.isascii() and value.isdigit() and len(value) <= 18:
+        (filters.templates if key == "template" else filters.same).append(int(value))
     else:
         return False
     return True

@@ -140,6 +140,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX run_items_status ON run_items(status, lease_until);
     """,
+    # 3: template groups (memesearch/templates): each meme's picture features and the
+    # group of memes sharing its picture; OCR caption boxes, which the features mask.
+    """
+    ALTER TABLE memes ADD COLUMN ocr_boxes TEXT;
+    CREATE TABLE template_groups (
+        id INTEGER PRIMARY KEY,
+        name TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE template_features (
+        meme_id INTEGER PRIMARY KEY REFERENCES memes(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        points BLOB NOT NULL,
+        descriptors BLOB NOT NULL,
+        group_id INTEGER REFERENCES template_groups(id) ON DELETE SET NULL,
+        grouped INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX template_features_group ON template_features(group_id);
+    CREATE INDEX template_features_grouped ON template_features(grouped);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

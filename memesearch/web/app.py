@@ -54,8 +54,8 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    from memesearch.web.routes import api_jobs, api_library, api_memes, files, pages, pages_admin
+    from memesearch.web.routes import api_jobs, api_library, api_memes, files, pages, pages_admin, templates
 
-    for module in (pages, pages_admin, files, api_memes, api_library, api_jobs):
+    for module in (pages, pages_admin, files, api_memes, api_library, api_jobs, templates):
         app.include_router(module.router)
     return app

@@ -17,9 +17,10 @@ MAX_DESCRIPTION_CHARS = 4000
 MAX_TAGS = 50
 
 
-def run_search(core, q: str, mode: str, limit: int, offset: int = 0, tags=(), folders=(), described=None):
+def run_search(core, q: str, mode: str, limit: int, offset: int = 0, tags=(), folders=(), described=None,
+               siblings: bool = False):
     query = filters_to_query(q, list(tags), list(folders), described)
-    return core.search_engine.search(query, mode=mode, limit=limit, offset=offset)
+    return core.search_engine.search(query, mode=mode, limit=limit, offset=offset, siblings=siblings)
 
 
 @router.get("/search")
@@ -32,9 +33,10 @@ def api_search(
     tag: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
     folder: Annotated[list[str], Query()] = [],  # noqa: B006
     described: str | None = None,
+    siblings: bool = False,
 ) -> dict:
-    """Exactly the JSON of `memesearch search --json`."""
-    result = run_search(core_of(request), q, mode, limit, offset, tag, folder, described)
+    """Exactly the JSON of `memesearch search --json` (``siblings``: `--siblings`)."""
+    result = run_search(core_of(request), q, mode, limit, offset, tag, folder, described, siblings)
     return result.as_dict()
 
 

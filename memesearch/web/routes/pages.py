@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse
 
 from memesearch.errors import InvalidInputError
 from memesearch.search.engine import MODES
+from memesearch.store.templates import TemplateStore
 from memesearch.web.deps import core_of, render
 from memesearch.web.security import SESSION_COOKIE, SESSION_MAX_AGE_S
 from memesearch.web.views import highlight, hit_text, meme_dict, near_duplicates, query_terms
@@ -27,6 +28,7 @@ def search_page(
     tag: Annotated[list[str], Query()] = [],  # noqa: B006
     folder: Annotated[list[str], Query()] = [],  # noqa: B006
     described: str = "",
+    siblings: str = "",
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     part: str = "",
 ):
@@ -36,17 +38,19 @@ def search_page(
     if mode not in MODES:
         raise InvalidInputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
     core = core_of(request)
-    result = run_search(core, q, mode, PAGE_SIZE + 1, offset, tag, folder, described or None)
+    result = run_search(core, q, mode, PAGE_SIZE + 1, offset, tag, folder, described or None, siblings == "1")
     more = len(result.hits) > PAGE_SIZE
     terms = query_terms(q)
     hits = [{"hit": hit, "snippet": highlight(hit_text(hit), terms)} for hit in result.hits[:PAGE_SIZE]]
     params = [("q", q), ("mode", mode)] + [("tag", t) for t in tag] + [("folder", f) for f in folder]
     if described:
         params.append(("described", described))
+    if siblings == "1":
+        params.append(("siblings", "1"))
     context = {
         "q": q, "mode": mode, "modes": MODES, "hits": hits, "more": more, "offset": offset,
         "next_offset": offset + PAGE_SIZE, "ms": result.ms, "shown": offset + len(hits), "params": params,
-        "selected_tags": tag, "selected_folders": folder, "described": described,
+        "selected_tags": tag, "selected_folders": folder, "described": described, "siblings": siblings == "1",
         "more_url": "/?" + urlencode(params + [("offset", offset + PAGE_SIZE), ("part", "more")]),
     }
     if part == "more":
@@ -71,7 +75,10 @@ def meme_page(request: Request, meme_id: int):
     similar = core.search_engine.similar(meme_id, 12)
     exact = [row["id"] for row in store.memes_with_sha(meme.sha256) if row["id"] != meme_id] if meme.sha256 else []
     near = [(i, d) for i, d in near_duplicates(store, meme) if i not in exact]
+    templates = TemplateStore(store)
+    group_id = templates.group_of(meme_id)
     return render(request, "meme.html", {
+        "template_group": templates.group(group_id) if group_id is not None else None,
         "meme": meme, "info": meme_dict(meme, folder), "folder": folder,
         "similar": [{"id": i, "score": s} for i, s in similar],
         "exact": exact, "near": [{"id": i, "distance": d} for i, d in near],
