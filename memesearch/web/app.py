@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from memesearch import __version__
 from memesearch.app import Core
 from memesearch.config import Settings
+from memesearch.unicode_input import Utf8UrlMiddleware
 from memesearch.web import preferences
 from memesearch.web.errors import install_error_handlers
 from memesearch.web.security import Guard, SecurityMiddleware, csrf_token_of, load_secret
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     app.state.templates = _templates()
     app.state.guard = Guard(load_secret(settings.secret_key_path), settings.password, settings.api_token)
     app.state.background = {}
+    app.add_middleware(Utf8UrlMiddleware, body_of=lambda message: {"error": message, "status": 422})
     app.add_middleware(SecurityMiddleware, guard=app.state.guard)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

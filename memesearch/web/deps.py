@@ -6,6 +6,7 @@ from fastapi import Request
 
 from memesearch.app import Core
 from memesearch.errors import InvalidInputError
+from memesearch.unicode_input import check_text
 
 
 def core_of(request: Request) -> Core:
@@ -24,4 +25,4 @@ async def json_body(request: Request) -> dict:
         raise InvalidInputError("the request body must be a JSON object") from exc
     if not isinstance(body, dict):
         raise InvalidInputError("the request body must be a JSON object")
-    return body
+    return check_text(body)

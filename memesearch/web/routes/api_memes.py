@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
 from memesearch.errors import InvalidInputError
+from memesearch.search.engine import MAX_LIMIT, MAX_OFFSET
+from memesearch.search.query import MAX_FILTERS
 from memesearch.web import jobs_bridge
 from memesearch.web.deps import core_of, json_body
 from memesearch.web.views import filters_to_query, meme_dict, near_duplicates
@@ -15,6 +17,7 @@ router = APIRouter(prefix="/api")
 
 MAX_DESCRIPTION_CHARS = 4000
 MAX_TAGS = 50
+MAX_QUERY_PARAM_CHARS = 1000
 
 
 def run_search(core, q: str, mode: str, limit: int, offset: int = 0, tags=(), folders=(), described=None):
@@ -25,12 +28,13 @@ def run_search(core, q: str, mode: str, limit: int, offset: int = 0, tags=(), fo
 @router.get("/search")
 def api_search(
     request: Request,
-    q: str = "",
-    mode: str = "hybrid",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    tag: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-    folder: Annotated[list[str], Query()] = [],  # noqa: B006
+    q: Annotated[str, Query(max_length=MAX_QUERY_PARAM_CHARS)] = "",
+    mode: Literal["hybrid", "keyword", "vector"] = "hybrid",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    # Half the engine's filter budget each, so any schema-valid request is accepted.
+    tag: Annotated[list[str], Query(max_length=MAX_FILTERS // 2)] = [],  # noqa: B006 - FastAPI copies defaults
+    folder: Annotated[list[str], Query(max_length=MAX_FILTERS // 2)] = [],  # noqa: B006
     described: str | None = None,
 ) -> dict:
     """Exactly the JSON of `memesearch search --json`."""
