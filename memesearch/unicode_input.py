@@ -52,7 +52,8 @@ def decode_utf8(data: bytes, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"{what} is not valid UTF-8 (byte {exc.start})",
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InvalidInputError(f"{what} is not valid UTF-8 (line {line}, byte {exc.start})",
                                 hint="save it as UTF-8 text") from exc
 
 
