@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidInputError("give either the description text or --generate",
                                     hint='memesearch describe 12 "drake says no to X"  |  memesearch describe 12 --generate')
         core = Core(settings_of(ctx))
+        core.require_writable("save descriptions")
         if generate:
             from memesearch.cli.library_cmds import load_caption_model
 
@@ -92,6 +93,7 @@ def register(app: typer.Typer) -> None:
     def import_(ctx: typer.Context, file: Path) -> None:
         """Merge an export file; records for files not indexed yet wait until they are."""
         core = Core(settings_of(ctx))
+        core.require_writable("import")
         result = import_library(core.store, file)
         core.pipeline.run_embed()
         console.print(f"applied {result['applied']} records; {result['pending']} wait for their files")

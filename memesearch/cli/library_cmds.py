@@ -129,6 +129,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Scan registered folders, read text (OCR), describe (--describe) and embed. Incremental and resumable."""
         core = Core(settings_of(ctx))
+        core.require_writable("index")
         if not core.store.list_folders():
             raise InvalidInputError("no folders registered", hint="memesearch add FOLDER")
         captioner = load_caption_model(core, model) if describe else None

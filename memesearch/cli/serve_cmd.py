@@ -38,7 +38,10 @@ def register(app: typer.Typer) -> None:
         core = Core(settings)
         web = create_app(core=core)
         worker = None
-        if workers:
+        if core.read_only:
+            console.print(f"the data dir {settings.home} is read-only: serving search and pages; changes are refused",
+                          highlight=False)
+        elif workers:
             from memesearch.jobs.worker import start_in_process
 
             worker = start_in_process(core, concurrency=workers)
