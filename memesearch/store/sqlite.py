@@ -196,6 +196,8 @@ class SqliteStore(SqliteRunsMixin):
             self._readers.clear()
             if not self.read_only:
                 try:
+                    # Wait briefly, not the full busy timeout, for another process's reader to finish.
+                    self._conn.execute("PRAGMA busy_timeout=2000")
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error:  # busy with another process's reader: SQLite checkpoints later
                     pass

@@ -16,6 +16,7 @@ from memesearch.app import Core
 from memesearch.config import Settings
 from memesearch.unicode_input import Utf8UrlMiddleware
 from memesearch.web import preferences
+from memesearch.web.api_schemas import ERROR_RESPONSES
 from memesearch.web.errors import error_response, install_error_handlers
 from memesearch.web.security import Guard, SecurityMiddleware, csrf_token_of, load_secret
 from memesearch.web.views import human_size
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     preferences.apply(settings)
     # No Swagger UI: it loads its assets from a CDN. The schema itself is served.
     app = FastAPI(title="memesearch", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/api/openapi.json")
+                  openapi_url="/api/openapi.json", responses=ERROR_RESPONSES)
     app.state.core = core
     app.state.templates = _templates()
     app.state.guard = Guard(_secret(core), settings.password, settings.api_token)

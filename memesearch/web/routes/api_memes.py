@@ -10,13 +10,12 @@ from memesearch.errors import InvalidInputError
 from memesearch.search.engine import MAX_LIMIT, MAX_OFFSET
 from memesearch.search.query import MAX_FILTERS
 from memesearch.web import jobs_bridge
+from memesearch.web.api_schemas import DESCRIBE, MAX_DESCRIPTION_CHARS, MAX_TAGS, MEME_PATCH
 from memesearch.web.deps import core_of, json_body
 from memesearch.web.views import filters_to_query, meme_dict, near_duplicates
 
 router = APIRouter(prefix="/api")
 
-MAX_DESCRIPTION_CHARS = 4000
-MAX_TAGS = 50
 MAX_QUERY_PARAM_CHARS = 1000
 
 
@@ -61,7 +60,7 @@ def _tag_list(value, field: str) -> list[str]:
     return value
 
 
-@router.patch("/memes/{meme_id}")
+@router.patch("/memes/{meme_id}", openapi_extra=MEME_PATCH)
 async def patch_meme(request: Request, meme_id: int) -> dict:
     """Change the user's description and/or tags: ``{"user_description": str, "tags": [..]}``
     (tags replace the set) or ``add_tags`` / ``remove_tags``."""
@@ -112,7 +111,7 @@ def duplicates(request: Request, meme_id: int) -> dict:
     }
 
 
-@router.post("/memes/{meme_id}/describe")
+@router.post("/memes/{meme_id}/describe", openapi_extra=DESCRIBE)
 async def regenerate(request: Request, meme_id: int) -> dict:
     """Generate a description for one meme with ``{"model": id}`` (default model if absent), as a job."""
     body = await json_body(request)
