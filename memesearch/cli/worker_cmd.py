@@ -55,7 +55,6 @@ def register(app: typer.Typer) -> None:
         core = Core(settings)
         core.require_writable("run jobs")
         handle = WorkerHandle(core, concurrency or settings.worker_concurrency).start()
-        err_console.print(f"worker: {handle.concurrency} thread(s), queue {settings.queue_url or 'sqlite'}; Ctrl-C stops")
         stopped = threading.Event()
 
         def _stop(signum, frame) -> None:
@@ -63,6 +62,7 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        err_console.print(f"worker: {handle.concurrency} thread(s), queue {settings.queue_url or 'sqlite'}; Ctrl-C stops")
         while not stopped.wait(0.5):
             pass
         err_console.print("worker: finishing the memes in hand ...")
