@@ -61,8 +61,13 @@ def library(tmp_path_factory, shared_models_dir):
     home = tmp_path_factory.mktemp("ro") / "data"
     home.mkdir()
     (home / "models").symlink_to(shared_models_dir, target_is_directory=True)
+    # Separate processes: each closes its database on exit, so no connection of this test
+    # process outlives the chmod (and nothing is left in the WAL).
     for args in (("add", str(folder)), ("index", "--json"), ("tag", "add", "1", "keeper"), ("describe", "1", "a cat")):
-        assert run(home, *args).exit_code == 0
+        result = subprocess.run([sys.executable, "-m", "memesearch", "--data-dir", str(home), *args],
+                                capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
+        assert result.returncode == 0, result.stderr
+    assert not (home / "memesearch.db-wal").exists()
     set_writable(home, False)
     yield home, folder
     set_writable(home, True)
