@@ -9,7 +9,7 @@ from starlette.datastructures import UploadFile
 
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.library.uploads import save_upload
-from memesearch.web.api_schemas import FOLDER_ADD, FOLDER_PATCH, UPLOAD
+from memesearch.web.api_schemas import UPLOAD, FolderAdd, FolderPatch, body_of
 from memesearch.web import jobs_bridge
 from memesearch.web.deps import core_of, json_body
 
@@ -90,12 +90,12 @@ def list_folders(request: Request) -> dict:
     return {"folders": [folder_dict(f, counts) for f in store.list_folders()]}
 
 
-@router.post("/folders", openapi_extra=FOLDER_ADD)
+@router.post("/folders", openapi_extra=body_of(FolderAdd))
 async def add_folder(request: Request) -> dict:
     """``{"path": "/abs/folder", "auto_scan_minutes": 0, "scan": true}``: register and scan it."""
     from memesearch.cli.library_cmds import validate_folder
 
-    body = await json_body(request)
+    body = await json_body(request, FolderAdd)
     path = body.get("path")
     if not isinstance(path, str) or not path.strip():
         raise InvalidInputError("path must be the folder's path")
@@ -112,9 +112,9 @@ async def add_folder(request: Request) -> dict:
     return {"folder": folder_dict(_folder(core, folder.id), {}), "run": run}
 
 
-@router.patch("/folders/{folder_id}", openapi_extra=FOLDER_PATCH)
+@router.patch("/folders/{folder_id}", openapi_extra=body_of(FolderPatch))
 async def update_folder(request: Request, folder_id: int) -> dict:
-    body = await json_body(request)
+    body = await json_body(request, FolderPatch)
     if set(body) != {"auto_scan_minutes"}:
         raise InvalidInputError("send {\"auto_scan_minutes\": N}")
     core = core_of(request)

@@ -10,7 +10,7 @@ from memesearch.errors import InvalidInputError
 from memesearch.search.engine import MAX_LIMIT, MAX_OFFSET
 from memesearch.search.query import MAX_FILTERS
 from memesearch.web import jobs_bridge
-from memesearch.web.api_schemas import DESCRIBE, MAX_DESCRIPTION_CHARS, MAX_TAGS, MEME_PATCH
+from memesearch.web.api_schemas import MAX_DESCRIPTION_CHARS, MAX_TAGS, Describe, MemePatch, body_of
 from memesearch.web.deps import core_of, json_body
 from memesearch.web.views import filters_to_query, meme_dict, near_duplicates
 
@@ -60,11 +60,11 @@ def _tag_list(value, field: str) -> list[str]:
     return value
 
 
-@router.patch("/memes/{meme_id}", openapi_extra=MEME_PATCH)
+@router.patch("/memes/{meme_id}", openapi_extra=body_of(MemePatch))
 async def patch_meme(request: Request, meme_id: int) -> dict:
     """Change the user's description and/or tags: ``{"user_description": str, "tags": [..]}``
     (tags replace the set) or ``add_tags`` / ``remove_tags``."""
-    body = await json_body(request)
+    body = await json_body(request, MemePatch)
     known = {"user_description", "description", "tags", "add_tags", "remove_tags"}
     unknown = set(body) - known
     if unknown or not body:
@@ -111,10 +111,10 @@ def duplicates(request: Request, meme_id: int) -> dict:
     }
 
 
-@router.post("/memes/{meme_id}/describe", openapi_extra=DESCRIBE)
+@router.post("/memes/{meme_id}/describe", openapi_extra=body_of(Describe))
 async def regenerate(request: Request, meme_id: int) -> dict:
     """Generate a description for one meme with ``{"model": id}`` (default model if absent), as a job."""
-    body = await json_body(request)
+    body = await json_body(request, Describe)
     core = core_of(request)
     core.store.get_meme(meme_id)
     model = jobs_bridge.caption_model_id(core, body.get("model"))
