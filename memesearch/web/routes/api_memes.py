@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 
 from memesearch.errors import InvalidInputError
-from memesearch.search.engine import MAX_LIMIT, MAX_OFFSET
+from memesearch.search.engine import MAX_LIMIT, MAX_OFFSET, MAX_QUERY_CHARS
 from memesearch.search.query import MAX_FILTERS
 from memesearch.web import jobs_bridge
 from memesearch.web.api_schemas import MAX_DESCRIPTION_CHARS, MAX_TAGS, Describe, MemePatch, body_of
@@ -16,7 +16,6 @@ from memesearch.web.views import filters_to_query, meme_dict, near_duplicates
 
 router = APIRouter(prefix="/api")
 
-MAX_QUERY_PARAM_CHARS = 1000
 
 
 def run_search(core, q: str, mode: str, limit: int, offset: int = 0, tags=(), folders=(), described=None):
@@ -27,7 +26,7 @@ def run_search(core, q: str, mode: str, limit: int, offset: int = 0, tags=(), fo
 @router.get("/search")
 def api_search(
     request: Request,
-    q: Annotated[str, Query(max_length=MAX_QUERY_PARAM_CHARS)] = "",
+    q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
     mode: Literal["hybrid", "keyword", "vector"] = "hybrid",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
