@@ -80,3 +80,9 @@ def require(module: str, *, extra: str, purpose: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(module.split(".")[0], extra, purpose) from exc
+
+
+class ReadOnlyError(MemeSearchError):
+    """The data dir cannot be written: reads work, changes are refused with this sentence."""
+
+    status = 503

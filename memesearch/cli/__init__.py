@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from memesearch import __version__
-from memesearch.cli import demo_cmd, edit_cmds, library_cmds, search_cmds, templates_cmd
+from memesearch.cli import backup_cmd, demo_cmd, edit_cmds, library_cmds, search_cmds, templates_cmd
 from memesearch.cli.context import err_console, print_error
 from memesearch.config import load_settings
 from memesearch.errors import MemeSearchError
@@ -50,6 +50,7 @@ def root(
 library_cmds.register(app)
 search_cmds.register(app)
 edit_cmds.register(app)
+backup_cmd.register(app)
 demo_cmd.register(app)
 templates_cmd.register(app)
 

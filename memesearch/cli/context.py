@@ -10,13 +10,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import typer
 from rich.console import Console
 
+from memesearch.cli.output import printable, shown
 from memesearch.config import Settings
-from memesearch.errors import MemeSearchError
+from memesearch.errors import InvalidInputError, MemeSearchError
+from memesearch.unicode_input import has_lone_surrogate
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,9 +37,20 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 def print_error(exc: MemeSearchError) -> None:
     """The one place a MemeSearchError is shown to a person (soft wrap keeps URLs copyable)."""
-    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {shown(exc.message)}", highlight=False, soft_wrap=True)
     if exc.hint:
-        err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]hint:[/] {shown(exc.hint)}", highlight=False, soft_wrap=True)
+
+
+def check_arguments(arguments: dict) -> None:
+    """InvalidInputError for an argument that is not valid UTF-8 (Python keeps such bytes as lone
+    surrogates, which no database or model accepts), naming the argument."""
+    for name, value in arguments.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if isinstance(item, str | Path) and has_lone_surrogate(str(item)):
+                raise InvalidInputError(f"the argument {name.rstrip('_').upper()} is not valid UTF-8: {printable(item)}",
+                                        hint="pass text and paths encoded as UTF-8 (check the terminal's locale)")
 
 
 def friendly_errors(func: F) -> F:
@@ -45,6 +59,7 @@ def friendly_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
+            check_arguments(kwargs)
             return func(*args, **kwargs)
         except MemeSearchError as exc:
             print_error(exc)

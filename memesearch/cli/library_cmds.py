@@ -12,6 +12,7 @@ from rich.table import Table
 
 from memesearch.app import Core
 from memesearch.cli.context import console, err_console, friendly_errors, settings_of
+from memesearch.cli.output import shown
 from memesearch.cli.progress import stage_bars
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.library.data_dir import is_internal
@@ -82,14 +83,14 @@ def run_index(core: Core, *, show_progress: bool, captioner=None) -> dict:
 
 def _print_index_summary(summary: dict) -> None:
     for folder in summary["folders"]:
-        line = (f"{folder['folder']}: {folder['seen']} files, {folder['added']} new, {folder['changed']} changed, "
+        line = (f"{shown(folder['folder'])}: {folder['seen']} files, {folder['added']} new, {folder['changed']} changed, "
                 f"{folder['moved']} moved, {folder['missing']} missing, {folder['unchanged']} unchanged")
         console.print(line, highlight=False)
         if folder["folder_error"]:
-            err_console.print(f"  [red]{folder['folder_error']}[/]")
+            err_console.print(f"  [red]{shown(folder['folder_error'])}[/]", highlight=False)
         problems = [(e["path"], e["error"]) for e in folder["errors"]] + [(s["path"], s["reason"]) for s in folder["skipped"]]
         for path, why in problems[:20]:
-            err_console.print(f"  [yellow]skipped[/] {path}: {why}", highlight=False)
+            err_console.print(f"  [yellow]skipped[/] {shown(path)}: {shown(why)}", highlight=False)
         if len(problems) > 20:
             err_console.print(f"  ... and {len(problems) - 20} more (see `memesearch status --errors`)")
     ocr, embed = summary["ocr"], summary["embed"]
@@ -99,7 +100,7 @@ def _print_index_summary(summary: dict) -> None:
         caption = summary["caption"]
         console.print(f"descriptions: {caption['done']} generated, {len(caption['failed'])} failed")
         for failure in caption["failed"][:10]:
-            err_console.print(f"  [yellow]meme {failure['id']}[/]: {failure['error']}", highlight=False)
+            err_console.print(f"  [yellow]meme {failure['id']}[/]: {shown(failure['error'])}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -111,7 +112,7 @@ def register(app: typer.Typer) -> None:
         for folder in folders:
             resolved = validate_folder(folder, core.settings.home)
             core.store.add_folder(str(resolved))
-            console.print(f"added {resolved}", highlight=False)
+            console.print(f"added {shown(resolved)}", highlight=False)
         console.print("run `memesearch index` to scan them")
 
     @app.command()
@@ -123,7 +124,7 @@ def register(app: typer.Typer) -> None:
         if found is None:
             raise NotFoundError(f"folder is not registered: {folder}")
         core.store.remove_folder(found.id)
-        console.print(f"removed {found.path}", highlight=False)
+        console.print(f"removed {shown(found.path)}", highlight=False)
 
     @app.command()
     @friendly_errors
@@ -135,7 +136,7 @@ def register(app: typer.Typer) -> None:
             print(json.dumps([{"path": f.path, "last_scan_at": f.last_scan_at, "last_scan": f.last_scan} for f in listed]))
             return
         for folder in listed:
-            console.print(folder.path, highlight=False)
+            console.print(shown(folder.path), highlight=False)
 
     @app.command()
     @friendly_errors
@@ -147,6 +148,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Scan registered folders, read text (OCR), describe (--describe) and embed. Incremental and resumable."""
         core = Core(settings_of(ctx))
+        core.require_writable("index")
         if not core.store.list_folders():
             raise InvalidInputError("no folders registered", hint="memesearch add FOLDER")
         captioner = load_caption_model(core, model) if describe else None
@@ -188,9 +190,9 @@ def register(app: typer.Typer) -> None:
         if json_:
             print(json.dumps(data, ensure_ascii=False))
             return
-        table = Table(title=f"memesearch — {core.settings.home}", show_header=False)
+        table = Table(title=f"memesearch — {shown(core.settings.home)}", show_header=False)
         for key, value in counts.items():
             table.add_row(key, str(value))
         console.print(table)
         for item in data.get("errors", []):
-            console.print(f"[yellow]{item['path']}[/]: {item['error']}", highlight=False)
+            console.print(f"[yellow]{shown(item['path'])}[/]: {shown(item['error'])}", highlight=False)

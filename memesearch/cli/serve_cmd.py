@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Annotated
 
@@ -38,15 +39,30 @@ def register(app: typer.Typer) -> None:
         core = Core(settings)
         web = create_app(core=core)
         worker = None
-        if workers:
+        if core.read_only:
+            console.print(f"the data dir {settings.home} is read-only: serving search and pages; changes are refused",
+                          highlight=False)
+        elif workers:
             from memesearch.jobs.worker import start_in_process
 
             worker = start_in_process(core, concurrency=workers)
         console.print(f"memesearch on http://{host if ':' not in host else f'[{host}]'}:{port}  (data: {settings.home})",
                       highlight=False)
+
+        def shut_down() -> None:
+            if worker is not None:
+                worker.stop()
+            core.close()  # checkpoints the SQLite WAL: memesearch.db alone then holds every change
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            yield
+            # After a graceful stop uvicorn re-raises SIGTERM, which ends the process before
+            # `finally` below runs: close here, at the end of the app's life.
+            shut_down()
+
+        web.router.lifespan_context = lifespan
         try:
             uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
         finally:
-            if worker is not None:
-                worker.stop()
-            core.close()
+            shut_down()

@@ -17,6 +17,7 @@ placed by hand cannot be recreated by us, so it raises ``ModelUnavailableError``
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -30,6 +31,7 @@ import numpy as np
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import Embedder
 from memesearch.ml.onnx.session import open_session
+from memesearch.readonly import fallback_cache_dir, is_read_only
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,12 @@ def _conversion_is_current(source_dir: Path, target_dir: Path) -> bool:
 
 def _converted_files(source_dir: Path, cache_dir: Path, source: str) -> ModelFiles:
     target = cache_dir / CONVERTED_SUBDIR
+    if not _conversion_is_current(source_dir, target) and is_read_only(target):
+        # A read-only data dir cannot keep the one-time conversion: build it in a private
+        # temp folder instead, reused for as long as the temp dir keeps it.
+        key = hashlib.sha256(str(source_dir.resolve()).encode()).hexdigest()[:16]
+        target = fallback_cache_dir("converted-models") / key
+        log.warning("%s is read-only; converting the embedding model into %s instead", cache_dir, target)
     if not _conversion_is_current(source_dir, target):
         convert_checkpoint(source_dir, target)
     return _files_in(target, target / "model.onnx", source, rebuild_from=source_dir)

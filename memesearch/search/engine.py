@@ -21,6 +21,10 @@ from memesearch.search.query_batcher import QueryBatcher
 from memesearch.store.templates import TemplateStore
 
 MODES = ("hybrid", "keyword", "vector")
+# Bounds on what one search may ask for, shared by the CLI and the web API (both name them in their errors).
+MAX_LIMIT = 1000
+MAX_OFFSET = 100_000
+MAX_QUERY_CHARS = 20_000
 RRF_K = 60
 # How deep each list is read before fusing: enough that a good hit ranked
 # modestly by one retriever can still be lifted by the other.
@@ -154,8 +158,12 @@ class SearchEngine:
         """``siblings``: each hit is followed by the other memes of its template group."""
         if mode not in MODES:
             raise InvalidInputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if not 1 <= limit <= 1000 or offset < 0:
-            raise InvalidInputError("limit must be between 1 and 1000 and offset must not be negative")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_LIMIT} (got {limit})")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInputError(f"offset must be between 0 and {MAX_OFFSET} (got {offset})")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidInputError(f"the query has {len(query)} characters; at most {MAX_QUERY_CHARS} are accepted")
         started = time.perf_counter()
         parsed = parse_query(query)
         ranked = self._rank(parsed, mode, limit + offset)

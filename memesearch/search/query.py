@@ -13,10 +13,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from memesearch.errors import InvalidInputError
 from memesearch.store.models import Filters
 
 _TOKEN = re.compile(r'(?P<key>[A-Za-z]+):(?:"(?P<qvalue>[^"]*)"?|(?P<value>\S+))|"(?P<phrase>[^"]*)"?|(?P<word>\S+)')
 _FILTER_KEYS = {"tag", "folder", "format", "is", "template", "same"}
+#: Filter values one query may hold: each becomes a clause, and SQLite refuses very deep expressions.
+MAX_FILTERS = 100
 
 
 @dataclass
@@ -49,6 +52,11 @@ def parse_query(query: str) -> ParsedQuery:
                 parsed.phrases.append(" ".join(match.group("phrase").split()))
         else:
             parsed.words.append(match.group("word"))
+    filters = parsed.filters
+    count = sum(map(len, (filters.tags, filters.folders, filters.formats, filters.templates, filters.same)))
+    if count > MAX_FILTERS:
+        raise InvalidInputError(f"the query has {count} tag:, folder:, format:, template: and same: filters; "
+                                f"at most {MAX_FILTERS} are accepted")
     return parsed
 
 

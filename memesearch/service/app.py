@@ -20,8 +20,11 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import AfterValidator, BaseModel, Field
 
 from memesearch import __version__
 from memesearch.config import Settings
@@ -30,6 +33,7 @@ from memesearch.ml.base import CaptionRequest
 from memesearch.service.images import decode_upload
 from memesearch.service.limits import BodyLimitMiddleware, Busy, InferenceRunner
 from memesearch.service.pool import OCR_ENGINE_NAME, ModelPool
+from memesearch.unicode_input import Utf8UrlMiddleware, reject_surrogates
 
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 20_000
@@ -54,9 +58,13 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status,
 )}
 
 
+# Text that UTF-8 cannot encode (lone surrogates from JSON escapes) is a 422, not a tokenizer crash.
+CleanStr = Annotated[str, AfterValidator(reject_surrogates)]
+
+
 class EmbedBody(BaseModel):
-    texts: list[str] = Field(max_length=MAX_TEXTS, description="Texts to embed (at most 256).")
-    model: str | None = Field(default=None, description="Embedder name; default: the service's embed_model.")
+    texts: list[CleanStr] = Field(max_length=MAX_TEXTS, description="Texts to embed (at most 256).")
+    model: CleanStr | None = Field(default=None, description="Embedder name; default: the service's embed_model.")
     mode: str = Field(default="passage", pattern="^(passage|query)$", description="query: search-query prefixing.")
 
 
@@ -79,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.pool = pool
     app.state.runner = runner
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.ml_max_upload_mb * 1e6))
+    app.add_middleware(Utf8UrlMiddleware, body_of=lambda message: {"detail": message})
 
     def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
         if not settings.ml_token:
@@ -91,6 +100,20 @@ def create_app(settings: Settings) -> FastAPI:
     async def _memesearch_error(request: Request, exc: MemeSearchError) -> JSONResponse:
         status = 500 if exc.status >= 500 else exc.status
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers a body it cannot decode (not UTF-8, not JSON) with a bare 400; it is unusable input.
+        if exc.status_code == 400:
+            return JSONResponse({"detail": "the request body is not valid JSON in UTF-8"}, status_code=422)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each bad input back; text that is not valid Unicode cannot be
+        # encoded as JSON, so the answer keeps where and why, not the input itself.
+        errors = [{key: error[key] for key in ("type", "loc", "msg") if key in error} for error in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     @app.exception_handler(Busy)
     async def _busy(request: Request, exc: Busy) -> JSONResponse:

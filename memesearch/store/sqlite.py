@@ -10,17 +10,21 @@ inside the thread's own write transaction uses the writer so it sees its changes
 
 from __future__ import annotations
 
+import atexit
 import json
 import sqlite3
+import weakref
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 from memesearch.errors import DiskFullError, InvalidInputError, NotFoundError, SchemaTooNewError
+from memesearch.readonly import database_read_only, read_only_error
 from memesearch.store import roots, sqlite_text
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
@@ -34,25 +38,77 @@ _MEME_COLUMNS = (
 _FILE_FIELDS = ("folder_id", "size", "mtime", "sha256", "phash", "width", "height", "format", "frames", "status", "error")
 
 
+# Stores still open when the interpreter exits are closed then (checkpointing the WAL), so a
+# CLI command that never calls close() still leaves a self-contained database file.
+_OPEN_STORES: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    for store in list(_OPEN_STORES):
+        # A thread stuck inside a write must not hang the exit: skip a store whose lock is held.
+        if store._lock.acquire(timeout=2):
+            try:
+                store.close()
+            except sqlite3.Error:
+                pass
+            finally:
+                store._lock.release()
+
+
 class SqliteStore(SqliteRunsMixin):
     kind = "sqlite"
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A read-only data dir serves every read; write() refuses with one sentence.
+        self.read_only = database_read_only(self.path) if read_only is None else read_only
+        self._uri: str | None = None
+        if self.read_only:
+            self._uri = self._read_only_uri()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._conn = self._connect(check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        if not self.read_only:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._writer_thread: int | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._migrate()
+        _OPEN_STORES.add(self)
+
+    def _read_only_uri(self) -> str:
+        """How to open the database without writing a byte into its folder.
+
+        With no WAL content (a clean shutdown checkpoints it), ``immutable=1`` reads the database
+        file alone and creates no -shm file. Leftover WAL content needs ``mode=ro``, which reads
+        the WAL (SQLite may then need to create the -shm index, which only succeeds where allowed).
+        """
+        if not self.path.is_file():
+            raise read_only_error(self.path.parent, f"create a library in it (there is no {self.path.name} yet)")
+        base = f"file:{quote(str(self.path.absolute()))}?mode=ro"
+        wal = self.path.with_name(self.path.name + "-wal")
+        has_wal = wal.is_file() and wal.stat().st_size > 0
+        candidates = (base, base + "&immutable=1") if has_wal else (base + "&immutable=1", base)
+        for uri in candidates:
+            try:
+                probe = sqlite3.connect(uri, uri=True)
+                try:
+                    probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                    return uri
+                finally:
+                    probe.close()
+            except sqlite3.OperationalError:
+                continue
+        raise read_only_error(self.path.parent, f"open {self.path.name} (SQLite cannot read it without writing)")
 
     def _connect(self, check_same_thread: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=check_same_thread, isolation_level=None)
+        target, uri = (self._uri, True) if self._uri else (self.path, False)
+        conn = sqlite3.connect(target, timeout=30, check_same_thread=check_same_thread, isolation_level=None, uri=uri)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
@@ -66,6 +122,9 @@ class SqliteStore(SqliteRunsMixin):
                 f"understands up to version {SCHEMA_VERSION}",
                 hint="upgrade memesearch (pip install -U memesearch) or point --data-dir elsewhere",
             )
+        if current < SCHEMA_VERSION and self.read_only:
+            raise read_only_error(self.path.parent, f"upgrade {self.path.name} to schema version {SCHEMA_VERSION} "
+                                                     f"(it has version {current})")
         for version in range(current, SCHEMA_VERSION):
             with self.write() as conn:
                 for statement in _split_sql(MIGRATIONS[version]):
@@ -79,6 +138,8 @@ class SqliteStore(SqliteRunsMixin):
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; commits on success, rolls back on any error (Ctrl-C included)."""
+        if self.read_only:
+            raise read_only_error(self.path.parent)
         with self._lock:
             outer_writer, self._writer_thread = self._writer_thread, threading.get_ident()
             try:
@@ -123,12 +184,35 @@ class SqliteStore(SqliteRunsMixin):
             return conn.execute(sql, tuple(params)).fetchall()
 
     def close(self) -> None:
+        """Close every connection; the writer first folds the WAL into the database file, so a
+        copy of ``memesearch.db`` alone (without ``-wal``) holds every change."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
+            _OPEN_STORES.discard(self)
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
+            if not self.read_only:
+                try:
+                    # Wait briefly, not the full busy timeout, for another process's reader to finish.
+                    self._conn.execute("PRAGMA busy_timeout=2000")
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:  # busy with another process's reader: SQLite checkpoints later
+                    pass
             self._conn.close()
+
+    def backup_to(self, target: Path) -> None:
+        """A consistent copy of the database at ``target`` (SQLite's online backup: other
+        connections keep reading and writing meanwhile)."""
+        destination = sqlite3.connect(target)
+        try:
+            with self._reading() as source:
+                # One step: the copy is one read snapshot, however busy the writer is.
+                source.backup(destination)
+        finally:
+            destination.close()
 
     def integrity_ok(self) -> bool:
         return self.query("PRAGMA integrity_check")[0][0] == "ok"

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from memesearch.errors import InvalidInputError
+from memesearch.web.api_schemas import DefaultModel, JobStart, body_of
 from memesearch.web import jobs_bridge, models_info
 from memesearch.web.deps import core_of, json_body
 
@@ -23,11 +24,11 @@ def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20)
     return {"runs": [run.as_dict() for run in core_of(request).jobs.list_runs(limit)]}
 
 
-@router.post("/jobs")
+@router.post("/jobs", openapi_extra=body_of(JobStart))
 async def start_job(request: Request) -> dict:
     """``{"kind": "describe", "model": id, "scope": "undescribed"}`` starts a bulk run;
     ``kind`` index/ocr/embed work on the whole library (or ``folder_id``)."""
-    body = await json_body(request)
+    body = await json_body(request, JobStart)
     core = core_of(request)
     kind = body.get("kind")
     if kind == "describe":
@@ -88,11 +89,11 @@ def list_models(request: Request) -> dict:
     return {"default": core_of(request).settings.caption_model, "models": models_info.model_rows(core_of(request).settings)}
 
 
-@router.post("/models/default")
+@router.post("/models/default", openapi_extra=body_of(DefaultModel))
 async def set_default(request: Request) -> dict:
     from memesearch.web import preferences
 
-    body = await json_body(request)
+    body = await json_body(request, DefaultModel)
     core = core_of(request)
     if not isinstance(body.get("model"), str):
         raise InvalidInputError('send {"model": "<model id>"}')
