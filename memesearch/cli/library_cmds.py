@@ -167,6 +167,7 @@ def register(app: typer.Typer) -> None:
     def prune(ctx: typer.Context) -> None:
         """Forget memes whose files are gone (their texts and tags go too)."""
         core = Core(settings_of(ctx))
+        core.require_writable("prune the library")  # refused even when there is nothing to forget
         result = prune_gone(core.store, core.settings.home)
         console.print(f"pruned {result.pruned} memes whose files are gone")
         if result.kept:
