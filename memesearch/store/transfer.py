@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from memesearch.errors import InvalidInputError
-from memesearch.text import clean_text
+from memesearch.text import clean_tag, clean_text
 
 FORMAT = "memesearch-export"
 VERSION = 2
@@ -200,9 +200,12 @@ def _list(raw: dict, key: str) -> list:
 
 
 def _tag(value) -> str:
-    if not isinstance(value, str) or not " ".join(clean_text(value).split()):
-        raise TypeError("a tag is not a non-empty string")
-    return " ".join(clean_text(value).split())
+    if not isinstance(value, str):
+        raise TypeError("a tag is not a string")
+    try:
+        return clean_tag(value)
+    except InvalidInputError as exc:
+        raise ValueError(exc.message) from exc
 
 
 def _description(raw) -> dict:
