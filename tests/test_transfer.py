@@ -148,7 +148,11 @@ def test_records_waiting_in_an_old_database_survive_the_upgrade(tmp_path, folder
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
-    store = _library(db, folder)
+    store = _library(db, folder, scan=False)
+    export_library(store, tmp_path / "waiting.json")  # exported in the current format
+    [waiting] = json.loads((tmp_path / "waiting.json").read_text(encoding="utf-8"))["memes"]
+    assert (waiting["sha256"], waiting["path"], waiting["user_description"]) == (sha, None, "from version 1")
+    scan_folder(store, store.list_folders()[0], Settings(home=tmp_path / "old-home"))
     frog = [m for m in store.get_memes(store.meme_ids()) if m.path.endswith("🐸.png")][0]
     assert (frog.user_description, frog.tags) == ("from version 1", ["v1"])
     assert store.pending_records() == []

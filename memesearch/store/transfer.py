@@ -43,7 +43,6 @@ from memesearch.text import clean_tag, clean_text
 
 FORMAT = "memesearch-export"
 VERSION = 2
-_TEXT_FIELDS = ("user_description", "ocr_text")
 _EXPORT_CHUNK = 1000
 
 
@@ -113,7 +112,7 @@ def export_library(store, path: Path) -> int:
     records = []
     for start in range(0, len(ids), _EXPORT_CHUNK):
         records += [record_of(m, folder_paths) for m in store.get_memes(ids[start:start + _EXPORT_CHUNK])]
-    records += [record for _, record in store.pending_records()]
+    records += [record for _, record in _waiting(store)]
     records.sort(key=lambda r: (r.get("path") or "", r.get("sha256") or ""))
     document = {"format": FORMAT, "version": VERSION, "exported_at": time.time(), "memes": records}
     path = Path(path)
@@ -226,10 +225,16 @@ def pending_columns(record: Mapping) -> tuple[str, str, str, str | None]:
 
 
 # -- import ---------------------------------------------------------------------------------
+def _waiting(store) -> list[tuple[int, dict]]:
+    """The pending records, in the current format (rows from schema 2 hold version 1 records)."""
+    return [(pid, record if "relative" in record else normalise(record))
+            for pid, record in store.pending_records()]
+
+
 def import_library(store, path: Path) -> dict[str, int]:
     """Merge an export file into the library: {"applied": records applied now, "pending": records waiting}."""
     incoming = read_document(path)
-    waiting = store.pending_records()
+    waiting = _waiting(store)
     # A record of this import replaces a waiting one for the same file.
     new_paths = {r["path"] for r in incoming if r["path"]}
     new_hash_only = {r["sha256"] for r in incoming if not r["path"]}
