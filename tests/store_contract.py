@@ -185,6 +185,7 @@ class StoreContract:
             meme = store.get_meme(meme_id)
             assert meme.user_description == ("unreadable but mine" if name == "broken" else f"only {name}")
             assert meme.tags == (["err"] if name == "broken" else [f"tag-{name}"])
+        assert sorted(store.keyword_search(["only"], [], 5)) == sorted(by_name[n] for n in "abc")  # indexed for search
         assert store.keyword_search(["unreadable"], [], 5) == []  # errored memes are not results...
         assert _exported(store, tmp_path) == sorted(records, key=lambda r: r["path"])  # ...but keep their record
 

@@ -226,4 +226,5 @@ def apply_payload(conn, meme_id: int, record: dict, *, fresh: bool = False) -> N
         conn.execute("INSERT INTO tags (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
         conn.execute("INSERT INTO meme_tags (meme_id, tag_id) SELECT %s, id FROM tags WHERE lower(name) = lower(%s) "
                      "ON CONFLICT DO NOTHING", (meme_id, name))
-    reindex(conn, meme_id)
+    if not fresh:  # insert_file reindexes the new meme itself
+        reindex(conn, meme_id)

@@ -140,8 +140,8 @@ def filter_ids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
 def apply_payload(conn: sqlite3.Connection, meme_id: int, record: dict, *, fresh: bool = False) -> None:
     """Merge an export record (``transfer``) into a meme: fill empty texts, add descriptions and tags.
 
-    ``fresh``: the meme is being created, so the record's OCR wins over the one shared
-    from a same-bytes meme (a record is that file's own).
+    ``fresh``: the meme is being created (insert_file), so the record's OCR wins over the one shared
+    from a same-bytes meme (a record is that file's own), and insert_file refreshes the search index.
     """
     conn.execute("UPDATE memes SET user_description = ? WHERE id = ? AND user_description = ''",
                  (record.get("user_description") or "", meme_id))
@@ -163,4 +163,5 @@ def apply_payload(conn: sqlite3.Connection, meme_id: int, record: dict, *, fresh
     for name in record.get("tags", []):
         conn.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (name,))
         conn.execute("INSERT OR IGNORE INTO meme_tags (meme_id, tag_id) SELECT ?, id FROM tags WHERE name = ?", (meme_id, name))
-    reindex(conn, meme_id)
+    if not fresh:  # insert_file reindexes the new meme itself
+        reindex(conn, meme_id)
