@@ -173,6 +173,7 @@ class StoreContract:
         records = [_record(f"/lib/memes/{n}.png", "same", user_description=f"only {n}", tags=[f"tag-{n}"]) for n in "abc"]
         records.append(_record("/lib/memes/broken.png", None, user_description="unreadable but mine", tags=["err"]))
         assert import_library(store, _document(tmp_path, records)) == {"applied": 0, "pending": 4}
+        assert import_library(store, _document(tmp_path, records)) == {"applied": 0, "pending": 4}  # replaced, not doubled
         assert len(store.pending_records()) == 4
         assert _exported(store, tmp_path) == sorted(records, key=lambda r: r["path"])  # waiting records are exported again, not lost
         by_name = {}
