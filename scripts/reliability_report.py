@@ -32,8 +32,9 @@ AREAS = {
     "tests.hostile.test_huge_ids": ("Fuzzer findings", "pinned: ids beyond 64-bit integers, NUL in keyword queries"),
     "tests.fuzz.test_query_properties": ("Fuzz: query language", "Hypothesis: the parser and SearchEngine.search on "
                                          "arbitrary unicode (keyword, vector, hybrid) on a real store"),
-    "tests.fuzz.test_export_roundtrip": ("Fuzz: export/import", "Hypothesis: arbitrary unicode descriptions, OCR text "
-                                         "and tags through export -> import into a fresh library"),
+    "tests.fuzz.test_export_roundtrip": ("Fuzz: export/import", "Hypothesis: generated libraries (byte-identical, "
+                                         "unhashed and broken files, nested unicode names, arbitrary texts and tags) through "
+                                         "export -> import (before or after indexing) -> export: the same records"),
     "tests.fuzz.test_schemathesis": ("Fuzz: OpenAPI", "schemathesis, valid and invalid requests to every operation of "
                                      "the ML service and the web JSON API (calls counted)"),
     "tests.faults.test_kill9": ("Faults: kill -9", "SIGKILL of the worker (twice) and of the ML service at seeded "

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.store.models import Description, FileRecord, Filters
+from memesearch.store.transfer import export_library, import_library
 
 
 def add_meme(store, path: str, sha: str, *, folder_id=None, fmt="png", status="ok") -> int:
@@ -181,3 +184,127 @@ class StoreContract:
         meme = store.get_meme(a)
         assert meme.user_description == "nulinside and\nnewline"
         assert (meme.ocr_text, meme.tags, meme.description) == ("OCRTEXT", ["tag"], "described")
+
+    # -- export / import (memesearch.store.transfer): records keyed by path --------------
+    def test_identical_files_keep_their_own_records(self, store, tmp_path):
+        folder = store.add_folder("/lib/memes")
+        ids = [add_meme(store, f"/lib/memes/{n}.png", "same", folder_id=folder.id) for n in "abc"]
+        records = [_record(f"/lib/memes/{n}.png", "same", user_description=f"only {n}", tags=[f"tag-{n}"]) for n in "abc"]
+        assert import_library(store, _document(tmp_path, records)) == {"applied": 3, "pending": 0}
+        memes = store.get_memes(ids)
+        assert [(m.user_description, m.tags) for m in memes] == [(f"only {n}", [f"tag-{n}"]) for n in "abc"]
+        assert _exported(store, tmp_path) == sorted(records, key=lambda r: r["path"])
+
+    def test_records_of_files_not_indexed_yet_wait_for_them(self, store, tmp_path):
+        folder = store.add_folder("/lib/memes")
+        records = [_record(f"/lib/memes/{n}.png", "same", user_description=f"only {n}", tags=[f"tag-{n}"]) for n in "abc"]
+        records.append(_record("/lib/memes/broken.png", None, user_description="unreadable but mine", tags=["err"]))
+        assert import_library(store, _document(tmp_path, records)) == {"applied": 0, "pending": 4}
+        assert import_library(store, _document(tmp_path, records)) == {"applied": 0, "pending": 4}  # replaced, not doubled
+        assert len(store.pending_records()) == 4
+        assert _exported(store, tmp_path) == sorted(records, key=lambda r: r["path"])  # waiting records are exported again, not lost
+        by_name = {}
+        for name in ("c", "broken", "a", "b"):  # indexed in another order than imported
+            by_name[name] = store.insert_file(FileRecord(
+                path=f"/lib/memes/{name}.png", folder_id=folder.id, size=1, mtime=1.0,
+                sha256=None if name == "broken" else "same", status="error" if name == "broken" else "ok"))
+        assert store.pending_records() == []
+        for name, meme_id in by_name.items():
+            meme = store.get_meme(meme_id)
+            assert meme.user_description == ("unreadable but mine" if name == "broken" else f"only {name}")
+            assert meme.tags == (["err"] if name == "broken" else [f"tag-{name}"])
+        assert sorted(store.keyword_search(["only"], [], 5)) == sorted(by_name[n] for n in "abc")  # indexed for search
+        assert store.keyword_search(["unreadable"], [], 5) == []  # errored memes are not results...
+        assert _exported(store, tmp_path) == sorted(records, key=lambda r: r["path"])  # ...but keep their record
+
+    def test_a_library_moved_elsewhere_matches_by_folder_name_and_relative_path(self, store, tmp_path):
+        memes = store.add_folder("/mnt/disk/memes")
+        pictures = store.add_folder("/mnt/disk/pictures")
+        moved = add_meme(store, "/mnt/disk/memes/sub/ünï.png", "s1", folder_id=memes.id)
+        other = add_meme(store, "/mnt/disk/pictures/sub/ünï.png", "s2", folder_id=pictures.id)
+        record = _record("/home/me/memes/sub/ünï.png", "s1", folder="/home/me/memes", relative="sub/ünï.png",
+                         user_description="followed the folder")
+        later = _record("/home/me/memes/later.png", "s3", folder="/home/me/memes", relative="later.png", tags=["later"])
+        assert import_library(store, _document(tmp_path, [record, later])) == {"applied": 1, "pending": 1}
+        assert store.get_meme(moved).user_description == "followed the folder"
+        assert store.get_meme(other).user_description == ""
+        arrived = add_meme(store, "/mnt/disk/memes/later.png", "different-bytes-now", folder_id=memes.id)
+        assert store.get_meme(arrived).tags == ["later"]
+
+    def test_hash_follows_a_moved_file_only_when_unambiguous(self, store, tmp_path):
+        renamed = add_meme(store, "/lib/renamed.png", "moved")
+        twins = [add_meme(store, f"/lib/twin{n}.png", "twin") for n in (1, 2)]
+        kept, copy = add_meme(store, "/lib/kept.png", "pair"), add_meme(store, "/lib/copy-renamed.png", "pair")
+        records = [
+            _record("/old/original.png", "moved", user_description="moved file"),
+            _record("/old/twin.png", "twin", user_description="which twin?"),
+            _record("/lib/kept.png", "pair", user_description="kept its path"),
+            _record("/old/copy.png", "pair", user_description="the other copy"),
+        ]
+        assert import_library(store, _document(tmp_path, records)) == {"applied": 3, "pending": 1}
+        assert store.get_meme(renamed).user_description == "moved file"
+        assert [store.get_meme(t).user_description for t in twins] == ["", ""]  # two candidates: it waits
+        assert (store.get_meme(kept).user_description, store.get_meme(copy).user_description) == (
+            "kept its path", "the other copy")
+        # A waiting record goes by hash to a new file only when no other meme has those bytes.
+        assert store.get_meme(add_meme(store, "/lib/twin3.png", "twin")).user_description == ""
+        assert [r["user_description"] for _, r in store.pending_records()] == ["which twin?"]
+
+    def test_import_merges_and_never_overwrites(self, store, tmp_path):
+        meme_id = add_meme(store, "/lib/a.png", "sa")
+        store.set_user_description(meme_id, "mine")
+        store.add_tags(meme_id, ["Cats"])
+        store.set_description(meme_id, Description(model_id="cap", text="local caption", created_at=1.0))
+        record = _record("/lib/a.png", "sa", user_description="theirs", tags=["cats", "new"], ocr_text="OCR", ocr_engine="rapidocr",
+                         descriptions=[_description("cap", "imported caption"), _description("other", "second model")])
+        path = _document(tmp_path, [record])
+        import_library(store, path)
+        import_library(store, path)  # twice: nothing doubles
+        meme = store.get_meme(meme_id)
+        assert (meme.user_description, sorted(meme.tags), meme.ocr_text) == ("mine", ["Cats", "new"], "OCR")
+        assert {(d.model_id, d.text) for d in meme.descriptions} == {("cap", "local caption"), ("other", "second model")}
+        assert store.keyword_search(["second", "model"], [], 5) == [meme_id]
+
+    def test_version_1_exports_still_import(self, store, tmp_path):
+        a, b = add_meme(store, "/lib/a.png", "s1"), add_meme(store, "/lib/b.png", "s1")
+        document = {"format": "memesearch-export", "version": 1, "memes": [
+            {"sha256": "s1", "paths": ["/lib/a.png", "/lib/b.png"], "user_description": "shared", "tags": ["t"],
+             "ocr_text": "", "ocr_engine": None, "descriptions": []},
+            {"sha256": "s2", "paths": ["/lib/c.png"], "user_description": "comes later", "tags": [], "descriptions": []},
+        ]}
+        path = tmp_path / "v1.json"
+        path.write_text(json.dumps(document), encoding="utf-8")
+        assert import_library(store, path) == {"applied": 2, "pending": 1}
+        assert [store.get_meme(i).user_description for i in (a, b)] == ["shared", "shared"]
+        assert store.get_meme(add_meme(store, "/lib/c.png", "s2")).user_description == "comes later"
+
+    def test_malformed_export_is_refused_whole(self, store, tmp_path):
+        meme_id = add_meme(store, "/lib/a.png", "sa")
+        records = [_record("/lib/a.png", "sa", user_description="fine"), {"path": "/lib/b.png", "tags": "not a list"}]
+        with pytest.raises(InvalidInputError, match="record 2"):
+            import_library(store, _document(tmp_path, records))
+        assert store.get_meme(meme_id).user_description == ""
+        assert store.pending_records() == []
+
+
+def _description(model_id: str, text: str) -> dict:
+    return {"model_id": model_id, "text": text, "backend": "onnx", "dtype": "fp32", "revision": "r1", "ms": 12.5,
+            "created_at": 1000.0}
+
+
+def _record(path: str, sha: str | None, *, folder: str | None = None, relative: str | None = None, **texts) -> dict:
+    if folder is None and path.startswith("/lib/memes/"):
+        folder, relative = "/lib/memes", path.removeprefix("/lib/memes/")
+    return {"path": path, "folder": folder, "relative": relative, "sha256": sha, "user_description": "", "tags": [],
+            "ocr_text": "", "ocr_engine": None, "descriptions": [], **texts}
+
+
+def _document(tmp_path, records: list[dict]):
+    path = tmp_path / "import.json"
+    path.write_text(json.dumps({"format": "memesearch-export", "version": 2, "memes": records}), encoding="utf-8")
+    return path
+
+
+def _exported(store, tmp_path) -> list[dict]:
+    export_library(store, tmp_path / "export.json")
+    return json.loads((tmp_path / "export.json").read_text(encoding="utf-8"))["memes"]

@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @friendly_errors
     def export_(ctx: typer.Context, file: Path) -> None:
-        """Write descriptions, tags and OCR text, keyed by content hash, to a JSON file."""
+        """Write descriptions, tags and OCR text of every meme, keyed by path, to a JSON file."""
         count = export_library(Core(settings_of(ctx)).store, file)
         console.print(f"exported {count} memes to {shown(file)}", highlight=False)
 

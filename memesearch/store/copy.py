@@ -25,7 +25,7 @@ _ORDER = ["folders", "memes", "descriptions", "tags", "meme_tags", "vectors", "s
           "runs", "run_items"]
 # Derived or bookkeeping tables: rebuilt on the target, never copied.
 _SKIP = {"meta", "meme_search", "schema_version"}
-_IDENTITY_TABLES = ("folders", "memes", "tags", "runs")
+_IDENTITY_TABLES = ("folders", "memes", "tags", "runs", "pending_imports")
 _PG_KINDS = {"bigint": "int8", "integer": "int4", "smallint": "int4", "double precision": "float8", "real": "float8"}
 _BATCH = 5000
 

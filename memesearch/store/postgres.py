@@ -25,6 +25,7 @@ from memesearch.store.postgres_runs import PostgresRunsMixin
 from memesearch.store.postgres_vectors import VectorMethods, bump_vectors_version
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_postgres import MIGRATIONS, SCHEMA_VERSION
+from memesearch.store.transfer import pending_columns, pending_for_new_meme, relative_keys
 from memesearch.text import clean_tag as _clean_tag, clean_text
 
 _MEME_COLUMNS = (
@@ -204,10 +205,7 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
             if original and original["ocr_engine"]:
                 # Same bytes as a meme we already read: share its OCR instead of recomputing.
                 _set_stage(conn, meme_id, "ocr", "done")
-            if record.sha256:
-                pending = conn.execute("SELECT payload FROM pending_imports WHERE sha256 = %s", (record.sha256,)).fetchone()
-                if pending:
-                    postgres_text.apply_payload(conn, meme_id, json.loads(pending["payload"]))
+            self._claim_pending_import(conn, meme_id, record)
             postgres_text.reindex(conn, meme_id)
             return meme_id
 
@@ -381,19 +379,45 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
             return postgres_text.filter_ids(self._live(), filters)
 
     # -- import / export -----------------------------------------------------------
-    def put_pending_import(self, sha256: str, payload: dict) -> None:
-        with self.write() as conn:
-            conn.execute("INSERT INTO pending_imports (sha256, payload) VALUES (%s, %s) "
-                         "ON CONFLICT (sha256) DO UPDATE SET payload = excluded.payload", (sha256, json.dumps(payload)))
+    def memes_at_paths(self, paths: list[str]) -> dict[str, int]:
+        """path -> meme id for those of ``paths`` that are memes (any status)."""
+        unique = list(dict.fromkeys(paths))
+        if not unique:
+            return {}
+        return {row["path"]: row["id"] for row in self.query("SELECT path, id FROM memes WHERE path = ANY(%s)", (unique,))}
 
-    def pending_imports(self) -> dict[str, dict]:
-        return {row["sha256"]: json.loads(row["payload"]) for row in self.query("SELECT sha256, payload FROM pending_imports")}
+    def pending_records(self) -> list[tuple[int, dict]]:
+        """(row id, record) of every import record still waiting for its file, oldest first."""
+        return [(row["id"], json.loads(row["payload"])) for row in self.query("SELECT id, payload FROM pending_imports ORDER BY id")]
 
-    def apply_import(self, meme_ids: list[int], record: dict) -> None:
-        """Merge one export record into each meme (see ``transfer``), in one transaction."""
+    def apply_import(self, applied: list[tuple[int, dict]], resolved: list[int], waiting: list[dict]) -> None:
+        """One import, in one transaction (see SqliteStore.apply_import)."""
         with self.write() as conn:
-            for meme_id in meme_ids:
+            for meme_id, record in applied:
                 postgres_text.apply_payload(conn, meme_id, record)
+            if resolved:
+                conn.execute("DELETE FROM pending_imports WHERE id = ANY(%s)", (resolved,))
+            if waiting:
+                conn.cursor().executemany(
+                    "INSERT INTO pending_imports (path, folder_name, relative, sha256, payload) VALUES (%s, %s, %s, %s, %s)",
+                    [(*pending_columns(r), json.dumps(r)) for r in waiting],
+                )
+
+    def _claim_pending_import(self, conn, meme_id: int, record: FileRecord) -> None:
+        """Hook of insert_file: a waiting import record of this file is applied to its new meme."""
+        folder_paths = [row["path"] for row in conn.execute("SELECT path FROM folders")]
+        relatives = [relative for _, relative in relative_keys(record.path, folder_paths)]
+        rows = conn.execute(
+            "SELECT id, path, folder_name, relative, sha256, payload FROM pending_imports "
+            "WHERE path = %s OR sha256 = %s OR relative = ANY(%s::text[]) ORDER BY id", (record.path, record.sha256, relatives),
+        ).fetchall()
+        if not rows:
+            return
+        same_bytes = conn.execute("SELECT COUNT(*) AS n FROM memes WHERE sha256 = %s", (record.sha256,)).fetchone()["n"]
+        chosen = pending_for_new_meme(record.path, record.sha256, folder_paths, same_bytes, rows)
+        if chosen is not None:
+            postgres_text.apply_payload(conn, meme_id, json.loads(chosen["payload"]), fresh=True)
+            conn.execute("DELETE FROM pending_imports WHERE id = %s", (chosen["id"],))
 
 
 # -- module helpers -----------------------------------------------------------------

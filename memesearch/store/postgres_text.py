@@ -206,27 +206,25 @@ def filter_ids(conn, filters: Filters) -> set[int]:
     return {row["id"] for row in conn.execute(f"SELECT m.id FROM memes m WHERE {where}", params)}
 
 
-def apply_payload(conn, meme_id: int, record: dict) -> None:
-    """Fill empty texts, add descriptions and tags from an export record (same rules as the SQLite store)."""
-    conn.execute(
-        "UPDATE memes SET user_description = CASE WHEN user_description = '' THEN %s ELSE user_description END, "
-        "ocr_text = CASE WHEN ocr_engine IS NULL THEN %s ELSE ocr_text END, "
-        "ocr_engine = COALESCE(ocr_engine, %s) WHERE id = %s",
-        (record.get("user_description", ""), record.get("ocr_text", ""), record.get("ocr_engine"), meme_id),
-    )
+def apply_payload(conn, meme_id: int, record: dict, *, fresh: bool = False) -> None:
+    """Merge an export record into a meme (same rules as ``sqlite_text.apply_payload``)."""
+    conn.execute("UPDATE memes SET user_description = %s WHERE id = %s AND user_description = ''",
+                 (record.get("user_description") or "", meme_id))
     if record.get("ocr_engine"):
+        conn.execute("UPDATE memes SET ocr_text = %s, ocr_engine = %s WHERE id = %s" + ("" if fresh else " AND ocr_engine IS NULL"),
+                     (record.get("ocr_text") or "", record["ocr_engine"], meme_id))
         conn.execute("INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (%s, 'ocr', 'done', %s) "
                      "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done'", (meme_id, time.time()))
     for d in record.get("descriptions", []):
         conn.execute(
             "INSERT INTO descriptions (meme_id, model_id, text, backend, dtype, revision, ms, created_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (meme_id, d["model_id"], d["text"], d.get("backend", ""), d.get("dtype", ""), d.get("revision", ""),
+            (meme_id, d["model_id"], d["text"], d.get("backend") or "", d.get("dtype") or "", d.get("revision") or "",
              d.get("ms"), d.get("created_at") or time.time()),
         )
     for name in record.get("tags", []):
         conn.execute("INSERT INTO tags (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
         conn.execute("INSERT INTO meme_tags (meme_id, tag_id) SELECT %s, id FROM tags WHERE lower(name) = lower(%s) "
                      "ON CONFLICT DO NOTHING", (meme_id, name))
-    conn.execute("DELETE FROM pending_imports WHERE sha256 = (SELECT sha256 FROM memes WHERE id = %s)", (meme_id,))
-    reindex(conn, meme_id)
+    if not fresh:  # insert_file reindexes the new meme itself
+        reindex(conn, meme_id)

@@ -161,6 +161,25 @@ MIGRATIONS: list[str] = [
     CREATE INDEX template_features_group ON template_features(group_id);
     CREATE INDEX template_features_grouped ON template_features(grouped);
     """,
+    # 4: pending import records keyed by path (registered folder's name + relative path, and the
+    # absolute path), with the content hash only to follow moved files. One row per record, so
+    # byte-identical files keep their own records; old hash-keyed rows become hash-only records.
+    """
+    ALTER TABLE pending_imports RENAME TO pending_imports_v1;
+    CREATE TABLE pending_imports (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL DEFAULT '',
+        folder_name TEXT NOT NULL DEFAULT '',
+        relative TEXT NOT NULL DEFAULT '',
+        sha256 TEXT,
+        payload TEXT NOT NULL
+    );
+    INSERT INTO pending_imports (sha256, payload) SELECT sha256, payload FROM pending_imports_v1;
+    DROP TABLE pending_imports_v1;
+    CREATE INDEX pending_imports_path ON pending_imports(path);
+    CREATE INDEX pending_imports_relative ON pending_imports(relative);
+    CREATE INDEX pending_imports_sha256 ON pending_imports(sha256);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,6 +28,7 @@ from memesearch.readonly import database_read_only, read_only_error
 from memesearch.store import roots, sqlite_text
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
+from memesearch.store.transfer import pending_columns, pending_for_new_meme, relative_keys
 from memesearch.text import clean_tag as _clean_tag, clean_text
 from memesearch.store.sqlite_runs import SqliteRunsMixin
 
@@ -318,8 +319,7 @@ class SqliteStore(SqliteRunsMixin):
             if original and original["ocr_engine"]:
                 # Same bytes as a meme we already read: share its OCR instead of recomputing.
                 _set_stage(conn, meme_id, "ocr", "done")
-            if record.sha256:
-                self._apply_pending_import(conn, meme_id, record.sha256)
+            self._claim_pending_import(conn, meme_id, record)
             sqlite_text.reindex(conn, meme_id)
             return meme_id
 
@@ -560,31 +560,44 @@ class SqliteStore(SqliteRunsMixin):
             return sqlite_text.filter_ids(conn, filters)
 
     # -- import / export -----------------------------------------------------------
-    def put_pending_import(self, sha256: str, payload: dict) -> None:
+    def memes_at_paths(self, paths: list[str]) -> dict[str, int]:
+        """path -> meme id for those of ``paths`` that are memes (any status)."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(paths)), 500):
+            rows = self.query(f"SELECT path, id FROM memes WHERE path IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((row[0], row[1]) for row in rows)
+        return found
+
+    def pending_records(self) -> list[tuple[int, dict]]:
+        """(row id, record) of every import record still waiting for its file, oldest first."""
+        return [(row[0], json.loads(row[1])) for row in self.query("SELECT id, payload FROM pending_imports ORDER BY id")]
+
+    def apply_import(self, applied: list[tuple[int, dict]], resolved: list[int], waiting: list[dict]) -> None:
+        """One import, in one transaction: merge records into their memes (never overwriting),
+        drop the pending rows that found their meme, keep ``waiting`` records for files to come."""
         with self.write() as conn:
-            conn.execute(
-                "INSERT INTO pending_imports (sha256, payload) VALUES (?, ?) "
-                "ON CONFLICT (sha256) DO UPDATE SET payload = excluded.payload",
-                (sha256, json.dumps(payload)),
+            for meme_id, record in applied:
+                sqlite_text.apply_payload(conn, meme_id, record)
+            conn.executemany("DELETE FROM pending_imports WHERE id = ?", [(i,) for i in resolved])
+            conn.executemany(
+                "INSERT INTO pending_imports (path, folder_name, relative, sha256, payload) VALUES (?, ?, ?, ?, ?)",
+                [(*pending_columns(r), json.dumps(r)) for r in waiting],
             )
 
-    def pending_imports(self) -> dict[str, dict]:
-        return {row[0]: json.loads(row[1]) for row in self.query("SELECT sha256, payload FROM pending_imports")}
-
-    def apply_import(self, meme_ids: list[int], record: dict) -> None:
-        """Merge one export record into each meme (see ``transfer``), in one transaction."""
-        from memesearch.store.transfer import apply_payload  # local: transfer imports this module
-
-        with self.write() as conn:
-            for meme_id in meme_ids:
-                apply_payload(conn, meme_id, record)
-
-    def _apply_pending_import(self, conn: sqlite3.Connection, meme_id: int, sha256: str) -> None:
-        row = conn.execute("SELECT payload FROM pending_imports WHERE sha256 = ?", (sha256,)).fetchone()
-        if row:
-            from memesearch.store.transfer import apply_payload  # local: transfer imports this module
-
-            apply_payload(conn, meme_id, json.loads(row[0]))
+    def _claim_pending_import(self, conn: sqlite3.Connection, meme_id: int, record: FileRecord) -> None:
+        """Hook of insert_file: a waiting import record of this file is applied to its new meme."""
+        folder_paths = [row[0] for row in conn.execute("SELECT path FROM folders")]
+        relatives = [relative for _, relative in relative_keys(record.path, folder_paths)]
+        rows = [dict(row) for row in conn.execute(
+            f"SELECT id, path, folder_name, relative, sha256, payload FROM pending_imports WHERE path = ? OR sha256 = ? "
+            f"OR relative IN ({','.join('?' * len(relatives))}) ORDER BY id", (record.path, record.sha256, *relatives))]
+        if not rows:
+            return
+        same_bytes = conn.execute("SELECT COUNT(*) FROM memes WHERE sha256 = ?", (record.sha256,)).fetchone()[0]
+        chosen = pending_for_new_meme(record.path, record.sha256, folder_paths, same_bytes, rows)
+        if chosen is not None:
+            sqlite_text.apply_payload(conn, meme_id, json.loads(chosen["payload"]), fresh=True)
+            conn.execute("DELETE FROM pending_imports WHERE id = ?", (chosen["id"],))
 
 
 # -- module helpers -----------------------------------------------------------------

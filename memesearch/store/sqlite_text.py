@@ -15,6 +15,7 @@ descriptions, then OCR text: "user text wins ties".
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from memesearch.store.models import Filters
 from memesearch.text import fold, spaceless
@@ -134,3 +135,33 @@ def filter_ids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
         clauses.append(has if filters.described else f"NOT {has}")
     where = " AND ".join(clauses) or "1"
     return {row[0] for row in conn.execute(f"SELECT m.id FROM memes m WHERE {where}", params)}
+
+
+def apply_payload(conn: sqlite3.Connection, meme_id: int, record: dict, *, fresh: bool = False) -> None:
+    """Merge an export record (``transfer``) into a meme: fill empty texts, add descriptions and tags.
+
+    ``fresh``: the meme is being created (insert_file), so the record's OCR wins over the one shared
+    from a same-bytes meme (a record is that file's own), and insert_file refreshes the search index.
+    """
+    conn.execute("UPDATE memes SET user_description = ? WHERE id = ? AND user_description = ''",
+                 (record.get("user_description") or "", meme_id))
+    if record.get("ocr_engine"):
+        conn.execute("UPDATE memes SET ocr_text = ?, ocr_engine = ? WHERE id = ?" + ("" if fresh else " AND ocr_engine IS NULL"),
+                     (record.get("ocr_text") or "", record["ocr_engine"], meme_id))
+        conn.execute(
+            "INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (?, 'ocr', 'done', ?) "
+            "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done'",
+            (meme_id, time.time()),
+        )
+    for d in record.get("descriptions", []):
+        conn.execute(
+            "INSERT OR IGNORE INTO descriptions (meme_id, model_id, text, backend, dtype, revision, ms, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (meme_id, d["model_id"], d["text"], d.get("backend") or "", d.get("dtype") or "", d.get("revision") or "",
+             d.get("ms"), d.get("created_at") or time.time()),
+        )
+    for name in record.get("tags", []):
+        conn.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (name,))
+        conn.execute("INSERT OR IGNORE INTO meme_tags (meme_id, tag_id) SELECT ?, id FROM tags WHERE name = ?", (meme_id, name))
+    if not fresh:  # insert_file reindexes the new meme itself
+        reindex(conn, meme_id)

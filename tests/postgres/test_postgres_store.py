@@ -49,6 +49,29 @@ def test_schema_is_versioned_and_migrate_is_idempotent(postgres_url):
     store.close()
 
 
+def test_pending_imports_of_schema_2_survive_the_upgrade(postgres_url):
+    """Migration 3 turns hash-keyed waiting records into rows of their own; they still apply."""
+    import json
+
+    import psycopg
+
+    from memesearch.store.schema_postgres import MIGRATIONS
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (2)")
+        for migration in MIGRATIONS[:2]:
+            conn.execute(migration)
+        conn.execute("INSERT INTO pending_imports VALUES (%s, %s)", ("s-old", json.dumps(
+            {"sha256": "s-old", "paths": ["/old/a.png"], "user_description": "from schema 2", "tags": ["v1"]})))
+    store = PostgresStore(postgres_url)
+    assert store.schema_version == SCHEMA_VERSION
+    meme_id = store.insert_file(FileRecord(path="/new/a.png", folder_id=None, size=1, mtime=1.0, sha256="s-old"))
+    assert (store.get_meme(meme_id).user_description, store.get_meme(meme_id).tags) == ("from schema 2", ["v1"])
+    assert store.pending_records() == []
+    store.close()
+
+
 def test_newer_schema_is_refused(postgres_url):
     PostgresStore(postgres_url).close()
     import psycopg
