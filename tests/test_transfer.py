@@ -22,6 +22,7 @@ from memesearch.cli import app
 from memesearch.config import Settings
 from memesearch.library.hashing import sha256_file
 from memesearch.library.scanner import scan_folder
+from memesearch.store.schema_sqlite import MIGRATIONS
 from memesearch.store.sqlite import SqliteStore
 from memesearch.store.transfer import export_library, import_library
 
@@ -138,9 +139,9 @@ def test_export_import_cli(tmp_path, folder, export):
 
 def test_records_waiting_in_an_old_database_survive_the_upgrade(tmp_path, folder):
     db = tmp_path / "old.db"
-    SqliteStore(db).close()
-    conn = sqlite3.connect(db)  # roll the new pending table back to schema 2's, hash-keyed
-    conn.executescript("DROP TABLE pending_imports; CREATE TABLE pending_imports (sha256 TEXT PRIMARY KEY, payload TEXT NOT NULL);")
+    conn = sqlite3.connect(db)  # a database of schema 2, whose pending imports were keyed by hash
+    for migration in MIGRATIONS[:2]:
+        conn.executescript(migration)
     sha = sha256_file(folder / "sub dir" / "ünïcødé 🐸.png")
     conn.execute("INSERT INTO pending_imports VALUES (?, ?)", (sha, json.dumps(
         {"sha256": sha, "paths": ["/old/place/frog.png"], "user_description": "from version 1", "tags": ["v1"],
