@@ -52,6 +52,23 @@ def check_one(path: Path, data: bytes, settings: Settings, index: int) -> tuple[
     return record.status, None
 
 
+def largest_allowed(work_dir: Path, settings: Settings) -> dict[str, str]:
+    """Valid images right at the pixel cap (the most a file may make us decode), every mode that
+    needs a conversion: their peak RSS is the memory bound of one decode."""
+    from PIL import Image
+
+    side = int((settings.max_megapixels * 1e6) ** 0.5)
+    made = {"rgba.png": ("RGBA", (9, 99, 199, 120), "PNG"), "rgb.jpg": ("RGB", (200, 30, 30), "JPEG"),
+            "palette.gif": ("P", 7, "GIF"), "grey16.png": ("I;16", 300, "PNG")}
+    outcomes = {}
+    for name, (mode, colour, fmt) in made.items():
+        path = work_dir / name
+        Image.new(mode, (side, side), colour).save(path, format=fmt)  # freed before decoding
+        outcome, detail = check_one(path, path.read_bytes(), settings, 0)
+        outcomes[f"{name} {side}x{side}"] = outcome if detail is None else detail.strip().splitlines()[-1]
+    return outcomes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=10_000)
@@ -59,6 +76,8 @@ def main() -> int:
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--escapes", type=Path, default=Path("fuzz-escapes"), help="where escaping inputs are saved")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-largest", dest="largest", action="store_false",
+                        help="skip decoding valid images at the pixel cap (the memory bound)")
     args = parser.parse_args()
     formats = tuple(args.formats.split(","))
 
@@ -77,11 +96,14 @@ def main() -> int:
                 args.escapes.mkdir(parents=True, exist_ok=True)
                 (args.escapes / f"{name}{EXTENSION[fmt]}").write_bytes(data)
                 escapes.append({"input": name, "detail": detail.strip().splitlines()[-1]})
+        fuzz_peak = peak_rss_mb()
+        limits = largest_allowed(work_dir, settings) if args.largest else {}
     result = {
         "inputs": args.count, "seed": args.seed, "escapes": len(escapes),
         "outcomes": {fmt: dict(counter) for fmt, counter in outcomes.items()},
         "mutations": dict(mutations), "seconds": round(time.perf_counter() - started, 1),
-        "rss_start_mb": round(baseline, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rss_start_mb": round(baseline, 1), "peak_rss_mb_mutants": round(fuzz_peak, 1),
+        "largest_allowed": limits, "peak_rss_mb": round(peak_rss_mb(), 1),
         "python": sys.version.split()[0], "pillow": __import__("PIL").__version__,
     }
     if args.json:
@@ -94,8 +116,13 @@ def main() -> int:
         print(f"escapes: {len(escapes)}")
         for escape in escapes[:20]:
             print(f"  {escape['input']}: {escape['detail']}")
-        print(f"peak RSS of this decoding process: {result['peak_rss_mb']} MB (start {result['rss_start_mb']} MB)")
-    return 1 if escapes else 0
+        print(f"peak RSS while decoding the mutants: {result['peak_rss_mb_mutants']} MB "
+              f"(start {result['rss_start_mb']} MB)")
+        for name, outcome in limits.items():
+            print(f"  at the pixel cap: {name}: {outcome}")
+        if limits:
+            print(f"peak RSS including the images at the pixel cap: {result['peak_rss_mb']} MB")
+    return 1 if escapes or any(outcome != "ok" for outcome in limits.values()) else 0
 
 
 if __name__ == "__main__":
