@@ -15,9 +15,8 @@ import logging
 import time
 from pathlib import Path
 
-from memesearch.errors import ImageError, InvalidInputError, NotFoundError
+from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.library.decode import load_rgb
-from memesearch.library.scanner import mark_unreadable
 from memesearch.ml.remote import ServiceUnavailableError
 from memesearch.pipeline import embedding_text
 from memesearch.store.models import Description, Meme
@@ -82,14 +81,8 @@ class MemeProcessor:
 
     def _image(self, meme: Meme):
         started = time.perf_counter()
-        try:
-            image = load_rgb(Path(meme.path), self.core.settings.max_megapixels)
-        except ImageError as exc:
-            # The file's content is at fault: an error row until the file changes (like the scanner's).
-            mark_unreadable(self.core.store, meme, exc.message)
-            raise
-        finally:
-            self.decode_s += time.perf_counter() - started
+        image = load_rgb(Path(meme.path), self.core.settings.max_megapixels)
+        self.decode_s += time.perf_counter() - started
         return image
 
     def _ocr(self, meme: Meme, run: dict, explicit: bool) -> None:
