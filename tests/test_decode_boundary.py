@@ -148,3 +148,11 @@ def test_pillow_limits_are_the_deliberate_ones():
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     assert PngImagePlugin.MAX_TEXT_CHUNK == 1 << 20 and PngImagePlugin.MAX_TEXT_MEMORY == 64 << 20
     assert decode.SUPPORTED_FORMATS == {"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO"}
+
+
+def test_an_errno_caused_by_the_content_is_the_file_s_error():
+    """Found by bench/fuzz_images.py: a damaged TIFF makes Pillow seek to an invalid offset, and the
+    kernel answers EINVAL. An errno alone does not make an error the file system's."""
+    finding = Path(__file__).parent / "fuzz" / "findings" / "tiff-seek-einval.png"
+    with pytest.raises(ImageError, match="Invalid argument"):
+        probe(finding, 64)

@@ -5,9 +5,9 @@ memesearch. Whatever a damaged or hostile file makes Pillow raise (OSError,
 ValueError, IndexError, struct.error, SyntaxError, even MemoryError) becomes an
 ImageError with a one-line reason; callers record it against that file and go
 on. Only KeyboardInterrupt and SystemExit (not ``Exception``s) pass through,
-and an OSError with an errno (the disk or the file system failed: vanished
-file, permission denied, I/O error) stays an OSError, because it says nothing
-about the content and callers report it as "cannot read".
+and an OSError of the file system (vanished file, permission denied, I/O error)
+stays an OSError, because it says nothing about the content and callers report
+it as "cannot read".
 
 Memory is bounded by construction (see ``MAX_*`` below and docs/RELIABILITY.md):
 - the pixel count is checked from the header before any pixel is decoded
@@ -28,6 +28,7 @@ allocation (a damaged length field) that was refused, and nothing is held.
 
 from __future__ import annotations
 
+import errno
 import io
 import warnings
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a g
 PngImagePlugin.MAX_TEXT_CHUNK = 1 << 20  # 1 MB decompressed per text/ICC chunk (Pillow's default)
 PngImagePlugin.MAX_TEXT_MEMORY = 64 << 20  # 64 MB of text chunks per file (Pillow's default)
 
+# OSErrors that are about the file system, not the bytes. Others with an errno are caused by the
+# content (EINVAL: a damaged TIFF makes Pillow seek to a negative offset; EOVERFLOW, EFBIG).
+_FILE_SYSTEM_ERRNOS = {errno.EIO, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ESTALE, errno.ENXIO,
+                       errno.ENODEV, errno.ETIMEDOUT, errno.EISDIR}
 _EXIF_ORIENTATION = 0x0112
 _MAX_REASON_CHARS = 200
 
@@ -95,7 +100,7 @@ def _decode(handle, name: str, max_megapixels: float) -> tuple[ImageInfo, Image.
     except ImageError:
         raise
     except OSError as exc:
-        if exc.errno is not None:  # the file system failed, not the content
+        if exc.errno in _FILE_SYSTEM_ERRNOS:  # the disk or file system failed, not the content
             raise
         raise ImageError(_reason(exc, name)) from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's error, never the batch's
