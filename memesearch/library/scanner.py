@@ -17,9 +17,9 @@ from pathlib import Path
 from memesearch.config import Settings
 from memesearch.errors import ImageError
 from memesearch.library.data_dir import is_internal
-from memesearch.library.decode import EXTENSIONS, probe
+from memesearch.library.decode import EXTENSIONS, one_line_reason, probe
 from memesearch.library.hashing import dhash, sha256_file
-from memesearch.store.models import FileRecord, Folder
+from memesearch.store.models import FileRecord, Folder, Meme
 from memesearch.store.roots import innermost_root, is_under
 
 SKIPPED_DIRS = {"@eaDir", ".git", "node_modules", "__MACOSX", "#recycle"}
@@ -107,13 +107,13 @@ def inspect_file(path: Path, info: os.stat_result, folder_id: int, settings: Set
     record.sha256 = sha256_file(path)
     try:
         image_info, rgb = probe(path, settings.max_megapixels)
+        record.phash = dhash(rgb)
     except ImageError as exc:
         record.status, record.error = "error", exc.message
         return record
     record.format, record.width, record.height, record.frames = (
         image_info.format.lower(), image_info.width, image_info.height, image_info.frames,
     )
-    record.phash = dhash(rgb)
     return record
 
 
@@ -173,6 +173,9 @@ def scan_folder(store, folder: Folder, settings: Settings, progress: ProgressCal
         except OSError as exc:
             record = FileRecord(path=str(path), folder_id=folder.id, size=info.st_size, mtime=info.st_mtime,
                                 status="error", error=f"cannot read: {exc.strerror or exc}")
+        except Exception as exc:  # noqa: BLE001 - whatever one file causes is that file's error, never the folder's
+            record = FileRecord(path=str(path), folder_id=folder.id, size=info.st_size, mtime=info.st_mtime,
+                                status="error", error=f"cannot index: {one_line_reason(exc)}")
         _store_record(store, record, known.get(str(path)), vanished, summary)
         report("indexed", str(path))
 
@@ -216,3 +219,13 @@ def _mark_missing(store, rows: list, summary: ScanSummary) -> None:
     if rows:
         store.set_status([row["id"] for row in rows], "missing")
         summary.missing += len(rows)
+
+
+def mark_unreadable(store, meme: Meme, message: str) -> None:
+    """A known file that no longer decodes (found by a later stage): it becomes an error row,
+    listed by ``status --errors`` and not retried until its size or mtime changes (the next scan
+    re-inspects a changed file; a vanished one becomes missing)."""
+    record = FileRecord(path=meme.path, folder_id=meme.folder_id, size=meme.size, mtime=meme.mtime,
+                        sha256=meme.sha256, phash=meme.phash, width=meme.width, height=meme.height,
+                        format=meme.format, frames=meme.frames, status="error", error=message)
+    store.update_file(meme.id, record, content_changed=False)

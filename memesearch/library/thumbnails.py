@@ -48,7 +48,9 @@ def ensure_thumbnail(settings: Settings, meme: Meme, px: int | None = None) -> P
         with os.fdopen(handle, "wb") as out:
             image.save(out, format="WEBP", quality=80, method=4)
         os.replace(partial, target)
-    except BaseException:
+    except BaseException as exc:
         Path(partial).unlink(missing_ok=True)
+        if isinstance(exc, ValueError):  # the encoder refused this picture (e.g. a side over WebP's 16383 px)
+            raise ImageError(f"cannot make a thumbnail of {Path(meme.path).name}: {exc}") from exc
         raise
     return target

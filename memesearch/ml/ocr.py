@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import OcrEngine, OcrResult
-from memesearch.ml.onnx.session import default_threads
+from memesearch.ml.onnx.session import default_threads, onnxruntime
 
 DET_MODEL_FILE = "PP-OCRv6_det_small.onnx"
 REC_MODEL_FILE = "PP-OCRv6_rec_small.onnx"
@@ -83,6 +83,7 @@ class RapidOcrEngine(OcrEngine):
             "EngineConfig.onnxruntime.intra_op_num_threads": self.threads or -1,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
+        onnxruntime()  # rapidocr opens its own sessions: telemetry off first
         try:
             self._engine = rapidocr.RapidOCR(params=params)
             # rapidocr opens each session on first use, and the recogniser only once

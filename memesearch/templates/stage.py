@@ -13,7 +13,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from memesearch.library.decode import load_rgb
+from memesearch.errors import ImageError
+from memesearch.library.decode import load_rgb, one_line_reason
+from memesearch.library.scanner import mark_unreadable
 from memesearch.store.templates import STAGE, TemplateStore
 from memesearch.templates.features import extract, single_threaded_opencv
 from memesearch.templates.grouping import UnionFind, VectorIndex, find_partners
@@ -43,8 +45,12 @@ def run_features(store, max_megapixels: float, progress: Progress | None = None)
         try:
             extract_one(store, meme, max_megapixels)
             done += 1
-        except Exception as exc:  # one bad file never stops the run: record it and go on
-            message = getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
+        except (ImageError, OSError) as exc:  # the file: an error row, not retried until it changes
+            message = getattr(exc, "message", None) or f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+            mark_unreadable(store, meme, message)
+            failed.append((meme_id, message))
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the run: record it and go on
+            message = f"template features failed: {one_line_reason(exc)}"
             store.mark_stage(meme_id, STAGE, "failed", message)
             failed.append((meme_id, message))
             log.warning("template features failed for %s: %s", meme.path, message)

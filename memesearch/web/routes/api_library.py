@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from memesearch.errors import InvalidInputError, NotFoundError
@@ -30,7 +31,8 @@ def uploads_folder(core):
 @router.post("/uploads", openapi_extra=UPLOAD)
 async def upload(request: Request, index: bool = True) -> dict:
     """multipart/form-data with one or more ``files`` parts. Each file is checked on its own; the
-    batch is indexed automatically (``index=false`` defers it to ``POST /api/uploads/index``)."""
+    batch is indexed automatically (``index=false`` defers it to ``POST /api/uploads/index``).
+    200 when at least one file was saved (refused ones carry their reason); 422 when none was."""
     core = core_of(request)
     settings = core.settings
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -53,9 +55,19 @@ async def upload(request: Request, index: bool = True) -> dict:
             data = await item.read(per_file + 1)
             # Only the first bytes past the limit are read: the real size comes from the upload itself.
             results.append(save_upload(settings, item.filename or "upload", data, size=item.size).as_dict())
+    if not any(r["ok"] for r in results):
+        return _nothing_saved(results)
     folder = uploads_folder(core)
-    run = jobs_bridge.index_folder(core, folder.id) if index and any(r["ok"] for r in results) else None
+    run = jobs_bridge.index_folder(core, folder.id) if index else None
     return {"files": results, "saved": sum(r["ok"] for r in results), "run": run}
+
+
+def _nothing_saved(results: list[dict]) -> JSONResponse:
+    """Every file was refused (not an image, damaged, too large): 422 with each file's reason."""
+    first = f"{results[0]['name']}: {results[0]['error']}"
+    message = first if len(results) == 1 else f"none of the {len(results)} files could be saved ({first}; ...)"
+    return JSONResponse({"error": message, "status": 422, "files": results, "saved": 0, "run": None},
+                        status_code=422)
 
 
 @router.post("/uploads/index")
