@@ -14,7 +14,10 @@ from memesearch.app import Core
 from memesearch.config import Settings
 from memesearch.web import preferences
 from memesearch.web.errors import install_error_handlers
-from memesearch.web.security import Guard, SecurityMiddleware, csrf_token_of, load_secret
+from memesearch.web.proxies import parse_networks
+from memesearch.web.security import SESSION_MAX_AGE_S, Guard, SecurityMiddleware, csrf_token_of, load_secret
+from memesearch.web.sessions import SessionStore, password_fingerprint
+from memesearch.web.throttle import LoginThrottle
 from memesearch.web.views import human_size
 
 HERE = Path(__file__).parent
@@ -48,7 +51,7 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
                   openapi_url="/api/openapi.json")
     app.state.core = core
     app.state.templates = _templates()
-    app.state.guard = Guard(load_secret(settings.secret_key_path), settings.password, settings.api_token)
+    app.state.guard = _guard(settings)
     app.state.background = {}
     app.add_middleware(SecurityMiddleware, guard=app.state.guard)
     install_error_handlers(app)
@@ -59,3 +62,13 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     for module in (pages, pages_admin, files, api_memes, api_library, api_jobs):
         app.include_router(module.router)
     return app
+
+
+def _guard(settings: Settings) -> Guard:
+    secret = load_secret(settings.secret_key_path)
+    # No password, no logins: skip the deliberately slow scrypt.
+    fingerprint = password_fingerprint(settings.password, secret) if settings.password else "no password"
+    return Guard(secret, settings.password, settings.api_token,
+                 sessions=SessionStore(settings.sessions_path, fingerprint, SESSION_MAX_AGE_S),
+                 throttle=LoginThrottle(settings.login_limits, settings.login_global_limits),
+                 trusted_proxies=parse_networks(settings.trusted_proxies))
