@@ -165,15 +165,19 @@ def too_many_attempts(wait_s: int) -> str:
     return f"too many wrong passwords or tokens from here: wait {wait_s} s before trying again"
 
 
-def same_origin(request: Request, view: RequestView) -> bool:
-    """False when the browser says the request comes from another site (Origin, else Referer)."""
+def foreign_origin(request: Request, view: RequestView) -> str | None:
+    """Why the browser says the request comes from another site (Origin, else Referer), or None."""
     claimed = request.headers.get("origin")
     if claimed is None:
         claimed = request.headers.get("referer")
         if claimed is None:
-            return True  # not a browser, or one that sends neither: the CSRF token still decides
-    source = Origin.parse(claimed)
-    return source is not None and source == view.origin
+            return None  # not a browser, or one that sends neither: the CSRF token still decides
+    own = view.origin
+    if Origin.parse(claimed) == own and own is not None:
+        return None
+    here = f"{own.scheme}://{own.host}:{own.port}" if own else "unknown"
+    return (f"cross-site request refused: it comes from {claimed[:100]!r}, not from this server ({here}); "
+            "behind a reverse proxy, set MEMESEARCH_TRUSTED_PROXIES so its X-Forwarded-Proto/-Host count")
 
 
 class SecurityMiddleware:
@@ -240,8 +244,9 @@ class SecurityMiddleware:
                 return _refuse(request, 401, "log in first (or send Authorization: Bearer <token>)")
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         if request.method not in SAFE_METHODS and not bearer:
-            if not same_origin(request, view):
-                return _refuse(request, 403, "cross-site request refused: it must come from this server's own pages")
+            foreign = foreign_origin(request, view)
+            if foreign:
+                return _refuse(request, 403, foreign)
             submitted = await _submitted_csrf(request)
             if not submitted or not hmac.compare_digest(submitted.encode(), request.state.csrf_token.encode()):
                 return _refuse(request, 403, "missing or wrong CSRF token: reload the page and try again")
