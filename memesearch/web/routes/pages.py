@@ -94,15 +94,14 @@ def login_page(request: Request, next: str = "/"):
 def login(request: Request, password: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"):
     guard = request.app.state.guard
     client = request.state.view.client
-    # Throttled before the password is compared: past the limit even the right one waits.
-    wait = guard.throttle.retry_after(client)
+    # Counted and throttled before the password is compared: past the limit even the right one waits.
+    wait = guard.throttle.attempt(client)
     if wait:
         page = render(request, "login.html", {"next": _safe_next(next), "error": too_many_attempts(wait)},
                       status_code=429)
         page.headers["Retry-After"] = str(wait)
         return page
     if not guard.check_password(password):
-        guard.throttle.failed(client)
         return render(request, "login.html", {"next": _safe_next(next), "error": "wrong password"}, status_code=401)
     guard.log_in(request)  # the middleware sets the new session cookie
     return RedirectResponse(_safe_next(next), status_code=303)
