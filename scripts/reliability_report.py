@@ -54,6 +54,13 @@ AREAS = {
                                          "path traversal and swapped links on file routes"),
     "tests.security.test_tokens_and_logs": ("Security: tokens and logs", "ML service token on every route; password "
                                             "and tokens absent from all logs"),
+    "tests.security.test_login_throttle": ("Security: login throttle", "wrong passwords and API tokens per client, "
+                                           "tiers, global cap, trusted-proxy clients, a parallel burst on a real server"),
+    "tests.security.test_sessions": ("Security: sessions", "logout, restart with the same and a new password, "
+                                     "forged cookies, what the sessions file holds"),
+    "tests.security.test_csrf_and_origin": ("Security: CSRF and origin", "planted CSRF cookies, foreign Origin/Referer, "
+                                            "Secure cookies on https and behind trusted proxies"),
+    "tests.security.test_password_rule": ("Security: password rule", "blank and short passwords beyond loopback"),
 }
 
 
@@ -83,6 +90,12 @@ FINDINGS = [
     "PostgreSQL rejected NUL characters in descriptions, tags and OCR text (a 500 on PATCH /api/memes, "
     "a failing `db copy`): both stores now drop control characters at the boundary (text.clean_text; "
     "store contract test).",
+    "Issue 11: 300 wrong passwords in 0.35 s were all answered; a session cookie kept working after logout and "
+    "after a restart with a new password; CSRF accepted a cookie planted from another port and checked no Origin; "
+    "cookies never got `Secure`; a one-space password passed the non-loopback rule; the ML token was accepted "
+    "without `Bearer ` and its docs were public. Now: throttling (web/throttle.py), server-side sessions "
+    "(web/sessions.py), session-bound CSRF + Origin check and trusted proxies (web/security.py, web/proxies.py), "
+    "an 8-character rule, Bearer-only ML auth with docs behind the token (tests/security).",
 ]
 
 

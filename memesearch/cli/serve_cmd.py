@@ -29,12 +29,15 @@ def register(app: typer.Typer) -> None:
 
         from memesearch.app import Core
         from memesearch.web import create_app
+        from memesearch.web.security import MIN_PASSWORD_CHARS, password_problem
 
         settings = settings_of(ctx)
-        if not is_loopback(host) and not settings.password:
+        problem = None if is_loopback(host) else password_problem(settings.password)
+        if problem:
             raise ConfigError(
-                f"refusing to serve on {host} without a password: anyone on the network could change your library",
-                hint="set MEMESEARCH_PASSWORD=... (and MEMESEARCH_API_TOKEN for scripts), or bind to 127.0.0.1",
+                f"refusing to serve on {host}: {problem}, and anyone on the network could change your library",
+                hint=f"set MEMESEARCH_PASSWORD to at least {MIN_PASSWORD_CHARS} characters (and MEMESEARCH_API_TOKEN "
+                     "for scripts), or bind to 127.0.0.1",
             )
         core = Core(settings)
         web = create_app(core=core)
@@ -63,6 +66,8 @@ def register(app: typer.Typer) -> None:
 
         web.router.lifespan_context = lifespan
         try:
-            uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+            # proxy_headers off: X-Forwarded-* are believed only from MEMESEARCH_TRUSTED_PROXIES
+            # (web/proxies.py), not from uvicorn's default of 127.0.0.1.
+            uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
         finally:
             shut_down()

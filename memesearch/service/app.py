@@ -1,5 +1,8 @@
 """The ML service's HTTP API (FastAPI; OpenAPI at /openapi.json, docs at /docs).
 
+With ``MEMESEARCH_ML_TOKEN`` set, every route but ``/healthz`` - the schema and docs
+pages included - needs ``Authorization: Bearer <token>``.
+
 Images travel as uploaded bytes, never as paths: the service reads no file a
 client names, so it cannot be used to read the host's files. Status codes:
 422 unusable input (corrupt image, too many texts), 404 unknown model, 413 body
@@ -22,7 +25,8 @@ import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -81,20 +85,26 @@ def create_app(settings: Settings) -> FastAPI:
         sweeper.cancel()
         runner.shutdown()
 
+    # With a token, the schema and docs pages are served only to holders of it (routes below).
+    public_docs = not settings.ml_token
     app = FastAPI(title="memesearch ML service", version=__version__, lifespan=lifespan,
                   description="OCR, image descriptions and text embeddings for memesearch.",
-                  responses=ERROR_RESPONSES)
+                  responses=ERROR_RESPONSES, openapi_url="/openapi.json" if public_docs else None,
+                  docs_url="/docs" if public_docs else None, redoc_url="/redoc" if public_docs else None)
     app.state.pool = pool
     app.state.runner = runner
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.ml_max_upload_mb * 1e6))
     app.add_middleware(Utf8UrlMiddleware, body_of=lambda message: {"detail": message})
 
     def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        """Only ``Authorization: Bearer <token>``: a bare token or another scheme is refused."""
         if not settings.ml_token:
             return
-        supplied = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(supplied.encode(), settings.ml_token.encode()):
-            raise HTTPException(401, "missing or wrong token (Authorization: Bearer $MEMESEARCH_ML_TOKEN)")
+        scheme, _, supplied = (authorization or "").partition(" ")
+        right = hmac.compare_digest(supplied.strip().encode(), settings.ml_token.encode())
+        if scheme.lower() != "bearer" or not right:
+            raise HTTPException(401, "missing or wrong token (Authorization: Bearer $MEMESEARCH_ML_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(MemeSearchError)
     async def _memesearch_error(request: Request, exc: MemeSearchError) -> JSONResponse:
@@ -124,6 +134,19 @@ def create_app(settings: Settings) -> FastAPI:
         return await upload.read()
 
     guarded = [Depends(check_token)]
+
+    if not public_docs:
+        @app.get("/openapi.json", dependencies=guarded, include_in_schema=False)
+        def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", dependencies=guarded, include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+        @app.get("/redoc", dependencies=guarded, include_in_schema=False)
+        def redoc() -> HTMLResponse:
+            return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
     @app.get("/healthz", summary="Liveness: always 200 while the process serves requests.")
     def healthz() -> dict:

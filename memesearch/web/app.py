@@ -18,7 +18,10 @@ from memesearch.unicode_input import Utf8UrlMiddleware
 from memesearch.web import preferences
 from memesearch.web.api_schemas import ERROR_RESPONSES
 from memesearch.web.errors import error_response, install_error_handlers
-from memesearch.web.security import Guard, SecurityMiddleware, csrf_token_of, load_secret
+from memesearch.web.proxies import parse_networks
+from memesearch.web.security import SESSION_MAX_AGE_S, Guard, SecurityMiddleware, csrf_token_of, load_secret
+from memesearch.web.sessions import SessionStore, password_fingerprint
+from memesearch.web.throttle import LoginThrottle
 from memesearch.web.views import human_size
 
 HERE = Path(__file__).parent
@@ -87,7 +90,7 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
                   openapi_url="/api/openapi.json", responses=ERROR_RESPONSES)
     app.state.core = core
     app.state.templates = _templates()
-    app.state.guard = Guard(_secret(core), settings.password, settings.api_token)
+    app.state.guard = _guard(core)
     app.state.background = {}
     if core.read_only:
         app.add_middleware(ReadOnlyMiddleware, home=str(settings.home))
@@ -101,3 +104,14 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     for module in (pages, pages_admin, files, api_memes, api_library, api_jobs, templates):
         app.include_router(module.router)
     return app
+
+
+def _guard(core: Core) -> Guard:
+    settings = core.settings
+    secret = _secret(core)
+    # No password, no logins: skip the deliberately slow scrypt.
+    fingerprint = password_fingerprint(settings.password, secret) if settings.password else "no password"
+    return Guard(secret, settings.password, settings.api_token,
+                 sessions=SessionStore(settings.sessions_path, fingerprint, SESSION_MAX_AGE_S),
+                 throttle=LoginThrottle(settings.login_limits, settings.login_global_limits),
+                 trusted_proxies=parse_networks(settings.trusted_proxies))

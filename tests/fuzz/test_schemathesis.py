@@ -66,7 +66,9 @@ def service_schema(tmp_path_factory, shared_models_dir):
     (home / "models").symlink_to(shared_models_dir, target_is_directory=True)
     # Default caption model "fake": a generated request without a model never loads real weights.
     app = create_app(Settings(home=home, threads=1, caption_model="fake", ml_token=TOKEN))
-    return accept_422_where_state_decides(schemathesis.openapi.from_asgi("/openapi.json", app))
+    # With a token, the schema itself needs it too.
+    return accept_422_where_state_decides(
+        schemathesis.openapi.from_asgi("/openapi.json", app, headers={"Authorization": f"Bearer {TOKEN}"}))
 
 
 def fuzz_every_operation(schema) -> dict[str, int]:

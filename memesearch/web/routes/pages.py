@@ -12,7 +12,7 @@ from memesearch.errors import InvalidInputError
 from memesearch.search.engine import MODES
 from memesearch.store.templates import TemplateStore
 from memesearch.web.deps import core_of, render
-from memesearch.web.security import SESSION_COOKIE, SESSION_MAX_AGE_S
+from memesearch.web.security import too_many_attempts
 from memesearch.web.views import highlight, hit_text, meme_dict, near_duplicates, query_terms
 
 router = APIRouter()
@@ -100,19 +100,24 @@ def login_page(request: Request, next: str = "/"):
 @router.post("/login")
 def login(request: Request, password: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"):
     guard = request.app.state.guard
+    client = request.state.view.client
+    # Counted and throttled before the password is compared: past the limit even the right one waits.
+    wait = guard.throttle.attempt(client)
+    if wait:
+        page = render(request, "login.html", {"next": _safe_next(next), "error": too_many_attempts(wait)},
+                      status_code=429)
+        page.headers["Retry-After"] = str(wait)
+        return page
     if not guard.check_password(password):
         return render(request, "login.html", {"next": _safe_next(next), "error": "wrong password"}, status_code=401)
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, guard.session_value(), max_age=SESSION_MAX_AGE_S, httponly=True,
-                        samesite="lax", path="/")
-    return response
+    guard.log_in(request)  # the middleware sets the new session cookie
+    return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout")
 def logout(request: Request):
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
+    request.app.state.guard.log_out(request)
+    return RedirectResponse("/login", status_code=303)
 
 
 @router.get("/healthz")
