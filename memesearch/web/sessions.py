@@ -58,6 +58,11 @@ class SessionStore:
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
+        from memesearch.readonly import is_read_only
+
+        if is_read_only(path.parent):  # honoured even for root, who could write past the mode bits
+            log.warning("%s is read-only: web sessions are kept in memory only", path.parent)
+            return sqlite3.connect(":memory:", check_same_thread=False)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
