@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
             )
         core = Core(settings)
         web = create_app(core=core)
+        from memesearch.web.warmup import start_warmup
+
+        start_warmup(core, web.state.search_warm)
         worker = None
         if workers:
             from memesearch.jobs.worker import start_in_process

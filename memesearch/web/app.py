@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -15,14 +16,15 @@ from memesearch.config import Settings
 from memesearch.web import preferences
 from memesearch.web.errors import install_error_handlers
 from memesearch.web.security import Guard, SecurityMiddleware, csrf_token_of, load_secret
-from memesearch.web.views import human_size
+from memesearch.web.views import active_runs, human_size
 
 HERE = Path(__file__).parent
 
 
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(csrf_token=csrf_token_of, version=__version__, human_size=human_size)
+    templates.env.globals.update(csrf_token=csrf_token_of, version=__version__, human_size=human_size,
+                                 active_runs=active_runs)
     templates.env.filters["ago"] = _ago
     return templates
 
@@ -50,6 +52,8 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     app.state.templates = _templates()
     app.state.guard = Guard(load_secret(settings.secret_key_path), settings.password, settings.api_token)
     app.state.background = {}
+    #: Set once the query embedder is loaded (`memesearch serve` preloads it: memesearch.web.warmup).
+    app.state.search_warm = threading.Event()
     app.add_middleware(SecurityMiddleware, guard=app.state.guard)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
