@@ -73,10 +73,18 @@ def shoot(browser, server, pages, meme_id: int, out: Path, only: set[str]) -> No
                     page.reload()
                 page.wait_for_selector(ready)
                 page.wait_for_load_state("networkidle")
-                page.evaluate("Promise.all(Array.from(document.images).map((img) => img.decode().catch(() => null)))")
+                full_page = name == "meme"
+                if full_page:  # bring the lazy thumbnails further down in, then back to the top
+                    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+                    page.wait_for_load_state("networkidle")
+                    page.evaluate("window.scrollTo(0, 0)")
+                # Wait for the images in view (lazy ones further down never load in a screenshot).
+                page.evaluate(f"""Promise.race([new Promise((done) => setTimeout(done, 10000)), Promise.all(
+                    Array.from(document.images).filter((img) => {str(full_page).lower()} || img.getBoundingClientRect().top < innerHeight)
+                    .map((img) => img.decode().catch(() => null)))])""")
                 time.sleep(0.3)
                 target = out / f"{name}{suffix}-{theme}.png"
-                page.screenshot(path=str(target), full_page=name == "meme")
+                page.screenshot(path=str(target), full_page=full_page)
                 print(f"wrote {target}")
             context.close()
 

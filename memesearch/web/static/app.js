@@ -196,13 +196,29 @@ document.addEventListener("click", (event) => {
   if (button) copyImage(button.dataset.copy);
 });
 
-// ---- live progress of a run over server-sent events
+// ---- live progress of a run over server-sent events; one stream per run, however many parts of
+// the page follow it (a browser holds only six connections per server).
+const runStreams = new Map();
 function watchRun(runId, onProgress, onEnd) {
-  const source = new EventSource(`/api/jobs/${runId}/events`);
-  source.addEventListener("progress", (event) => onProgress(JSON.parse(event.data)));
-  source.addEventListener("end", (event) => { source.close(); onEnd(JSON.parse(event.data)); });
-  source.onerror = () => { source.close(); onEnd(null); };
-  return source;
+  const key = String(runId);
+  let stream = runStreams.get(key);
+  if (!stream) {
+    stream = { source: new EventSource(`/api/jobs/${key}/events`), listeners: [] };
+    runStreams.set(key, stream);
+    const finish = (run) => {
+      stream.source.close();
+      runStreams.delete(key);
+      stream.listeners.forEach((l) => l.onEnd(run));
+    };
+    stream.source.addEventListener("progress", (event) => {
+      const run = JSON.parse(event.data);
+      stream.listeners.forEach((l) => l.onProgress(run));
+    });
+    stream.source.addEventListener("end", (event) => finish(JSON.parse(event.data)));
+    stream.source.onerror = () => finish(null);
+  }
+  stream.listeners.push({ onProgress, onEnd });
+  return stream.source;
 }
 const percentOf = (run) => (run.total ? Math.round((100 * (run.done + run.failed)) / run.total) : 100);
 
