@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
             )
         core = Core(settings)
         web = create_app(core=core)
+        from memesearch.web.warmup import start_warmup
+
+        start_warmup(core, web.state.search_warm)
         worker = None
         if core.read_only:
             console.print(f"the data dir {settings.home} is read-only: serving search and pages; changes are refused",

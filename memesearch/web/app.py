@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from pathlib import Path
 
@@ -22,14 +23,15 @@ from memesearch.web.proxies import parse_networks
 from memesearch.web.security import SESSION_MAX_AGE_S, Guard, SecurityMiddleware, csrf_token_of, load_secret
 from memesearch.web.sessions import SessionStore, password_fingerprint
 from memesearch.web.throttle import LoginThrottle
-from memesearch.web.views import human_size
+from memesearch.web.views import active_runs, human_size
 
 HERE = Path(__file__).parent
 
 
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(csrf_token=csrf_token_of, version=__version__, human_size=human_size)
+    templates.env.globals.update(csrf_token=csrf_token_of, version=__version__, human_size=human_size,
+                                 active_runs=active_runs)
     templates.env.filters["ago"] = _ago
     return templates
 
@@ -95,6 +97,8 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     if core.read_only:
         app.add_middleware(ReadOnlyMiddleware, home=str(settings.home))
     app.add_middleware(Utf8UrlMiddleware, body_of=lambda message: {"error": message, "status": 422})
+    #: Set once the query embedder is loaded (`memesearch serve` preloads it: memesearch.web.warmup).
+    app.state.search_warm = threading.Event()
     app.add_middleware(SecurityMiddleware, guard=app.state.guard)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

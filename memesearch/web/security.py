@@ -43,8 +43,8 @@ CSRF_COOKIE = "ms_csrf"
 CSRF_HEADER = "x-csrf-token"
 SESSION_MAX_AGE_S = 30 * 24 * 3600
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-# Reachable without logging in: the login form itself, assets and the health probe.
-PUBLIC_PREFIXES = ("/login", "/static/", "/healthz")
+# Reachable without logging in: the login form itself, assets, the icon and the health probe.
+PUBLIC_PREFIXES = ("/login", "/static/", "/healthz", "/favicon.ico")
 MIN_PASSWORD_CHARS = 8
 
 SECURITY_HEADERS = {

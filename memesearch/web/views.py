@@ -111,3 +111,16 @@ def human_size(size: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"
+
+
+#: Run kinds the header shows while they are active (the bulk work a person starts).
+HEADER_RUN_KINDS = ("describe", "index")
+
+
+def active_runs(request) -> list[dict]:
+    """Bulk runs still queued or running, for the header of every page (so they survive a reload)."""
+    try:
+        runs = request.app.state.core.jobs.list_runs(20)
+    except Exception:  # noqa: BLE001 - a page must render even when the job store is unreadable
+        return []
+    return [run.as_dict() for run in runs if run.active and run.kind in HEADER_RUN_KINDS]

@@ -45,6 +45,15 @@ async def start_job(request: Request) -> dict:
     return jobs_bridge.start(core, str(kind), folder_id=folder_id)
 
 
+@router.get("/jobs/estimate")
+def estimate_job(request: Request, model: str | None = None) -> dict:
+    """How many memes "describe all undescribed" would caption with ``model``, and about how long it takes."""
+    from memesearch.web.estimates import describe_estimate
+
+    core = core_of(request)
+    return describe_estimate(core, jobs_bridge.caption_model_id(core, model))
+
+
 @router.get("/jobs/{run_id}")
 def get_job(request: Request, run_id: int) -> dict:
     return core_of(request).jobs.get(run_id).as_dict()

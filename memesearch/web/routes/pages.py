@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from memesearch.errors import InvalidInputError
 from memesearch.search.engine import MODES
@@ -16,6 +17,7 @@ from memesearch.web.security import too_many_attempts
 from memesearch.web.views import highlight, hit_text, meme_dict, near_duplicates, query_terms
 
 router = APIRouter()
+FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.svg"
 PAGE_SIZE = 24
 TOP_TAG_CHIPS = 30
 
@@ -121,8 +123,15 @@ def logout(request: Request):
 
 
 @router.get("/healthz")
-def healthz() -> dict:
-    return {"ok": True}
+def healthz(request: Request) -> dict:
+    """Up; ``search_warm``: the query model is loaded, so a search answers at full speed."""
+    return {"ok": True, "search_warm": request.app.state.search_warm.is_set()}
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    """Browsers ask for /favicon.ico on their own; the icon is an SVG (linked from every page too)."""
+    return FileResponse(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
 
 def _safe_next(target: str) -> str:
