@@ -28,6 +28,8 @@ PAGES = [  # (file name, path ("MEME": the meme page of a search hit), what to w
     ("search-list", "/?q=", ".hit"),
     ("meme", "MEME", "#full-image"),
     ("upload", "/upload", "#dropzone"),
+    ("templates", "/templates", ".template-card"),
+    ("template", "/templates/1", "#template-members"),
     ("folders", "/folders", ".folder"),
     ("models", "/models", "#bulk-form"),
     ("not-found", "/memes/99999999", ".error-page"),
@@ -43,8 +45,11 @@ def build_library(home: Path, memes: Path) -> None:
     from memesearch.library.samples import render_sample_memes
     from memesearch.ml.chain import load_captioner
     from memesearch.ml.registry import get_spec
+    from memesearch.store.templates import TemplateStore
+    from memesearch.templates.synthetic import render_template_set
 
     render_sample_memes(memes, count=24, seed=3)
+    render_template_set(memes / "templates", templates=3, variants=3, distractors=0, seed=5)
     core = Core(Settings(home=home, threads=2))
     core.store.add_folder(str(memes))
     run_index(core, show_progress=False, captioner=load_captioner(get_spec("fake"), core.settings))
@@ -54,6 +59,7 @@ def build_library(home: Path, memes: Path) -> None:
     core.store.add_tags(ids[2], ["cats"])
     core.store.set_user_description(ids[7], "the cat sits on the homework, as cats do")
     core.pipeline.run_embed()
+    TemplateStore(core.store).set_name(TemplateStore(core.store).groups()[0]["id"], "Galaxy brain")
     core.close()
 
 
