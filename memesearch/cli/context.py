@@ -32,11 +32,21 @@ def settings_of(ctx: typer.Context) -> Settings:
     return root.obj
 
 
+#: Set by the root `--verbose` flag: errors then also print their technical details.
+VERBOSE = False
+
+
 def print_error(exc: MemeSearchError) -> None:
-    """The one place a MemeSearchError is shown to a person (soft wrap keeps URLs copyable)."""
-    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    """The one place a MemeSearchError is shown to a person (soft wrap keeps URLs copyable):
+    one sentence, the fix, and the technical details only with --verbose."""
+    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True, markup=True)
     if exc.hint:
         err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+    details = getattr(exc, "details", None)
+    if details and VERBOSE:
+        err_console.print(f"details:\n{details}", highlight=False, soft_wrap=True, markup=False)
+    elif details:
+        err_console.print("(run with --verbose for details)", highlight=False, style="dim")
 
 
 def friendly_errors(func: F) -> F:

@@ -24,26 +24,27 @@ _spec_cache: dict[tuple, list[str]] = {}
 def model_ids(settings) -> list[str]:
     """Ids of the known models; the registry is re-read only when the user's models.yml changes
     (parsing and validating it costs tens of milliseconds, too much for every meme page)."""
-    from memesearch.ml.registry import list_specs, user_registry_path
+    from memesearch.ml.readiness import listed_specs
+    from memesearch.ml.registry import user_registry_path
 
     user_file = user_registry_path(settings.home)
     try:
         stamp = user_file.stat().st_mtime_ns
     except OSError:
         stamp = None
-    key = (str(settings.home), stamp)
+    key = (str(settings.home), stamp, settings.dev)
     if key not in _spec_cache:
         _spec_cache.clear()
-        _spec_cache[key] = [spec.id for spec in list_specs(settings.home)]
+        _spec_cache[key] = [spec.id for spec in listed_specs(settings)]
     return _spec_cache[key]
 
 
 def model_rows(settings) -> list[dict]:
     from memesearch.ml.download import status
-    from memesearch.ml.registry import list_specs
+    from memesearch.ml.readiness import download_label, download_size_mb, listed_specs
 
     rows = []
-    for spec in list_specs(settings.home):
+    for spec in listed_specs(settings):
         files = status(spec, settings.models_dir) if spec.sources.onnx else None
         backend, reasons = would_run(spec, settings)
         if files is None:
@@ -56,7 +57,9 @@ def model_rows(settings) -> list[dict]:
             "id": spec.id, "family": spec.family, "size": spec.size, "description": spec.description,
             "files": present, "bytes": files.total_bytes if files else 0,
             "downloadable": spec.sources.onnx is not None, "complete": bool(files and files.complete),
-            "backend": backend, "unavailable_because": reasons, "default": spec.id == settings.caption_model,
+            "backend": backend, "ready": backend != "none", "unavailable_because": reasons,
+            "default": spec.id == settings.caption_model,
+            "download_label": download_label(spec), "download_mb": download_size_mb(spec),
         })
     return rows
 
@@ -75,10 +78,15 @@ def _run_in_background(background: dict, key: str, work) -> dict:
         background[key] = {"state": "running", "started_at": time.time(), "error": None, "result": None}
 
     def runner() -> None:
+        from memesearch.ml.download import DownloadCancelled
+
         try:
             result = work()
-        except Exception as exc:  # reported to the page, which shows the reason and the fix
-            update = {"state": "failed", "error": failure_reason(exc)}
+        except DownloadCancelled as exc:
+            update = {"state": "cancelled", "error": exc.message}
+        except Exception as exc:  # reported to the page: one sentence first, the rest folded away
+            full = failure_reason(exc)
+            update = {"state": "failed", "error": full.split("\n", 1)[0], "details": full}
         else:
             update = {"state": "done", "result": result}
         with _lock:
@@ -88,33 +96,59 @@ def _run_in_background(background: dict, key: str, work) -> dict:
     return _task(background, key)
 
 
-def start_pull(background: dict, settings, model_id: str, dtype: str | None) -> dict:
-    from memesearch.ml.download import pull
-    from memesearch.ml.registry import get_spec
+#: model id -> (Transfer, cancel event) of the pull running or last run in this process.
+_transfers: dict[str, tuple] = {}
 
-    spec = get_spec(model_id, settings.home)
+
+def start_pull(background: dict, settings, model_id: str, dtype: str | None) -> dict:
+    """Start downloading in a background thread (or report the one already running)."""
+    from memesearch.ml.download import Transfer, pull
+    from memesearch.ml.readiness import listed_spec
+
+    spec = listed_spec(model_id, settings)
     if spec.sources.onnx is None:
         raise InvalidInputError(f"{spec.id} has no files to download (backends: {', '.join(spec.backends)})")
+    key = f"pull:{spec.id}"
+    with _lock:
+        running = background.get(key, {}).get("state") == "running"
+        if not running:
+            _transfers[spec.id] = (Transfer(spec.id), threading.Event())
+    if running:
+        return pull_status(background, settings, spec.id)
+    transfer, cancel = _transfers[spec.id]
 
     def work() -> dict:
-        quiet = Console(file=io.StringIO(), force_terminal=False)
-        result = pull(spec, settings.models_dir, dtype, console=quiet)
+        result = pull(spec, settings.models_dir, dtype, transfer=transfer, on_progress=lambda _t: None, cancel=cancel)
         return {"present": len(result.present), "bytes": result.total_bytes}
 
-    _run_in_background(background, f"pull:{spec.id}", work)
+    _run_in_background(background, key, work)
+    return pull_status(background, settings, spec.id)
+
+
+def cancel_pull(background: dict, settings, model_id: str) -> dict:
+    from memesearch.ml.readiness import listed_spec
+
+    spec = listed_spec(model_id, settings)
+    with _lock:
+        entry = _transfers.get(spec.id)
+    if entry is not None:
+        entry[1].set()
     return pull_status(background, settings, spec.id)
 
 
 def pull_status(background: dict, settings, model_id: str) -> dict:
-    """The pull's state plus live progress: files already in place out of those needed."""
+    """The pull's state plus live progress: bytes, percent, speed, time left and files."""
     from memesearch.ml.download import status
-    from memesearch.ml.registry import get_spec
+    from memesearch.ml.readiness import listed_spec
 
-    spec = get_spec(model_id, settings.home)
+    spec = listed_spec(model_id, settings)
     task = _task(background, f"pull:{spec.id}") or {"state": "idle", "error": None, "result": None}
     files = status(spec, settings.models_dir) if spec.sources.onnx else None
     total = len(files.present) + len(files.missing) if files else 0
-    return task | {"model": spec.id, "files_present": len(files.present) if files else 0, "files_total": total}
+    with _lock:
+        entry = _transfers.get(spec.id)
+        progress = entry[0].as_dict() if entry else {}
+    return task | progress | {"model": spec.id, "files_present": len(files.present) if files else 0, "files_total": total}
 
 
 def start_check(background: dict, settings) -> dict:
