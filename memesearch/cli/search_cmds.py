@@ -18,7 +18,11 @@ from memesearch.search.engine import MODES, SearchResult
 
 def _print_result(result: SearchResult) -> None:
     if not result.hits:
-        console.print(f"no memes match {result.query!r}")
+        from memesearch.search.suggest import suggestions
+
+        console.print(f"no memes match {result.query!r} in {result.mode} mode", highlight=False)
+        for tip in suggestions(result.query, result.mode)[:3]:
+            console.print(f"  try: memesearch search {tip.query!r} --mode {tip.mode}", highlight=False, markup=False)
         return
     table = Table(show_lines=False)
     for column in ("#", "id", "score", "path", "text"):
@@ -27,7 +31,8 @@ def _print_result(result: SearchResult) -> None:
         text = hit.user_description or hit.description or hit.ocr_text
         table.add_row(str(rank), str(hit.id), f"{hit.score:.4f}", hit.path, " ".join(text.split())[:80])
     console.print(table)
-    console.print(f"{len(result.hits)} hits in {result.ms:.1f} ms ({result.mode})", style="dim")
+    total = f"{result.total}" if result.total_is_exact else f"about {result.total}"
+    console.print(f"{len(result.hits)} of {total} hits in {result.ms:.1f} ms ({result.mode})", style="dim")
 
 
 def register(app: typer.Typer) -> None:
