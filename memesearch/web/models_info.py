@@ -125,6 +125,12 @@ def start_pull(background: dict, settings, model_id: str, dtype: str | None) -> 
     return pull_status(background, settings, spec.id)
 
 
+def pull_states(background: dict) -> dict[str, str]:
+    """model id -> state of its latest pull in this process (running, done, failed, cancelled)."""
+    with _lock:
+        return {key.split(":", 1)[1]: task["state"] for key, task in background.items() if key.startswith("pull:")}
+
+
 def cancel_pull(background: dict, settings, model_id: str) -> dict:
     from memesearch.ml.readiness import listed_spec
 

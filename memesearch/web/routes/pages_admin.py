@@ -33,6 +33,7 @@ def models_page(request: Request, part: str = ""):
         "runs": _runs(core), "counts": counts,
         "undescribed": len(core.store.ids_without_description(core.settings.caption_model)),
         "check": models_info.check_status(request.app.state.background),
+        "pulls": models_info.pull_states(request.app.state.background),
     }
     template = {"runs": "_runs.html", "check": "_check.html"}.get(part, "models.html")
     return render(request, template, context)
