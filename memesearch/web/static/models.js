@@ -41,6 +41,7 @@ function showPull(row, state) {
   const start = $("[data-pull]", row);
   row.dataset.pullState = state.state;
   error.hidden = true;
+  error.classList.toggle("cancelled", state.state === "cancelled");
   details.hidden = true;
   if (state.state === "running") {
     box.hidden = false;
