@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     caption_model: str = Field(default="smolvlm-256m", description="Default image-to-text model id.")
     dev: bool = Field(
         default=False,
-        description="Developer mode: list the `fake` test captioner in menus and `models list` (it writes colour notes, not descriptions).",
+        description=(
+            "Developer mode: offer the `fake` test captioner in menus, settings and `models list`; "
+            "without it `fake` cannot be chosen (it writes colour and size notes, not descriptions)."
+        ),
     )
     ocr_enabled: bool = Field(default=True, description="Run OCR while indexing.")
     ocr_min_confidence: float = Field(default=0.5, description="Drop OCR lines below this confidence.")
