@@ -85,6 +85,19 @@ def test_readiness_offers_a_download_action(home):
                             "size_mb": 1}
 
 
+def test_a_reachable_hub_does_not_make_a_model_ready(home, monkeypatch):
+    """With the hub online, the PyTorch fallback could fetch weights inside a job, silently: that
+    is not "downloaded". The model is offered for download instead."""
+    hub = FakeHub("org/none", REVISION, {})
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    try:
+        state = readiness.check(get_spec("smolvlm-256m", home), Settings(home=home))
+    finally:
+        hub.close()
+    assert not state.ready and state.downloadable
+    assert any(reason.startswith(("torch: ", "onnx: ")) for reason in state.reasons)
+
+
 def test_a_model_that_cannot_load_stops_the_run_as_one_failure(home):
     """Files present but broken: readiness passes, loading fails; the run ends after one meme."""
     from memesearch.jobs.worker import start_in_process

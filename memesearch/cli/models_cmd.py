@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from memesearch.ml.check import would_run
 from memesearch.cli.context import console, err_console, friendly_errors, settings_of
 
 models_app = typer.Typer(help="List, download and check image-to-text models.", no_args_is_help=True)
@@ -26,6 +25,7 @@ def list_models(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Known models, whether their files are downloaded and which backend would run."""
+    from memesearch.ml import readiness
     from memesearch.ml.download import status
     from memesearch.ml.readiness import listed_specs
 
@@ -40,7 +40,7 @@ def list_models(
         else:
             total = len(files.present) + len(files.missing)
             present = f"{len(files.present)}/{total}" + (f" ({_megabytes(files.total_bytes)})" if files.present else "")
-        backend, _ = would_run(spec, settings)
+        backend = readiness.check(spec, settings).backend
         rows.append(
             {
                 "id": spec.id,

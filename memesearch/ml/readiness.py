@@ -10,6 +10,7 @@ instead of queueing work that fails once per meme.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from memesearch.config import Settings
 from memesearch.errors import ModelNotReadyError, NotFoundError
@@ -90,18 +91,50 @@ def _hint(spec: ModelSpec, reasons: list[str]) -> str:
     return "; or ".join(dict.fromkeys(fixes)) or f"see `memesearch models list` and `memesearch models check`"
 
 
-def check(spec: ModelSpec, settings: Settings) -> Readiness:
-    """Whether ``spec`` can run here, without loading it."""
-    from memesearch.ml.check import would_run
+def _problem(spec: ModelSpec, settings: Settings, backend: str) -> str | None:
+    """Why ``backend`` cannot run ``spec`` from what is on this machine (None: it can)."""
+    from memesearch.ml import chain
+    from memesearch.ml.check import _availability
 
+    dtype = spec.sources.onnx.default_dtype if backend == "onnx" and spec.sources.onnx else None
+    if backend == "onnx" and spec.sources.onnx is not None:
+        # A user who pulled another dtype (`--dtype fp32`) is ready too: the chain uses it.
+        dtype = chain.installed_dtype(spec, settings.models_dir) or dtype
+    problem = _availability(spec, settings, backend, dtype)
+    if problem is None and backend == "torch":
+        # Weights the hub would still have to send are not "downloaded": transformers would
+        # fetch hundreds of MB inside a job, without progress. `models pull` does it visibly.
+        try:
+            where, _ = chain.torch_location(spec, settings)
+        except Exception as exc:  # the hub went away since: same answer as _availability's
+            return chain.failure_reason(exc)
+        if not isinstance(where, Path):
+            return f"the PyTorch weights are not downloaded -> memesearch models pull {spec.id}"
+    return problem
+
+
+def _label(spec: ModelSpec, settings: Settings, backend: str) -> str:
+    """"onnx (int8)", "torch", "api", ...: the backend that would run, as `models list` shows it."""
+    from memesearch.ml import chain
+
+    if backend == "onnx" and spec.sources.onnx is not None:
+        return f"onnx ({chain.installed_dtype(spec, settings.models_dir) or spec.sources.onnx.default_dtype})"
+    return backend
+
+
+def check(spec: ModelSpec, settings: Settings) -> Readiness:
+    """Whether ``spec`` can run here with what is installed and downloaded, without loading it."""
     if is_dev_model(spec) and not settings.dev:
         return Readiness(spec.id, False, "none", ["the fake model is a developer tool -> set MEMESEARCH_DEV=1"])
     if settings.ml_urls:
         # The ML service owns the models; it answers for itself (and jobs retry while it is down).
         return Readiness(spec.id, True, "remote")
-    backend, reasons = would_run(spec, settings)
-    if backend != "none":
-        return Readiness(spec.id, True, backend, reasons)
+    reasons = []
+    for backend in spec.backends:
+        problem = _problem(spec, settings, backend)
+        if problem is None:
+            return Readiness(spec.id, True, _label(spec, settings, backend), reasons)
+        reasons.append(f"{backend}: {problem}")
     downloadable = spec.sources.onnx is not None and "onnx" in spec.backends
     return Readiness(spec.id, False, "none", reasons, downloadable=downloadable)
 

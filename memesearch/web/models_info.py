@@ -15,7 +15,6 @@ from rich.console import Console
 
 from memesearch.errors import InvalidInputError
 from memesearch.ml.chain import failure_reason
-from memesearch.ml.check import would_run
 
 _lock = threading.Lock()
 _spec_cache: dict[tuple, list[str]] = {}
@@ -41,12 +40,14 @@ def model_ids(settings) -> list[str]:
 
 def model_rows(settings) -> list[dict]:
     from memesearch.ml.download import status
+    from memesearch.ml.readiness import check as readiness_check
     from memesearch.ml.readiness import download_label, download_size_mb, listed_specs
 
     rows = []
     for spec in listed_specs(settings):
         files = status(spec, settings.models_dir) if spec.sources.onnx else None
-        backend, reasons = would_run(spec, settings)
+        state = readiness_check(spec, settings)
+        backend, reasons = state.backend, state.reasons
         if files is None:
             present = "no files needed"
         elif files.unknown_reason:
