@@ -271,7 +271,9 @@ def _remote_size(client: httpx.Client, url: str) -> int | None:
     """The file's size from a HEAD request (the hub's LFS redirects end at the real file)."""
     response = client.head(url)
     if response.status_code == 404:
-        raise DownloadError(f"the hub has no file {url}")
+        name = url.split("/resolve/", 1)[-1].split("/", 1)[-1]
+        raise DownloadError(f"The hub has no file {name} for this model.", details=url,
+                            hint="check HF_ENDPOINT, or the repo and revision in models.yml")
     response.raise_for_status()
     size = response.headers.get("x-linked-size") or response.headers.get("content-length")
     return int(size) if size and size.isdigit() else None
@@ -339,7 +341,7 @@ def _fetch_one(client: httpx.Client, url: str, partial: Path, size: int | None, 
     headers = {"Range": f"bytes={have}-"} if have else {}
     with client.stream("GET", url, headers=headers) as response:
         if response.status_code == 404:
-            raise DownloadError(f"the hub has no file {url}")
+            raise DownloadError("The hub has no file at this address.", details=url)
         response.raise_for_status()
         if have and response.status_code != 206:
             transfer.done_bytes -= have  # the server ignored the range: the whole file comes again

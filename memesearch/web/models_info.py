@@ -87,7 +87,8 @@ def _run_in_background(background: dict, key: str, work) -> dict:
             update = {"state": "cancelled", "error": exc.message}
         except Exception as exc:  # reported to the page: one sentence first, the rest folded away
             full = failure_reason(exc)
-            update = {"state": "failed", "error": full.split("\n", 1)[0], "details": full}
+            extra = "\n".join(part for part in (getattr(exc, "details", None), full) if part)
+            update = {"state": "failed", "error": full.split("\n", 1)[0].split(" -> ", 1)[0], "details": extra}
         else:
             update = {"state": "done", "result": result}
         with _lock:

@@ -140,3 +140,30 @@ def test_no_results_page_suggests_what_to_try(browser, server, viewport):
     finally:
         context.close()
     assert problems == []
+
+
+def test_generate_with_a_missing_model_offers_the_download(browser, server):
+    import httpx
+
+    meme_id = httpx.get(f"{server.url}/api/search", params={"limit": 1}).json()["hits"][0]["id"]
+    context, page, problems = open_page(browser, server, DESKTOP)
+    try:
+        page.goto(f"/memes/{meme_id}")
+        page.select_option("#regenerate-model", "smolvlm-256m")
+        page.locator("#regenerate-form button[type=submit]").click()
+        status = page.locator("#regenerate-status")
+        expect(status).to_contain_text("The model smolvlm-256m is not downloaded yet.")
+        expect(page.locator("#regenerate-progress")).to_be_hidden()  # no bar that fills up on failure
+        link = status.locator("a")
+        expect(link).to_have_text("Download smolvlm-256m (about 138 MB)")
+        shot(page, "meme-generate-not-downloaded")
+        link.click()
+        # The Models page starts that download; this hub has no such files: one sentence, details folded.
+        row = page.locator("#model-smolvlm-256m")
+        expect(row.locator(".pull-error")).to_be_visible()
+        expect(row.locator(".pull-details")).to_be_visible()
+        expect(row.locator(".pull-details pre")).to_be_hidden()  # collapsed until opened
+        shot(page, "models-download-failed")
+    finally:
+        context.close()
+    assert problems == []
