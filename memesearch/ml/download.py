@@ -116,7 +116,7 @@ def _offline_error(spec: ModelSpec, files: list[RemoteFile], why: str) -> Downlo
     names = ", ".join(remote.repo_path for remote in files)
     packed = " (.gz files may be unpacked or not)" if any(r.repo_path.endswith(".gz") for r in files) else ""
     return DownloadError(
-        f"cannot download {spec.id}: {why}.\nFetch these files by hand (revision {spec.sources.onnx.revision}):\n{urls}",
+        f"Cannot download {spec.id}: {why}.\nFetch these files by hand (revision {spec.sources.onnx.revision}):\n{urls}",
         hint=(
             f"put them in one folder, keeping sub-folders or not ({names}){packed}, "
             f"then run: memesearch models pull {spec.id} --from FOLDER"
@@ -197,6 +197,7 @@ def pull(
         _copy_from(spec, files, Path(from_dir), target)
     else:
         if on_progress is None:
+            _preflight(spec, files)  # an offline machine gets the message, not an empty bar
             with _rich_bar(spec, console or Console(stderr=True)) as draw:
                 _download(spec, files, target, transfer=transfer, on_progress=draw, cancel=cancel)
         else:
@@ -286,11 +287,7 @@ def _download(spec: ModelSpec, files: list[RemoteFile], target: Path, *, transfe
     ``on_progress(transfer)`` is called as bytes arrive; setting ``cancel`` stops between
     chunks with DownloadCancelled (partial files are kept for the next pull).
     """
-    if hub_offline():
-        raise _offline_error(spec, files, "HF_HUB_OFFLINE is set")
-    problem = probe_hub()
-    if problem:
-        raise _offline_error(spec, files, problem)
+    _preflight(spec, files)
     transfer = transfer or Transfer(spec.id)
     todo = [remote for remote in files if not (target / remote.local_path).is_file()]
     transfer.files_total, transfer.files_done = len(files), len(files) - len(todo)
@@ -322,6 +319,15 @@ def _download(spec: ModelSpec, files: list[RemoteFile], target: Path, *, transfe
             transfer.files_done += 1
             notify(transfer)
     shutil.rmtree(target / PARTIAL_DIR, ignore_errors=True)
+
+
+def _preflight(spec: ModelSpec, files: list[RemoteFile]) -> None:
+    """Fail within seconds, before any progress bar, when the hub cannot be reached."""
+    if hub_offline():
+        raise _offline_error(spec, files, "HF_HUB_OFFLINE is set")
+    problem = probe_hub()
+    if problem:
+        raise _offline_error(spec, files, problem)
 
 
 def _partial_path(target: Path, remote: RemoteFile) -> Path:

@@ -10,7 +10,6 @@ instead of queueing work that fails once per meme.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from memesearch.config import Settings
 from memesearch.errors import ModelNotReadyError, NotFoundError
@@ -96,21 +95,38 @@ def _problem(spec: ModelSpec, settings: Settings, backend: str) -> str | None:
     from memesearch.ml import chain
     from memesearch.ml.check import _availability
 
+    if backend == "torch":
+        return _torch_problem(spec, settings)
     dtype = spec.sources.onnx.default_dtype if backend == "onnx" and spec.sources.onnx else None
     if backend == "onnx" and spec.sources.onnx is not None:
         # A user who pulled another dtype (`--dtype fp32`) is ready too: the chain uses it.
         dtype = chain.installed_dtype(spec, settings.models_dir) or dtype
-    problem = _availability(spec, settings, backend, dtype)
-    if problem is None and backend == "torch":
-        # Weights the hub would still have to send are not "downloaded": transformers would
-        # fetch hundreds of MB inside a job, without progress. `models pull` does it visibly.
-        try:
-            where, _ = chain.torch_location(spec, settings)
-        except Exception as exc:  # the hub went away since: same answer as _availability's
-            return chain.failure_reason(exc)
-        if not isinstance(where, Path):
-            return f"the PyTorch weights are not downloaded -> memesearch models pull {spec.id}"
-    return problem
+    return _availability(spec, settings, backend, dtype)
+
+
+def _torch_problem(spec: ModelSpec, settings: Settings) -> str | None:
+    """The PyTorch fallback without importing torch (seconds) or asking the hub: the packages
+    must be installed and the weights already on disk. Weights the hub would still have to
+    send are not "downloaded": transformers would fetch them inside a job, without progress."""
+    import importlib.util
+
+    from memesearch.ml import chain
+
+    if spec.sources.torch is None:
+        return "no torch source in models.yml"
+    for package in ("torch", "transformers"):
+        if importlib.util.find_spec(package) is None:
+            return f"the Python package '{package}' is not installed -> pip install 'memesearch[torch]'"
+    if (chain.model_dir(spec, settings.models_dir) / "torch" / "config.json").is_file():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return "the Python package 'huggingface_hub' is not installed -> pip install 'memesearch[torch]'"
+    source = spec.sources.torch
+    if isinstance(try_to_load_from_cache(source.repo, "config.json", revision=source.revision), str):
+        return None
+    return f"the PyTorch weights are not downloaded -> memesearch models pull {spec.id}"
 
 
 def _label(spec: ModelSpec, settings: Settings, backend: str) -> str:
