@@ -36,7 +36,7 @@ from memesearch.config import Settings
 from memesearch.errors import require
 from memesearch.ml.base import CaptionRequest
 from memesearch.ml.chain import LOADERS, Loaded, failure_reason, captioner_class
-from memesearch.ml.registry import ModelSpec, list_specs
+from memesearch.ml.registry import ModelSpec
 
 FAMILIES = ("smolvlm", "florence2", "moondream")
 CHECK_TOKENS = 16

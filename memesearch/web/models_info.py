@@ -6,12 +6,9 @@ page polls their state; ``background`` is the app's dict of such tasks.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from dataclasses import asdict
-
-from rich.console import Console
 
 from memesearch.errors import InvalidInputError
 from memesearch.ml.chain import failure_reason
@@ -71,12 +68,16 @@ def _task(background: dict, key: str) -> dict | None:
         return dict(task) if task else None
 
 
-def _run_in_background(background: dict, key: str, work) -> dict:
+def _run_in_background(background: dict, key: str, work, extras: dict | None = None) -> dict:
+    """Run ``work`` in a thread unless the task ``key`` is running already; ``extras`` (such as a
+    download's live progress) are stored beside the task in the same step, so they always
+    belong to the thread that runs."""
     with _lock:
         current = background.get(key)
         if current and current["state"] == "running":
             return dict(current)
         background[key] = {"state": "running", "started_at": time.time(), "error": None, "result": None}
+        background.update(extras or {})
 
     def runner() -> None:
         from memesearch.ml.download import DownloadCancelled
@@ -98,10 +99,6 @@ def _run_in_background(background: dict, key: str, work) -> dict:
     return _task(background, key)
 
 
-#: model id -> (Transfer, cancel event) of the pull running or last run in this process.
-_transfers: dict[str, tuple] = {}
-
-
 def start_pull(background: dict, settings, model_id: str, dtype: str | None) -> dict:
     """Start downloading in a background thread (or report the one already running)."""
     from memesearch.ml.download import Transfer, pull
@@ -110,20 +107,14 @@ def start_pull(background: dict, settings, model_id: str, dtype: str | None) -> 
     spec = listed_spec(model_id, settings)
     if spec.sources.onnx is None:
         raise InvalidInputError(f"{spec.id} has no files to download (backends: {', '.join(spec.backends)})")
-    key = f"pull:{spec.id}"
-    with _lock:
-        running = background.get(key, {}).get("state") == "running"
-        if not running:
-            _transfers[spec.id] = (Transfer(spec.id), threading.Event())
-    if running:
-        return pull_status(background, settings, spec.id)
-    transfer, cancel = _transfers[spec.id]
+    transfer, cancel = Transfer(spec.id), threading.Event()
 
     def work() -> dict:
         result = pull(spec, settings.models_dir, dtype, transfer=transfer, on_progress=lambda _t: None, cancel=cancel)
         return {"present": len(result.present), "bytes": result.total_bytes}
 
-    _run_in_background(background, key, work)
+    # A pull already running keeps its own progress; these new objects are then dropped.
+    _run_in_background(background, f"pull:{spec.id}", work, {f"transfer:{spec.id}": (transfer, cancel)})
     return pull_status(background, settings, spec.id)
 
 
@@ -138,7 +129,7 @@ def cancel_pull(background: dict, settings, model_id: str) -> dict:
 
     spec = listed_spec(model_id, settings)
     with _lock:
-        entry = _transfers.get(spec.id)
+        entry = background.get(f"transfer:{spec.id}")
     if entry is not None:
         entry[1].set()
     return pull_status(background, settings, spec.id)
@@ -154,7 +145,7 @@ def pull_status(background: dict, settings, model_id: str) -> dict:
     files = status(spec, settings.models_dir) if spec.sources.onnx else None
     total = len(files.present) + len(files.missing) if files else 0
     with _lock:
-        entry = _transfers.get(spec.id)
+        entry = background.get(f"transfer:{spec.id}")
         progress = entry[0].as_dict() if entry else {}
     return task | progress | {"model": spec.id, "files_present": len(files.present) if files else 0, "files_total": total}
 
