@@ -229,6 +229,24 @@ def test_index_describe_yes_downloads_first(home, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "hub-test" in result.output
 
 
+def test_index_describe_at_a_terminal_asks_first(home, tmp_path, monkeypatch):
+    from memesearch.cli import model_prompt
+
+    hub = FakeHub("org/hub-test", REVISION, HUB_FILES)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setattr(model_prompt, "can_ask", lambda: True)
+    (tmp_path / "memes").mkdir()
+    cli(home, "add", str(tmp_path / "memes"))
+    try:
+        declined = cli(home, "index", "--describe", "--model", "hub-test", input="n\n")
+        assert "Download it now (about 1 MB)?" in declined.output
+        assert declined.exit_code == 2 and not (home / "models" / "hub-test" / "onnx" / "model.onnx").exists()
+        cli(home, "index", "--describe", "--model", "hub-test", input="y\n")
+    finally:
+        hub.close()
+    assert (home / "models" / "hub-test" / "onnx" / "model.onnx").read_bytes() == BIG
+
+
 def test_jobs_start_exits_quickly_in_a_real_process(home):
     """The reported case: `jobs start describe --wait` with no model waited for minutes."""
     env = {"MEMESEARCH_HOME": str(home), "HF_ENDPOINT": closed_port_url(), "PATH": "/usr/bin:/bin"}

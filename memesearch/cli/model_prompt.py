@@ -18,6 +18,11 @@ from memesearch.ml import download, readiness
 from memesearch.ml.registry import ModelSpec
 
 
+def can_ask() -> bool:
+    """A person at a terminal can answer a question (not a script, pipe or service)."""
+    return sys.stdin.isatty()
+
+
 def ensure_model(settings: Settings, model_id: str, *, yes: bool) -> ModelSpec:
     spec = readiness.listed_spec(model_id, settings)
     state = readiness.check(spec, settings)
@@ -26,7 +31,7 @@ def ensure_model(settings: Settings, model_id: str, *, yes: bool) -> ModelSpec:
     error = state.error(spec)
     if not state.downloadable:
         raise error
-    if not yes and not sys.stdin.isatty():
+    if not yes and not can_ask():
         error.hint = f"memesearch models pull {spec.id}   (or run again with --yes to download it first)"
         raise error
     problem = "HF_HUB_OFFLINE is set" if download.hub_offline() else download.probe_hub()
