@@ -97,3 +97,18 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def private_models_dir(home, downloads: tuple[str, ...] = ("hub-test", "smolvlm-256m")) -> None:
+    """Test libraries share one models folder (a symlink, so MiniLM is built once); a test that
+    downloads must not leave models there for later tests. The folder becomes this library's
+    own, linking everything shared except the models the test downloads."""
+    models = home / "models"
+    if not models.is_symlink():
+        return
+    shared = models.resolve()
+    models.unlink()
+    models.mkdir()
+    for entry in shared.iterdir():
+        if entry.name not in downloads:
+            (models / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())

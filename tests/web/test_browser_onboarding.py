@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.hub_server import FakeHub
+from tests.hub_server import FakeHub, private_models_dir
 from tests.test_onboarding import BIG, HUB_MODELS, REVISION
 from tests.web.conftest import copy_library
 from tests.web.server import CHROMIUM, CHROMIUM_ARGS, ServerProcess
@@ -36,6 +36,7 @@ def hub():
 def server(web_template, tmp_path_factory, hub):
     home = tmp_path_factory.mktemp("browser_onboarding") / "data"
     copy_library(web_template, home).close()
+    private_models_dir(home)
     (home / "models.yml").write_text(HUB_MODELS)
     process = ServerProcess(home, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0").wait_ready()
     yield process

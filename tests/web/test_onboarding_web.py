@@ -9,13 +9,14 @@ import time
 import pytest
 
 from memesearch.ml import download
-from tests.hub_server import FakeHub, closed_port_url
+from tests.hub_server import FakeHub, closed_port_url, private_models_dir
 from tests.test_onboarding import BIG, HUB_FILES, HUB_MODELS, REVISION
 from tests.web.conftest import copy_library, csrf_client
 
 
 @pytest.fixture
 def hub_home(web_core, monkeypatch):
+    private_models_dir(web_core.settings.home)
     (web_core.settings.home / "models.yml").write_text(HUB_MODELS)
     monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
