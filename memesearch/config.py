@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     )
     embed_model: str = Field(default="all-minilm-l6-v2", description="Text embedding model.")
     caption_model: str = Field(default="smolvlm-256m", description="Default image-to-text model id.")
+    dev: bool = Field(
+        default=False,
+        description=(
+            "Developer mode: offer the `fake` test captioner in menus, settings and `models list`; "
+            "without it `fake` cannot be chosen (it writes colour and size notes, not descriptions)."
+        ),
+    )
     ocr_enabled: bool = Field(default=True, description="Run OCR while indexing.")
     ocr_min_confidence: float = Field(default=0.5, description="Drop OCR lines below this confidence.")
     threads: int = Field(default=0, description="Inference threads per model; 0 = onnxruntime default.")

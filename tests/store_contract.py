@@ -69,6 +69,25 @@ class StoreContract:
         assert store.keyword_search([], ["first try"], 10) == [b]
         assert store.keyword_search(["nothing-like-this"], [], 10) == []
 
+    def test_file_name_words_are_searchable_with_low_weight(self, store):
+        named = add_meme(store, "/m/drake-hotline-bling.jpg", "sa")
+        camel = add_meme(store, "/m/DistractedBoyfriend2.png", "sb")
+        texted = add_meme(store, "/m/IMG_0001.png", "sc")
+        store.set_ocr(texted, "drake says no to this", "test-ocr")
+        assert set(store.keyword_search(["drake"], [], 10)) == {named, texted}
+        assert store.keyword_search(["drake"], [], 10)[0] == texted  # text outweighs the file name
+        assert store.keyword_search(["hotline", "bling"], [], 10) == [named]
+        assert store.keyword_search(["boyfriend"], [], 10) == [camel]
+        assert store.keyword_search(["jpg"], [], 10) == []  # the extension is not a word
+        # A rename (same content) updates the words.
+        record = store.get_meme(camel)
+        store.update_file(camel, FileRecord(path="/m/woman-yelling-at-cat.png", folder_id=None, size=10, mtime=2.0,
+                                            sha256="sb", phash="0" * 16, width=10, height=10, format="png", frames=1,
+                                            status="ok"), content_changed=False)
+        assert record.id == camel
+        assert store.keyword_search(["boyfriend"], [], 10) == []
+        assert store.keyword_search(["yelling", "cat"], [], 10) == [camel]
+
     def test_spaceless_ocr_matches_spaced_query(self, store):
         a = add_meme(store, "/m/a.png", "sa")
         add_meme(store, "/m/b.png", "sb")

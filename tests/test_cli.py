@@ -67,7 +67,8 @@ def test_search_json_shape(indexed_home):
     home, samples, _ = indexed_home
     words = " ".join(samples[0].text.split()[:4])
     data = json.loads(cli(home, "search", words, "--json", "--limit", "3").stdout)
-    assert set(data) == {"query", "mode", "hits"} and data["query"] == words and data["mode"] == "hybrid"
+    assert set(data) == {"query", "mode", "hits", "total", "total_is_exact"}
+    assert data["query"] == words and data["mode"] == "hybrid" and data["total"] >= len(data["hits"])
     hit = data["hits"][0]
     assert {"id", "path", "score", "ocr_text", "description", "tags"} <= set(hit)
     assert Path(hit["path"]).is_absolute() and hit["path"] == str(samples[0].path)

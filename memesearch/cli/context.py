@@ -35,11 +35,22 @@ def settings_of(ctx: typer.Context) -> Settings:
     return root.obj
 
 
+#: Set by the root `--verbose` flag: errors then also print their technical details.
+VERBOSE = False
+
+
 def print_error(exc: MemeSearchError) -> None:
-    """The one place a MemeSearchError is shown to a person (soft wrap keeps URLs copyable)."""
+    """The one place a MemeSearchError is shown to a person (soft wrap keeps URLs copyable):
+    one sentence, the fix, and the technical details only with --verbose."""
     err_console.print(f"[bold red]error:[/] {shown(exc.message)}", highlight=False, soft_wrap=True)
     if exc.hint:
         err_console.print(f"[yellow]hint:[/] {shown(exc.hint)}", highlight=False, soft_wrap=True)
+    details = getattr(exc, "details", None)
+    if details and VERBOSE:
+        lines = "\n".join(printable(line) for line in str(details).splitlines())  # keep its lines, escape the rest
+        err_console.print(f"details:\n{lines}", highlight=False, soft_wrap=True, markup=False)
+    elif details:
+        err_console.print("(run with --verbose for details)", highlight=False, style="dim")
 
 
 def check_arguments(arguments: dict) -> None:

@@ -46,13 +46,14 @@ def scan_problems(store) -> list[dict]:
     return problems
 
 
-def load_caption_model(core: Core, model: str | None):
+def load_caption_model(core: Core, model: str | None, *, yes: bool = False):
     """The caption chain for ``model`` (default: the configured one), loaded now so a missing
-    model fails before any work starts, with the fix in the message."""
+    model fails before any work starts, with the fix in the message. A model that is not
+    downloaded is offered for download first (see ``model_prompt``)."""
+    from memesearch.cli.model_prompt import ensure_model
     from memesearch.ml.chain import load_captioner
-    from memesearch.ml.registry import get_spec
 
-    spec = get_spec(model or core.settings.caption_model, core.settings.home)
+    spec = ensure_model(core.settings, model or core.settings.caption_model, yes=yes)
     return load_captioner(spec, core.settings)
 
 
@@ -145,13 +146,14 @@ def register(app: typer.Typer) -> None:
         json_: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of text.")] = False,
         describe: Annotated[bool, typer.Option("--describe", help="Also generate descriptions with an image-to-text model.")] = False,
         model: Annotated[Optional[str], typer.Option("--model", help="Caption model id for --describe.")] = None,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Download a missing caption model without asking.")] = False,
     ) -> None:
         """Scan registered folders, read text (OCR), describe (--describe) and embed. Incremental and resumable."""
         core = Core(settings_of(ctx))
         core.require_writable("index")
         if not core.store.list_folders():
             raise InvalidInputError("no folders registered", hint="memesearch add FOLDER")
-        captioner = load_caption_model(core, model) if describe else None
+        captioner = load_caption_model(core, model, yes=yes) if describe else None
         try:
             summary = run_index(core, show_progress=not json_, captioner=captioner)
         except KeyboardInterrupt:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from memesearch.app import Core
 from memesearch.cli.context import console, friendly_errors, settings_of
-from memesearch.cli.output import shown
+from memesearch.cli.output import printable, shown
 from memesearch.errors import InvalidInputError
 from memesearch.search.engine import MAX_LIMIT, MAX_OFFSET, MODES, SearchResult
 from memesearch.store.templates import TemplateStore
@@ -21,7 +21,12 @@ from memesearch.unicode_input import decode_utf8
 
 def _print_result(result: SearchResult) -> None:
     if not result.hits:
-        console.print(f"no memes match {shown(repr(result.query))}", highlight=False)
+        from memesearch.search.suggest import suggestions
+
+        console.print(f"no memes match {shown(repr(result.query))} in {result.mode} mode", highlight=False)
+        for tip in suggestions(result.query, result.mode)[:3]:
+            console.print(f"  try: memesearch search {printable(repr(tip.query))} --mode {tip.mode}", highlight=False,
+                          markup=False)
         return
     table = Table(show_lines=False)
     for column in ("#", "id", "score", "path", "text"):
@@ -30,7 +35,8 @@ def _print_result(result: SearchResult) -> None:
         text = hit.user_description or hit.description or hit.ocr_text
         table.add_row(str(rank), str(hit.id), f"{hit.score:.4f}", shown(hit.path), shown(" ".join(text.split())[:80]))
     console.print(table)
-    console.print(f"{len(result.hits)} hits in {result.ms:.1f} ms ({result.mode})", style="dim")
+    total = f"{result.total}" if result.total_is_exact else f"about {result.total}"
+    console.print(f"{len(result.hits)} of {total} hits in {result.ms:.1f} ms ({result.mode})", style="dim")
 
 
 def register(app: typer.Typer) -> None:

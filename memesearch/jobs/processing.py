@@ -47,6 +47,14 @@ def classify(exc: BaseException) -> str:
     return "transient"
 
 
+def is_model_level(exc: BaseException) -> bool:
+    """The model itself cannot run (not downloaded, no backend loads): no meme would succeed."""
+    from memesearch.errors import ModelNotReadyError
+    from memesearch.ml.chain import ModelLoadError
+
+    return isinstance(exc, (ModelNotReadyError, ModelLoadError))
+
+
 def backoff_s(attempts: int) -> float:
     return min(BACKOFF_BASE_S * 2**attempts, BACKOFF_MAX_S)
 

@@ -56,9 +56,14 @@ class SearchResult:
     mode: str
     hits: list[SearchHit] = field(default_factory=list)
     ms: float = 0.0
+    #: How many memes match in all (not just this page). Exact when ``total_is_exact``;
+    #: otherwise a lower bound ("about N"): a retriever reached its candidate depth.
+    total: int = 0
+    total_is_exact: bool = True
 
     def as_dict(self) -> dict:
-        return {"query": self.query, "mode": self.mode, "hits": [hit.as_dict() for hit in self.hits]}
+        return {"query": self.query, "mode": self.mode, "hits": [hit.as_dict() for hit in self.hits],
+                "total": self.total, "total_is_exact": self.total_is_exact}
 
 
 class VectorIndex:
@@ -166,7 +171,7 @@ class SearchEngine:
             raise InvalidInputError(f"the query has {len(query)} characters; at most {MAX_QUERY_CHARS} are accepted")
         started = time.perf_counter()
         parsed = parse_query(query)
-        ranked = self._rank(parsed, mode, limit + offset)
+        ranked, exact = self._rank(parsed, mode, limit + offset)
         if siblings:
             ranked = self._with_siblings(ranked, limit + offset)
         window = ranked[offset : offset + limit]
@@ -179,7 +184,11 @@ class SearchEngine:
             )
             for meme_id, score in window if meme_id in memes
         ]
-        return SearchResult(query=query, mode=mode, hits=hits, ms=(time.perf_counter() - started) * 1000)
+        total = len(ranked)
+        if len(hits) < len(window):  # a meme vanished between ranking and fetching
+            total -= len(window) - len(hits)
+        return SearchResult(query=query, mode=mode, hits=hits, ms=(time.perf_counter() - started) * 1000,
+                            total=max(total, offset + len(hits)), total_is_exact=exact)
 
     def _allowed(self, filters) -> set[int] | None:
         """The ids the filters allow; None when there are none (both retrievers already exclude
@@ -192,33 +201,37 @@ class SearchEngine:
         return allowed
 
     def _with_siblings(self, ranked: list[tuple[int, float]], wanted: int) -> list[tuple[int, float]]:
-        """Each hit followed by its template siblings not ranked above it (they share its score)."""
+        """Each of the first ``wanted`` hits followed by its template siblings not ranked above it
+        (they share its score); the rest of the ranking follows unchanged, so totals stay right."""
         groups = self.templates.siblings([meme_id for meme_id, _ in ranked[:wanted]])
         placed: set[int] = set()
         expanded: list[tuple[int, float]] = []
         for meme_id, score in ranked:
-            if len(expanded) >= wanted:
-                break
             if meme_id in placed:
                 continue
-            for member in [meme_id, *groups.get(meme_id, [])]:
+            followers = groups.get(meme_id, []) if len(expanded) < wanted else []
+            for member in [meme_id, *followers]:
                 if member not in placed:
                     placed.add(member)
                     expanded.append((member, score))
         return expanded
 
-    def _rank(self, parsed: ParsedQuery, mode: str, wanted: int) -> list[tuple[int, float]]:
+    def _rank(self, parsed: ParsedQuery, mode: str, wanted: int) -> tuple[list[tuple[int, float]], bool]:
+        """Every candidate, best first, and whether that list is all there is (the total is exact)."""
         allowed = self._allowed(parsed.filters)
         if not parsed.has_text:
-            # Only filters (or nothing): newest first.
+            # Only filters (or nothing): newest first; the id set is complete, so the count is exact.
             ids = allowed if allowed is not None else self.store.filter_ids(parsed.filters)
-            return [(meme_id, 0.0) for meme_id in sorted(ids, reverse=True)[:wanted]]
+            return [(meme_id, 0.0) for meme_id in sorted(ids, reverse=True)], True
         depth = max(_CANDIDATES, wanted)
         keyword: list[int] = []
         vector: list[tuple[int, float]] = []
+        exact = True
         if mode in ("keyword", "hybrid"):
-            keyword = self.store.keyword_search(parsed.words, parsed.phrases, depth * 2)
-            keyword = [i for i in keyword if allowed is None or i in allowed][:depth]
+            found = self.store.keyword_search(parsed.words, parsed.phrases, depth * 2)
+            keyword = [i for i in found if allowed is None or i in allowed]
+            exact = len(found) < depth * 2 and len(keyword) <= depth
+            keyword = keyword[:depth]
             # A named template group's members all answer to its name.
             named = self.templates.named_members(parsed.words + " ".join(parsed.phrases).split())
             named = [i for i in named if allowed is None or i in allowed][:depth]
@@ -228,13 +241,17 @@ class SearchEngine:
             query_vector = self._embed_query(parsed.text)
             vector = self.vectors.search(query_vector, depth, allowed)
             floor = self.embedder.relevance_floor
+            # A full candidate list whose last entry is still relevant may have more behind it.
+            if len(vector) >= depth and (floor is None or vector[-1][1] >= floor):
+                exact = False
             if floor is not None:
+                # Below the floor a meme is not about the query at all: nonsense finds nothing.
                 vector = [(meme_id, score) for meme_id, score in vector if score >= floor]
         if mode == "keyword":
-            return [(meme_id, 1.0 / (RRF_K + rank)) for rank, meme_id in enumerate(keyword, start=1)]
+            return [(meme_id, 1.0 / (RRF_K + rank)) for rank, meme_id in enumerate(keyword, start=1)], exact
         if mode == "vector":
-            return vector
-        return rrf_fuse([keyword, [meme_id for meme_id, _ in vector]])
+            return vector, exact
+        return rrf_fuse([keyword, [meme_id for meme_id, _ in vector]]), exact
 
     def similar(self, meme_id: int, limit: int = 12) -> list[tuple[int, float]]:
         """Memes made from the same picture first (score 1.0), then the nearest by stored

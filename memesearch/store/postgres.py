@@ -80,6 +80,10 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
                 )
             for version in range(current, SCHEMA_VERSION):
                 conn.execute(MIGRATIONS[version])
+                flag = conn.execute("SELECT value FROM meta WHERE key = 'search_rebuild'").fetchone()
+                if flag and flag["value"] == "1":
+                    postgres_text.rebuild_all(conn)
+                    conn.execute("DELETE FROM meta WHERE key = 'search_rebuild'")
                 conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
             return SCHEMA_VERSION - current
 
@@ -212,6 +216,7 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
     def update_file(self, meme_id: int, record: FileRecord, *, content_changed: bool) -> None:
         """Refresh what the scanner saw. Changed content drops machine-made text, keeps the user's."""
         with self.write() as conn:
+            before = conn.execute("SELECT path FROM memes WHERE id = %s", (meme_id,)).fetchone()
             assignments = ", ".join(f"{f} = %s" for f in _FILE_FIELDS)
             conn.execute(f"UPDATE memes SET path = %s, {assignments}, updated_at = %s WHERE id = %s",
                          (record.path, *(getattr(record, f) for f in _FILE_FIELDS), time.time(), meme_id))
@@ -221,6 +226,8 @@ class PostgresStore(VectorMethods, PostgresRunsMixin):
                 conn.execute("DELETE FROM descriptions WHERE meme_id = %s", (meme_id,))
                 conn.execute("DELETE FROM stages WHERE meme_id = %s", (meme_id,))
                 postgres_text.reindex(conn, meme_id)
+            elif before is not None and before["path"] != record.path:
+                postgres_text.reindex(conn, meme_id, queue_embed=False)  # moved or renamed: new file-name words
 
     def set_status(self, meme_ids: Iterable[int], status: str) -> None:
         ids = list(meme_ids)

@@ -187,6 +187,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX pending_imports_relative ON pending_imports(relative);
     CREATE INDEX pending_imports_sha256 ON pending_imports(sha256);
     """,
+    # 5: file names are searchable words (weight D; user text and tags now share A, then
+    # descriptions B and OCR C: postgres_text._RANK_WEIGHTS) (schema_sqlite #5). The
+    # words are cut in Python, so the store rewrites every search row right after this
+    # migration, in the same transaction (PostgresStore.migrate, "search_rebuild").
+    """
+    INSERT INTO meta (key, value) VALUES ('search_rebuild', '1')
+        ON CONFLICT (key) DO UPDATE SET value = '1';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -180,6 +180,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX pending_imports_relative ON pending_imports(relative);
     CREATE INDEX pending_imports_sha256 ON pending_imports(sha256);
     """,
+    # 5: file names are searchable words (a low-weight fifth column). FTS5 tables cannot
+    # gain a column, so the index is recreated; the store refills it (SqliteStore._migrate,
+    # "search_rebuild") because splitting names into words is Python (text.filename_words).
+    """
+    DROP TABLE meme_fts;
+    CREATE VIRTUAL TABLE meme_fts USING fts5(
+        user_text, description, ocr_text, tags, filename,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT INTO meta (key, value) VALUES ('search_rebuild', '1')
+        ON CONFLICT (key) DO UPDATE SET value = '1';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -130,6 +130,7 @@ class SqliteStore(SqliteRunsMixin):
             with self.write() as conn:
                 for statement in _split_sql(MIGRATIONS[version]):
                     conn.execute(statement)
+                _rebuild_search_if_asked(conn)
                 conn.execute(f"PRAGMA user_version = {version + 1}")
 
     @property
@@ -326,6 +327,7 @@ class SqliteStore(SqliteRunsMixin):
     def update_file(self, meme_id: int, record: FileRecord, *, content_changed: bool) -> None:
         """Refresh what the scanner saw. Changed content drops machine-made text, keeps the user's."""
         with self.write() as conn:
+            before = conn.execute("SELECT path FROM memes WHERE id = ?", (meme_id,)).fetchone()
             assignments = ", ".join(f"{f} = ?" for f in _FILE_FIELDS)
             conn.execute(
                 f"UPDATE memes SET path = ?, {assignments}, updated_at = ? WHERE id = ?",
@@ -337,6 +339,8 @@ class SqliteStore(SqliteRunsMixin):
                 conn.execute("DELETE FROM descriptions WHERE meme_id = ?", (meme_id,))
                 conn.execute("DELETE FROM stages WHERE meme_id = ?", (meme_id,))
                 sqlite_text.reindex(conn, meme_id)
+            elif before is not None and before[0] != record.path:
+                sqlite_text.reindex(conn, meme_id, queue_embed=False)  # moved or renamed: new file-name words
 
     def set_status(self, meme_ids: Iterable[int], status: str) -> None:
         ids = list(meme_ids)
@@ -601,6 +605,15 @@ class SqliteStore(SqliteRunsMixin):
 
 
 # -- module helpers -----------------------------------------------------------------
+def _rebuild_search_if_asked(conn: sqlite3.Connection) -> None:
+    """A migration that recreated the text index sets 'search_rebuild' in meta: it is refilled
+    in the migration's own transaction, so no reader ever sees an empty index."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'search_rebuild'").fetchone()
+    if row is not None and row[0] == "1":
+        sqlite_text.rebuild_all(conn)
+        conn.execute("DELETE FROM meta WHERE key = 'search_rebuild'")
+
+
 def _split_sql(script: str) -> list[str]:
     """Statements of a migration script (no semicolons inside our statements' bodies)."""
     return [part.strip() for part in script.split(";") if part.strip() and not _only_comments(part)]

@@ -18,18 +18,19 @@ import sqlite3
 import time
 
 from memesearch.store.models import Filters
-from memesearch.text import fold, spaceless
+from memesearch.text import filename_words, fold, spaceless
 
-# Column weights for bm25(): user_text, description, ocr_text, tags.
-_BM25 = "bm25(meme_fts, 4.0, 2.0, 1.0, 3.0)"
+# Column weights for bm25(): user_text, description, ocr_text, tags, filename. The file
+# name counts least: it finds "drake-hotline-bling.jpg" by "drake" without outranking text.
+_BM25 = "bm25(meme_fts, 4.0, 2.0, 1.0, 3.0, 0.5)"
 # Substring matching on very short queries mostly finds noise.
 _MIN_TRIGRAM_CHARS = 6
 _ENOUGH = 1  # i.e. only when word matching found nothing
 
 
-def reindex(conn: sqlite3.Connection, meme_id: int) -> None:
+def reindex(conn: sqlite3.Connection, meme_id: int, *, queue_embed: bool = True) -> None:
     """Rewrite the text index rows of one meme from its current fields and queue re-embedding."""
-    row = conn.execute("SELECT user_description, ocr_text, status FROM memes WHERE id = ?", (meme_id,)).fetchone()
+    row = conn.execute("SELECT user_description, ocr_text, status, path FROM memes WHERE id = ?", (meme_id,)).fetchone()
     remove(conn, meme_id)
     if row is None:
         return
@@ -41,18 +42,28 @@ def reindex(conn: sqlite3.Connection, meme_id: int) -> None:
     )
     user_text, ocr_text = row[0], row[1]
     conn.execute(
-        "INSERT INTO meme_fts (rowid, user_text, description, ocr_text, tags) VALUES (?, ?, ?, ?, ?)",
-        (meme_id, user_text, descriptions, ocr_text, tags),
+        "INSERT INTO meme_fts (rowid, user_text, description, ocr_text, tags, filename) VALUES (?, ?, ?, ?, ?, ?)",
+        (meme_id, user_text, descriptions, ocr_text, tags, filename_words(row[3])),
     )
     folded = spaceless(" ".join((user_text, descriptions, ocr_text)))
     if folded:
         conn.execute("INSERT INTO meme_trigram (rowid, folded) VALUES (?, ?)", (meme_id, folded))
+    if not queue_embed:
+        return
     # The embedding input may have changed; the pipeline compares text hashes before recomputing.
     conn.execute(
         "INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (?, 'embed', 'queued', strftime('%s','now')) "
         "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'queued'",
         (meme_id,),
     )
+
+
+def rebuild_all(conn: sqlite3.Connection) -> int:
+    """Refill the text index of every meme (after a schema change); embeddings are untouched."""
+    ids = [row[0] for row in conn.execute("SELECT id FROM memes")]
+    for meme_id in ids:
+        reindex(conn, meme_id, queue_embed=False)
+    return len(ids)
 
 
 def remove(conn: sqlite3.Connection, meme_id: int) -> None:

@@ -119,6 +119,12 @@ async def pull(request: Request, model_id: str) -> dict:
     return models_info.start_pull(request.app.state.background, core_of(request).settings, model_id, dtype)
 
 
+@router.post("/models/{model_id}/pull/cancel")
+def cancel_pull(request: Request, model_id: str) -> dict:
+    """Stop a running download; its partial files stay, so pulling again resumes."""
+    return models_info.cancel_pull(request.app.state.background, core_of(request).settings, model_id)
+
+
 @router.get("/models/{model_id}/pull")
 def pull_status(request: Request, model_id: str) -> dict:
     return models_info.pull_status(request.app.state.background, core_of(request).settings, model_id)

@@ -54,16 +54,31 @@ def search_page(
         "next_offset": offset + PAGE_SIZE, "ms": result.ms, "shown": offset + len(hits), "params": params,
         "selected_tags": tag, "selected_folders": folder, "described": described, "siblings": siblings == "1",
         "more_url": "/?" + urlencode(params + [("offset", offset + PAGE_SIZE), ("part", "more")]),
+        "total": result.total, "total_is_exact": result.total_is_exact,
     }
     if part == "more":
         return render(request, "_hits.html", context)
+    # Counting the library is a table scan: only needed to explain an empty result page.
+    context["empty_library"] = not hits and not offset and not core.store.meme_ids()[:1]
+    if not hits and not offset:
+        context["suggestions"] = _no_result_suggestions(q, mode, params)
     if part == "results":
         return render(request, "_results.html", context)
-    # Counting the library is a table scan: only needed to explain an empty result page.
-    empty_library = not hits and not offset and not core.store.meme_ids()[:1]
     tags = sorted(core.store.list_tags(), key=lambda item: -item[1])[:TOP_TAG_CHIPS]
-    context |= {"tags": tags, "folders": core.store.list_folders(), "empty_library": empty_library}
+    context |= {"tags": tags, "folders": core.store.list_folders()}
     return render(request, "search.html", context)
+
+
+def _no_result_suggestions(q: str, mode: str, params: list[tuple[str, str]]) -> list[dict]:
+    """Links for the no-results page: other modes, fewer words, and dropping the filter chips."""
+    from memesearch.search.suggest import suggestions
+
+    chips = [(key, value) for key, value in params if key in ("tag", "folder", "described")]
+    links = [{"label": tip.label, "url": "/?" + urlencode([("q", tip.query), ("mode", tip.mode)] + chips)}
+             for tip in suggestions(q, mode)]
+    if chips:
+        links.append({"label": "Search without the selected filters", "url": "/?" + urlencode([("q", q), ("mode", mode)])})
+    return links
 
 
 @router.get("/memes/{meme_id}")

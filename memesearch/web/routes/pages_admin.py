@@ -36,6 +36,7 @@ def models_page(request: Request, part: str = ""):
         "check": models_info.check_status(request.app.state.background),
         # A describe run still going: the progress panel is rendered with it, so it survives a reload.
         "bulk": next((r for r in context_runs if r["kind"] == "describe" and r["state"] in ("queued", "running")), None),
+        "pulls": models_info.pull_states(request.app.state.background),
     }
     template = {"runs": "_runs.html", "check": "_check.html"}.get(part, "models.html")
     return render(request, template, context)

@@ -15,7 +15,11 @@ async function api(method, url, body) {
   }
   const response = await fetch(url, options);
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.error || `request failed (${response.status})`);
+  if (!response.ok) {
+    const error = new Error(data.error || `request failed (${response.status})`);
+    error.data = data;  // hint, details and an offered action (e.g. download a model)
+    throw error;
+  }
   return data;
 }
 
@@ -285,7 +289,17 @@ function setupMeme() {
         if (r && r.state === "done" && !r.failed) location.reload();
         else status.textContent = r && r.errors.length ? `failed: ${r.errors[0].error}` : "failed";
       });
-    } catch (error) { toast(error.message, true); }
+    } catch (error) {
+      const action = error.data && error.data.action;
+      if (action && action.kind === "download") {
+        // The model is not downloaded: one sentence and the download, instead of a spinning bar.
+        status.textContent = `${error.message} `;
+        const link = Object.assign(document.createElement("a"), {
+          className: "button small", href: `/models?download=${encodeURIComponent(action.model)}`, textContent: action.label,
+        });
+        status.appendChild(link);
+      } else toast(error.message, true);
+    }
   });
 }
 

@@ -146,7 +146,7 @@ function setupFolders() {
   });
 }
 
-// ---- models page: bulk describe (SSE), cancel, retry, default, pull, check
+// ---- models page: bulk describe (SSE), cancel, retry, default, check (downloads: models.js)
 function setupModels() {
   const form = $("#bulk-form");
   if (!form) return;
@@ -190,7 +190,7 @@ function setupModels() {
   dialog.addEventListener("close", async () => {
     if (dialog.returnValue !== "start") return;
     try { follow(await api("POST", "/api/jobs", { kind: "describe", model: dialog.dataset.model })); runsChanged(); }
-    catch (e) { toast(e.message, true); }
+    catch (e) { if (!(window.showModelNotReady && showModelNotReady(e))) toast(e.message, true); }
   });
   // A run started before this page was (re)loaded: the server rendered its panel; follow it live.
   const going = $("#bulk-progress").dataset.runId;
@@ -202,12 +202,10 @@ function setupModels() {
     const cancel = event.target.closest("[data-cancel]");
     const retry = event.target.closest("[data-retry]");
     const makeDefault = event.target.closest("[data-default]");
-    const pull = event.target.closest("[data-pull]");
     try {
       if (cancel) { await api("POST", `/api/jobs/${cancel.dataset.cancel}/cancel`); runsChanged(); }
       if (retry) { follow(await api("POST", `/api/jobs/${retry.dataset.retry}/retry`)); runsChanged(); }
       if (makeDefault) { await api("POST", "/api/models/default", { model: makeDefault.dataset.default }); location.reload(); }
-      if (pull) pullModel(pull);
     } catch (e) { toast(e.message, true); }
   });
   $("#check-start").addEventListener("click", async () => {
@@ -221,26 +219,6 @@ function setupModels() {
     };
     poll();
   });
-}
-
-async function pullModel(button) {
-  const row = button.closest("tr");
-  const bar = $(".pull-bar", row);
-  const status = $(".pull-status", row);
-  const model = button.dataset.pull;
-  button.disabled = true;
-  bar.hidden = false;
-  let state = await api("POST", `/api/models/${model}/pull`, {});
-  while (state.state === "running") {
-    bar.max = state.files_total || 1;
-    bar.value = state.files_present;
-    status.textContent = ` ${state.files_present}/${state.files_total} files`;
-    await new Promise((r) => setTimeout(r, 1000));
-    state = await api("GET", `/api/models/${model}/pull`);
-  }
-  button.disabled = false;
-  if (state.state === "done") location.reload();
-  else { bar.hidden = true; status.textContent = ` ${state.error}`; status.classList.add("error-message"); }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
