@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
 import platformdirs
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+_RATE_LIMIT = re.compile(r"\d+\s*(?:/|per)\s*(?:\d+\s*)?(?:second|minute|hour|day|month|year)s?", re.IGNORECASE)
 
 
 def default_home() -> Path:
@@ -113,9 +117,11 @@ class Settings(BaseSettings):
     @field_validator("login_limits", "login_global_limits")
     @classmethod
     def _rate_limits(cls, value: str) -> str:
-        from limits import parse_many
-
-        parse_many(value)  # ValueError explains the syntax ("5/minute;20/hour")
+        # The syntax of the `limits` package, checked here without importing it: building
+        # Settings must stay cheap and must not read package data (every command builds them).
+        for part in re.split(r"[;,]", value):
+            if not _RATE_LIMIT.fullmatch(part.strip()):
+                raise ValueError(f"{part.strip()!r} is not a rate limit such as 5/minute or 20 per hour")
         return value
 
     # Derived paths: computed, never stored, so changing `home` moves everything.

@@ -18,11 +18,16 @@ class ErrorBody(BaseModel):
     error: str = Field(description="What went wrong, in one sentence.")
     status: int = Field(description="The HTTP status, repeated.")
     hint: str | None = Field(default=None, description="How to fix it, when there is something to do.")
+    details: str | None = Field(default=None, description="Technical details (409: each backend's reason).")
+    action: dict | None = Field(default=None, description="409: what the app offers, e.g. "
+                                "{kind: download, model, label, size_mb}.")
 
 
 ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
     (400, "Malformed request (a multipart body that cannot be parsed)."),
     (401, "Log in or send the API token."), (403, "Not allowed (CSRF token, origin)."), (404, "No such meme, folder, run or model."),
+    (409, "The chosen model cannot run here yet (not downloaded): nothing was queued; `action` says what to do."),
+    (429, "Too many wrong passwords or tokens from this client: wait `Retry-After` seconds."),
     (413, "Upload too large."), (422, "Unusable input: the error says which field and why."),
     (500, "A bug; the details are in the server log."), (503, "Not available now (read-only data dir, busy model)."),
     (507, "The disk is full; nothing was lost."),
