@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     )
     embed_model: str = Field(default="all-minilm-l6-v2", description="Text embedding model.")
     caption_model: str = Field(default="smolvlm-256m", description="Default image-to-text model id.")
+    visual_model: str = Field(default="clip-vit-b-32", description="Image-text embedding model of visual search (family clip).")
     ocr_enabled: bool = Field(default=True, description="Run OCR while indexing.")
     ocr_min_confidence: float = Field(default=0.5, description="Drop OCR lines below this confidence.")
     threads: int = Field(default=0, description="Inference threads per model; 0 = onnxruntime default.")

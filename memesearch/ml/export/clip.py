@@ -31,7 +31,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def _towers(model):
     """(vision, text) torch modules ending in the projection and an L2 normalisation."""
     torch = require("torch", extra="export", purpose=_PURPOSE)
-    from memesearch.ml.tiny.clip import features
+    from memesearch.ml.torch_backends.clip import features
 
     class VisionTower(torch.nn.Module):
         def __init__(self) -> None:
@@ -60,6 +60,8 @@ def _torch_export(module, sample, path: Path, input_name: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # The pooled-token index (argmax) is never negative, which is all this warning is about.
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
         torch.onnx.export(
             module,
             (sample,),

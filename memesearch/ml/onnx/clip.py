@@ -49,19 +49,34 @@ def required_files(dtype: str) -> list[str]:
     return [CONFIG_FILE, onnx_file("visual", "fp32"), PREPROCESS_FILE, onnx_file("textual", "fp32"), *TEXT_FILES]
 
 
-def quantize_file(source: Path, target: Path) -> Path:
-    """Dynamic int8 MatMul weights (activations quantised at run time), written atomically."""
+#: uint8 weights (ORT's U8U8 kernels), not the QInt8 of our caption exports: on x86 CPUs
+#: without VNNI (AVX2, AVX-512F) the U8S8 kernels add pairs of u8 x s8 products in saturating
+#: int16 (vpmaddubsw), which measurably bent CLIP's attention (cosine 0.9998 against the exact
+#: int8 product on a tiny model); U8U8 widens first and equals the exact product.
+WEIGHT_TYPE = "QUInt8"
+
+
+def quantize_file(source: Path, target: Path, *, weight_type: str = WEIGHT_TYPE) -> Path:
+    """Dynamic int8 MatMuls (weights quantised now, activations at run time), written atomically."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fd, partial = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
     os.close(fd)
+    root = logging.getLogger()
+    root.addFilter(_quantizer_advice)
     try:
-        quantize_dynamic(str(source), partial, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), partial, op_types_to_quantize=["MatMul"], weight_type=QuantType[weight_type])
         os.chmod(partial, 0o644)
         os.replace(partial, target)
     finally:
+        root.removeFilter(_quantizer_advice)
         Path(partial).unlink(missing_ok=True)
     return target
+
+
+def _quantizer_advice(record: logging.LogRecord) -> bool:
+    """Drop the quantiser's 'consider pre-processing' advice (meant for static quantisation)."""
+    return "pre-processing before quantization" not in record.getMessage()
 
 
 def ensure_int8(model_dir: Path, tower: str) -> Path:

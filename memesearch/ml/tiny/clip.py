@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from memesearch.errors import require
+from memesearch.ml.torch_backends.clip import features
 
 TINY_IMAGE_SIZE = 64
 TINY_PATCH = 16
@@ -92,11 +93,6 @@ def build_tiny_checkpoint(out_dir: Path, *, seed: int = 0, eos_token_id: int = 2
 
 
 # ----------------------------------------------------------------------------- the reference
-
-
-def features(output):
-    """``get_*_features`` returns a tensor in transformers 4 and an output object in 5."""
-    return output if hasattr(output, "dim") else output.pooler_output
 
 
 class Reference:
