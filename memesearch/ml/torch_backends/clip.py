@@ -25,13 +25,19 @@ def features(output):
     return output if hasattr(output, "dim") else output.pooler_output
 
 
+def _side(value, key: str) -> int | None:
+    """One entry of a processor size: a dict, transformers 5's SizeDict, or a plain int."""
+    if isinstance(value, int):
+        return value
+    found = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+    return None if found is None else int(found)
+
+
 def _image_settings(processor) -> ImageSettings:
-    size, crop = processor.size, processor.crop_size
-    crop_side = int(crop["height"] if isinstance(crop, dict) else crop)
-    shortest = int(size.get("shortest_edge", crop_side) if isinstance(size, dict) else size)
+    crop = _side(processor.crop_size, "height") or 224
     return ImageSettings(
-        crop=crop_side,
-        shortest_edge=shortest,
+        crop=crop,
+        shortest_edge=_side(processor.size, "shortest_edge") or crop,
         mean=tuple(processor.image_mean),
         std=tuple(processor.image_std),
         interpolation={2: "bilinear"}.get(int(processor.resample), "bicubic"),
