@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from memesearch.cli import app
 from memesearch.config import Settings
-from memesearch.errors import ConfigError, InvalidInputError
+from memesearch.errors import ConfigError, InvalidInputError, ModelUnavailableError
 from memesearch.ml.onnx.clip_preprocess import ImageSettings, preprocess
 from memesearch.ml.registry import get_spec, load_registry
 
@@ -315,3 +315,30 @@ def test_clip_is_not_a_caption_model_and_captioners_are_not_visual_models(tmp_pa
     Image.new("RGB", (40, 30), (10, 200, 30)).save(picture)
     refused = runner.invoke(app, ["--data-dir", str(tmp_path), "caption", str(picture), "--model", MODEL_ID])
     assert refused.exit_code == 2 and "not a caption model" in refused.output
+
+
+def test_int8_that_cannot_be_written_is_a_clear_error(tiny_export, tmp_path):
+    """E.g. a read-only models folder (simulated with a folder in the way: tests may run as root)."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_export[1], folder)
+    (folder / onnx_file("textual", "int8")).unlink()
+    (folder / "textual" / "model_int8.onnx.lock").mkdir()
+    with pytest.raises(ModelUnavailableError, match="cannot write the int8 graph"):
+        ClipOnnxEmbedder(folder, dtype="int8", threads=1).embed_texts(["a cat"])
+    assert ClipOnnxEmbedder(folder, dtype="fp32", threads=1).embed_texts(["a cat"]).shape == (1, 24)
+
+
+def test_installed_check_compares_onnx_with_the_torch_backend(tiny_export, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("MEMESEARCH_THREADS", "1")
+    checkpoint, exported = tiny_export
+    settings = _pulled_home(tmp_path, exported)
+    shutil.copytree(checkpoint, settings.models_dir / MODEL_ID / "torch")
+    result = runner.invoke(app, ["--data-dir", str(settings.home), "models", "check", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["backend"], r["dtype"]): r for r in json.loads(result.stdout)["results"] if r["model"] == MODEL_ID}
+    assert set(rows) == {("onnx", "fp32"), ("onnx", "int8"), ("torch", "fp32")}
+    assert rows["torch", "fp32"]["loads"] and rows["torch", "fp32"]["ms_per_image"] is not None
+    assert rows["onnx", "fp32"]["parity"] is True and rows["onnx", "fp32"]["min_cosine"] >= PARITY
+    # int8 against fp32 measures quantisation: reported, not judged.
+    assert rows["onnx", "int8"]["parity"] is None and 0.9 < rows["onnx", "int8"]["min_cosine"] < 1.0

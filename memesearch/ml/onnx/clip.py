@@ -89,17 +89,22 @@ def ensure_int8(model_dir: Path, tower: str) -> Path:
     source = model_dir / onnx_file(tower, "fp32")
     if not source.is_file():
         raise ModelUnavailableError(f"ONNX file not found: {source}", hint="memesearch models pull clip-vit-b-32")
-    with open(target.with_name(target.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's file
-        if not target.is_file():
-            log.info("quantising %s to int8 (once)", source)
-            try:
+    try:
+        with open(target.with_name(target.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's file
+            if not target.is_file():
+                log.info("quantising %s to int8 (once)", source)
                 quantize_file(source, target)
-            except Exception as exc:  # a truncated or foreign graph
-                raise ModelUnavailableError(
-                    f"cannot quantise {source} to int8: {exc}",
-                    hint="download the model again with `memesearch models pull`, or use --dtype fp32",
-                ) from exc
+    except OSError as exc:  # a read-only models folder
+        raise ModelUnavailableError(
+            f"cannot write the int8 graph {target}: {exc}",
+            hint="make the models folder writable once, or use the fp32 files (--dtype fp32)",
+        ) from exc
+    except Exception as exc:  # a truncated or foreign graph
+        raise ModelUnavailableError(
+            f"cannot quantise {source} to int8: {exc}",
+            hint="download the model again with `memesearch models pull`, or use --dtype fp32",
+        ) from exc
     return target
 
 
