@@ -342,3 +342,16 @@ def test_installed_check_compares_onnx_with_the_torch_backend(tiny_export, tmp_p
     assert rows["onnx", "fp32"]["parity"] is True and rows["onnx", "fp32"]["min_cosine"] >= PARITY
     # int8 against fp32 measures quantisation: reported, not judged.
     assert rows["onnx", "int8"]["parity"] is None and 0.9 < rows["onnx", "int8"]["min_cosine"] < 1.0
+
+
+def test_models_export_writes_the_layout_pull_installs(tiny_export, tmp_path):
+    checkpoint, _ = tiny_export
+    home, out = tmp_path / "data", tmp_path / "exported"
+    exported = runner.invoke(app, ["--data-dir", str(home), "models", "export", MODEL_ID, "--from", str(checkpoint),
+                                   "--out", str(out), "--int8"])
+    assert exported.exit_code == 0, exported.output
+    assert (out / "visual" / "model_int8.onnx").is_file() and (out / "textual" / "model_int8.onnx").is_file()
+    pulled = runner.invoke(app, ["--data-dir", str(home), "models", "pull", MODEL_ID, "--from", str(out)])
+    assert pulled.exit_code == 0, pulled.output
+    embedder = load_image_text_embedder(get_spec(MODEL_ID), Settings(home=home, threads=1), dtype="fp32")
+    assert embedder.embed_texts(["a photo of a cat", "a dog"]).shape == (2, 24)
