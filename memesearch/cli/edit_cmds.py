@@ -9,6 +9,7 @@ import typer
 
 from memesearch.app import Core
 from memesearch.cli.context import console, friendly_errors, settings_of
+from memesearch.cli.output import printable, shown
 from memesearch.errors import InvalidInputError
 from memesearch.store.transfer import export_library, import_library
 
@@ -21,7 +22,7 @@ def tag_add(ctx: typer.Context, meme_id: int, names: Annotated[list[str], typer.
     """Add tags to a meme (creating them if needed)."""
     core = Core(settings_of(ctx))
     core.store.add_tags(meme_id, names)
-    console.print(f"meme {meme_id}: {', '.join(core.store.get_meme(meme_id).tags)}")
+    console.print(f"meme {meme_id}: {shown(', '.join(core.store.get_meme(meme_id).tags))}", highlight=False)
 
 
 @tag_app.command("remove")
@@ -30,7 +31,7 @@ def tag_remove(ctx: typer.Context, meme_id: int, names: Annotated[list[str], typ
     """Remove tags from a meme."""
     core = Core(settings_of(ctx))
     core.store.remove_tags(meme_id, names)
-    console.print(f"meme {meme_id}: {', '.join(core.store.get_meme(meme_id).tags) or '(no tags)'}")
+    console.print(f"meme {meme_id}: {shown(', '.join(core.store.get_meme(meme_id).tags) or '(no tags)')}", highlight=False)
 
 
 @tag_app.command("create")
@@ -45,7 +46,7 @@ def tag_create(ctx: typer.Context, name: str) -> None:
 def tag_list(ctx: typer.Context) -> None:
     """All tags with how many memes carry them."""
     for name, count in Core(settings_of(ctx)).store.list_tags():
-        print(f"{name}\t{count}")
+        print(f"{printable(name)}\t{count}")
 
 
 def register(app: typer.Typer) -> None:
@@ -65,6 +66,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidInputError("give either the description text or --generate",
                                     hint='memesearch describe 12 "drake says no to X"  |  memesearch describe 12 --generate')
         core = Core(settings_of(ctx))
+        core.require_writable("save descriptions")
         if generate:
             from memesearch.cli.library_cmds import load_caption_model
 
@@ -73,7 +75,7 @@ def register(app: typer.Typer) -> None:
             if report.failed:
                 raise InvalidInputError(f"could not describe meme {meme_id}: {report.failed[0][1]}")
             meme = core.store.get_meme(meme_id)
-            console.print(meme.description, highlight=False)
+            console.print(shown(meme.description), highlight=False)
         else:
             core.store.set_user_description(meme_id, text)
         core.pipeline.run_embed()
@@ -82,15 +84,16 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @friendly_errors
     def export_(ctx: typer.Context, file: Path) -> None:
-        """Write descriptions, tags and OCR text, keyed by content hash, to a JSON file."""
+        """Write descriptions, tags and OCR text of every meme, keyed by path, to a JSON file."""
         count = export_library(Core(settings_of(ctx)).store, file)
-        console.print(f"exported {count} memes to {file}", highlight=False)
+        console.print(f"exported {count} memes to {shown(file)}", highlight=False)
 
     @app.command("import")
     @friendly_errors
     def import_(ctx: typer.Context, file: Path) -> None:
         """Merge an export file; records for files not indexed yet wait until they are."""
         core = Core(settings_of(ctx))
+        core.require_writable("import")
         result = import_library(core.store, file)
         core.pipeline.run_embed()
         console.print(f"applied {result['applied']} records; {result['pending']} wait for their files")

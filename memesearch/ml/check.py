@@ -39,7 +39,7 @@ from memesearch.config import Settings
 from memesearch.errors import require
 from memesearch.ml.base import CaptionRequest
 from memesearch.ml.chain import LOADERS, Loaded, failure_reason, captioner_class
-from memesearch.ml.registry import ModelSpec, list_specs
+from memesearch.ml.registry import ModelSpec
 
 #: Caption families (token parity).
 FAMILIES = ("smolvlm", "florence2", "moondream")
@@ -220,7 +220,9 @@ def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: 
     loaders = loaders or LOADERS
     image = fixed_image()
     rows: list[CheckRow] = []
-    for spec in list_specs(settings.home):
+    from memesearch.ml.readiness import listed_specs
+
+    for spec in listed_specs(settings):
         if spec.is_image_text:
             from memesearch.ml.check_clip import check_installed_clip
 

@@ -110,6 +110,8 @@ class ModelSpec(_Strict):
     family: Family
     description: str = ""
     size: str = ""
+    #: Typical seconds to describe one meme on a CPU; estimates a bulk run before it was ever measured.
+    seconds_per_meme: float | None = Field(default=None, gt=0)
     #: Caption models only; image-text embedding models (family clip) have none.
     prompt: str = ""
     ocr_prompt: str | None = None
