@@ -258,6 +258,7 @@ def test_pull_offline_fails_fast_naming_immichs_files(tmp_path, monkeypatch):
     for name in ("visual/model.onnx", "visual/preprocess_cfg.json", "textual/model.onnx", "textual/tokenizer.json"):
         assert f"https://huggingface.co/immich-app/ViT-B-32__openai/resolve/{revision}/{name}" in text
     assert f"memesearchmodelspull{MODEL_ID}--fromFOLDER" in text
+    assert "keepingthesub-folders" in text
 
 
 def _pulled_home(tmp_path, exported) -> Settings:
@@ -355,3 +356,14 @@ def test_models_export_writes_the_layout_pull_installs(tiny_export, tmp_path):
     assert pulled.exit_code == 0, pulled.output
     embedder = load_image_text_embedder(get_spec(MODEL_ID), Settings(home=home, threads=1), dtype="fp32")
     assert embedder.embed_texts(["a photo of a cat", "a dog"]).shape == (2, 24)
+
+
+def test_pull_from_a_flattened_folder_cannot_mix_up_the_two_model_onnx(tiny_export, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in tiny_export[1].rglob("*"):
+        if path.is_file():
+            shutil.copy2(path, flat / path.name)  # textual/model.onnx overwrites visual/model.onnx
+    result = runner.invoke(app, ["--data-dir", str(tmp_path / "data"), "models", "pull", MODEL_ID, "--from", str(flat)])
+    assert result.exit_code == 2
+    assert "visual/model.onnx" in result.output and "textual/model.onnx" in result.output
