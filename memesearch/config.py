@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     )
     embed_model: str = Field(default="all-minilm-l6-v2", description="Text embedding model.")
     caption_model: str = Field(default="smolvlm-256m", description="Default image-to-text model id.")
+    visual_model: str = Field(default="clip-vit-b-32", description="Image-text embedding model of visual search (family clip).")
     dev: bool = Field(
         default=False,
         description=(

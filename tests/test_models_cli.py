@@ -164,9 +164,12 @@ def test_check_reports_every_model_and_backend_in_the_documented_shape(home, mon
     result = run(home, "models", "check", "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["results"]
-    keys = {"model", "family", "backend", "dtype", "available", "loads", "parity", "tokens_compared", "ms_per_image", "error"}
+    keys = {"model", "family", "backend", "dtype", "available", "loads", "parity", "tokens_compared", "ms_per_image", "error",
+            "min_cosine"}
     assert all(set(row) == keys for row in rows)
     by_key = {(row["model"], row["backend"], row["dtype"]): row for row in rows}
+    clip = by_key["clip-vit-b-32", "onnx", "int8"]  # visual search: same row shape, not downloaded
+    assert clip["family"] == "clip" and clip["available"] is False and "models pull clip-vit-b-32" in clip["error"]
     fake = by_key["fake", "fake", "none"]
     assert fake["available"] and fake["loads"] and fake["ms_per_image"] is not None
     missing = by_key["smolvlm-256m", "onnx", "int8"]

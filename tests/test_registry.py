@@ -18,7 +18,9 @@ def write_override(home, text: str):
 
 def test_shipped_registry_has_every_model_with_a_working_fallback_order():
     specs = {spec.id: spec for spec in list_specs()}
-    assert set(specs) == {"smolvlm-256m", "smolvlm-500m", "florence-2-base", "florence-2-large", "moondream2", "openai", "fake"}
+    assert set(specs) == {
+        "smolvlm-256m", "smolvlm-500m", "florence-2-base", "florence-2-large", "moondream2", "clip-vit-b-32", "openai", "fake"
+    }
     smol = specs["smolvlm-256m"]
     assert smol.backends == ["onnx", "torch", "api"]
     assert smol.sources.onnx.revision == "acc054744d60adea9d88214dab6e2219e6e512a7"

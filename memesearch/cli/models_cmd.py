@@ -102,30 +102,31 @@ def check_models(
     tokens: Annotated[int, typer.Option("--tokens", min=1, help="Tokens generated and compared per image.")] = 16,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """For every model and backend: available, loads, ONNX/PyTorch token parity, ms per image."""
-    from memesearch.ml.check import FAMILIES, as_json, check_installed, check_tiny
+    """For every model and backend: available, loads, ONNX/PyTorch parity (tokens; cosine for clip), ms per image."""
+    from memesearch.ml.check import ALL_FAMILIES, as_json, check_installed, check_tiny
 
     settings = settings_of(ctx)
     if tiny:
-        unknown = set(family or []) - set(FAMILIES)
+        unknown = set(family or []) - set(ALL_FAMILIES)
         if unknown:
-            raise typer.BadParameter(f"unknown family {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
-        rows = check_tiny(tuple(family) if family else FAMILIES, tokens=tokens)
+            raise typer.BadParameter(f"unknown family {sorted(unknown)}; choose from {', '.join(ALL_FAMILIES)}")
+        rows = check_tiny(tuple(family) if family else ALL_FAMILIES, tokens=tokens)
     else:
         rows = check_installed(settings, tokens=tokens)
     if json_:
         typer.echo(json.dumps(as_json(rows), indent=2))
     else:
         table = Table(title="models check" + (" --tiny" if tiny else ""))
-        for column in ("model", "backend", "dtype", "avail", "loads", "parity", "tokens", "ms"):
+        for column in ("model", "backend", "dtype", "avail", "loads", "parity", "tokens", "min cos", "ms"):
             table.add_column(column, no_wrap=True)
         table.add_column("error", overflow="fold", ratio=1)
         for row in rows:
             parity = "-" if row.parity is None else ("yes" if row.parity else "NO")
             ms = "-" if row.ms_per_image is None else f"{row.ms_per_image:.0f}"
             error = (row.error or "").split("\n")[0]
+            cosine = "-" if row.min_cosine is None else f"{row.min_cosine:.6f}"
             table.add_row(row.model, row.backend, row.dtype, _yes(row.available), _yes(row.loads), parity,
-                          str(row.tokens_compared), ms, error[:160] + ("..." if len(error) > 160 else ""))
+                          str(row.tokens_compared), cosine, ms, error[:160] + ("..." if len(error) > 160 else ""))
         console.print(table)
         console.print("--json prints every error in full.")
     if any(row.failed for row in rows):
@@ -152,7 +153,7 @@ def export_model(
 
     settings = settings_of(ctx)
     spec = get_spec(model_id, settings.home)
-    if spec.family not in ("smolvlm", "florence2", "moondream"):
+    if spec.family not in ("smolvlm", "florence2", "moondream", "clip"):
         raise InvalidInputError(f"{model_id} ({spec.family}) has no ONNX export")
     exporter = family_module("export", spec.family)
     with console.status(f"exporting {from_dir} as {spec.family} ..."):

@@ -372,6 +372,11 @@ def load_captioner(
 
     ``backend`` restricts the chain to that one backend (the ``--backend`` flag).
     """
+    if spec.is_image_text:
+        raise ConfigError(
+            f"{spec.id} is an image-text embedding model (visual search), not a caption model",
+            hint="choose a caption model, e.g. smolvlm-256m (see `memesearch models list`)",
+        )
     backends = list(spec.backends)
     if backend is not None:
         if backend not in (loaders or LOADERS):

@@ -16,6 +16,9 @@ Two modes:
   outcome, not a guarantee (ulp differences in the fp32 ops can flip a rounding, see
   tests/models/test_int8_reference.py), so only fp32 rows count as failed.
 
+The clip family (image-text embeddings, visual search) compares embeddings by cosine
+instead of tokens: see memesearch/ml/check_clip.py.
+
 Every row has the same shape (see ``CheckRow``) so the JSON output is stable.
 """
 
@@ -38,7 +41,10 @@ from memesearch.ml.base import CaptionRequest
 from memesearch.ml.chain import LOADERS, Loaded, failure_reason, captioner_class
 from memesearch.ml.registry import ModelSpec
 
+#: Caption families (token parity).
 FAMILIES = ("smolvlm", "florence2", "moondream")
+#: Every family `models check --tiny` knows, caption and image-text.
+ALL_FAMILIES = (*FAMILIES, "clip")
 CHECK_TOKENS = 16
 
 
@@ -54,11 +60,15 @@ class CheckRow:
     tokens_compared: int = 0
     ms_per_image: float | None = None
     error: str | None = None
+    #: clip family: the lowest cosine between these embeddings and the reference's.
+    min_cosine: float | None = None
 
     @property
     def failed(self) -> bool:
-        """Something that should work does not: fp32 ONNX must match the reference exactly."""
-        return self.available and (not self.loads or (self.dtype == "fp32" and self.parity is False))
+        """Something that should work does not: fp32 ONNX must match the reference exactly, and
+        clip embeddings (continuous, so no near-tie flips) must match at every dtype compared."""
+        judged = self.dtype == "fp32" or self.family == "clip"
+        return self.available and (not self.loads or (judged and self.parity is False))
 
 
 def fixed_image(width: int = 96, height: int = 72) -> Image.Image:
@@ -96,6 +106,10 @@ def _import_family(family: str) -> tuple[object, object, object]:
 
 def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS) -> list[CheckRow]:
     """Tiny checkpoint -> export (fp32, int8) -> ONNX captioner vs the torch reference."""
+    if family == "clip":
+        from memesearch.ml.check_clip import check_tiny_clip
+
+        return check_tiny_clip(workdir)
     model = f"tiny-{family}"
     rows = {key: CheckRow(model, family, *key) for key in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))}
     try:
@@ -143,7 +157,7 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
     return list(rows.values())
 
 
-def check_tiny(families: tuple[str, ...] = FAMILIES, *, tokens: int = CHECK_TOKENS) -> list[CheckRow]:
+def check_tiny(families: tuple[str, ...] = ALL_FAMILIES, *, tokens: int = CHECK_TOKENS) -> list[CheckRow]:
     rows: list[CheckRow] = []
     for family in families:
         with tempfile.TemporaryDirectory(prefix=f"memesearch-check-{family}-") as scratch:
@@ -209,6 +223,11 @@ def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: 
     from memesearch.ml.readiness import listed_specs
 
     for spec in listed_specs(settings):
+        if spec.is_image_text:
+            from memesearch.ml.check_clip import check_installed_clip
+
+            rows.extend(check_installed_clip(spec, settings, _availability))
+            continue
         references: dict[str, list[int]] = {}
         spec_rows: list[tuple[CheckRow, list[int] | None]] = []
         for backend, dtype in _backend_variants(spec):

@@ -118,10 +118,15 @@ def _offline_error(spec: ModelSpec, files: list[RemoteFile], why: str) -> Downlo
     return DownloadError(
         f"Cannot download {spec.id}: {why}.\nFetch these files by hand (revision {spec.sources.onnx.revision}):\n{urls}",
         hint=(
-            f"put them in one folder, keeping sub-folders or not ({names}){packed}, "
+            f"put them in one folder, {_layout_rule(files)} ({names}){packed}, "
             f"then run: memesearch models pull {spec.id} --from FOLDER"
         ),
     )
+
+
+def _layout_rule(files: list[RemoteFile]) -> str:
+    names = [Path(remote.local_path).name for remote in files]
+    return "keeping the sub-folders" if len(set(names)) < len(names) else "keeping sub-folders or not"
 
 
 def hub_offline() -> bool:
@@ -399,9 +404,12 @@ def _install(source: Path, destination: Path, *, packed: bool | None = None) -> 
     os.replace(partial, destination)
 
 
-def _find_in(folder: Path, remote: RemoteFile) -> Path | None:
-    """A manually fetched file: same sub-path, or flattened, packed or unpacked."""
-    candidates = [remote.repo_path, remote.local_path, Path(remote.repo_path).name, Path(remote.local_path).name]
+def _find_in(folder: Path, remote: RemoteFile, *, flat_ok: bool = True) -> Path | None:
+    """A manually fetched file: same sub-path, or flattened (unless ``flat_ok`` is False: two
+    required files share the name, like CLIP's visual/ and textual/ model.onnx), packed or unpacked."""
+    candidates = [remote.repo_path, remote.local_path]
+    if flat_ok:
+        candidates += [Path(remote.repo_path).name, Path(remote.local_path).name]
     for name in dict.fromkeys(candidates):
         path = folder / name
         if path.is_file():
@@ -412,7 +420,9 @@ def _find_in(folder: Path, remote: RemoteFile) -> Path | None:
 def _copy_from(spec: ModelSpec, files: list[RemoteFile], folder: Path, target: Path) -> None:
     if not folder.is_dir():
         raise DownloadError(f"--from {folder}: not a folder")
-    found = {remote.local_path: _find_in(folder, remote) for remote in files}
+    names = [Path(remote.local_path).name for remote in files]
+    found = {remote.local_path: _find_in(folder, remote, flat_ok=names.count(Path(remote.local_path).name) == 1)
+             for remote in files}
     missing = [name for name, path in found.items() if path is None]
     if missing:
         present = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from memesearch.config import Settings
-from memesearch.errors import ModelNotReadyError, NotFoundError
+from memesearch.errors import ConfigError, ModelNotReadyError, NotFoundError
 from memesearch.ml.registry import ModelSpec, get_spec, list_specs
 
 #: Models only developers see (MEMESEARCH_DEV=1): the fake captioner writes colour and
@@ -158,6 +158,11 @@ def check(spec: ModelSpec, settings: Settings) -> Readiness:
 def require_ready(model_id: str, settings: Settings) -> ModelSpec:
     """The spec of ``model_id`` if it can run here, else ModelNotReadyError (nothing is queued)."""
     spec = listed_spec(model_id, settings)
+    if spec.is_image_text:
+        raise ConfigError(
+            f"{spec.id} is an image-text embedding model (visual search), not a caption model",
+            hint="choose a caption model, e.g. smolvlm-256m (see `memesearch models list`)",
+        )
     state = check(spec, settings)
     if not state.ready:
         raise state.error(spec)

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from memesearch.errors import ConfigError, NotFoundError
 
-Family = Literal["smolvlm", "florence2", "moondream", "api", "fake"]
+Family = Literal["smolvlm", "florence2", "moondream", "clip", "api", "fake"]
+#: Families that embed images and texts into one vector space instead of writing captions.
+IMAGE_TEXT_FAMILIES = ("clip",)
 Backend = Literal["onnx", "torch", "api", "fake"]
 #: ONNX precisions the community repos publish (file suffix ``_<dtype>``; fp32 has none).
 Dtype = Literal["fp32", "fp16", "int8", "uint8", "quantized", "q4", "q4f16", "bnb4", "int4"]
@@ -110,7 +112,8 @@ class ModelSpec(_Strict):
     size: str = ""
     #: Typical seconds to describe one meme on a CPU; estimates a bulk run before it was ever measured.
     seconds_per_meme: float | None = Field(default=None, gt=0)
-    prompt: str
+    #: Caption models only; image-text embedding models (family clip) have none.
+    prompt: str = ""
     ocr_prompt: str | None = None
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
     #: Appended to the prompt for other languages; ``{language}`` is replaced.
@@ -126,12 +129,19 @@ class ModelSpec(_Strict):
                 raise ValueError(f"backend {backend!r} is listed in backends but sources.{backend} is missing")
         if len(set(self.backends)) != len(self.backends):
             raise ValueError("backends lists a backend twice")
+        if not self.prompt and not self.is_image_text:
+            raise ValueError("a caption model needs a prompt")
         if self.language != "en" and not self.language_instruction:
             raise ValueError(
                 f"language {self.language!r}: this model always answers in English "
                 "(it has no language_instruction)"
             )
         return self
+
+    @property
+    def is_image_text(self) -> bool:
+        """An image-text embedding model (visual search), not a caption model."""
+        return self.family in IMAGE_TEXT_FAMILIES
 
     @property
     def max_new_tokens(self) -> int:

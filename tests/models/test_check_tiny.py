@@ -12,7 +12,7 @@ pytest.importorskip("torch")  # the tiny checkpoints and the reference are PyTor
 from typer.testing import CliRunner  # noqa: E402
 
 from memesearch.cli import app  # noqa: E402
-from memesearch.ml.check import FAMILIES, check_tiny_family  # noqa: E402
+from memesearch.ml.check import ALL_FAMILIES, FAMILIES, check_tiny_family  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,12 @@ def test_check_tiny_json_compares_onnx_with_the_reference(tmp_path, monkeypatch)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["results"]
     by_key = {(row["family"], row["backend"], row["dtype"]): row for row in rows}
-    assert set(by_key) == {(f, b, d) for f in FAMILIES for b, d in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))}
+    assert set(by_key) == {(f, b, d) for f in ALL_FAMILIES for b, d in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))}
+    # clip compares embeddings: cosine >= 0.9999 with transformers (fp32) and with its int8 emulation (int8).
+    clip_reference, *clip_onnx = (by_key["clip", b, d] for b, d in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")))
+    assert clip_reference["loads"] and clip_reference["ms_per_image"] is not None, clip_reference
+    for row in clip_onnx:
+        assert row["loads"] and row["parity"] is True and row["min_cosine"] >= 0.9999 and row["error"] is None, row
     for family in FAMILIES:
         reference, fp32, int8 = by_key[family, "torch", "fp32"], by_key[family, "onnx", "fp32"], by_key[family, "onnx", "int8"]
         if not family_present(family):

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -40,6 +41,10 @@ SCRIPT = textwrap.dedent(
         captioner = captioner_class(onnx, "onnx")(Path(folder), dtype="fp32", threads=1)
         request = CaptionRequest(image=fixed_image(), prompt=prompt, max_new_tokens=%d)
         out["tokens"][family] = list(captioner.caption([request])[0].token_ids)
+    from memesearch.ml.onnx.clip import ClipOnnxEmbedder
+
+    clip = ClipOnnxEmbedder(Path(sys.argv[2]), dtype="int8", threads=1)
+    out["clip"] = [clip.embed_images([fixed_image()]).tolist(), clip.embed_texts(["a photo of a cat"]).tolist()]
     out["torch_imported"] = "torch" in sys.modules or "transformers" in sys.modules
     print(json.dumps(out))
     """ % TOKENS
@@ -60,6 +65,13 @@ def exported(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def clip_export(tmp_path_factory):
+    work = tmp_path_factory.mktemp("clip")
+    checkpoint = family_module("tiny", "clip").build_tiny_checkpoint(work / "checkpoint", seed=0)
+    return family_module("export", "clip").export(checkpoint, work / "onnx", int8=True)
+
+
+@pytest.fixture(scope="module")
 def torch_free_python(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("venv") / "core"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -71,17 +83,24 @@ def torch_free_python(tmp_path_factory) -> Path:
     return python
 
 
-def test_onnx_backends_run_without_torch(exported, torch_free_python):
+def test_onnx_backends_run_without_torch(exported, clip_export, torch_free_python):
     here = {}
     for family, (folder, prompt) in exported.items():
         captioner = captioner_class(family_module("onnx", family), "onnx")(Path(folder), dtype="fp32", threads=1)
         request = CaptionRequest(image=fixed_image(), prompt=prompt, max_new_tokens=TOKENS)
         here[family] = list(captioner.caption([request])[0].token_ids)
     done = subprocess.run(
-        [str(torch_free_python), "-c", SCRIPT, json.dumps(exported)], capture_output=True, text=True, timeout=600,
+        [str(torch_free_python), "-c", SCRIPT, json.dumps(exported), str(clip_export)],
+        capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["torch_installed"] is False and result["torch_imported"] is False
     assert result["tokens"] == here
+    from memesearch.ml.onnx.clip import ClipOnnxEmbedder
+
+    clip = ClipOnnxEmbedder(clip_export, dtype="int8", threads=1)
+    clip_here = [clip.embed_images([fixed_image()]), clip.embed_texts(["a photo of a cat"])]
+    for there, mine in zip(result["clip"], clip_here):
+        np.testing.assert_allclose(np.asarray(there), mine, atol=1e-6)
     assert all(len(tokens) > 0 for tokens in here.values())

@@ -31,13 +31,17 @@ INT8_MAX = 127
 UINT8_MAX = 255
 
 
-def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+#: ``quantize_dynamic(reduce_range=True)``: QInt8 weights in [-64, 64] (7 bits).
+INT8_REDUCED_MAX = 64
+
+
+def quantize_weight(weight: torch.Tensor, *, qmax: int = INT8_MAX) -> tuple[torch.Tensor, torch.Tensor]:
     """(int8 values as float32, float32 scale) of ORT's symmetric per-tensor weight quantisation."""
     weight = weight.float()
     absmax = weight.abs().max().double()
     if absmax == 0:  # compute_scale_zp: a zero range gets scale 1
         return torch.zeros_like(weight), torch.tensor(1.0)
-    scale = (2 * absmax / (2 * INT8_MAX)).float()  # dr / dq in float64, stored as float32
+    scale = (2 * absmax / (2 * qmax)).float()  # dr / dq in float64, stored as float32
     q = torch.round(weight / scale).clamp(-INT8_MAX - 1, INT8_MAX)
     return q, scale
 
@@ -66,11 +70,24 @@ def int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return out.to(x.dtype)
 
 
+def int8_linear_reduced_range(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` as ORT computes a MatMul quantised with ``reduce_range=True`` (7-bit weights)."""
+    q_x, scale_x, zero_point = quantize_activation(x)
+    q_w, scale_w = quantize_weight(weight, qmax=INT8_REDUCED_MAX)
+    accumulated = torch.matmul((q_x - zero_point).double(), q_w.double().t())
+    out = accumulated.float() * (scale_x * scale_w)
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(x.dtype)
+
+
 @contextlib.contextmanager
-def emulate_ort_int8() -> Iterator[None]:
-    """Within the block every ``F.linear`` (so every ``nn.Linear``) is an ORT int8 MatMul."""
+def emulate_ort_int8(weights: str = "int8") -> Iterator[None]:
+    """Within the block every ``F.linear`` (so every ``nn.Linear``) is an ORT int8 MatMul,
+    with 8-bit weights (``weights="int8"``, our caption exports) or 7-bit ones (``"int8_reduced"``,
+    ``reduce_range=True``, the clip family)."""
     original = F.linear
-    F.linear = int8_linear
+    F.linear = {"int8": int8_linear, "int8_reduced": int8_linear_reduced_range}[weights]
     try:
         yield
     finally:
