@@ -40,7 +40,7 @@ TOKENS = 16
 def _quantised_linear_session(weight: np.ndarray, bias: np.ndarray | None, tmp_path: Path):
     """x @ weight.T (+ bias) as an ONNX MatMul (+ Add), quantised the way our exporters do."""
     from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from memesearch.ml.onnx.quantize import quantize_matmuls
 
     nodes = [helper.make_node("MatMul", ["x", "w"], ["y" if bias is None else "xw"])]
     initializers = [numpy_helper.from_array(np.ascontiguousarray(weight.T), "w")]
@@ -56,7 +56,7 @@ def _quantised_linear_session(weight: np.ndarray, bias: np.ndarray | None, tmp_p
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     fp32, int8 = tmp_path / "linear.onnx", tmp_path / "linear_int8.onnx"
     onnx.save(model, str(fp32))
-    quantize_dynamic(str(fp32), str(int8), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    quantize_matmuls(fp32, int8)
     assert any(node.op_type == "MatMulInteger" for node in onnx.load(str(int8)).graph.node)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # as our sessions

@@ -113,10 +113,9 @@ def _export_decoder(model, config, onnx_dir: Path, work_dir: Path, *, int8: bool
 
 def _quantize_file(source: Path, target: Path) -> Path:
     """Dynamic int8 quantisation of the MatMul weights (activations quantised at run time)."""
-    quantization = require("onnxruntime.quantization", extra="export", purpose="Quantising Florence-2")
-    quantization.quantize_dynamic(
-        str(source), str(target), op_types_to_quantize=["MatMul"], weight_type=quantization.QuantType.QInt8
-    )
+    from memesearch.ml.onnx.quantize import quantize_matmuls
+
+    quantize_matmuls(source, target)
     return target
 
 

@@ -136,7 +136,7 @@ def quantize_graph(model: bytes | Path) -> bytes:
 
     ``model`` is serialized bytes, or the path of a graph whose weights may lie beside it.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from memesearch.ml.onnx.quantize import quantize_matmuls
 
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "out.onnx"
@@ -145,7 +145,7 @@ def quantize_graph(model: bytes | Path) -> bytes:
         else:
             source = Path(scratch) / "in.onnx"
             source.write_bytes(model)
-        quantize_dynamic(source, target, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+        quantize_matmuls(source, target)
         return target.read_bytes()
 
 

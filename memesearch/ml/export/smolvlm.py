@@ -132,12 +132,7 @@ def _copy_support_files(checkpoint_dir: Path, out_dir: Path) -> None:
 
 def quantize_int8(out_dir: Path) -> None:
     """Write ``*_int8.onnx`` next to each fp32 graph (dynamic quantisation of MatMul weights)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from memesearch.ml.onnx.quantize import quantize_matmuls
 
     for part in ONNX_PARTS:
-        quantize_dynamic(
-            str(out_dir / onnx_path(part, "fp32")),
-            str(out_dir / onnx_path(part, "int8")),
-            op_types_to_quantize=["MatMul"],
-            weight_type=QuantType.QInt8,
-        )
+        quantize_matmuls(out_dir / onnx_path(part, "fp32"), out_dir / onnx_path(part, "int8"))

@@ -49,25 +49,16 @@ def required_files(dtype: str) -> list[str]:
     return [CONFIG_FILE, onnx_file("visual", "fp32"), PREPROCESS_FILE, onnx_file("textual", "fp32"), *TEXT_FILES]
 
 
-#: 7-bit int8 weights (``reduce_range``), not the full 8 bits of our caption exports: on x86
-#: CPUs without VNNI (AVX2, AVX-512F) ORT's u8 x s8 kernels add pairs of products in
-#: saturating int16 (vpmaddubsw); with 8-bit weights that overflowed inside CLIP's attention
-#: (cosine 0.9998 against the exact int8 product on a tiny model), with 7 bits it cannot
-#: (2 x 255 x 64 < 32767). uint8 weights (U8U8 kernels) are exact too but were 1.6x slower.
-REDUCE_RANGE = True
-
-
-def quantize_file(source: Path, target: Path, *, reduce_range: bool = REDUCE_RANGE) -> Path:
-    """Dynamic int8 MatMuls (weights quantised now, activations at run time), written atomically."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def quantize_file(source: Path, target: Path) -> Path:
+    """Dynamic int8 MatMuls (7-bit weights: ml/onnx/quantize.py), written atomically."""
+    from memesearch.ml.onnx.quantize import quantize_matmuls
 
     fd, partial = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
     os.close(fd)
     root = logging.getLogger()
     root.addFilter(_quantizer_advice)
     try:
-        quantize_dynamic(str(source), partial, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-                         reduce_range=reduce_range)
+        quantize_matmuls(source, partial)
         os.chmod(partial, 0o644)
         os.replace(partial, target)
     finally:

@@ -1,13 +1,13 @@
 """A PyTorch reference of the *int8* ONNX models: emulate ONNX Runtime's dynamic quantisation.
 
-Our exporters quantise with ``quantize_dynamic(op_types_to_quantize=["MatMul"],
-weight_type=QInt8)`` (per-tensor, default options). In the int8 graphs of all three tiny
+Our int8 graphs are made by ``ml/onnx/quantize.quantize_matmuls``: ``quantize_dynamic(
+op_types_to_quantize=["MatMul"], weight_type=QInt8, reduce_range=True)`` (per tensor, 7-bit weights). In the int8 graphs of all three tiny
 families every ``nn.Linear`` (exported as MatMul + Add, never Gemm, since their inputs are
 3-D) became ``DynamicQuantizeLinear -> MatMulInteger -> * (scale_a * scale_w) -> + bias``;
 convolutions, embeddings and the attention products between activations stay fp32.
 Inside :func:`emulate_ort_int8` every ``torch.nn.functional.linear`` is computed that way:
 
-* weight: symmetric int8, ``scale = max|W| / 127`` (computed in float64 and stored as
+* weight: symmetric 7-bit, ``scale = max|W| / 64`` (computed in float64 and stored as
   float32, like ``quant_utils.compute_scale_zp``), ``q = round_half_even(W / scale)``;
 * activation (ORT's DynamicQuantizeLinear, over the whole input tensor): uint8,
   range ``[min(x, 0), max(x, 0)]``, ``scale = (max - min) / 255``,
@@ -32,10 +32,10 @@ UINT8_MAX = 255
 
 
 #: ``quantize_dynamic(reduce_range=True)``: QInt8 weights in [-64, 64] (7 bits).
-INT8_REDUCED_MAX = 64
+WEIGHT_QMAX = 64
 
 
-def quantize_weight(weight: torch.Tensor, *, qmax: int = INT8_MAX) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_weight(weight: torch.Tensor, *, qmax: int = WEIGHT_QMAX) -> tuple[torch.Tensor, torch.Tensor]:
     """(int8 values as float32, float32 scale) of ORT's symmetric per-tensor weight quantisation."""
     weight = weight.float()
     absmax = weight.abs().max().double()
@@ -70,24 +70,11 @@ def int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return out.to(x.dtype)
 
 
-def int8_linear_reduced_range(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` as ORT computes a MatMul quantised with ``reduce_range=True`` (7-bit weights)."""
-    q_x, scale_x, zero_point = quantize_activation(x)
-    q_w, scale_w = quantize_weight(weight, qmax=INT8_REDUCED_MAX)
-    accumulated = torch.matmul((q_x - zero_point).double(), q_w.double().t())
-    out = accumulated.float() * (scale_x * scale_w)
-    if bias is not None:
-        out = out + bias.float()
-    return out.to(x.dtype)
-
-
 @contextlib.contextmanager
-def emulate_ort_int8(weights: str = "int8") -> Iterator[None]:
-    """Within the block every ``F.linear`` (so every ``nn.Linear``) is an ORT int8 MatMul,
-    with 8-bit weights (``weights="int8"``, our caption exports) or 7-bit ones (``"int8_reduced"``,
-    ``reduce_range=True``, the clip family)."""
+def emulate_ort_int8() -> Iterator[None]:
+    """Within the block every ``F.linear`` (so every ``nn.Linear``) is an ORT int8 MatMul."""
     original = F.linear
-    F.linear = {"int8": int8_linear, "int8_reduced": int8_linear_reduced_range}[weights]
+    F.linear = int8_linear
     try:
         yield
     finally:
