@@ -140,6 +140,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX run_items_status ON run_items(status, lease_until);
     """,
+    # 3: library care: tag colours, and paths removed from the library by the user (a rescan
+    # skips them; the file itself is never touched).
+    """
+    ALTER TABLE tags ADD COLUMN color TEXT;
+    CREATE TABLE excluded_paths (
+        path TEXT PRIMARY KEY,
+        sha256 TEXT,
+        removed_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,6 +22,7 @@ import numpy as np
 
 from memesearch.errors import DiskFullError, InvalidInputError, NotFoundError, SchemaTooNewError
 from memesearch.store import sqlite_text
+from memesearch.store.care import LibraryCareMixin
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
 from memesearch.text import clean_tag as _clean_tag, clean_text
@@ -34,8 +35,18 @@ _MEME_COLUMNS = (
 _FILE_FIELDS = ("folder_id", "size", "mtime", "sha256", "phash", "width", "height", "format", "frames", "status", "error")
 
 
-class SqliteStore(SqliteRunsMixin):
+class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
     kind = "sqlite"
+
+    # LibraryCareMixin hooks.
+    def _reindex_meme(self, conn, meme_id: int) -> None:
+        sqlite_text.reindex(conn, meme_id)
+
+    def _unindex_meme(self, conn, meme_id: int) -> None:
+        sqlite_text.remove(conn, meme_id)
+
+    def _bump_vectors(self, conn) -> None:
+        _bump_vectors_version(conn)
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
