@@ -48,14 +48,16 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
                   openapi_url="/api/openapi.json")
     app.state.core = core
     app.state.templates = _templates()
+    # Tag chips everywhere take their colour from here (lower-cased name -> palette name).
+    app.state.templates.env.globals["tag_colors"] = lambda: core.store.tag_colors()
     app.state.guard = Guard(load_secret(settings.secret_key_path), settings.password, settings.api_token)
     app.state.background = {}
     app.add_middleware(SecurityMiddleware, guard=app.state.guard)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    from memesearch.web.routes import api_jobs, api_library, api_memes, files, pages, pages_admin
+    from memesearch.web.routes import api_care, api_jobs, api_library, api_memes, files, pages, pages_admin, pages_care
 
-    for module in (pages, pages_admin, files, api_memes, api_library, api_jobs):
+    for module in (pages, pages_admin, pages_care, files, api_memes, api_library, api_jobs, api_care):
         app.include_router(module.router)
     return app

@@ -38,6 +38,14 @@ def model_ids(settings) -> list[str]:
     return _spec_cache[key]
 
 
+def offered_caption_models(settings) -> list[str]:
+    """Caption models a person may pick as the default: the test-only ``fake`` model only with MEMESEARCH_DEV=1."""
+    import os
+
+    dev = os.environ.get("MEMESEARCH_DEV", "").strip() == "1"
+    return [m for m in model_ids(settings) if dev or m != "fake"]
+
+
 def model_rows(settings) -> list[dict]:
     from memesearch.ml.download import status
     from memesearch.ml.registry import list_specs

@@ -50,10 +50,18 @@ async def upload(request: Request, index: bool = True) -> dict:
         results = []
         for item in files:
             data = await item.read(per_file + 1)
-            results.append(save_upload(settings, item.filename or "upload", data).as_dict())
+            results.append(save_upload(settings, item.filename or "upload", data, present_meme_with(core.store)).as_dict())
     folder = uploads_folder(core)
-    run = jobs_bridge.index_folder(core, folder.id) if index and any(r["ok"] for r in results) else None
-    return {"files": results, "saved": sum(r["ok"] for r in results), "run": run}
+    saved = sum(1 for r in results if r["saved_as"])
+    run = jobs_bridge.index_folder(core, folder.id) if index and saved else None
+    return {"files": results, "saved": saved, "already": sum(1 for r in results if r["duplicate"]), "run": run}
+
+
+def present_meme_with(store):
+    """sha256 -> id of a present meme with those bytes (uploads of known bytes link to it)."""
+    def find(sha256: str) -> int | None:
+        return next((row["id"] for row in store.memes_with_sha(sha256) if row["status"] == "ok"), None)
+    return find
 
 
 @router.post("/uploads/index")

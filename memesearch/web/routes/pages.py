@@ -44,6 +44,7 @@ def search_page(
     if described:
         params.append(("described", described))
     context = {
+        "notice": request.query_params.get("notice", "")[:200],
         "q": q, "mode": mode, "modes": MODES, "hits": hits, "more": more, "offset": offset,
         "next_offset": offset + PAGE_SIZE, "ms": result.ms, "shown": offset + len(hits), "params": params,
         "selected_tags": tag, "selected_folders": folder, "described": described,
@@ -55,7 +56,9 @@ def search_page(
         return render(request, "_results.html", context)
     # Counting the library is a table scan: only needed to explain an empty result page.
     empty_library = not hits and not offset and not core.store.meme_ids()[:1]
-    tags = sorted(core.store.list_tags(), key=lambda item: -item[1])[:TOP_TAG_CHIPS]
+    # Only tags some meme carries: an unused tag would filter to nothing.
+    in_use = [(t.name, t.count) for t in core.store.list_tag_details(used_only=True)]
+    tags = sorted(in_use, key=lambda item: -item[1])[:TOP_TAG_CHIPS]
     context |= {"tags": tags, "folders": core.store.list_folders(), "empty_library": empty_library}
     return render(request, "search.html", context)
 
@@ -71,7 +74,10 @@ def meme_page(request: Request, meme_id: int):
     similar = core.search_engine.similar(meme_id, 12)
     exact = [row["id"] for row in store.memes_with_sha(meme.sha256) if row["id"] != meme_id] if meme.sha256 else []
     near = [(i, d) for i, d in near_duplicates(store, meme) if i not in exact]
+    from memesearch.web.routes.pages_care import removal_note
+
     return render(request, "meme.html", {
+        "removal_note": removal_note(core, meme),
         "meme": meme, "info": meme_dict(meme, folder), "folder": folder,
         "similar": [{"id": i, "score": s} for i, s in similar],
         "exact": exact, "near": [{"id": i, "distance": d} for i, d in near],
