@@ -28,6 +28,14 @@ PAGES = [  # (file name, path or callable giving it, what to wait for)
     ("upload", "/upload", "#dropzone"),
     ("folders", "/folders", ".folder"),
     ("models", "/models", "#bulk-form"),
+    ("tags", "/tags", "#tag-admin"),
+    ("settings", "/settings", "#settings-form"),
+]
+PHONE = {"width": 390, "height": 844}
+PHONE_PAGES = [  # also shot at phone size, as <name>-phone-<theme>.png
+    ("tags", "/tags", "#tag-admin"),
+    ("settings", "/settings", "#settings-form"),
+    ("search-select", "/?q=", ".hit"),
 ]
 
 
@@ -46,7 +54,11 @@ def build_library(home: Path, memes: Path) -> None:
     ids = core.store.meme_ids()
     core.store.add_tags(ids[0], ["classic", "reaction"])
     core.store.add_tags(ids[1], ["reaction"])
-    core.store.add_tags(ids[2], ["cats"])
+    core.store.add_tags(ids[2], ["cats", "wholesome"])
+    core.store.set_tag_color("reaction", "blue")
+    core.store.set_tag_color("cats", "orange")
+    core.store.set_tag_color("wholesome", "green")
+    core.store.create_tag("unused")
     core.store.set_user_description(ids[7], "the cat sits on the homework, as cats do")
     core.pipeline.run_embed()
     core.close()
@@ -92,6 +104,22 @@ def main() -> None:
                             page.evaluate("localStorage.setItem('memesearch-view', 'grid')")
                         print(f"wrote {args.out / f'{name}-{theme}.png'}")
                     context.close()
+                    phone = browser.new_context(base_url=server.url, color_scheme=theme, viewport=PHONE,
+                                                is_mobile=True, has_touch=True, device_scale_factor=2)
+                    page = phone.new_page()
+                    for name, path, ready in PHONE_PAGES:
+                        page.goto(path)
+                        page.wait_for_selector(ready)
+                        if name == "search-select":  # the grid in select mode, two memes picked
+                            page.click("#select-mode")
+                            page.locator(".hit").nth(0).click()
+                            page.locator(".hit").nth(1).click()
+                        page.wait_for_load_state("networkidle")
+                        time.sleep(0.3)
+                        target = args.out / f"{name}-phone-{theme}.png"
+                        page.screenshot(path=str(target))
+                        print(f"wrote {target}")
+                    phone.close()
                 browser.close()
         finally:
             server.stop()
