@@ -114,6 +114,7 @@ def main() -> None:
                             page.click("#select-mode")
                             page.locator(".hit").nth(0).click()
                             page.locator(".hit").nth(1).click()
+                            page.evaluate("window.scrollTo(0, 0)")
                         page.wait_for_load_state("networkidle")
                         time.sleep(0.3)
                         target = args.out / f"{name}-phone-{theme}.png"

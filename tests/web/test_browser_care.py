@@ -188,3 +188,14 @@ def test_settings_page(page, api):
     expect(page.locator("#settings-notice")).to_have_text("API key removed")
     expect(page.locator("#key-state")).to_contain_text("No key set")
     assert api.get("/api/settings").json()["openai"]["api_key_set"] is False
+
+
+def test_uploading_a_meme_we_have_links_to_it(page, api):
+    hit = api.get("/api/search", params={"limit": 1}).json()["hits"][0]
+    page.goto("/upload")
+    page.set_input_files("#file-picker", files=[{"name": "again.png", "mimeType": "image/png",
+                                                 "buffer": Path(hit["path"]).read_bytes()}])
+    row = page.locator(".upload-row.duplicate")
+    expect(row).to_contain_text("already in your library")
+    expect(row.locator("a")).to_have_attribute("href", f"/memes/{hit['id']}")
+    expect(page.locator("#upload-summary")).to_have_text("Nothing new was uploaded.")

@@ -18,7 +18,12 @@ function uploadOne(file, row) {
       try { data = JSON.parse(request.responseText); } catch (e) {}
       const result = (data.files || [])[0];
       bar.value = 1;
-      if (request.status === 200 && result && result.ok) {
+      if (request.status === 200 && result && result.duplicate) {  // same bytes as a meme we have: nothing written
+        row.classList.add("ok", "duplicate");
+        status.textContent = `${result.message} `;
+        if (result.existing_url) status.appendChild(Object.assign(document.createElement("a"), { href: result.existing_url, textContent: "open it" }));
+        resolve(false);
+      } else if (request.status === 200 && result && result.ok) {
         row.classList.add("ok");
         status.textContent = result.saved_as === result.name ? "uploaded" : `uploaded as ${result.saved_as}`;
         resolve(true);
@@ -63,7 +68,7 @@ async function uploadFiles(files) {
     }
   });
   await Promise.all(workers);
-  if (!saved) { summary.textContent = "Nothing was uploaded."; return; }
+  if (!saved) { summary.textContent = "Nothing new was uploaded."; return; }
   summary.textContent = `${saved} of ${files.length} uploaded; indexing…`;
   try {
     const { run } = await api("POST", "/api/uploads/index");
