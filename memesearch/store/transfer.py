@@ -16,7 +16,7 @@ from pathlib import Path
 
 from memesearch.errors import InvalidInputError
 from memesearch.store import sqlite_text
-from memesearch.text import clean_text
+from memesearch.text import clean_tag, clean_text
 
 FORMAT = "memesearch-export"
 VERSION = 1
@@ -64,6 +64,17 @@ def _clean_strings(value):
     return value
 
 
+def _valid_tags(names: list) -> list[str]:
+    """Tag names that pass the one tag rule (text.clean_tag); others are dropped, not fatal for the import."""
+    valid = []
+    for name in names:
+        try:
+            valid.append(clean_tag(name))
+        except InvalidInputError:
+            continue
+    return valid
+
+
 def import_library(store, path: Path) -> dict[str, int]:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -75,6 +86,8 @@ def import_library(store, path: Path) -> dict[str, int]:
         raise InvalidInputError(f"{path} was written by a newer memesearch (export version {document['version']})")
     applied = pending = 0
     for record in map(_clean_strings, document.get("memes", [])):
+        if isinstance(record, dict) and isinstance(record.get("tags"), list):
+            record["tags"] = _valid_tags(record["tags"])
         sha = record.get("sha256")
         if not isinstance(sha, str):
             raise InvalidInputError(f"{path}: a record has no sha256")
