@@ -10,16 +10,29 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from memesearch.config import Settings
+from memesearch.errors import InvalidInputError
 from memesearch.library.scanner import scan_folder
 from memesearch.store.models import Description
 from memesearch.store.sqlite import SqliteStore
 from memesearch.store.transfer import export_library, import_library
+from memesearch.text import clean_tag
 from tests.reliability import tried
 
 pytestmark = pytest.mark.timeout(120)
 
 any_text = st.text(max_size=300)  # every code point but surrogates: NUL, RTL marks, emoji, combining marks
-tag_name = st.text(min_size=1, max_size=64).filter(lambda t: 0 < len(" ".join(t.split())) <= 64)
+
+
+def _valid_tag(text: str) -> bool:
+    """What the tag rule accepts (text.clean_tag): 1-50 characters once trimmed, no control characters."""
+    try:
+        clean_tag(text)
+    except InvalidInputError:
+        return False
+    return True
+
+
+tag_name = st.text(min_size=1, max_size=50).filter(_valid_tag)
 
 
 def _library(root, folder, name):
