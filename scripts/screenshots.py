@@ -105,7 +105,7 @@ def main() -> None:
                         print(f"wrote {args.out / f'{name}-{theme}.png'}")
                     context.close()
                     phone = browser.new_context(base_url=server.url, color_scheme=theme, viewport=PHONE,
-                                                is_mobile=True, has_touch=True, device_scale_factor=2)
+                                                has_touch=True, device_scale_factor=2)
                     page = phone.new_page()
                     for name, path, ready in PHONE_PAGES:
                         page.goto(path)

@@ -173,7 +173,7 @@ def _permanent_error(status: int, problem: str, source: ApiSource) -> ApiError:
         env = source.api_key_env or "the API key"
         return ApiError(
             f"{problem} (the API key is wrong or missing)",
-            hint=f"set a valid key in {env}",
+            hint=f"save a valid key on the web Settings page, or set {env}",
         )
     if status == 404:
         return ApiError(problem, hint=f"check base_url ({source.base_url}) and model ({source.model}) in models.yml")
