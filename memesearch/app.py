@@ -89,6 +89,20 @@ class Core:
                     cache[model_id] = load_captioner(get_spec(model_id, self.settings.home), self.settings)
             return cache[model_id]
 
+    @cached_property
+    def read_only(self) -> bool:
+        """The data dir cannot be written: read commands work, writes are refused (memesearch.readonly)."""
+        from memesearch.readonly import is_read_only
+
+        return is_read_only(self.settings.home)
+
+    def require_writable(self, action: str = "change the library") -> None:
+        """Fail before any work starts when the data dir (or the SQLite database) cannot be written."""
+        from memesearch.readonly import read_only_error
+
+        if self.read_only or getattr(self.store, "read_only", False):
+            raise read_only_error(self.settings.home, action)
+
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()

@@ -8,6 +8,7 @@ checked against them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated
@@ -31,6 +32,13 @@ class Settings(BaseSettings):
     )
     embed_model: str = Field(default="all-minilm-l6-v2", description="Text embedding model.")
     caption_model: str = Field(default="smolvlm-256m", description="Default image-to-text model id.")
+    dev: bool = Field(
+        default=False,
+        description=(
+            "Developer mode: offer the `fake` test captioner in menus, settings and `models list`; "
+            "without it `fake` cannot be chosen (it writes colour and size notes, not descriptions)."
+        ),
+    )
     ocr_enabled: bool = Field(default=True, description="Run OCR while indexing.")
     ocr_min_confidence: float = Field(default=0.5, description="Drop OCR lines below this confidence.")
     threads: int = Field(default=0, description="Inference threads per model; 0 = onnxruntime default.")
@@ -58,6 +66,17 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=1, description="Worker threads in `memesearch worker` and in-process workers.")
     password: str = Field(default="", description="Web login password; required when serving beyond loopback.")
     api_token: str = Field(default="", description="Bearer token for the JSON API (default: the password).")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="IPs/CIDRs of reverse proxies whose X-Forwarded-For/-Proto/-Host are believed (comma-separated or a JSON list).",
+    )
+    login_limits: str = Field(
+        default="5/minute;20/hour;100/day",
+        description="Wrong logins (or API tokens) allowed per client before HTTP 429; each tier waits longer.",
+    )
+    login_global_limits: str = Field(
+        default="60/minute;600/hour", description="Wrong logins allowed from all clients together before HTTP 429.",
+    )
     max_upload_mb: float = Field(default=25.0, description="Largest file the web upload accepts.")
     max_upload_files: int = Field(default=50, description="Most files in one upload batch.")
 
@@ -66,7 +85,7 @@ class Settings(BaseSettings):
     def _expand_home(cls, value: object) -> object:
         return Path(value).expanduser() if isinstance(value, str | Path) and str(value) else value
 
-    @field_validator("ml_urls", "ml_preload", mode="before")
+    @field_validator("ml_urls", "ml_preload", "trusted_proxies", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         # Env values arrive as strings: accept a JSON list or "a,b".
@@ -82,6 +101,21 @@ class Settings(BaseSettings):
     def _positive(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be positive")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return value
+
+    @field_validator("login_limits", "login_global_limits")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        parse_many(value)  # ValueError explains the syntax ("5/minute;20/hour")
         return value
 
     # Derived paths: computed, never stored, so changing `home` moves everything.
@@ -105,6 +139,11 @@ class Settings(BaseSettings):
     def secret_key_path(self) -> Path:
         """Signs web session and CSRF cookies; created on first use, readable by the owner only."""
         return self.home / "web-secret.key"
+
+    @property
+    def sessions_path(self) -> Path:
+        """Web login sessions (SQLite); kept apart from the library database, see web/sessions.py."""
+        return self.home / "web-sessions.db"
 
 
 def load_settings(data_dir: Path | str | None = None) -> Settings:

@@ -13,10 +13,15 @@ class MemeSearchError(Exception):
 
     status = 500
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, details: str | None = None,
+                 action: dict | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: Technical text for people who want it (CLI --verbose, a collapsed block on the web).
+        self.details = details
+        #: Something the UI can offer as a button, e.g. {"kind": "download", "model": id, "label": ...}.
+        self.action = action
 
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
@@ -54,6 +59,13 @@ class ModelUnavailableError(MemeSearchError):
     status = 503
 
 
+class ModelNotReadyError(ModelUnavailableError):
+    """A model cannot run here yet (files not downloaded, packages missing): checked before any
+    work is queued, so nothing starts that is bound to fail."""
+
+    status = 409
+
+
 class DiskFullError(MemeSearchError):
     """The disk holding the database is full; the failed write was rolled back, nothing else lost."""
 
@@ -80,3 +92,9 @@ def require(module: str, *, extra: str, purpose: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(module.split(".")[0], extra, purpose) from exc
+
+
+class ReadOnlyError(MemeSearchError):
+    """The data dir cannot be written: reads work, changes are refused with this sentence."""
+
+    status = 503

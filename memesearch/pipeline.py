@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memesearch.config import Settings
-from memesearch.errors import ImageError, MemeSearchError
-from memesearch.library.decode import load_rgb
+from memesearch.errors import ImageError, MemeSearchError, ModelUnavailableError
+from memesearch.library.decode import load_rgb, one_line_reason
+from memesearch.library.scanner import mark_unreadable
 from memesearch.ml.base import Embedder, OcrEngine
 from memesearch.store.models import Meme
+from memesearch.store.templates import TemplateStore
 from memesearch.text import content_hash
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,12 @@ class StageReport:
     def as_dict(self) -> dict:
         return {"stage": self.stage, "done": self.done, "skipped": self.skipped,
                 "failed": [{"id": i, "error": e} for i, e in self.failed]}
+
+
+def _file_reason(exc: BaseException) -> str:
+    if isinstance(exc, ImageError):
+        return exc.message
+    return f"cannot read: {getattr(exc, 'strerror', None) or exc}"
 
 
 def embedding_text(meme: Meme) -> str:
@@ -60,19 +68,35 @@ class Pipeline:
             if meme.ocr_engine:  # filled meanwhile by a duplicate with the same bytes
                 report.skipped += 1
             else:
-                try:
-                    image = load_rgb(Path(meme.path), self.settings.max_megapixels)
-                    result = self.ocr.read(image)
-                    self.store.set_ocr(meme_id, result.text, self.ocr.engine_id)
-                    report.done += 1
-                except (ImageError, OSError) as exc:
-                    message = getattr(exc, "message", None) or str(exc)
-                    self.store.mark_stage(meme_id, "ocr", "failed", message)
-                    report.failed.append((meme_id, message))
-                    log.warning("OCR failed for %s: %s", meme.path, message)
+                self._ocr_one(meme, report)
             if progress:
                 progress("ocr", position, len(pending))
         return report
+
+    def _ocr_one(self, meme: Meme, report: StageReport) -> None:
+        """One meme; whatever its file or the OCR engine raises for it is recorded, and the run goes on.
+        Only an engine that cannot run at all (ModelUnavailableError) stops the stage."""
+        try:
+            image = load_rgb(Path(meme.path), self.settings.max_megapixels)
+        except (ImageError, OSError) as exc:
+            message = _file_reason(exc)
+            mark_unreadable(self.store, meme, message)
+            report.failed.append((meme.id, message))
+            log.warning("cannot read %s: %s", meme.path, message)
+            return
+        try:
+            result = self.ocr.read(image)
+        except ModelUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one image the engine chokes on must not stop the run
+            message = f"OCR failed: {one_line_reason(exc)}"
+            self.store.mark_stage(meme.id, "ocr", "failed", message)
+            report.failed.append((meme.id, message))
+            log.warning("OCR failed for %s: %s", meme.path, message)
+            return
+        self.store.set_ocr(meme.id, result.text, self.ocr.engine_id)
+        TemplateStore(self.store).put_ocr_boxes(meme.id, result.boxes)
+        report.done += 1
 
     def run_caption(self, captioner, meme_ids: list[int] | None = None, progress: StageProgress | None = None) -> StageReport:
         """Describe memes with a loaded ChainCaptioner (memesearch.ml.chain): by default every
@@ -87,7 +111,10 @@ class Pipeline:
             try:
                 image = load_rgb(Path(meme.path), self.settings.max_megapixels)
                 result = captioner.caption_images([image])[0]
-            except (MemeSearchError, OSError) as exc:  # unreadable image, or every backend failed on it
+            except (ImageError, OSError) as exc:  # the file no longer decodes
+                mark_unreadable(self.store, meme, _file_reason(exc))
+                report.failed.append((meme_id, _file_reason(exc)))
+            except MemeSearchError as exc:  # every backend failed on it
                 message = getattr(exc, "message", None) or str(exc)
                 self.store.mark_stage(meme_id, "caption", "failed", message)
                 report.failed.append((meme_id, message))
@@ -126,4 +153,13 @@ class Pipeline:
             report.skipped += len(unchanged)
             if progress:
                 progress("embed", min(start + _EMBED_BATCH, len(pending)), len(pending))
+        return report
+
+    def run_templates(self, progress: StageProgress | None = None) -> StageReport:
+        """Template features for new or changed memes, then group what is not grouped yet."""
+        from memesearch.templates.stage import run_features, run_grouping  # OpenCV loads only here
+
+        report = StageReport("templates")
+        report.done, report.failed = run_features(self.store, self.settings.max_megapixels, progress)
+        report.skipped = run_grouping(self.store, progress)
         return report

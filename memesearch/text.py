@@ -59,3 +59,38 @@ def clean_tag(name: str) -> str:
         raise InvalidInputError(f"tag name too long ({len(cleaned)} characters); at most {MAX_TAG_CHARS} are allowed",
                                 hint=f"shorten it: {cleaned[:MAX_TAG_CHARS]!r}")
     return cleaned
+
+
+# Separators inside a file name; further boundaries are found by _split_humps.
+_NAME_SEPARATORS = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def _split_humps(chunk: str) -> list[str]:
+    """Cut between letters and digits and at camelCase humps, in any script with case:
+    "DrakeHotlineBling2" -> Drake Hotline Bling 2, "HTMLParser" -> HTML Parser."""
+    words: list[str] = []
+    start = 0
+    for i in range(1, len(chunk)):
+        before, here = chunk[i - 1], chunk[i]
+        after = chunk[i + 1] if i + 1 < len(chunk) else ""
+        if (
+            before.isdigit() != here.isdigit()
+            or (before.islower() and here.isupper())
+            or (before.isupper() and here.isupper() and after.islower())
+        ):
+            words.append(chunk[start:i])
+            start = i
+    words.append(chunk[start:])
+    return [word for word in words if word]
+
+
+def filename_words(path: str) -> str:
+    """The words of a file's name, without folder or extension, for keyword search:
+    ``drake-hotline-bling.jpg`` -> "drake hotline bling"; split on ``-_.`` (and other
+    separators), between letters and digits, and at camelCase boundaries."""
+    name = re.split(r"[\\/]", path)[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    words: list[str] = []
+    for chunk in _NAME_SEPARATORS.split(stem):
+        words.extend(_split_humps(chunk))
+    return " ".join(words)

@@ -27,6 +27,18 @@ fails when they disagree.
 """
 
 
+FOOTER = """
+## Model downloads
+
+These standard Hugging Face variables are read too (without the `MEMESEARCH_` prefix):
+
+| variable | meaning |
+|---|---|
+| `HF_ENDPOINT` | Hub to download models from (default `https://huggingface.co`); any server with the hub's `/<repo>/resolve/<revision>/<path>` layout, such as a mirror. |
+| `HF_TOKEN` | Sent as a bearer token when downloading (gated or private repos). |
+| `HF_HUB_OFFLINE` | `1`: never try to download; `models pull` says at once which files to fetch by hand. |
+"""
+
 SAVED_FROM_WEB = """
 ## Saved from the web app
 
@@ -49,7 +61,7 @@ def render() -> str:
         else:
             default = repr(field.default) if field.default not in ("", None) else "empty"
         rows.append(f"| `MEMESEARCH_{name.upper()}` | {default} | {field.description or ''} |")
-    return HEADER + "\n".join(rows) + "\n" + SAVED_FROM_WEB
+    return HEADER + "\n".join(rows) + "\n" + FOOTER + SAVED_FROM_WEB
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ from memesearch.app import Core
 from memesearch.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The `fake` captioner is a developer tool, hidden unless MEMESEARCH_DEV=1; the tests use it
+# (and so do the servers and CLIs they start, which inherit the environment). Tests of the
+# hiding itself unset it.
+os.environ["MEMESEARCH_DEV"] = "1"
 
 
 @pytest.fixture

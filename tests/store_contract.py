@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.store.models import Description, FileRecord, Filters
+from memesearch.store.transfer import export_library, import_library
 
 
 def add_meme(store, path: str, sha: str, *, folder_id=None, fmt="png", status="ok") -> int:
@@ -21,14 +24,41 @@ class StoreContract:
         store.record_scan(folder.id, {"seen": 3})
         assert store.list_folders()[0].last_scan == {"seen": 3}
 
-    def test_remove_folder_keeps_memes_as_missing(self, store):
+    def test_remove_folder_keeps_memes_and_their_user_data(self, store):
         folder = store.add_folder("/memes/a")
         meme_id = add_meme(store, "/memes/a/x.png", "s1", folder_id=folder.id)
+        store.add_tags(meme_id, ["keep"])
         store.remove_folder(folder.id)
-        assert store.get_meme(meme_id).status == "missing"
-        assert store.prune_missing() == 1
+        meme = store.get_meme(meme_id)
+        assert (meme.status, meme.folder_id, meme.tags) == ("missing", None, ["keep"])
+        assert store.meme_ids() == [] and store.counts()["ok"] == 0
+        assert [row["id"] for row in store.missing_files()] == [meme_id]
+        again = store.add_folder("/memes/a")  # re-adding claims it back (the scan makes it present)
+        assert store.get_meme(meme_id).folder_id == again.id
+        assert store.delete_memes([meme_id, 10**6]) == 1
         with pytest.raises(NotFoundError):
             store.get_meme(meme_id)
+
+    def test_nested_folders_share_memes_by_path(self, store):
+        outer = store.add_folder("/memes")
+        deep = add_meme(store, "/memes/sub/x.png", "s1", folder_id=outer.id)
+        top = add_meme(store, "/memes/y.png", "s2", folder_id=outer.id)
+        other = add_meme(store, "/memes-other/z.png", "s3")  # a sibling whose name starts the same
+        inner = store.add_folder("/memes/sub")
+        assert store.get_meme(deep).folder_id == inner.id and store.get_meme(top).folder_id == outer.id
+        assert store.folder_meme_counts() == {outer.id: 1, inner.id: 1}
+        assert set(store.files_under("/memes")) == {"/memes/sub/x.png", "/memes/y.png"}
+        assert set(store.files_under("/memes/sub")) == {"/memes/sub/x.png"}
+        assert set(store.files_under("/memes/s_b%")) == set() and len(store.files_under("/")) == 3
+        row = store.files_under("/memes/sub")["/memes/sub/x.png"]
+        assert (row["id"], row["folder_id"], row["status"], row["sha256"]) == (deep, inner.id, "ok", "s1")
+        store.remove_folder(inner.id)  # the outer root still reaches it: it stays present
+        assert store.get_meme(deep).folder_id == outer.id and store.get_meme(deep).status == "ok"
+        store.remove_folder(outer.id)
+        assert {store.get_meme(i).status for i in (deep, top)} == {"missing"}
+        assert store.get_meme(other).status == "ok"
+        store.set_folder([deep], store.add_folder("/memes/sub").id)
+        assert store.get_meme(deep).folder_id == store.folder_by_path("/memes/sub").id
 
     def test_texts_and_keyword_search(self, store):
         a = add_meme(store, "/m/a.png", "sa")
@@ -38,6 +68,25 @@ class StoreContract:
         assert store.keyword_search(["mordor"], [], 10) == [a]
         assert store.keyword_search([], ["first try"], 10) == [b]
         assert store.keyword_search(["nothing-like-this"], [], 10) == []
+
+    def test_file_name_words_are_searchable_with_low_weight(self, store):
+        named = add_meme(store, "/m/drake-hotline-bling.jpg", "sa")
+        camel = add_meme(store, "/m/DistractedBoyfriend2.png", "sb")
+        texted = add_meme(store, "/m/IMG_0001.png", "sc")
+        store.set_ocr(texted, "drake says no to this", "test-ocr")
+        assert set(store.keyword_search(["drake"], [], 10)) == {named, texted}
+        assert store.keyword_search(["drake"], [], 10)[0] == texted  # text outweighs the file name
+        assert store.keyword_search(["hotline", "bling"], [], 10) == [named]
+        assert store.keyword_search(["boyfriend"], [], 10) == [camel]
+        assert store.keyword_search(["jpg"], [], 10) == []  # the extension is not a word
+        # A rename (same content) updates the words.
+        record = store.get_meme(camel)
+        store.update_file(camel, FileRecord(path="/m/woman-yelling-at-cat.png", folder_id=None, size=10, mtime=2.0,
+                                            sha256="sb", phash="0" * 16, width=10, height=10, format="png", frames=1,
+                                            status="ok"), content_changed=False)
+        assert record.id == camel
+        assert store.keyword_search(["boyfriend"], [], 10) == []
+        assert store.keyword_search(["yelling", "cat"], [], 10) == [camel]
 
     def test_spaceless_ocr_matches_spaced_query(self, store):
         a = add_meme(store, "/m/a.png", "sa")
@@ -249,3 +298,127 @@ class StoreContract:
         meme = store.get_meme(a)
         assert meme.user_description == "nulinside and\nnewline"
         assert (meme.ocr_text, meme.tags, meme.description) == ("OCRTEXT", [], "described")
+
+    # -- export / import (memesearch.store.transfer): records keyed by path --------------
+    def test_identical_files_keep_their_own_records(self, store, tmp_path):
+        folder = store.add_folder("/lib/memes")
+        ids = [add_meme(store, f"/lib/memes/{n}.png", "same", folder_id=folder.id) for n in "abc"]
+        records = [_record(f"/lib/memes/{n}.png", "same", user_description=f"only {n}", tags=[f"tag-{n}"]) for n in "abc"]
+        assert import_library(store, _document(tmp_path, records)) == {"applied": 3, "pending": 0}
+        memes = store.get_memes(ids)
+        assert [(m.user_description, m.tags) for m in memes] == [(f"only {n}", [f"tag-{n}"]) for n in "abc"]
+        assert _exported(store, tmp_path) == sorted(records, key=lambda r: r["path"])
+
+    def test_records_of_files_not_indexed_yet_wait_for_them(self, store, tmp_path):
+        folder = store.add_folder("/lib/memes")
+        records = [_record(f"/lib/memes/{n}.png", "same", user_description=f"only {n}", tags=[f"tag-{n}"]) for n in "abc"]
+        records.append(_record("/lib/memes/broken.png", None, user_description="unreadable but mine", tags=["err"]))
+        assert import_library(store, _document(tmp_path, records)) == {"applied": 0, "pending": 4}
+        assert import_library(store, _document(tmp_path, records)) == {"applied": 0, "pending": 4}  # replaced, not doubled
+        assert len(store.pending_records()) == 4
+        assert _exported(store, tmp_path) == sorted(records, key=lambda r: r["path"])  # waiting records are exported again, not lost
+        by_name = {}
+        for name in ("c", "broken", "a", "b"):  # indexed in another order than imported
+            by_name[name] = store.insert_file(FileRecord(
+                path=f"/lib/memes/{name}.png", folder_id=folder.id, size=1, mtime=1.0,
+                sha256=None if name == "broken" else "same", status="error" if name == "broken" else "ok"))
+        assert store.pending_records() == []
+        for name, meme_id in by_name.items():
+            meme = store.get_meme(meme_id)
+            assert meme.user_description == ("unreadable but mine" if name == "broken" else f"only {name}")
+            assert meme.tags == (["err"] if name == "broken" else [f"tag-{name}"])
+        assert sorted(store.keyword_search(["only"], [], 5)) == sorted(by_name[n] for n in "abc")  # indexed for search
+        assert store.keyword_search(["unreadable"], [], 5) == []  # errored memes are not results...
+        assert _exported(store, tmp_path) == sorted(records, key=lambda r: r["path"])  # ...but keep their record
+
+    def test_a_library_moved_elsewhere_matches_by_folder_name_and_relative_path(self, store, tmp_path):
+        memes = store.add_folder("/mnt/disk/memes")
+        pictures = store.add_folder("/mnt/disk/pictures")
+        moved = add_meme(store, "/mnt/disk/memes/sub/ünï.png", "s1", folder_id=memes.id)
+        other = add_meme(store, "/mnt/disk/pictures/sub/ünï.png", "s2", folder_id=pictures.id)
+        record = _record("/home/me/memes/sub/ünï.png", "s1", folder="/home/me/memes", relative="sub/ünï.png",
+                         user_description="followed the folder")
+        later = _record("/home/me/memes/later.png", "s3", folder="/home/me/memes", relative="later.png", tags=["later"])
+        assert import_library(store, _document(tmp_path, [record, later])) == {"applied": 1, "pending": 1}
+        assert store.get_meme(moved).user_description == "followed the folder"
+        assert store.get_meme(other).user_description == ""
+        arrived = add_meme(store, "/mnt/disk/memes/later.png", "different-bytes-now", folder_id=memes.id)
+        assert store.get_meme(arrived).tags == ["later"]
+
+    def test_hash_follows_a_moved_file_only_when_unambiguous(self, store, tmp_path):
+        renamed = add_meme(store, "/lib/renamed.png", "moved")
+        twins = [add_meme(store, f"/lib/twin{n}.png", "twin") for n in (1, 2)]
+        kept, copy = add_meme(store, "/lib/kept.png", "pair"), add_meme(store, "/lib/copy-renamed.png", "pair")
+        records = [
+            _record("/old/original.png", "moved", user_description="moved file"),
+            _record("/old/twin.png", "twin", user_description="which twin?"),
+            _record("/lib/kept.png", "pair", user_description="kept its path"),
+            _record("/old/copy.png", "pair", user_description="the other copy"),
+        ]
+        assert import_library(store, _document(tmp_path, records)) == {"applied": 3, "pending": 1}
+        assert store.get_meme(renamed).user_description == "moved file"
+        assert [store.get_meme(t).user_description for t in twins] == ["", ""]  # two candidates: it waits
+        assert (store.get_meme(kept).user_description, store.get_meme(copy).user_description) == (
+            "kept its path", "the other copy")
+        # A waiting record goes by hash to a new file only when no other meme has those bytes.
+        assert store.get_meme(add_meme(store, "/lib/twin3.png", "twin")).user_description == ""
+        assert [r["user_description"] for _, r in store.pending_records()] == ["which twin?"]
+
+    def test_import_merges_and_never_overwrites(self, store, tmp_path):
+        meme_id = add_meme(store, "/lib/a.png", "sa")
+        store.set_user_description(meme_id, "mine")
+        store.add_tags(meme_id, ["Cats"])
+        store.set_description(meme_id, Description(model_id="cap", text="local caption", created_at=1.0))
+        record = _record("/lib/a.png", "sa", user_description="theirs", tags=["cats", "new"], ocr_text="OCR", ocr_engine="rapidocr",
+                         descriptions=[_description("cap", "imported caption"), _description("other", "second model")])
+        path = _document(tmp_path, [record])
+        import_library(store, path)
+        import_library(store, path)  # twice: nothing doubles
+        meme = store.get_meme(meme_id)
+        assert (meme.user_description, sorted(meme.tags), meme.ocr_text) == ("mine", ["Cats", "new"], "OCR")
+        assert {(d.model_id, d.text) for d in meme.descriptions} == {("cap", "local caption"), ("other", "second model")}
+        assert store.keyword_search(["second", "model"], [], 5) == [meme_id]
+
+    def test_version_1_exports_still_import(self, store, tmp_path):
+        a, b = add_meme(store, "/lib/a.png", "s1"), add_meme(store, "/lib/b.png", "s1")
+        document = {"format": "memesearch-export", "version": 1, "memes": [
+            {"sha256": "s1", "paths": ["/lib/a.png", "/lib/b.png"], "user_description": "shared", "tags": ["t"],
+             "ocr_text": "", "ocr_engine": None, "descriptions": []},
+            {"sha256": "s2", "paths": ["/lib/c.png"], "user_description": "comes later", "tags": [], "descriptions": []},
+        ]}
+        path = tmp_path / "v1.json"
+        path.write_text(json.dumps(document), encoding="utf-8")
+        assert import_library(store, path) == {"applied": 2, "pending": 1}
+        assert [store.get_meme(i).user_description for i in (a, b)] == ["shared", "shared"]
+        assert store.get_meme(add_meme(store, "/lib/c.png", "s2")).user_description == "comes later"
+
+    def test_malformed_export_is_refused_whole(self, store, tmp_path):
+        meme_id = add_meme(store, "/lib/a.png", "sa")
+        records = [_record("/lib/a.png", "sa", user_description="fine"), {"path": "/lib/b.png", "tags": "not a list"}]
+        with pytest.raises(InvalidInputError, match="record 2"):
+            import_library(store, _document(tmp_path, records))
+        assert store.get_meme(meme_id).user_description == ""
+        assert store.pending_records() == []
+
+
+def _description(model_id: str, text: str) -> dict:
+    return {"model_id": model_id, "text": text, "backend": "onnx", "dtype": "fp32", "revision": "r1", "ms": 12.5,
+            "created_at": 1000.0}
+
+
+def _record(path: str, sha: str | None, *, folder: str | None = None, relative: str | None = None, **texts) -> dict:
+    if folder is None and path.startswith("/lib/memes/"):
+        folder, relative = "/lib/memes", path.removeprefix("/lib/memes/")
+    return {"path": path, "folder": folder, "relative": relative, "sha256": sha, "user_description": "", "tags": [],
+            "ocr_text": "", "ocr_engine": None, "descriptions": [], **texts}
+
+
+def _document(tmp_path, records: list[dict]):
+    path = tmp_path / "import.json"
+    path.write_text(json.dumps({"format": "memesearch-export", "version": 2, "memes": records}), encoding="utf-8")
+    return path
+
+
+def _exported(store, tmp_path) -> list[dict]:
+    export_library(store, tmp_path / "export.json")
+    return json.loads((tmp_path / "export.json").read_text(encoding="utf-8"))["memes"]

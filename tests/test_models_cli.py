@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from memesearch.cli import app
 from memesearch.ml.registry import get_spec
+from tests.hub_server import FakeHub
 
 runner = CliRunner()
 FLORENCE_REVISION = "21d4c6b8e277c8bdbd1159a0b5295e7c966b3b15"
@@ -173,55 +174,6 @@ def test_check_reports_every_model_and_backend_in_the_documented_shape(home, mon
     assert by_key["openai", "api", "remote"]["available"] is False
 
 
-class FakeHub:
-    """Serves files the way the Hugging Face hub does (HEAD metadata, then GET) on 127.0.0.1."""
-
-    def __init__(self, repo: str, revision: str, files: dict[str, bytes]) -> None:
-        import hashlib
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.requests: list[tuple[str, str]] = []
-        prefix = f"/{repo}/resolve/{revision}/"
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, with_body: bool) -> None:
-                outer.requests.append((self.command, self.path))
-                path = self.path.split("?")[0]
-                name = path[len(prefix):] if path.startswith(prefix) else None
-                if name not in files:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                data = files[name]
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
-                self.send_header("X-Repo-Commit", revision)
-                self.end_headers()
-                if with_body:
-                    self.wfile.write(data)
-
-            def do_HEAD(self):  # noqa: N802
-                self._answer(False)
-
-            def do_GET(self):  # noqa: N802
-                self._answer(True)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"
 HUB_MODEL = f"""
 models:
@@ -259,7 +211,7 @@ def test_pull_downloads_only_the_dtype_files_at_the_pinned_revision(home, no_hub
     assert (installed / "weights.mf").read_bytes() == b"unpacked weights"
     assert not (installed / "weights.mf.gz").exists()
     assert not (installed / "onnx" / "model_int8.onnx").exists()  # another dtype: not fetched
-    fetched = {path for method, path in hub.requests if method == "GET" and "/resolve/" in path}
+    fetched = {path for path, _ in hub.gets()}
     assert fetched == {
         f"/org/hub-test/resolve/{HUB_REVISION}/onnx/model.onnx",
         f"/org/hub-test/resolve/{HUB_REVISION}/weights.mf.gz",

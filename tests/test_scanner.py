@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from memesearch.library import scanner
+from memesearch.library.prune import prune
 from memesearch.library.scanner import scan_folder
 from memesearch.store.sqlite import SqliteStore
 
@@ -116,7 +117,7 @@ def test_duplicates_are_linked(lib):
 
 
 def test_deleted_files_are_missing_until_pruned(lib):
-    folder, store, *_ = lib
+    folder, store, _, settings = lib
     _png(folder / "a.png")
     _scan(lib)
     meme_id = store.meme_ids()[0]
@@ -130,7 +131,7 @@ def test_deleted_files_are_missing_until_pruned(lib):
     assert store.get_meme(meme_id).status == "ok"
     (folder / "a.png").unlink()
     _scan(lib)
-    assert store.prune_missing() == 1 and store.counts()["total"] == 0
+    assert prune(store, settings.home).pruned == 1 and store.counts()["total"] == 0
 
 
 def test_changed_content_drops_machine_text_keeps_user_text(lib):

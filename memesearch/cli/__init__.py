@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from memesearch import __version__
-from memesearch.cli import demo_cmd, edit_cmds, library_cmds, search_cmds
+from memesearch.cli import backup_cmd, context, demo_cmd, edit_cmds, library_cmds, search_cmds, templates_cmd
 from memesearch.cli.context import err_console, print_error
 from memesearch.config import load_settings
 from memesearch.errors import MemeSearchError
@@ -40,6 +40,7 @@ def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    context.VERBOSE = verbose
     try:
         ctx.obj = load_settings(data_dir)
     except Exception as exc:  # pydantic ValidationError from a bad MEMESEARCH_* variable
@@ -50,7 +51,9 @@ def root(
 library_cmds.register(app)
 search_cmds.register(app)
 edit_cmds.register(app)
+backup_cmd.register(app)
 demo_cmd.register(app)
+templates_cmd.register(app)
 
 
 from memesearch.cli.caption_cmd import caption  # noqa: E402

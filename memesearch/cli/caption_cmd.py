@@ -33,10 +33,10 @@ def caption(
     """Describe one image with the caption model (first working backend, or --backend)."""
     from memesearch.library.decode import load_rgb
     from memesearch.ml.chain import load_captioner
-    from memesearch.ml.registry import get_spec
+    from memesearch.ml.readiness import listed_spec
 
     settings = settings_of(ctx)
-    spec = get_spec(model or settings.caption_model, settings.home).with_overrides(
+    spec = listed_spec(model or settings.caption_model, settings).with_overrides(
         prompt=prompt, language=language, max_new_tokens=max_new_tokens
     )
     picture = load_rgb(image, settings.max_megapixels)

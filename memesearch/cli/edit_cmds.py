@@ -11,6 +11,7 @@ import typer
 
 from memesearch.app import Core
 from memesearch.cli.context import console, friendly_errors, settings_of
+from memesearch.cli.output import printable, shown
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.library.removal import remove_memes
 from memesearch.library.tag_colors import TAG_COLORS
@@ -25,7 +26,7 @@ def tag_add(ctx: typer.Context, meme_id: int, names: Annotated[list[str], typer.
     """Add tags to a meme (creating them if needed)."""
     core = Core(settings_of(ctx))
     core.store.add_tags(meme_id, names)
-    console.print(f"meme {meme_id}: {', '.join(core.store.get_meme(meme_id).tags)}")
+    console.print(f"meme {meme_id}: {shown(', '.join(core.store.get_meme(meme_id).tags))}", highlight=False)
 
 
 @tag_app.command("remove")
@@ -34,7 +35,7 @@ def tag_remove(ctx: typer.Context, meme_id: int, names: Annotated[list[str], typ
     """Remove tags from a meme."""
     core = Core(settings_of(ctx))
     core.store.remove_tags(meme_id, names)
-    console.print(f"meme {meme_id}: {', '.join(core.store.get_meme(meme_id).tags) or '(no tags)'}")
+    console.print(f"meme {meme_id}: {shown(', '.join(core.store.get_meme(meme_id).tags) or '(no tags)')}", highlight=False)
 
 
 @tag_app.command("create")
@@ -49,7 +50,7 @@ def tag_create(ctx: typer.Context, name: str) -> None:
 def tag_list(ctx: typer.Context) -> None:
     """All tags with how many memes carry them."""
     for name, count in Core(settings_of(ctx)).store.list_tags():
-        print(f"{name}\t{count}")
+        print(f"{printable(name)}\t{count}")
 
 
 @tag_app.command("rename")
@@ -58,7 +59,8 @@ def tag_rename(ctx: typer.Context, old: str, new: str) -> None:
     """Rename a tag; renaming onto an existing tag merges the two."""
     core = Core(settings_of(ctx))
     outcome = core.store.rename_tag(old, new)  # the search index follows; `index` refreshes the vectors
-    message = {"renamed": f"renamed #{old} to #{new.strip()}", "merged": f"merged #{old} into #{new.strip()}"}
+    message = {"renamed": f"renamed #{shown(old)} to #{shown(new.strip())}",
+               "merged": f"merged #{shown(old)} into #{shown(new.strip())}"}
     console.print(message.get(outcome, "nothing to change"), highlight=False)
 
 
@@ -68,7 +70,7 @@ def tag_delete(ctx: typer.Context, name: str) -> None:
     """Delete a tag from every meme."""
     core = Core(settings_of(ctx))
     memes = core.store.delete_tag(name)
-    console.print(f"deleted #{name.strip()} from {memes} meme{'s' if memes != 1 else ''}", highlight=False)
+    console.print(f"deleted #{shown(name.strip())} from {memes} meme{'s' if memes != 1 else ''}", highlight=False)
 
 
 @tag_app.command("color")
@@ -85,7 +87,7 @@ def tag_clean(ctx: typer.Context) -> None:
     """Delete every tag that no meme carries."""
     deleted = Core(settings_of(ctx)).store.delete_unused_tags()
     console.print(f"deleted {len(deleted)} unused tag{'s' if len(deleted) != 1 else ''}"
-                  + (f": {', '.join(deleted)}" if deleted else ""), highlight=False)
+                  + (f": {shown(', '.join(deleted))}" if deleted else ""), highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -100,7 +102,7 @@ def register(app: typer.Typer) -> None:
             print(json.dumps({"tags": [asdict(t) for t in found]}, ensure_ascii=False))
             return
         for tag in found:
-            print(f"{tag.name}\t{tag.count}\t{tag.color or ''}".rstrip("\t"))
+            print(f"{printable(tag.name)}\t{tag.count}\t{tag.color or ''}".rstrip("\t"))
 
     @app.command("remove-meme")
     @friendly_errors
@@ -112,6 +114,7 @@ def register(app: typer.Typer) -> None:
         """Remove memes from the library. Your files stay on disk (rescans skip them); files the app
         saved itself (web uploads) are deleted."""
         core = Core(settings_of(ctx))
+        core.require_writable("remove memes")
         report = remove_memes(core.store, core.settings, meme_ids)
         if json_:
             print(json.dumps(report.as_dict(), ensure_ascii=False))
@@ -120,7 +123,7 @@ def register(app: typer.Typer) -> None:
                           f"{len(report.files_deleted)} uploaded file(s) deleted, {len(report.excluded)} file(s) left "
                           "on disk and skipped by rescans", highlight=False)
             for problem in report.errors:
-                console.print(f"could not delete {problem['path']}: {problem['error']}", highlight=False)
+                console.print(f"could not delete {shown(problem['path'])}: {shown(problem['error'])}", highlight=False)
         if report.not_found:
             raise NotFoundError(f"no meme with id {', '.join(map(str, report.not_found))}",
                                 hint="memesearch search --json lists memes with their ids")
@@ -130,6 +133,7 @@ def register(app: typer.Typer) -> None:
     def restore_meme(ctx: typer.Context, paths: Annotated[list[Path], typer.Argument(help="Files removed earlier.")]) -> None:
         """Let the next scan index files that were removed from the library again."""
         core = Core(settings_of(ctx))
+        core.require_writable("restore memes")
         wanted = [str(p.expanduser().absolute()) for p in paths]
         count = core.store.include_paths(wanted)
         if not count:
@@ -151,6 +155,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidInputError("give either the description text or --generate",
                                     hint='memesearch describe 12 "drake says no to X"  |  memesearch describe 12 --generate')
         core = Core(settings_of(ctx))
+        core.require_writable("save descriptions")
         if generate:
             from memesearch.cli.library_cmds import load_caption_model
 
@@ -159,7 +164,7 @@ def register(app: typer.Typer) -> None:
             if report.failed:
                 raise InvalidInputError(f"could not describe meme {meme_id}: {report.failed[0][1]}")
             meme = core.store.get_meme(meme_id)
-            console.print(meme.description, highlight=False)
+            console.print(shown(meme.description), highlight=False)
         else:
             core.store.set_user_description(meme_id, text)
         core.pipeline.run_embed()
@@ -168,15 +173,16 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @friendly_errors
     def export_(ctx: typer.Context, file: Path) -> None:
-        """Write descriptions, tags and OCR text, keyed by content hash, to a JSON file."""
+        """Write descriptions, tags and OCR text of every meme, keyed by path, to a JSON file."""
         count = export_library(Core(settings_of(ctx)).store, file)
-        console.print(f"exported {count} memes to {file}", highlight=False)
+        console.print(f"exported {count} memes to {shown(file)}", highlight=False)
 
     @app.command("import")
     @friendly_errors
     def import_(ctx: typer.Context, file: Path) -> None:
         """Merge an export file; records for files not indexed yet wait until they are."""
         core = Core(settings_of(ctx))
+        core.require_writable("import")
         result = import_library(core.store, file)
         core.pipeline.run_embed()
         console.print(f"applied {result['applied']} records; {result['pending']} wait for their files")

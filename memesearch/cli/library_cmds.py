@@ -12,13 +12,16 @@ from rich.table import Table
 
 from memesearch.app import Core
 from memesearch.cli.context import console, err_console, friendly_errors, settings_of
+from memesearch.cli.output import shown
 from memesearch.cli.progress import stage_bars
 from memesearch.errors import InvalidInputError, NotFoundError
+from memesearch.library.data_dir import is_internal
+from memesearch.library.prune import prune as prune_gone
 from memesearch.library.scanner import scan_folder
 
 
-def validate_folder(path: Path) -> Path:
-    """An absolute, existing, readable directory, or a clear error."""
+def validate_folder(path: Path, home: Path | None = None) -> Path:
+    """An absolute, existing, readable directory that is not the data dir's own, or a clear error."""
     resolved = path.expanduser().resolve()
     if not resolved.exists():
         raise InvalidInputError(f"folder does not exist: {path}")
@@ -26,16 +29,31 @@ def validate_folder(path: Path) -> Path:
         raise InvalidInputError(f"not a folder: {path}")
     if not os.access(resolved, os.R_OK | os.X_OK):
         raise InvalidInputError(f"folder is not readable: {path}")
+    if home is not None and is_internal(resolved, home) and resolved != home.resolve():
+        raise InvalidInputError(f"{path} holds memesearch's own data, not memes",
+                                hint="only uploads/ and samples/ of the data dir hold memes")
     return resolved
 
 
-def load_caption_model(core: Core, model: str | None):
-    """The caption chain for ``model`` (default: the configured one), loaded now so a missing
-    model fails before any work starts, with the fix in the message."""
-    from memesearch.ml.chain import load_captioner
-    from memesearch.ml.registry import get_spec
+def scan_problems(store) -> list[dict]:
+    """What the last scan of each folder skipped (links, unreadable entries) or could not reach."""
+    problems = []
+    for folder in store.list_folders():
+        last = folder.last_scan or {}
+        if last.get("folder_error"):
+            problems.append({"path": folder.path, "error": last["folder_error"]})
+        problems += [{"path": item["path"], "error": item["reason"]} for item in last.get("skipped", [])]
+    return problems
 
-    spec = get_spec(model or core.settings.caption_model, core.settings.home)
+
+def load_caption_model(core: Core, model: str | None, *, yes: bool = False):
+    """The caption chain for ``model`` (default: the configured one), loaded now so a missing
+    model fails before any work starts, with the fix in the message. A model that is not
+    downloaded is offered for download first (see ``model_prompt``)."""
+    from memesearch.cli.model_prompt import ensure_model
+    from memesearch.ml.chain import load_captioner
+
+    spec = ensure_model(core.settings, model or core.settings.caption_model, yes=yes)
     return load_captioner(spec, core.settings)
 
 
@@ -54,9 +72,11 @@ def run_index(core: Core, *, show_progress: bool, captioner=None) -> dict:
 
             summaries.append(scan_folder(store, folder, core.settings, on_file).as_dict())
         ocr = core.pipeline.run_ocr(bars.update)
+        templates = core.pipeline.run_templates(bars.update)
         caption = core.pipeline.run_caption(captioner, progress=bars.update) if captioner else None
         embed = core.pipeline.run_embed(bars.update)
-    summary = {"folders": summaries, "ocr": ocr.as_dict(), "embed": embed.as_dict(), "counts": store.counts()}
+    summary = {"folders": summaries, "ocr": ocr.as_dict(), "templates": templates.as_dict(),
+               "embed": embed.as_dict(), "counts": store.counts()}
     if caption is not None:
         summary["caption"] = caption.as_dict()
     return summary
@@ -64,15 +84,16 @@ def run_index(core: Core, *, show_progress: bool, captioner=None) -> dict:
 
 def _print_index_summary(summary: dict) -> None:
     for folder in summary["folders"]:
-        line = (f"{folder['folder']}: {folder['seen']} files, {folder['added']} new, {folder['changed']} changed, "
+        line = (f"{shown(folder['folder'])}: {folder['seen']} files, {folder['added']} new, {folder['changed']} changed, "
                 f"{folder['moved']} moved, {folder['missing']} missing, {folder['unchanged']} unchanged")
         console.print(line, highlight=False)
         if folder["folder_error"]:
-            err_console.print(f"  [red]{folder['folder_error']}[/]")
-        for error in folder["errors"][:20]:
-            err_console.print(f"  [yellow]skipped[/] {error['path']}: {error['error']}", highlight=False)
-        if len(folder["errors"]) > 20:
-            err_console.print(f"  ... and {len(folder['errors']) - 20} more (see `memesearch status --errors`)")
+            err_console.print(f"  [red]{shown(folder['folder_error'])}[/]", highlight=False)
+        problems = [(e["path"], e["error"]) for e in folder["errors"]] + [(s["path"], s["reason"]) for s in folder["skipped"]]
+        for path, why in problems[:20]:
+            err_console.print(f"  [yellow]skipped[/] {shown(path)}: {shown(why)}", highlight=False)
+        if len(problems) > 20:
+            err_console.print(f"  ... and {len(problems) - 20} more (see `memesearch status --errors`)")
     ocr, embed = summary["ocr"], summary["embed"]
     console.print(f"OCR: {ocr['done']} read, {len(ocr['failed'])} failed; embeddings: {embed['done']} computed, "
                   f"{embed['skipped']} unchanged")
@@ -80,7 +101,7 @@ def _print_index_summary(summary: dict) -> None:
         caption = summary["caption"]
         console.print(f"descriptions: {caption['done']} generated, {len(caption['failed'])} failed")
         for failure in caption["failed"][:10]:
-            err_console.print(f"  [yellow]meme {failure['id']}[/]: {failure['error']}", highlight=False)
+            err_console.print(f"  [yellow]meme {failure['id']}[/]: {shown(failure['error'])}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -90,21 +111,21 @@ def register(app: typer.Typer) -> None:
         """Register meme folders (they are only ever read)."""
         core = Core(settings_of(ctx))
         for folder in folders:
-            resolved = validate_folder(folder)
+            resolved = validate_folder(folder, core.settings.home)
             core.store.add_folder(str(resolved))
-            console.print(f"added {resolved}", highlight=False)
+            console.print(f"added {shown(resolved)}", highlight=False)
         console.print("run `memesearch index` to scan them")
 
     @app.command()
     @friendly_errors
     def remove(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="A registered folder.")]) -> None:
-        """Unregister a folder; its memes are kept as missing until `prune`."""
+        """Unregister a folder; its memes leave the library but keep their texts and tags (adding the folder again brings them back)."""
         core = Core(settings_of(ctx))
         found = core.store.folder_by_path(str(folder.expanduser().resolve()))
         if found is None:
             raise NotFoundError(f"folder is not registered: {folder}")
         core.store.remove_folder(found.id)
-        console.print(f"removed {found.path}", highlight=False)
+        console.print(f"removed {shown(found.path)}", highlight=False)
 
     @app.command()
     @friendly_errors
@@ -116,7 +137,7 @@ def register(app: typer.Typer) -> None:
             print(json.dumps([{"path": f.path, "last_scan_at": f.last_scan_at, "last_scan": f.last_scan} for f in listed]))
             return
         for folder in listed:
-            console.print(folder.path, highlight=False)
+            console.print(shown(folder.path), highlight=False)
 
     @app.command()
     @friendly_errors
@@ -125,12 +146,14 @@ def register(app: typer.Typer) -> None:
         json_: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of text.")] = False,
         describe: Annotated[bool, typer.Option("--describe", help="Also generate descriptions with an image-to-text model.")] = False,
         model: Annotated[Optional[str], typer.Option("--model", help="Caption model id for --describe.")] = None,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Download a missing caption model without asking.")] = False,
     ) -> None:
         """Scan registered folders, read text (OCR), describe (--describe) and embed. Incremental and resumable."""
         core = Core(settings_of(ctx))
+        core.require_writable("index")
         if not core.store.list_folders():
             raise InvalidInputError("no folders registered", hint="memesearch add FOLDER")
-        captioner = load_caption_model(core, model) if describe else None
+        captioner = load_caption_model(core, model, yes=yes) if describe else None
         try:
             summary = run_index(core, show_progress=not json_, captioner=captioner)
         except KeyboardInterrupt:
@@ -144,9 +167,14 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @friendly_errors
     def prune(ctx: typer.Context) -> None:
-        """Forget memes whose files are missing (their texts and tags go too)."""
-        removed = Core(settings_of(ctx)).store.prune_missing()
-        console.print(f"pruned {removed} missing memes")
+        """Forget memes whose files are gone (their texts and tags go too)."""
+        core = Core(settings_of(ctx))
+        core.require_writable("prune the library")  # refused even when there is nothing to forget
+        result = prune_gone(core.store, core.settings.home)
+        console.print(f"pruned {result.pruned} memes whose files are gone")
+        if result.kept:
+            console.print(f"kept {result.kept} memes outside the library whose files still exist "
+                          "(adding their folder again brings them back)")
 
     @app.command()
     @friendly_errors
@@ -161,13 +189,13 @@ def register(app: typer.Typer) -> None:
         data = {"data_dir": str(core.settings.home), "store": core.store.kind, "schema_version": core.store.schema_version,
                 "embed_model": core.settings.embed_model, "counts": counts}
         if errors:
-            data["errors"] = [{"path": p, "error": e} for p, e in core.store.errors(limit=1000)]
+            data["errors"] = [{"path": p, "error": e} for p, e in core.store.errors(limit=1000)] + scan_problems(core.store)
         if json_:
             print(json.dumps(data, ensure_ascii=False))
             return
-        table = Table(title=f"memesearch — {core.settings.home}", show_header=False)
+        table = Table(title=f"memesearch — {shown(core.settings.home)}", show_header=False)
         for key, value in counts.items():
             table.add_row(key, str(value))
         console.print(table)
         for item in data.get("errors", []):
-            console.print(f"[yellow]{item['path']}[/]: {item['error']}", highlight=False)
+            console.print(f"[yellow]{shown(item['path'])}[/]: {shown(item['error'])}", highlight=False)

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from memesearch.ml.check import would_run
 from memesearch.cli.context import console, err_console, friendly_errors, settings_of
 
 models_app = typer.Typer(help="List, download and check image-to-text models.", no_args_is_help=True)
@@ -26,12 +25,13 @@ def list_models(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Known models, whether their files are downloaded and which backend would run."""
+    from memesearch.ml import readiness
     from memesearch.ml.download import status
-    from memesearch.ml.registry import list_specs
+    from memesearch.ml.readiness import listed_specs
 
     settings = settings_of(ctx)
     rows = []
-    for spec in list_specs(settings.home):
+    for spec in listed_specs(settings):
         files = status(spec, settings.models_dir)
         if spec.sources.onnx is None:
             present = "-"
@@ -40,7 +40,7 @@ def list_models(
         else:
             total = len(files.present) + len(files.missing)
             present = f"{len(files.present)}/{total}" + (f" ({_megabytes(files.total_bytes)})" if files.present else "")
-        backend, _ = would_run(spec, settings)
+        backend = readiness.check(spec, settings).backend
         rows.append(
             {
                 "id": spec.id,
@@ -75,12 +75,14 @@ def pull_model(
         typer.Option("--from", help="Install files you downloaded by hand from this folder instead of the hub."),
     ] = None,
 ) -> None:
-    """Download a model's ONNX files (only those the runtime needs) at the pinned revision."""
+    """Download a model's ONNX files (only those the runtime needs) at the pinned revision.
+
+    Shows bytes, speed and time left; an interrupted pull resumes where it stopped."""
     from memesearch.ml.download import pull
-    from memesearch.ml.registry import get_spec
+    from memesearch.ml.readiness import listed_spec
 
     settings = settings_of(ctx)
-    spec = get_spec(model_id, settings.home)
+    spec = listed_spec(model_id, settings)
     result = pull(spec, settings.models_dir, dtype, from_dir=from_dir, console=err_console)
     console.print(
         f"{spec.id} ({result.dtype}): {len(result.present)} file(s), {_megabytes(result.total_bytes)} in {result.directory}"

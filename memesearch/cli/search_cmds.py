@@ -12,22 +12,31 @@ from rich.table import Table
 
 from memesearch.app import Core
 from memesearch.cli.context import console, friendly_errors, settings_of
+from memesearch.cli.output import printable, shown
 from memesearch.errors import InvalidInputError
-from memesearch.search.engine import MODES, SearchResult
+from memesearch.search.engine import MAX_LIMIT, MAX_OFFSET, MODES, SearchResult
+from memesearch.store.templates import TemplateStore
+from memesearch.unicode_input import decode_utf8
 
 
 def _print_result(result: SearchResult) -> None:
     if not result.hits:
-        console.print(f"no memes match {result.query!r}")
+        from memesearch.search.suggest import suggestions
+
+        console.print(f"no memes match {shown(repr(result.query))} in {result.mode} mode", highlight=False)
+        for tip in suggestions(result.query, result.mode)[:3]:
+            console.print(f"  try: memesearch search {printable(repr(tip.query))} --mode {tip.mode}", highlight=False,
+                          markup=False)
         return
     table = Table(show_lines=False)
     for column in ("#", "id", "score", "path", "text"):
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(result.hits, start=1):
         text = hit.user_description or hit.description or hit.ocr_text
-        table.add_row(str(rank), str(hit.id), f"{hit.score:.4f}", hit.path, " ".join(text.split())[:80])
+        table.add_row(str(rank), str(hit.id), f"{hit.score:.4f}", shown(hit.path), shown(" ".join(text.split())[:80]))
     console.print(table)
-    console.print(f"{len(result.hits)} hits in {result.ms:.1f} ms ({result.mode})", style="dim")
+    total = f"{result.total}" if result.total_is_exact else f"about {result.total}"
+    console.print(f"{len(result.hits)} of {total} hits in {result.ms:.1f} ms ({result.mode})", style="dim")
 
 
 def register(app: typer.Typer) -> None:
@@ -35,11 +44,13 @@ def register(app: typer.Typer) -> None:
     @friendly_errors
     def search(
         ctx: typer.Context,
-        query: Annotated[Optional[str], typer.Argument(help='Words, "phrases", tag:NAME, folder:NAME, format:EXT, is:described.')] = None,
+        query: Annotated[Optional[str], typer.Argument(help='Words, "phrases", tag:NAME, folder:NAME, format:EXT, is:described, template:GROUP, same:MEME.')] = None,
         mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "hybrid",
-        limit: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+        limit: Annotated[int, typer.Option(min=1, max=MAX_LIMIT)] = 10,
+        offset: Annotated[int, typer.Option(min=0, max=MAX_OFFSET, help="Skip this many hits (paging).")] = 0,
         json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         batch: Annotated[Optional[Path], typer.Option(help="File with one query per line; prints JSON lines.")] = None,
+        siblings: Annotated[bool, typer.Option("--siblings", help="Follow each hit with its template siblings.")] = False,
     ) -> None:
         """Search memes (hybrid keyword + meaning by default)."""
         if (query is None) == (batch is None):
@@ -47,15 +58,16 @@ def register(app: typer.Typer) -> None:
         engine = Core(settings_of(ctx)).search_engine
         if batch is not None:
             try:
-                lines = batch.read_text(encoding="utf-8").splitlines()
+                data = batch.read_bytes()
             except OSError as exc:
                 raise InvalidInputError(f"cannot read {batch}: {exc.strerror or exc}") from exc
+            lines = decode_utf8(data, f"the batch file {batch}").splitlines()
             for line in lines:
                 if line.strip():
-                    result = engine.search(line.strip(), mode=mode, limit=limit)
+                    result = engine.search(line.strip(), mode=mode, limit=limit, offset=offset, siblings=siblings)
                     sys.stdout.write(json.dumps(result.as_dict(), ensure_ascii=False) + "\n")
             return
-        result = engine.search(query, mode=mode, limit=limit)
+        result = engine.search(query, mode=mode, limit=limit, offset=offset, siblings=siblings)
         if json_:
             print(json.dumps(result.as_dict(), ensure_ascii=False))
         else:
@@ -74,9 +86,10 @@ def register(app: typer.Typer) -> None:
             "frames": meme.frames, "size": meme.size, "duplicate_of": meme.duplicate_of, "ocr_text": meme.ocr_text,
             "ocr_engine": meme.ocr_engine, "user_description": meme.user_description, "tags": meme.tags,
             "descriptions": [d.__dict__ for d in meme.descriptions],
+            "template_group": TemplateStore(core.store).group_of(meme.id),
         }
         if json_:
             print(json.dumps(data, ensure_ascii=False))
             return
         for key, value in data.items():
-            console.print(f"[bold]{key}[/]: {value}", highlight=False)
+            console.print(f"[bold]{key}[/]: {shown(value)}", highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Annotated
 
@@ -28,25 +29,48 @@ def register(app: typer.Typer) -> None:
 
         from memesearch.app import Core
         from memesearch.web import create_app
+        from memesearch.web.security import MIN_PASSWORD_CHARS, password_problem
 
         settings = settings_of(ctx)
-        if not is_loopback(host) and not settings.password:
+        problem = None if is_loopback(host) else password_problem(settings.password)
+        if problem:
             raise ConfigError(
-                f"refusing to serve on {host} without a password: anyone on the network could change your library",
-                hint="set MEMESEARCH_PASSWORD=... (and MEMESEARCH_API_TOKEN for scripts), or bind to 127.0.0.1",
+                f"refusing to serve on {host}: {problem}, and anyone on the network could change your library",
+                hint=f"set MEMESEARCH_PASSWORD to at least {MIN_PASSWORD_CHARS} characters (and MEMESEARCH_API_TOKEN "
+                     "for scripts), or bind to 127.0.0.1",
             )
         core = Core(settings)
         web = create_app(core=core)
+        from memesearch.web.warmup import start_warmup
+
+        start_warmup(core, web.state.search_warm)
         worker = None
-        if workers:
+        if core.read_only:
+            console.print(f"the data dir {settings.home} is read-only: serving search and pages; changes are refused",
+                          highlight=False)
+        elif workers:
             from memesearch.jobs.worker import start_in_process
 
             worker = start_in_process(core, concurrency=workers)
         console.print(f"memesearch on http://{host if ':' not in host else f'[{host}]'}:{port}  (data: {settings.home})",
                       highlight=False)
-        try:
-            uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
-        finally:
+
+        def shut_down() -> None:
             if worker is not None:
                 worker.stop()
-            core.close()
+            core.close()  # checkpoints the SQLite WAL: memesearch.db alone then holds every change
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            yield
+            # After a graceful stop uvicorn re-raises SIGTERM, which ends the process before
+            # `finally` below runs: close here, at the end of the app's life.
+            shut_down()
+
+        web.router.lifespan_context = lifespan
+        try:
+            # proxy_headers off: X-Forwarded-* are believed only from MEMESEARCH_TRUSTED_PROXIES
+            # (web/proxies.py), not from uvicorn's default of 127.0.0.1.
+            uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
+        finally:
+            shut_down()

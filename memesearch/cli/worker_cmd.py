@@ -53,8 +53,8 @@ def register(app: typer.Typer) -> None:
 
         settings = settings_of(ctx)
         core = Core(settings)
+        core.require_writable("run jobs")
         handle = WorkerHandle(core, concurrency or settings.worker_concurrency).start()
-        err_console.print(f"worker: {handle.concurrency} thread(s), queue {settings.queue_url or 'sqlite'}; Ctrl-C stops")
         stopped = threading.Event()
 
         def _stop(signum, frame) -> None:
@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        err_console.print(f"worker: {handle.concurrency} thread(s), queue {settings.queue_url or 'sqlite'}; Ctrl-C stops")
         while not stopped.wait(0.5):
             pass
         err_console.print("worker: finishing the memes in hand ...")
@@ -82,6 +83,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Queue a run; `memesearch worker` (or `memesearch serve`) does the work."""
         core = Core(settings_of(ctx))
+        core.require_writable("queue jobs")
         run = core.jobs.start(kind, model=model, meme_ids=meme_id or None, folder_id=folder_id)
         console.print(f"run {run.id}: {run.kind} of {run.total} memes queued", highlight=False)
         if wait:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.jobs.models import ACTIVE_STATES, ERRORS_SHOWN, KINDS, Run
-from memesearch.jobs.processing import MemeProcessor, backoff_s, classify, reason
+from memesearch.jobs.processing import MemeProcessor, backoff_s, classify, is_model_level, reason
 from memesearch.jobs.queue import build_huey, register_work_task
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,11 @@ class JobManager:
         if kind == "describe":
             model = model or self.settings.caption_model
         if model:
-            from memesearch.ml.registry import get_spec
+            from memesearch.ml.readiness import require_ready
 
-            get_spec(model, self.settings.home)  # an unknown model fails now, not per meme
+            # An unknown model, or one that cannot run here (not downloaded, packages missing),
+            # fails now in one sentence, before anything is queued, not once per meme.
+            model = require_ready(model, self.settings).id
         if folder_id is not None and all(f.id != folder_id for f in self.store.list_folders()):
             raise NotFoundError(f"no folder with id {folder_id}")
         params = {"explicit": meme_ids is not None, "folder_id": folder_id}
@@ -84,8 +86,16 @@ class JobManager:
         return self.get(run_id)
 
     def retry_failed(self, run_id: int) -> Run:
-        self.get(run_id)
+        run = self.get(run_id)
+        if run.model:
+            from memesearch.ml.readiness import require_ready
+
+            require_ready(run.model, self.settings)  # still not downloaded: say so, queue nothing
         count = self.store.set_run_items_status(run_id, "failed", "queued")
+        row = self.store.get_run_row(run_id)
+        if row and row["state"] == "failed" and row.get("error"):
+            # A run stopped because its model could not run: the memes it skipped are retried too.
+            count += self.store.set_run_items_status(run_id, "cancelled", "queued")
         if count:
             self.store.update_run(run_id, state="queued", finished_at=None, error=None)
             self.enqueue(run_id, min(FANOUT, count))
@@ -133,6 +143,9 @@ class JobManager:
             completions.info("completed meme %d of run %d", meme_id, run_id)
 
     def _record_failure(self, run_id: int, meme_id: int, exc: Exception) -> None:
+        if is_model_level(exc) and self._nothing_done_yet(run_id):
+            self._stop_run(run_id, meme_id, exc)
+            return
         kind = classify(exc)
         attempts = self.store.item_attempts(run_id, meme_id) + 1
         limit = self.settings.job_max_wait_attempts if kind == "unavailable" else self.settings.job_max_attempts
@@ -145,6 +158,19 @@ class JobManager:
             self.store.finish_run_item(run_id, meme_id, "queued", message, retry_at=retry_at)
             log.info("run %d: meme %d will be retried (%s, attempt %d): %s", run_id, meme_id, kind, attempts, message)
 
+    def _nothing_done_yet(self, run_id: int) -> bool:
+        row = self.store.get_run_row(run_id)
+        return row is not None and row["counts"]["done"] == 0
+
+    def _stop_run(self, run_id: int, meme_id: int, exc: Exception) -> None:
+        """The model cannot run at all: every other meme would fail the same way, so the run
+        ends now as one failure with one message (the rest are cancelled, not failed)."""
+        message = reason(exc)
+        self.store.finish_run_item(run_id, meme_id, "failed", message)
+        self.store.set_run_items_status(run_id, "queued", "cancelled")
+        self.store.update_run(run_id, state="failed", error=message, finished_at=time.time())
+        log.warning("run %d stopped: the model cannot run: %s", run_id, message)
+
     def finish_if_complete(self, run_id: int) -> None:
         row = self.store.get_run_row(run_id)
         if row is None or row["state"] not in ACTIVE_STATES:
@@ -154,7 +180,19 @@ class JobManager:
         counts = row["counts"]
         if counts["queued"] == 0 and counts["running"] == 0:
             state = "failed" if counts["done"] == 0 and counts["failed"] > 0 else "done"
+            if row["kind"] == "index":
+                self._group_templates(run_id)
             self.store.update_run(run_id, state=state, finished_at=time.time())
+
+    def _group_templates(self, run_id: int) -> None:
+        """Group the memes this run gave template features (once per run, not per meme:
+        grouping compares with the whole library). A failure here fails no meme."""
+        from memesearch.templates.stage import run_grouping
+
+        try:
+            run_grouping(self.store)
+        except Exception:
+            log.exception("run %d: template grouping failed; the next index run retries it", run_id)
 
     def _scan(self, row: dict) -> bool:
         from memesearch.library.scanner import scan_folder

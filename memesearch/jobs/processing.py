@@ -20,6 +20,7 @@ from memesearch.library.decode import load_rgb
 from memesearch.ml.remote import ServiceUnavailableError
 from memesearch.pipeline import embedding_text
 from memesearch.store.models import Description, Meme
+from memesearch.store.templates import TemplateStore
 from memesearch.text import content_hash
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ BACKOFF_MAX_S = 60.0
 
 def stages_of(kind: str, model: str | None) -> list[str]:
     return {
-        "index": ["ocr"] + (["caption"] if model else []) + ["embed"],
+        "index": ["ocr", "templates"] + (["caption"] if model else []) + ["embed"],
         "describe": ["caption", "embed"],
         "ocr": ["ocr", "embed"],
         "embed": ["embed"],
@@ -44,6 +45,14 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, (InvalidInputError, NotFoundError, OSError)):
         return "permanent"
     return "transient"
+
+
+def is_model_level(exc: BaseException) -> bool:
+    """The model itself cannot run (not downloaded, no backend loads): no meme would succeed."""
+    from memesearch.errors import ModelNotReadyError
+    from memesearch.ml.chain import ModelLoadError
+
+    return isinstance(exc, (ModelNotReadyError, ModelLoadError))
 
 
 def backoff_s(attempts: int) -> float:
@@ -97,6 +106,18 @@ class MemeProcessor:
         result = engine.read(image)
         self.model_s += time.perf_counter() - started
         self.core.store.set_ocr(meme.id, result.text, engine.engine_id)
+        TemplateStore(self.core.store).put_ocr_boxes(meme.id, result.boxes)
+
+    def _templates(self, meme: Meme, run: dict, explicit: bool) -> None:
+        """Template features only: grouping runs once when the run completes (see manager.py)."""
+        from memesearch.templates.stage import extract_one  # OpenCV loads only here
+
+        templates = TemplateStore(self.core.store)
+        if not templates.needs_features(meme.id) and not explicit:
+            return
+        started = time.perf_counter()
+        extract_one(self.core.store, meme, self.core.settings.max_megapixels)
+        self.model_s += time.perf_counter() - started
 
     def _caption(self, meme: Meme, run: dict, explicit: bool) -> None:
         model = run["model"]

@@ -17,9 +17,15 @@ WORK_TASK = "memesearch_work"
 
 
 def build_huey(settings: Settings):
-    from huey import RedisHuey, SqliteHuey
+    from huey import MemoryHuey, RedisHuey, SqliteHuey
+
+    from memesearch.readonly import is_read_only
 
     url = settings.queue_url.strip()
+    if not url and is_read_only(settings.home):
+        # Nothing can be queued in a read-only data dir (runs are refused), and listing runs
+        # must not create queue.db there.
+        return MemoryHuey(QUEUE_NAME, results=False, utc=True)
     if not url:
         settings.home.mkdir(parents=True, exist_ok=True)
         return SqliteHuey(QUEUE_NAME, filename=str(settings.home / "queue.db"), results=False, utc=True)

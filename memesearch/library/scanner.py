@@ -16,13 +16,16 @@ from pathlib import Path
 
 from memesearch.config import Settings
 from memesearch.errors import ImageError
-from memesearch.library.decode import EXTENSIONS, probe
+from memesearch.library.data_dir import is_internal
+from memesearch.library.decode import EXTENSIONS, one_line_reason, probe
 from memesearch.library.hashing import dhash, sha256_file
-from memesearch.store.models import FileRecord, Folder
+from memesearch.store.models import FileRecord, Folder, Meme
+from memesearch.store.roots import innermost_root, is_under
 
 SKIPPED_DIRS = {"@eaDir", ".git", "node_modules", "__MACOSX", "#recycle"}
 
 ProgressCallback = Callable[[str, str], None]
+INTERNAL_FOLDER = "this folder holds memesearch's own data; only uploads/ and samples/ of the data dir hold memes"
 
 
 @dataclass
@@ -53,23 +56,38 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def walk_images(root: Path, summary: ScanSummary) -> Iterator[tuple[Path, os.stat_result]]:
+def walk_images(root: Path, summary: ScanSummary, *, nested_roots: frozenset[str] = frozenset(),
+                home: Path | None = None) -> Iterator[tuple[Path, os.stat_result]]:
     """Image files under ``root`` with their stat, skipping hidden and system folders.
 
     Directory symlinks are not followed (no loops, no escapes); a file symlink is
-    followed only when its target stays inside ``root``.
+    followed only when its target stays inside ``root``. Folders in ``nested_roots`` are
+    registered roots of their own (scanned by their own pass); inside the data dir ``home``
+    only the meme folders are walked (``data_dir.is_internal``).
     """
     real_root = root.resolve()
+    home = home.resolve() if home is not None else None
     for dirpath, dirnames, filenames in os.walk(root, onerror=lambda exc: summary.skipped.append((str(exc.filename), exc.strerror or str(exc)))):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d) and d not in SKIPPED_DIRS)
+        in_home = home is not None and Path(dirpath).is_relative_to(home)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not _is_hidden(d) and d not in SKIPPED_DIRS and os.path.join(dirpath, d) not in nested_roots
+            and not (in_home and is_internal(Path(dirpath) / d, home))
+        )
         for name in sorted(filenames):
             if _is_hidden(name) or Path(name).suffix.lower() not in EXTENSIONS:
                 continue
             path = Path(dirpath) / name
+            if in_home and is_internal(path, home):
+                continue  # the app's own files (thumbnails...) are not the user's memes
             try:
-                if path.is_symlink() and not path.resolve().is_relative_to(real_root):
-                    summary.skipped.append((str(path), "symlink points outside the folder"))
-                    continue
+                if path.is_symlink():
+                    if not path.resolve().is_relative_to(real_root):
+                        summary.skipped.append((str(path), "symlink points outside the folder"))
+                        continue
+                    if home is not None and is_internal(path, home):
+                        summary.skipped.append((str(path), "symlink points into memesearch's data dir"))
+                        continue
                 info = path.stat()
             except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop on older Pythons
                 summary.skipped.append((str(path), f"cannot stat: {exc}"))
@@ -90,32 +108,46 @@ def inspect_file(path: Path, info: os.stat_result, folder_id: int, settings: Set
     record.sha256 = sha256_file(path)
     try:
         image_info, rgb = probe(path, settings.max_megapixels)
+        record.phash = dhash(rgb)
     except ImageError as exc:
         record.status, record.error = "error", exc.message
         return record
     record.format, record.width, record.height, record.frames = (
         image_info.format.lower(), image_info.width, image_info.height, image_info.frames,
     )
-    record.phash = dhash(rgb)
     return record
 
 
+def _is_app_folder(root: Path, home: Path) -> bool:
+    """A folder of the data dir's own (thumbnails, models...). The data dir itself is fine:
+    the walk takes only its meme folders."""
+    return is_internal(root, home) and root.resolve() != home.resolve()
+
+
 def scan_folder(store, folder: Folder, settings: Settings, progress: ProgressCallback | None = None) -> ScanSummary:
+    """Bring the memes of one root up to date with its files. Files inside a nested registered
+    root are that root's; files already known (whatever folder they were in) keep their meme."""
     summary = ScanSummary(folder=folder.path)
     report = progress or (lambda event, path: None)
     root = Path(folder.path)
-    known = store.files_in_folder(folder.id)
-    if not root.is_dir():
-        summary.folder_error = "folder not found or not a directory (unmounted drive?)"
+    folders = store.list_folders()
+    known = {path: row for path, row in store.files_under(folder.path).items()
+             if (owner := innermost_root(path, folders)) is not None and owner.id == folder.id}
+    if not root.is_dir() or _is_app_folder(root, settings.home):
+        summary.folder_error = (INTERNAL_FOLDER if root.is_dir()
+                                else "folder not found or not a directory (unmounted drive?)")
         _mark_missing(store, [row for row in known.values() if row["status"] != "missing"], summary)
         store.record_scan(folder.id, summary.as_dict())
         return summary
 
+    nested = frozenset(f.path for f in folders if f.id != folder.id and f.path != folder.path and is_under(f.path, folder.path))
     seen: set[str] = set()
     fresh: list[tuple[Path, os.stat_result]] = []
+    revived: dict[str, list[int]] = {"ok": [], "error": []}
+    claimed: list[int] = []
     excluded = store.excluded_paths()
-    for path, info in walk_images(root, summary):
-        if str(path) in excluded:
+    for path, info in walk_images(root, summary, nested_roots=nested, home=settings.home):
+        if str(path) in excluded:  # removed from the library by the user: skipped until restored
             summary.excluded += 1
             continue
         summary.seen += 1
@@ -123,12 +155,18 @@ def scan_folder(store, folder: Folder, settings: Settings, progress: ProgressCal
         row = known.get(str(path))
         if row is not None and row["size"] == info.st_size and row["mtime"] == info.st_mtime:
             summary.unchanged += 1
-            if row["status"] == "missing":
-                store.set_status([row["id"]], "ok")
+            if row["status"] == "missing":  # back (re-added folder, remounted drive): as it was
+                revived["error" if row["error"] else "ok"].append(row["id"])
+            if row["folder_id"] != folder.id:
+                claimed.append(row["id"])
             report("unchanged", str(path))
         else:
-            fresh.append((path, info))
-            pass  # decoded below, after the walk
+            fresh.append((path, info))  # decoded below, after the walk
+    for status, ids in revived.items():
+        if ids:
+            store.set_status(ids, status)
+    if claimed:
+        store.set_folder(claimed, folder.id)
 
     vanished = {path: row for path, row in known.items() if path not in seen and row["status"] != "missing"}
     for path, info in fresh:
@@ -140,6 +178,9 @@ def scan_folder(store, folder: Folder, settings: Settings, progress: ProgressCal
         except OSError as exc:
             record = FileRecord(path=str(path), folder_id=folder.id, size=info.st_size, mtime=info.st_mtime,
                                 status="error", error=f"cannot read: {exc.strerror or exc}")
+        except Exception as exc:  # noqa: BLE001 - whatever one file causes is that file's error, never the folder's
+            record = FileRecord(path=str(path), folder_id=folder.id, size=info.st_size, mtime=info.st_mtime,
+                                status="error", error=f"cannot index: {one_line_reason(exc)}")
         _store_record(store, record, known.get(str(path)), vanished, summary)
         report("indexed", str(path))
 
@@ -172,7 +213,9 @@ def _find_moved(store, record: FileRecord, vanished: dict):
     if not record.sha256 or record.status != "ok":
         return None
     for candidate in store.memes_with_sha(record.sha256):
-        if candidate["path"] in vanished or candidate["status"] == "missing" or not os.path.lexists(candidate["path"]):
+        # Only a meme whose file is really gone: a removed folder's meme (missing, file still
+        # there) keeps its own file, and a copy of it becomes a meme of its own.
+        if not os.path.lexists(candidate["path"]):
             return candidate
     return None
 
@@ -181,3 +224,13 @@ def _mark_missing(store, rows: list, summary: ScanSummary) -> None:
     if rows:
         store.set_status([row["id"] for row in rows], "missing")
         summary.missing += len(rows)
+
+
+def mark_unreadable(store, meme: Meme, message: str) -> None:
+    """A known file that no longer decodes (found by a later stage): it becomes an error row,
+    listed by ``status --errors`` and not retried until its size or mtime changes (the next scan
+    re-inspects a changed file; a vanished one becomes missing)."""
+    record = FileRecord(path=meme.path, folder_id=meme.folder_id, size=meme.size, mtime=meme.mtime,
+                        sha256=meme.sha256, phash=meme.phash, width=meme.width, height=meme.height,
+                        format=meme.format, frames=meme.frames, status="error", error=message)
+    store.update_file(meme.id, record, content_changed=False)

@@ -15,6 +15,7 @@ from PIL import Image
 from memesearch.config import Settings
 from memesearch.errors import ImageError
 from memesearch.library.decode import load_rgb
+from memesearch.readonly import fallback_cache_dir, is_read_only
 from memesearch.store.models import Meme
 
 
@@ -29,6 +30,11 @@ def ensure_thumbnail(settings: Settings, meme: Meme, px: int | None = None) -> P
     target = thumbnail_path(settings, meme, px)
     if target.is_file():
         return target
+    if is_read_only(settings.thumbnails_dir):
+        # A read-only data dir: cache new thumbnails in a private temp folder instead.
+        target = fallback_cache_dir("thumbnails") / target.relative_to(settings.thumbnails_dir)
+        if target.is_file():
+            return target
     size = px or settings.thumbnail_px
     try:
         image = load_rgb(Path(meme.path), settings.max_megapixels)
@@ -42,7 +48,9 @@ def ensure_thumbnail(settings: Settings, meme: Meme, px: int | None = None) -> P
         with os.fdopen(handle, "wb") as out:
             image.save(out, format="WEBP", quality=80, method=4)
         os.replace(partial, target)
-    except BaseException:
+    except BaseException as exc:
         Path(partial).unlink(missing_ok=True)
+        if isinstance(exc, ValueError):  # the encoder refused this picture (e.g. a side over WebP's 16383 px)
+            raise ImageError(f"cannot make a thumbnail of {Path(meme.path).name}: {exc}") from exc
         raise
     return target

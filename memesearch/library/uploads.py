@@ -91,10 +91,11 @@ def _claim_name(folder: Path, stem: str, extension: str) -> Path:
     raise InvalidInputError(f"too many files named {stem}{extension} in the uploads folder")
 
 
-def save_upload(settings: Settings, filename: str, data: bytes,
+def save_upload(settings: Settings, filename: str, data: bytes, size: int | None = None,
                 existing: Callable[[str], int | None] | None = None) -> SavedUpload:
     """Validate and store one uploaded file; failures are returned, not raised, so a batch goes on.
 
+    ``size`` is the file's real size when only the first bytes past the limit were read;
     ``existing(sha256)`` names a present meme with those bytes: then nothing is written."""
     result = SavedUpload(original_name=filename or "upload")
     limit = settings.max_upload_mb * 1e6
@@ -102,7 +103,8 @@ def save_upload(settings: Settings, filename: str, data: bytes,
         result.error = "empty file"
         return result
     if len(data) > limit:
-        result.error = f"file is {len(data) / 1e6:.1f} MB, over the {settings.max_upload_mb:g} MB upload limit"
+        real = max(size or 0, len(data))
+        result.error = f"file is {real / 1e6:.1f} MB, over the {settings.max_upload_mb:g} MB upload limit"
         return result
     folder = settings.uploads_dir
     folder.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,9 @@ class OcrResult:
     text: str
     #: One entry per detected line: (text, confidence).
     lines: list[tuple[str, float]] = field(default_factory=list)
+    #: One box per line, in the same order: (left, top, right, bottom) as fractions of
+    #: the image's width and height. Template grouping masks these regions.
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     ms: float = 0.0
 
 

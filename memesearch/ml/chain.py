@@ -41,6 +41,10 @@ class MissingFilesError(ModelUnavailableError):
     """A local backend's files are not (all) downloaded."""
 
 
+class ModelLoadError(ModelUnavailableError):
+    """No backend of the chain could even load: every image would fail the same way."""
+
+
 @dataclass
 class Loaded:
     captioner: Captioner
@@ -294,7 +298,8 @@ class ChainCaptioner(Captioner):
             if loaded is not None:
                 self._activate(backend, loaded)
                 return
-        raise self.unavailable_error()
+        error = self.unavailable_error()
+        raise ModelLoadError(error.message, hint=error.hint)
 
     def _activate(self, backend: str, loaded: Loaded) -> None:
         self.active = backend

@@ -36,7 +36,7 @@ from memesearch.config import Settings
 from memesearch.errors import require
 from memesearch.ml.base import CaptionRequest
 from memesearch.ml.chain import LOADERS, Loaded, failure_reason, captioner_class
-from memesearch.ml.registry import ModelSpec, list_specs
+from memesearch.ml.registry import ModelSpec
 
 FAMILIES = ("smolvlm", "florence2", "moondream")
 CHECK_TOKENS = 16
@@ -206,7 +206,9 @@ def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: 
     loaders = loaders or LOADERS
     image = fixed_image()
     rows: list[CheckRow] = []
-    for spec in list_specs(settings.home):
+    from memesearch.ml.readiness import listed_specs
+
+    for spec in listed_specs(settings):
         references: dict[str, list[int]] = {}
         spec_rows: list[tuple[CheckRow, list[int] | None]] = []
         for backend, dtype in _backend_variants(spec):

@@ -1,10 +1,12 @@
 """Fetching a model's ONNX files into ``<models dir>/<model id>/``.
 
 Only the files the runtime needs for one dtype are fetched, at the pinned
-revision. Without network the command fails within seconds (a short
-connectivity probe runs before huggingface_hub's own, much longer, timeouts)
-and says exactly which files to fetch by hand and how to install them with
-``--from DIR``.
+revision, from the hub's ``/<repo>/resolve/<revision>/<path>`` URLs (``HF_ENDPOINT``
+selects a mirror). Bytes are streamed into ``.partial/`` with live progress
+(``Transfer``); a cancelled or broken pull resumes with HTTP Range requests.
+Without network the command fails within seconds (a short connectivity probe,
+a 2 s connect timeout) and says exactly which files to fetch by hand and how to
+install them with ``--from DIR``.
 """
 
 from __future__ import annotations
@@ -13,22 +15,33 @@ import difflib
 import gzip
 import os
 import shutil
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
-from memesearch.errors import ConfigError, ModelUnavailableError, require
+from memesearch.errors import ConfigError, ModelUnavailableError
 from memesearch.ml.chain import model_dir, onnx_dtype, required_files
 from memesearch.ml.registry import ModelSpec
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-#: Seconds for the connectivity probe: long enough for a slow link, short enough to fail fast.
-PROBE_TIMEOUT_S = 3.0
+#: Seconds for the connectivity probe (the answer comes within PROBE_TIMEOUT_S + 0.5 s, DNS
+#: included): an unreachable hub is known at once instead of after minutes of retries.
+PROBE_TIMEOUT_S = 1.5
 
 
 class DownloadError(ModelUnavailableError):
@@ -103,7 +116,7 @@ def _offline_error(spec: ModelSpec, files: list[RemoteFile], why: str) -> Downlo
     names = ", ".join(remote.repo_path for remote in files)
     packed = " (.gz files may be unpacked or not)" if any(r.repo_path.endswith(".gz") for r in files) else ""
     return DownloadError(
-        f"cannot download {spec.id}: {why}.\nFetch these files by hand (revision {spec.sources.onnx.revision}):\n{urls}",
+        f"Cannot download {spec.id}: {why}.\nFetch these files by hand (revision {spec.sources.onnx.revision}):\n{urls}",
         hint=(
             f"put them in one folder, keeping sub-folders or not ({names}){packed}, "
             f"then run: memesearch models pull {spec.id} --from FOLDER"
@@ -151,10 +164,10 @@ def _probe(url: str) -> str | None:
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memesearch-probe")
     try:
-        pool.submit(connect).result(timeout=PROBE_TIMEOUT_S + 1)
+        pool.submit(connect).result(timeout=PROBE_TIMEOUT_S + 0.5)
         return None
     except FutureTimeout:
-        return f"{parsed.hostname}:{port} did not answer within {PROBE_TIMEOUT_S + 1:.0f} s"
+        return f"{parsed.hostname}:{port} did not answer within {PROBE_TIMEOUT_S + 0.5:.0f} s"
     except (OSError, httpx.HTTPError) as exc:
         return f"{parsed.hostname}:{port} is unreachable ({exc.__class__.__name__}: {exc})"
     finally:
@@ -168,8 +181,14 @@ def pull(
     *,
     from_dir: Path | None = None,
     console: Console | None = None,
+    on_progress=None,
+    cancel: threading.Event | None = None,
+    transfer: Transfer | None = None,
 ) -> FilesStatus:
-    """Download (or copy from ``from_dir``) the files for ``dtype``; returns the new status."""
+    """Download (or copy from ``from_dir``) the files for ``dtype``; returns the new status.
+
+    Without ``on_progress`` a Rich progress bar (bytes, speed, time left) is drawn on ``console``.
+    """
     chosen = onnx_dtype(spec, dtype)
     files = remote_files(spec, chosen)
     target = model_dir(spec, models_dir)
@@ -177,50 +196,198 @@ def pull(
     if from_dir is not None:
         _copy_from(spec, files, Path(from_dir), target)
     else:
-        _download(spec, files, target, console or Console(stderr=True))
+        if on_progress is None:
+            _preflight(spec, files)  # an offline machine gets the message, not an empty bar
+            with _rich_bar(spec, console or Console(stderr=True)) as draw:
+                _download(spec, files, target, transfer=transfer, on_progress=draw, cancel=cancel)
+        else:
+            _download(spec, files, target, transfer=transfer, on_progress=on_progress, cancel=cancel)
     return status(spec, models_dir, chosen)
 
 
-def _download(spec: ModelSpec, files: list[RemoteFile], target: Path, console: Console) -> None:
+class DownloadCancelled(DownloadError):
+    """Stopped on request; the partial files stay, so the next pull resumes."""
+
+
+@dataclass
+class Transfer:
+    """Live progress of one pull, updated while bytes arrive (the web page polls a copy)."""
+
+    model_id: str
+    total_bytes: int | None = None
+    done_bytes: int = 0
+    #: Bytes that were already on disk when this pull started (resumed, not fetched now).
+    resumed_bytes: int = 0
+    current_file: str = ""
+    files_done: int = 0
+    files_total: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def fraction(self) -> float | None:
+        return self.done_bytes / self.total_bytes if self.total_bytes else None
+
+    @property
+    def rate_bps(self) -> float | None:
+        elapsed = time.monotonic() - self.started_at
+        fetched = self.done_bytes - self.resumed_bytes
+        return fetched / elapsed if elapsed > 0.5 and fetched > 0 else None
+
+    @property
+    def eta_s(self) -> float | None:
+        rate = self.rate_bps
+        if not rate or not self.total_bytes:
+            return None
+        return max(0.0, (self.total_bytes - self.done_bytes) / rate)
+
+    def as_dict(self) -> dict:
+        fraction = self.fraction
+        return {
+            "bytes_done": self.done_bytes, "bytes_total": self.total_bytes,
+            "percent": round(100 * fraction, 1) if fraction is not None else None,
+            "rate_bps": self.rate_bps, "eta_s": self.eta_s, "file": self.current_file,
+            "files_done": self.files_done, "files_total": self.files_total,
+        }
+
+
+#: Seconds to open a connection while downloading: a dead hub is known at once, while a
+#: slow but working link still streams (the read timeout is generous).
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 60.0
+CHUNK_BYTES = 1 << 16
+#: Where unfinished files wait inside the model directory (kept on cancel: pulls resume).
+PARTIAL_DIR = ".partial"
+
+
+def _client() -> httpx.Client:
+    headers = {"User-Agent": "memesearch"}
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    return httpx.Client(timeout=timeout, follow_redirects=True, headers=headers)
+
+
+def _remote_size(client: httpx.Client, url: str) -> int | None:
+    """The file's size from a HEAD request (the hub's LFS redirects end at the real file)."""
+    response = client.head(url)
+    if response.status_code == 404:
+        name = url.split("/resolve/", 1)[-1].split("/", 1)[-1]
+        raise DownloadError(f"The hub has no file {name} for this model.", details=url,
+                            hint="check HF_ENDPOINT, or the repo and revision in models.yml")
+    response.raise_for_status()
+    size = response.headers.get("x-linked-size") or response.headers.get("content-length")
+    return int(size) if size and size.isdigit() else None
+
+
+def _download(spec: ModelSpec, files: list[RemoteFile], target: Path, *, transfer: Transfer | None = None,
+              on_progress=None, cancel: threading.Event | None = None) -> None:
+    """Fetch the files not yet installed, resuming partial ones with HTTP Range requests.
+
+    ``on_progress(transfer)`` is called as bytes arrive; setting ``cancel`` stops between
+    chunks with DownloadCancelled (partial files are kept for the next pull).
+    """
+    _preflight(spec, files)
+    transfer = transfer or Transfer(spec.id)
+    todo = [remote for remote in files if not (target / remote.local_path).is_file()]
+    transfer.files_total, transfer.files_done = len(files), len(files) - len(todo)
+    notify = on_progress or (lambda _transfer: None)
+    with _client() as client:
+        try:
+            sizes = {remote.repo_path: _remote_size(client, file_url(spec, remote)) for remote in todo}
+        except httpx.HTTPError as exc:
+            raise _offline_error(spec, files, f"asking the hub for file sizes failed ({exc.__class__.__name__}: {exc})") from exc
+        known = [size for size in sizes.values() if size is not None]
+        transfer.total_bytes = sum(known) if len(known) == len(sizes) else None
+        partials = {remote.repo_path: _partial_path(target, remote) for remote in todo}
+        transfer.resumed_bytes = transfer.done_bytes = sum(p.stat().st_size for p in partials.values() if p.is_file())
+        notify(transfer)
+        for remote in todo:
+            transfer.current_file = remote.repo_path
+            partial = partials[remote.repo_path]
+            try:
+                _fetch_one(client, file_url(spec, remote), partial, sizes[remote.repo_path], transfer, notify, cancel)
+            except httpx.HTTPError as exc:
+                raise _offline_error(spec, files, f"fetching {remote.repo_path} failed ({exc.__class__.__name__}: {exc})") from exc
+            destination = target / remote.local_path
+            if remote.repo_path != remote.local_path:
+                _install(partial, destination, packed=True)  # gunzip
+            else:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(partial, destination)  # complete and checked: becomes visible at once
+            partial.unlink(missing_ok=True)
+            transfer.files_done += 1
+            notify(transfer)
+    shutil.rmtree(target / PARTIAL_DIR, ignore_errors=True)
+
+
+def _preflight(spec: ModelSpec, files: list[RemoteFile]) -> None:
+    """Fail within seconds, before any progress bar, when the hub cannot be reached."""
     if hub_offline():
         raise _offline_error(spec, files, "HF_HUB_OFFLINE is set")
     problem = probe_hub()
     if problem:
         raise _offline_error(spec, files, problem)
-    hub = require("huggingface_hub", extra="torch", purpose="Downloading models")
-    from huggingface_hub.utils import disable_progress_bars
 
-    disable_progress_bars()  # one Rich display instead of a tqdm bar per file
-    source = spec.sources.onnx
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+
+def _partial_path(target: Path, remote: RemoteFile) -> Path:
+    return target / PARTIAL_DIR / (remote.repo_path + ".part")
+
+
+def _fetch_one(client: httpx.Client, url: str, partial: Path, size: int | None, transfer: Transfer, notify,
+               cancel: threading.Event | None) -> None:
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    have = partial.stat().st_size if partial.is_file() else 0
+    if size is not None and have == size:
+        return  # finished before a cancel or crash; only the install was left
+    if size is not None and have > size:
+        partial.unlink()  # not a prefix of this file (the remote changed): start again
+        transfer.done_bytes -= have
+        have = 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with client.stream("GET", url, headers=headers) as response:
+        if response.status_code == 404:
+            raise DownloadError("The hub has no file at this address.", details=url)
+        response.raise_for_status()
+        if have and response.status_code != 206:
+            transfer.done_bytes -= have  # the server ignored the range: the whole file comes again
+            have = 0
+        with open(partial, "ab" if have else "wb") as out:
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                if cancel is not None and cancel.is_set():
+                    raise DownloadCancelled(
+                        f"download of {transfer.model_id} cancelled; pulling it again resumes where it stopped"
+                    )
+                out.write(chunk)
+                transfer.done_bytes += len(chunk)
+                notify(transfer)
+    got = partial.stat().st_size
+    if size is not None and got != size:
+        raise DownloadError(f"{url}: got {got} of {size} bytes; pull again to resume")
+
+
+@contextmanager
+def _rich_bar(spec: ModelSpec, console: Console) -> Iterator:
+    """A terminal progress bar with bytes, speed and time left; yields the progress callback."""
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(f"{spec.id} ({source.repo}@{source.revision[:12]})", total=len(files))
-        for remote in files:
-            progress.update(task, description=f"{spec.id}: {remote.repo_path}")
-            if remote.repo_path != remote.local_path and (target / remote.local_path).is_file():
-                # Already unpacked (installs are atomic); huggingface_hub resumes/skips the rest itself.
-                progress.advance(task)
-                continue
-            try:
-                fetched = hub.hf_hub_download(
-                    source.repo,
-                    remote.repo_path,
-                    revision=source.revision,
-                    local_dir=target,
-                    endpoint=endpoint(),
-                    etag_timeout=PROBE_TIMEOUT_S * 3,
-                )
-            except Exception as exc:  # hub errors: HTTP, not found, timeouts
-                raise _offline_error(spec, files, f"fetching {remote.repo_path} failed ({exc.__class__.__name__}: {exc})") from exc
-            _install(Path(fetched), target / remote.local_path)
-            progress.advance(task)
+        task = progress.add_task(spec.id, total=None)
+
+        def draw(transfer: Transfer) -> None:
+            progress.update(task, total=transfer.total_bytes, completed=transfer.done_bytes,
+                            description=f"{spec.id} {transfer.files_done}/{transfer.files_total} files")
+
+        yield draw
 
 
-def _install(source: Path, destination: Path) -> None:
+def _install(source: Path, destination: Path, *, packed: bool | None = None) -> None:
     """Place one file, gunzipping ``.gz`` files; writes via a temp name so a crash leaves no half file."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".partial")
-    if source.suffix == ".gz" and destination.suffix != ".gz":
+    if packed is None:
+        packed = source.suffix == ".gz" and destination.suffix != ".gz"
+    if packed:
         with gzip.open(source, "rb") as packed, open(partial, "wb") as out:
             shutil.copyfileobj(packed, out, length=1 << 20)
         if source.parent == destination.parent or destination.parent in source.parents:

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import OcrEngine, OcrResult
-from memesearch.ml.onnx.session import default_threads
+from memesearch.ml.onnx.session import default_threads, onnxruntime
 
 DET_MODEL_FILE = "PP-OCRv6_det_small.onnx"
 REC_MODEL_FILE = "PP-OCRv6_rec_small.onnx"
@@ -44,6 +44,7 @@ class _Line:
     top: float
     bottom: float
     left: float
+    right: float
 
 
 class RapidOcrEngine(OcrEngine):
@@ -82,6 +83,7 @@ class RapidOcrEngine(OcrEngine):
             "EngineConfig.onnxruntime.intra_op_num_threads": self.threads or -1,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
+        onnxruntime()  # rapidocr opens its own sessions: telemetry off first
         try:
             self._engine = rapidocr.RapidOCR(params=params)
             # rapidocr opens each session on first use, and the recogniser only once
@@ -95,9 +97,14 @@ class RapidOcrEngine(OcrEngine):
         fitted, scale = _fit_size(image)
         lines = self._detect_lines(fitted, scale)
         ordered = _reading_order([line for line in lines if line.confidence >= self.min_confidence])
+        width, height = image.size
         return OcrResult(
             text="\n".join(line.text for line in ordered),
             lines=[(line.text, line.confidence) for line in ordered],
+            boxes=[
+                (line.left / width, line.top / height, line.right / width, line.bottom / height)
+                for line in ordered
+            ],
         )
 
     def _detect_lines(self, image: Image.Image, scale: float) -> list[_Line]:
@@ -119,6 +126,7 @@ class RapidOcrEngine(OcrEngine):
                     top=float(ys.min()) / scale,
                     bottom=float(ys.max()) / scale,
                     left=float(xs.min()) / scale,
+                    right=float(xs.max()) / scale,
                 )
             )
         return found

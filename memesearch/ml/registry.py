@@ -110,6 +110,8 @@ class ModelSpec(_Strict):
     family: Family
     description: str = ""
     size: str = ""
+    #: Typical seconds to describe one meme on a CPU; estimates a bulk run before it was ever measured.
+    seconds_per_meme: float | None = Field(default=None, gt=0)
     prompt: str
     ocr_prompt: str | None = None
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")

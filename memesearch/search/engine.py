@@ -18,8 +18,13 @@ from memesearch.errors import InvalidInputError
 from memesearch.ml.base import Embedder
 from memesearch.search.query import ParsedQuery, parse_query
 from memesearch.search.query_batcher import QueryBatcher
+from memesearch.store.templates import TemplateStore
 
 MODES = ("hybrid", "keyword", "vector")
+# Bounds on what one search may ask for, shared by the CLI and the web API (both name them in their errors).
+MAX_LIMIT = 1000
+MAX_OFFSET = 100_000
+MAX_QUERY_CHARS = 20_000
 RRF_K = 60
 # How deep each list is read before fusing: enough that a good hit ranked
 # modestly by one retriever can still be lifted by the other.
@@ -51,9 +56,14 @@ class SearchResult:
     mode: str
     hits: list[SearchHit] = field(default_factory=list)
     ms: float = 0.0
+    #: How many memes match in all (not just this page). Exact when ``total_is_exact``;
+    #: otherwise a lower bound ("about N"): a retriever reached its candidate depth.
+    total: int = 0
+    total_is_exact: bool = True
 
     def as_dict(self) -> dict:
-        return {"query": self.query, "mode": self.mode, "hits": [hit.as_dict() for hit in self.hits]}
+        return {"query": self.query, "mode": self.mode, "hits": [hit.as_dict() for hit in self.hits],
+                "total": self.total, "total_is_exact": self.total_is_exact}
 
 
 class VectorIndex:
@@ -140,6 +150,7 @@ class SearchEngine:
         single_threaded_blas()
         self.store = store
         self.embedder = embedder
+        self.templates = TemplateStore(store)
         # Stores that search vectors themselves (PostgreSQL) are asked; others get an in-memory matrix.
         index = StoreVectorIndex if hasattr(store, "vector_search") else VectorIndex
         self.vectors = index(store, embedder.model_id)
@@ -147,14 +158,22 @@ class SearchEngine:
         # same query text, so each text is embedded once.
         self._embed_query = functools.lru_cache(maxsize=256)(QueryBatcher(embedder.embed_queries).embed)
 
-    def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0) -> SearchResult:
+    def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0,
+               siblings: bool = False) -> SearchResult:
+        """``siblings``: each hit is followed by the other memes of its template group."""
         if mode not in MODES:
             raise InvalidInputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if not 1 <= limit <= 1000 or offset < 0:
-            raise InvalidInputError("limit must be between 1 and 1000 and offset must not be negative")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_LIMIT} (got {limit})")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInputError(f"offset must be between 0 and {MAX_OFFSET} (got {offset})")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidInputError(f"the query has {len(query)} characters; at most {MAX_QUERY_CHARS} are accepted")
         started = time.perf_counter()
         parsed = parse_query(query)
-        ranked = self._rank(parsed, mode, limit + offset)
+        ranked, exact = self._rank(parsed, mode, limit + offset)
+        if siblings:
+            ranked = self._with_siblings(ranked, limit + offset)
         window = ranked[offset : offset + limit]
         memes = {meme.id: meme for meme in self.store.get_memes([meme_id for meme_id, _ in window])}
         hits = [
@@ -165,37 +184,82 @@ class SearchEngine:
             )
             for meme_id, score in window if meme_id in memes
         ]
-        return SearchResult(query=query, mode=mode, hits=hits, ms=(time.perf_counter() - started) * 1000)
+        total = len(ranked)
+        if len(hits) < len(window):  # a meme vanished between ranking and fetching
+            total -= len(window) - len(hits)
+        return SearchResult(query=query, mode=mode, hits=hits, ms=(time.perf_counter() - started) * 1000,
+                            total=max(total, offset + len(hits)), total_is_exact=exact)
 
-    def _rank(self, parsed: ParsedQuery, mode: str, wanted: int) -> list[tuple[int, float]]:
-        # No filters: skip building an id set; both retrievers already exclude missing memes.
-        allowed = None if parsed.filters.is_empty() else self.store.filter_ids(parsed.filters)
+    def _allowed(self, filters) -> set[int] | None:
+        """The ids the filters allow; None when there are none (both retrievers already exclude
+        missing memes, so no id set is built)."""
+        if filters.is_empty():
+            return None
+        allowed = self.store.filter_ids(filters)
+        if filters.templates or filters.same:
+            allowed &= self.templates.filter_ids(filters.templates, filters.same)
+        return allowed
+
+    def _with_siblings(self, ranked: list[tuple[int, float]], wanted: int) -> list[tuple[int, float]]:
+        """Each of the first ``wanted`` hits followed by its template siblings not ranked above it
+        (they share its score); the rest of the ranking follows unchanged, so totals stay right."""
+        groups = self.templates.siblings([meme_id for meme_id, _ in ranked[:wanted]])
+        placed: set[int] = set()
+        expanded: list[tuple[int, float]] = []
+        for meme_id, score in ranked:
+            if meme_id in placed:
+                continue
+            followers = groups.get(meme_id, []) if len(expanded) < wanted else []
+            for member in [meme_id, *followers]:
+                if member not in placed:
+                    placed.add(member)
+                    expanded.append((member, score))
+        return expanded
+
+    def _rank(self, parsed: ParsedQuery, mode: str, wanted: int) -> tuple[list[tuple[int, float]], bool]:
+        """Every candidate, best first, and whether that list is all there is (the total is exact)."""
+        allowed = self._allowed(parsed.filters)
         if not parsed.has_text:
-            # Only filters (or nothing): newest first.
+            # Only filters (or nothing): newest first; the id set is complete, so the count is exact.
             ids = allowed if allowed is not None else self.store.filter_ids(parsed.filters)
-            return [(meme_id, 0.0) for meme_id in sorted(ids, reverse=True)[:wanted]]
+            return [(meme_id, 0.0) for meme_id in sorted(ids, reverse=True)], True
         depth = max(_CANDIDATES, wanted)
         keyword: list[int] = []
         vector: list[tuple[int, float]] = []
+        exact = True
         if mode in ("keyword", "hybrid"):
-            keyword = self.store.keyword_search(parsed.words, parsed.phrases, depth * 2)
-            keyword = [i for i in keyword if allowed is None or i in allowed][:depth]
+            found = self.store.keyword_search(parsed.words, parsed.phrases, depth * 2)
+            keyword = [i for i in found if allowed is None or i in allowed]
+            exact = len(found) < depth * 2 and len(keyword) <= depth
+            keyword = keyword[:depth]
+            # A named template group's members all answer to its name.
+            named = self.templates.named_members(parsed.words + " ".join(parsed.phrases).split())
+            named = [i for i in named if allowed is None or i in allowed][:depth]
+            if named:
+                keyword = [meme_id for meme_id, _ in rrf_fuse([keyword, named])]
         if mode in ("vector", "hybrid"):
             query_vector = self._embed_query(parsed.text)
             vector = self.vectors.search(query_vector, depth, allowed)
             floor = self.embedder.relevance_floor
+            # A full candidate list whose last entry is still relevant may have more behind it.
+            if len(vector) >= depth and (floor is None or vector[-1][1] >= floor):
+                exact = False
             if floor is not None:
+                # Below the floor a meme is not about the query at all: nonsense finds nothing.
                 vector = [(meme_id, score) for meme_id, score in vector if score >= floor]
         if mode == "keyword":
-            return [(meme_id, 1.0 / (RRF_K + rank)) for rank, meme_id in enumerate(keyword, start=1)]
+            return [(meme_id, 1.0 / (RRF_K + rank)) for rank, meme_id in enumerate(keyword, start=1)], exact
         if mode == "vector":
-            return vector
-        return rrf_fuse([keyword, [meme_id for meme_id, _ in vector]])
+            return vector, exact
+        return rrf_fuse([keyword, [meme_id for meme_id, _ in vector]]), exact
 
     def similar(self, meme_id: int, limit: int = 12) -> list[tuple[int, float]]:
-        """Nearest memes by stored embedding (the meme itself excluded)."""
+        """Memes made from the same picture first (score 1.0), then the nearest by stored
+        embedding (the meme itself excluded)."""
+        same = [(i, 1.0) for i in self.templates.siblings([meme_id]).get(meme_id, [])][:limit]
         vector = self.vectors.vector_of(meme_id)
-        if vector is None:
-            return []
-        hits = self.vectors.search(vector, limit + 1)
-        return [(i, s) for i, s in hits if i != meme_id][:limit]
+        if vector is None or len(same) >= limit:
+            return same
+        taken = {meme_id} | {i for i, _ in same}
+        hits = self.vectors.search(vector, limit + len(taken))
+        return same + [(i, s) for i, s in hits if i not in taken][: limit - len(same)]

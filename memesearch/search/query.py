@@ -3,7 +3,8 @@
     drake "no thanks" tag:reaction folder:work format:gif is:described
 
 Filters: ``tag:NAME``, ``folder:NAME``, ``format:EXT``, ``is:described`` /
-``is:undescribed``. Values may be quoted (``tag:"hot take"``). Anything that is
+``is:undescribed``, ``template:GROUP_ID`` (a template group's memes), ``same:MEME_ID``
+(memes made from the same picture as that meme). Values may be quoted (``tag:"hot take"``). Anything that is
 not a recognised filter is searched as text, so typing ``re:zero`` just works.
 """
 
@@ -12,10 +13,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from memesearch.errors import InvalidInputError
 from memesearch.store.models import Filters
 
 _TOKEN = re.compile(r'(?P<key>[A-Za-z]+):(?:"(?P<qvalue>[^"]*)"?|(?P<value>\S+))|"(?P<phrase>[^"]*)"?|(?P<word>\S+)')
-_FILTER_KEYS = {"tag", "folder", "format", "is"}
+_FILTER_KEYS = {"tag", "folder", "format", "is", "template", "same"}
+#: Filter values one query may hold: each becomes a clause, and SQLite refuses very deep expressions.
+MAX_FILTERS = 100
 
 
 @dataclass
@@ -48,6 +52,11 @@ def parse_query(query: str) -> ParsedQuery:
                 parsed.phrases.append(" ".join(match.group("phrase").split()))
         else:
             parsed.words.append(match.group("word"))
+    filters = parsed.filters
+    count = sum(map(len, (filters.tags, filters.folders, filters.formats, filters.templates, filters.same)))
+    if count > MAX_FILTERS:
+        raise InvalidInputError(f"the query has {count} tag:, folder:, format:, template: and same: filters; "
+                                f"at most {MAX_FILTERS} are accepted")
     return parsed
 
 
@@ -61,6 +70,8 @@ def _apply_filter(filters: Filters, key: str, value: str) -> bool:
         filters.formats.append(value.lower().lstrip("."))
     elif key == "is" and value.lower() in ("described", "undescribed"):
         filters.described = value.lower() == "described"
+    elif key in ("template", "same") and value.isascii() and value.isdigit() and len(value) <= 18:
+        (filters.templates if key == "template" else filters.same).append(int(value))
     else:
         return False
     return True

@@ -1,5 +1,8 @@
 """The ML service's HTTP API (FastAPI; OpenAPI at /openapi.json, docs at /docs).
 
+With ``MEMESEARCH_ML_TOKEN`` set, every route but ``/healthz`` - the schema and docs
+pages included - needs ``Authorization: Bearer <token>``.
+
 Images travel as uploaded bytes, never as paths: the service reads no file a
 client names, so it cannot be used to read the host's files. Status codes:
 422 unusable input (corrupt image, too many texts), 404 unknown model, 413 body
@@ -20,8 +23,12 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import AfterValidator, BaseModel, Field
 
 from memesearch import __version__
 from memesearch.config import Settings
@@ -30,6 +37,7 @@ from memesearch.ml.base import CaptionRequest
 from memesearch.service.images import decode_upload
 from memesearch.service.limits import BodyLimitMiddleware, Busy, InferenceRunner
 from memesearch.service.pool import OCR_ENGINE_NAME, ModelPool
+from memesearch.unicode_input import Utf8UrlMiddleware, reject_surrogates
 
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 20_000
@@ -54,9 +62,13 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status,
 )}
 
 
+# Text that UTF-8 cannot encode (lone surrogates from JSON escapes) is a 422, not a tokenizer crash.
+CleanStr = Annotated[str, AfterValidator(reject_surrogates)]
+
+
 class EmbedBody(BaseModel):
-    texts: list[str] = Field(max_length=MAX_TEXTS, description="Texts to embed (at most 256).")
-    model: str | None = Field(default=None, description="Embedder name; default: the service's embed_model.")
+    texts: list[CleanStr] = Field(max_length=MAX_TEXTS, description="Texts to embed (at most 256).")
+    model: CleanStr | None = Field(default=None, description="Embedder name; default: the service's embed_model.")
     mode: str = Field(default="passage", pattern="^(passage|query)$", description="query: search-query prefixing.")
 
 
@@ -73,24 +85,45 @@ def create_app(settings: Settings) -> FastAPI:
         sweeper.cancel()
         runner.shutdown()
 
+    # With a token, the schema and docs pages are served only to holders of it (routes below).
+    public_docs = not settings.ml_token
     app = FastAPI(title="memesearch ML service", version=__version__, lifespan=lifespan,
                   description="OCR, image descriptions and text embeddings for memesearch.",
-                  responses=ERROR_RESPONSES)
+                  responses=ERROR_RESPONSES, openapi_url="/openapi.json" if public_docs else None,
+                  docs_url="/docs" if public_docs else None, redoc_url="/redoc" if public_docs else None)
     app.state.pool = pool
     app.state.runner = runner
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.ml_max_upload_mb * 1e6))
+    app.add_middleware(Utf8UrlMiddleware, body_of=lambda message: {"detail": message})
 
     def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        """Only ``Authorization: Bearer <token>``: a bare token or another scheme is refused."""
         if not settings.ml_token:
             return
-        supplied = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(supplied.encode(), settings.ml_token.encode()):
-            raise HTTPException(401, "missing or wrong token (Authorization: Bearer $MEMESEARCH_ML_TOKEN)")
+        scheme, _, supplied = (authorization or "").partition(" ")
+        right = hmac.compare_digest(supplied.strip().encode(), settings.ml_token.encode())
+        if scheme.lower() != "bearer" or not right:
+            raise HTTPException(401, "missing or wrong token (Authorization: Bearer $MEMESEARCH_ML_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(MemeSearchError)
     async def _memesearch_error(request: Request, exc: MemeSearchError) -> JSONResponse:
         status = 500 if exc.status >= 500 else exc.status
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers a body it cannot decode (not UTF-8, not JSON) with a bare 400; it is unusable input.
+        if exc.status_code == 400:
+            return JSONResponse({"detail": "the request body is not valid JSON in UTF-8"}, status_code=422)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each bad input back; text that is not valid Unicode cannot be
+        # encoded as JSON, so the answer keeps where and why, not the input itself.
+        errors = [{key: error[key] for key in ("type", "loc", "msg") if key in error} for error in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     @app.exception_handler(Busy)
     async def _busy(request: Request, exc: Busy) -> JSONResponse:
@@ -101,6 +134,19 @@ def create_app(settings: Settings) -> FastAPI:
         return await upload.read()
 
     guarded = [Depends(check_token)]
+
+    if not public_docs:
+        @app.get("/openapi.json", dependencies=guarded, include_in_schema=False)
+        def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", dependencies=guarded, include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+        @app.get("/redoc", dependencies=guarded, include_in_schema=False)
+        def redoc() -> HTMLResponse:
+            return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
     @app.get("/healthz", summary="Liveness: always 200 while the process serves requests.")
     def healthz() -> dict:

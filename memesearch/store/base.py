@@ -35,22 +35,33 @@ class Store(Protocol):
     def integrity_ok(self) -> bool: ...
 
     # -- folders -------------------------------------------------------------------
-    def add_folder(self, path: str) -> Folder: """Idempotent: the same path gives the same folder."""
+    # Folders are a set of roots (they may nest); a meme belongs to the innermost root containing
+    # its path (``memesearch.store.roots``), and a path is one meme however many roots reach it.
+    def add_folder(self, path: str) -> Folder:
+        """Idempotent: the same path gives the same folder. Known memes under it now belong to it."""
     def folder_by_path(self, path: str) -> Folder | None: ...
     def list_folders(self) -> list[Folder]: ...
-    def remove_folder(self, folder_id: int) -> None: """Its memes become 'missing' (kept until pruned)."""
+    def remove_folder(self, folder_id: int) -> None:
+        """Its memes go to the next outer root; the rest become 'missing' with no folder, keeping
+        their texts and tags, until a root reaches them again."""
     def set_folder_auto_scan(self, folder_id: int, minutes: int) -> None: ...
     def folder_meme_counts(self) -> dict[int, int]: ...
     def record_scan(self, folder_id: int, summary: dict) -> None: ...
 
     # -- memes: files (the scanner) ------------------------------------------------
     def files_in_folder(self, folder_id: int) -> dict[str, Mapping]: """path -> id, path, size, mtime, status, sha256."""
+    def files_under(self, root: str) -> dict[str, Mapping]:
+        """path -> id, path, folder_id, size, mtime, status, sha256, error of every meme at or under
+        ``root``, whatever its folder or status (the scanner's view of one root)."""
+    def set_folder(self, meme_ids: Iterable[int], folder_id: int) -> None: ...
     def memes_with_sha(self, sha256: str) -> list[Mapping]: ...
     def phashes(self) -> list[tuple[int, str]]: ...
-    def insert_file(self, record: FileRecord) -> int: """Shares OCR with a same-bytes original; applies pending imports."""
+    def insert_file(self, record: FileRecord) -> int: """Shares OCR with a same-bytes original; applies its pending import."""
     def update_file(self, meme_id: int, record: FileRecord, *, content_changed: bool) -> None: ...
     def set_status(self, meme_ids: Iterable[int], status: str) -> None: ...
-    def prune_missing(self) -> int: ...
+    def missing_files(self) -> list[Mapping]: """id, path, folder_id of every 'missing' meme."""
+    def delete_memes(self, meme_ids: Iterable[int]) -> int:
+        """Forget memes with their texts, tags and vectors; only ``prune`` calls it, for files that are gone."""
 
     # -- memes: reading ------------------------------------------------------------
     def get_meme(self, meme_id: int) -> Meme: """NotFoundError if unknown."""
@@ -102,9 +113,13 @@ class Store(Protocol):
     def filter_ids(self, filters: Filters) -> set[int]: ...
 
     # -- import / export ---------------------------------------------------------------
-    def put_pending_import(self, sha256: str, payload: dict) -> None: ...
-    def pending_imports(self) -> dict[str, dict]: ...
-    def apply_import(self, meme_ids: list[int], record: dict) -> None: """Merge an export record (never overwrites)."""
+    # Matching records to memes is store-neutral (memesearch.store.transfer); insert_file applies
+    # a waiting record to the meme of its file (transfer.pending_for_new_meme).
+    def memes_at_paths(self, paths: list[str]) -> dict[str, int]: """path -> id of those that are memes."""
+    def pending_records(self) -> list[tuple[int, dict]]: """(row id, record) waiting for their files."""
+    def apply_import(self, applied: list[tuple[int, dict]], resolved: list[int], waiting: list[dict]) -> None:
+        """One transaction: merge (meme id, record) pairs (never overwrites), drop resolved pending
+        rows, store records that wait for their files."""
 
     # -- bulk runs and leases (memesearch.jobs) -----------------------------------------
     def create_run(self, kind: str, model: str | None, params: dict) -> int: ...

@@ -25,7 +25,7 @@ _ORDER = ["folders", "memes", "descriptions", "tags", "meme_tags", "vectors", "s
           "runs", "run_items"]
 # Derived or bookkeeping tables: rebuilt on the target, never copied.
 _SKIP = {"meta", "meme_search", "schema_version"}
-_IDENTITY_TABLES = ("folders", "memes", "tags", "runs")
+_IDENTITY_TABLES = ("folders", "memes", "tags", "runs", "pending_imports")
 _PG_KINDS = {"bigint": "int8", "integer": "int4", "smallint": "int4", "double precision": "float8", "real": "float8"}
 _BATCH = 5000
 
@@ -123,7 +123,7 @@ def _rebuild_search(conn, progress: Progress) -> None:
     total = conn.execute("SELECT COUNT(*) AS n FROM memes").fetchone()["n"]
     cursor = conn.cursor(name="memesearch_copy_texts")  # server-side: 1M texts never sit in memory at once
     cursor.execute(
-        "SELECT m.id, m.user_description, m.ocr_text, "
+        "SELECT m.id, m.user_description, m.ocr_text, m.path, "
         "COALESCE((SELECT string_agg(t.name, ' ' ORDER BY t.name) FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id "
         "WHERE mt.meme_id = m.id), '') AS tags, "
         "COALESCE((SELECT string_agg(d.text, ' \n' ORDER BY d.model_id) FROM descriptions d WHERE d.meme_id = m.id), '') "
@@ -135,7 +135,7 @@ def _rebuild_search(conn, progress: Progress) -> None:
         with conn.cursor().copy("COPY meme_search (meme_id, doc, folded) FROM STDIN") as copy:
             for row in batch:
                 copy.write_row(postgres_text.search_row(
-                    row["id"], row["user_description"], row["tags"], row["descriptions"], row["ocr_text"]))
+                    row["id"], row["user_description"], row["tags"], row["descriptions"], row["ocr_text"], row["path"]))
         done += len(batch)
         progress("search", done, total)
     cursor.close()

@@ -92,6 +92,11 @@ class Filters:
     formats: list[str] = field(default_factory=list)
     described: bool | None = None
     include_missing: bool = False
+    #: ``template:GROUP_ID``: members of these template groups (every one of them).
+    templates: list[int] = field(default_factory=list)
+    #: ``same:MEME_ID``: memes sharing these memes' templates (the memes themselves included).
+    same: list[int] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (self.tags or self.folders or self.formats or self.described is not None)
+        return not (self.tags or self.folders or self.formats or self.described is not None
+                    or self.templates or self.same)

@@ -20,12 +20,13 @@ from contextlib import contextmanager
 import numpy as np
 
 from memesearch.errors import ConfigError, InvalidInputError, NotFoundError, SchemaTooNewError, require
-from memesearch.store import postgres_text
+from memesearch.store import postgres_text, roots
 from memesearch.store.care import LibraryCareMixin
 from memesearch.store.postgres_runs import PostgresRunsMixin
 from memesearch.store.postgres_vectors import VectorMethods, bump_vectors_version
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_postgres import MIGRATIONS, SCHEMA_VERSION
+from memesearch.store.transfer import pending_columns, pending_for_new_meme, relative_keys
 from memesearch.text import clean_tag as _clean_tag, clean_text
 
 _MEME_COLUMNS = (
@@ -91,6 +92,10 @@ class PostgresStore(VectorMethods, PostgresRunsMixin, LibraryCareMixin):
                 )
             for version in range(current, SCHEMA_VERSION):
                 conn.execute(MIGRATIONS[version])
+                flag = conn.execute("SELECT value FROM meta WHERE key = 'search_rebuild'").fetchone()
+                if flag and flag["value"] == "1":
+                    postgres_text.rebuild_all(conn)
+                    conn.execute("DELETE FROM meta WHERE key = 'search_rebuild'")
                 conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
             return SCHEMA_VERSION - current
 
@@ -124,9 +129,16 @@ class PostgresStore(VectorMethods, PostgresRunsMixin, LibraryCareMixin):
 
     # -- folders ------------------------------------------------------------------
     def add_folder(self, path: str) -> Folder:
+        """Idempotent. Known memes under ``path`` (an outer root's, or a removed folder's) now belong
+        to it; a removed folder's memes become present again when the next scan sees their files."""
         with self.write() as conn:
             conn.execute("INSERT INTO folders (path, added_at) VALUES (%s, %s) ON CONFLICT (path) DO NOTHING",
                          (path, time.time()))
+            folders = [_folder(row) for row in conn.execute("SELECT * FROM folders").fetchall()]
+            added = next(folder for folder in folders if folder.path == path)
+            claimed = roots.reassignments(_rows_under(conn, path), folders).get(added.id, [])
+            if claimed:
+                conn.execute("UPDATE memes SET folder_id = %s WHERE id = ANY(%s)", (added.id, claimed))
         return self.folder_by_path(path)  # type: ignore[return-value]
 
     def folder_by_path(self, path: str) -> Folder | None:
@@ -137,11 +149,19 @@ class PostgresStore(VectorMethods, PostgresRunsMixin, LibraryCareMixin):
         return [_folder(row) for row in self.query("SELECT * FROM folders ORDER BY path")]
 
     def remove_folder(self, folder_id: int) -> None:
-        """Forget a folder; its memes stay (marked missing) until pruned, so nothing is lost by accident."""
+        """Forget a root. Its memes go to the next outer root that reaches them; the others leave the
+        library (status 'missing', no folder) with their texts and tags, until a root reaches them again."""
         with self.write() as conn:
-            conn.execute("UPDATE memes SET status = 'missing', folder_id = NULL WHERE folder_id = %s", (folder_id,))
-            bump_vectors_version(conn)
+            rows = conn.execute("SELECT id, path FROM memes WHERE folder_id = %s", (folder_id,)).fetchall()
             conn.execute("DELETE FROM folders WHERE id = %s", (folder_id,))
+            remaining = [_folder(row) for row in conn.execute("SELECT * FROM folders").fetchall()]
+            for target, ids in roots.reassignments(rows, remaining).items():
+                if target is None:
+                    conn.execute("UPDATE memes SET status = 'missing', folder_id = NULL, updated_at = %s "
+                                 "WHERE id = ANY(%s)", (time.time(), ids))
+                else:
+                    conn.execute("UPDATE memes SET folder_id = %s WHERE id = ANY(%s)", (target, ids))
+            bump_vectors_version(conn)
 
     def set_folder_auto_scan(self, folder_id: int, minutes: int) -> None:
         """How often a folder is rescanned automatically (0 = never)."""
@@ -168,6 +188,15 @@ class PostgresStore(VectorMethods, PostgresRunsMixin, LibraryCareMixin):
                          (time.time(), json.dumps(summary), folder_id))
 
     # -- memes: files -------------------------------------------------------------
+    def files_under(self, root: str) -> dict[str, dict]:
+        """Every meme at or under ``root`` whatever its folder or status (see ``base.Store``)."""
+        with self._lock:
+            return {row["path"]: row for row in _rows_under(self._live(), root)}
+
+    def set_folder(self, meme_ids: Iterable[int], folder_id: int) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE memes SET folder_id = %s WHERE id = ANY(%s)", (folder_id, list(meme_ids)))
+
     def files_in_folder(self, folder_id: int) -> dict[str, dict]:
         rows = self.query("SELECT id, path, size, mtime, status, sha256 FROM memes WHERE folder_id = %s", (folder_id,))
         return {row["path"]: row for row in rows}
@@ -192,16 +221,14 @@ class PostgresStore(VectorMethods, PostgresRunsMixin, LibraryCareMixin):
             if original and original["ocr_engine"]:
                 # Same bytes as a meme we already read: share its OCR instead of recomputing.
                 _set_stage(conn, meme_id, "ocr", "done")
-            if record.sha256:
-                pending = conn.execute("SELECT payload FROM pending_imports WHERE sha256 = %s", (record.sha256,)).fetchone()
-                if pending:
-                    postgres_text.apply_payload(conn, meme_id, json.loads(pending["payload"]))
+            self._claim_pending_import(conn, meme_id, record)
             postgres_text.reindex(conn, meme_id)
             return meme_id
 
     def update_file(self, meme_id: int, record: FileRecord, *, content_changed: bool) -> None:
         """Refresh what the scanner saw. Changed content drops machine-made text, keeps the user's."""
         with self.write() as conn:
+            before = conn.execute("SELECT path FROM memes WHERE id = %s", (meme_id,)).fetchone()
             assignments = ", ".join(f"{f} = %s" for f in _FILE_FIELDS)
             conn.execute(f"UPDATE memes SET path = %s, {assignments}, updated_at = %s WHERE id = %s",
                          (record.path, *(getattr(record, f) for f in _FILE_FIELDS), time.time(), meme_id))
@@ -211,6 +238,8 @@ class PostgresStore(VectorMethods, PostgresRunsMixin, LibraryCareMixin):
                 conn.execute("DELETE FROM descriptions WHERE meme_id = %s", (meme_id,))
                 conn.execute("DELETE FROM stages WHERE meme_id = %s", (meme_id,))
                 postgres_text.reindex(conn, meme_id)
+            elif before is not None and before["path"] != record.path:
+                postgres_text.reindex(conn, meme_id, queue_embed=False)  # moved or renamed: new file-name words
 
     def set_status(self, meme_ids: Iterable[int], status: str) -> None:
         ids = list(meme_ids)
@@ -218,9 +247,14 @@ class PostgresStore(VectorMethods, PostgresRunsMixin, LibraryCareMixin):
             conn.execute("UPDATE memes SET status = %s, updated_at = %s WHERE id = ANY(%s)", (status, time.time(), ids))
             bump_vectors_version(conn)
 
-    def prune_missing(self) -> int:
+    def missing_files(self) -> list[dict]:
+        return self.query("SELECT id, path, folder_id FROM memes WHERE status = 'missing' ORDER BY id")
+
+    def delete_memes(self, meme_ids: Iterable[int]) -> int:
+        """Forget memes with their texts, tags and vectors (``prune``, for files that are gone)."""
+        ids = [i for i in meme_ids if _INT64_MIN <= i <= _INT64_MAX]
         with self.write() as conn:
-            count = conn.execute("DELETE FROM memes WHERE status = 'missing'").rowcount
+            count = conn.execute("DELETE FROM memes WHERE id = ANY(%s)", (ids,)).rowcount
             if count:
                 bump_vectors_version(conn)
         return count
@@ -364,22 +398,55 @@ class PostgresStore(VectorMethods, PostgresRunsMixin, LibraryCareMixin):
             return postgres_text.filter_ids(self._live(), filters)
 
     # -- import / export -----------------------------------------------------------
-    def put_pending_import(self, sha256: str, payload: dict) -> None:
-        with self.write() as conn:
-            conn.execute("INSERT INTO pending_imports (sha256, payload) VALUES (%s, %s) "
-                         "ON CONFLICT (sha256) DO UPDATE SET payload = excluded.payload", (sha256, json.dumps(payload)))
+    def memes_at_paths(self, paths: list[str]) -> dict[str, int]:
+        """path -> meme id for those of ``paths`` that are memes (any status)."""
+        unique = list(dict.fromkeys(paths))
+        if not unique:
+            return {}
+        return {row["path"]: row["id"] for row in self.query("SELECT path, id FROM memes WHERE path = ANY(%s)", (unique,))}
 
-    def pending_imports(self) -> dict[str, dict]:
-        return {row["sha256"]: json.loads(row["payload"]) for row in self.query("SELECT sha256, payload FROM pending_imports")}
+    def pending_records(self) -> list[tuple[int, dict]]:
+        """(row id, record) of every import record still waiting for its file, oldest first."""
+        return [(row["id"], json.loads(row["payload"])) for row in self.query("SELECT id, payload FROM pending_imports ORDER BY id")]
 
-    def apply_import(self, meme_ids: list[int], record: dict) -> None:
-        """Merge one export record into each meme (see ``transfer``), in one transaction."""
+    def apply_import(self, applied: list[tuple[int, dict]], resolved: list[int], waiting: list[dict]) -> None:
+        """One import, in one transaction (see SqliteStore.apply_import)."""
         with self.write() as conn:
-            for meme_id in meme_ids:
+            for meme_id, record in applied:
                 postgres_text.apply_payload(conn, meme_id, record)
+            if resolved:
+                conn.execute("DELETE FROM pending_imports WHERE id = ANY(%s)", (resolved,))
+            if waiting:
+                conn.cursor().executemany(
+                    "INSERT INTO pending_imports (path, folder_name, relative, sha256, payload) VALUES (%s, %s, %s, %s, %s)",
+                    [(*pending_columns(r), json.dumps(r)) for r in waiting],
+                )
+
+    def _claim_pending_import(self, conn, meme_id: int, record: FileRecord) -> None:
+        """Hook of insert_file: a waiting import record of this file is applied to its new meme."""
+        folder_paths = [row["path"] for row in conn.execute("SELECT path FROM folders")]
+        relatives = [relative for _, relative in relative_keys(record.path, folder_paths)]
+        rows = conn.execute(
+            "SELECT id, path, folder_name, relative, sha256, payload FROM pending_imports "
+            "WHERE path = %s OR sha256 = %s OR relative = ANY(%s::text[]) ORDER BY id", (record.path, record.sha256, relatives),
+        ).fetchall()
+        if not rows:
+            return
+        same_bytes = conn.execute("SELECT COUNT(*) AS n FROM memes WHERE sha256 = %s", (record.sha256,)).fetchone()["n"]
+        chosen = pending_for_new_meme(record.path, record.sha256, folder_paths, same_bytes, rows)
+        if chosen is not None:
+            postgres_text.apply_payload(conn, meme_id, json.loads(chosen["payload"]), fresh=True)
+            conn.execute("DELETE FROM pending_imports WHERE id = %s", (chosen["id"],))
 
 
 # -- module helpers -----------------------------------------------------------------
+def _rows_under(conn, root: str) -> list[dict]:
+    prefix = roots.path_prefix(root)
+    return conn.execute(
+        "SELECT id, path, folder_id, size, mtime, status, sha256, error FROM memes "
+        "WHERE path = %s OR left(path, %s) = %s", (root, len(prefix), prefix)).fetchall()
+
+
 def _folder(row: dict) -> Folder:
     return Folder(id=row["id"], path=row["path"], added_at=row["added_at"], auto_scan_minutes=row["auto_scan_minutes"],
                   last_scan_at=row["last_scan_at"],

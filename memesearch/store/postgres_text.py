@@ -4,7 +4,8 @@ The ranking rules are those of ``sqlite_text`` (read its docstring): the whole
 query as one phrase first, then space-less substring hits (for queries long
 enough to be specific), then memes with every word, then memes with any word;
 substring and any-word matching run only when word matching found nothing. The
-user's own text weighs most, then tags, then generated descriptions, then OCR.
+user's own text weighs most, then tags, then generated descriptions, then OCR
+and the file name's words.
 
 Words are cut and folded in Python, not by a PostgreSQL text search config:
 ``fold`` (NFKC, casefold, no combining marks) followed by splitting on
@@ -30,11 +31,13 @@ import re
 import time
 
 from memesearch.store.models import Filters
-from memesearch.text import fold, spaceless
+from memesearch.text import filename_words, fold, spaceless
 
-# ts_rank weights in {D, C, B, A} order: OCR 1, descriptions 2, tags 3, user text 4
-# (the BM25 column weights of the SQLite store, scaled to ts_rank's 0..1 range).
-_RANK_WEIGHTS = "'{0.25, 0.5, 0.75, 1.0}'"
+# ts_rank weights in {D, C, B, A} order: file name words 0.1, OCR 0.33, descriptions 0.66,
+# user text and tags 1.0. tsvector has only four weight classes, so the user's text and tags
+# share A; the order is the SQLite store's BM25 column order (user, tags > descriptions >
+# OCR > file name).
+_RANK_WEIGHTS = "'{0.1, 0.33, 0.66, 1.0}'"
 # Normalisation 1: divide by 1 + log(length), so short precise texts beat long ones (like BM25).
 _RANK = f"ts_rank({_RANK_WEIGHTS}, s.doc, q.query, 1)"
 _MIN_TRIGRAM_CHARS = 6
@@ -58,11 +61,12 @@ def _lexeme(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def document(user_text: str, tags: str, descriptions: str, ocr_text: str) -> str:
-    """A tsvector literal of the four fields, weighted A-D; a gap keeps phrases inside one field."""
+def document(user_text: str, tags: str, descriptions: str, ocr_text: str, filename: str = "") -> str:
+    """A tsvector literal of the fields, weighted A-D (see _RANK_WEIGHTS); a gap keeps phrases
+    inside one field."""
     entries: list[str] = []
     position = 1
-    for text, weight in ((user_text, "A"), (tags, "B"), (descriptions, "C"), (ocr_text, "D")):
+    for text, weight in ((user_text, "A"), (tags, "A"), (descriptions, "B"), (ocr_text, "C"), (filename, "D")):
         for word in words(text):
             entries.append(f"{_lexeme(word)}:{min(position, 16383)}{weight}")
             position += 1
@@ -90,7 +94,7 @@ def _common_words(conn) -> set[str]:
 
 def reindex(conn, meme_id: int, *, queue_embed: bool = True) -> None:
     """Rewrite the search row of one meme from its current fields and queue re-embedding."""
-    row = conn.execute("SELECT user_description, ocr_text FROM memes WHERE id = %s", (meme_id,)).fetchone()
+    row = conn.execute("SELECT user_description, ocr_text, path FROM memes WHERE id = %s", (meme_id,)).fetchone()
     if row is None:
         return
     descriptions = " \n".join(
@@ -102,7 +106,7 @@ def reindex(conn, meme_id: int, *, queue_embed: bool = True) -> None:
             (meme_id,),
         )
     )
-    write_rows(conn, [(meme_id, row["user_description"], tags, descriptions, row["ocr_text"])])
+    write_rows(conn, [(meme_id, row["user_description"], tags, descriptions, row["ocr_text"], row["path"])])
     if queue_embed:
         # The embedding input may have changed; the pipeline compares text hashes before recomputing.
         conn.execute(
@@ -112,13 +116,23 @@ def reindex(conn, meme_id: int, *, queue_embed: bool = True) -> None:
         )
 
 
-def search_row(meme_id: int, user_text: str, tags: str, descriptions: str, ocr_text: str) -> tuple[int, str, str]:
+def search_row(meme_id: int, user_text: str, tags: str, descriptions: str, ocr_text: str,
+               path: str = "") -> tuple[int, str, str]:
     """(meme_id, tsvector literal, folded space-less text): one row of ``meme_search``."""
-    return meme_id, document(user_text, tags, descriptions, ocr_text), spaceless(" ".join((user_text, descriptions, ocr_text)))
+    doc = document(user_text, tags, descriptions, ocr_text, filename_words(path))
+    return meme_id, doc, spaceless(" ".join((user_text, descriptions, ocr_text)))
 
 
-def write_rows(conn, rows: list[tuple[int, str, str, str, str]]) -> None:
-    """Upsert search rows from (meme_id, user_text, tags, descriptions, ocr_text)."""
+def rebuild_all(conn) -> int:
+    """Rewrite the search row of every meme (after a schema change); embeddings are untouched."""
+    ids = [row["id"] for row in conn.execute("SELECT id FROM memes ORDER BY id")]
+    for meme_id in ids:
+        reindex(conn, meme_id, queue_embed=False)
+    return len(ids)
+
+
+def write_rows(conn, rows: list[tuple]) -> None:
+    """Upsert search rows from (meme_id, user_text, tags, descriptions, ocr_text[, path])."""
     conn.cursor().executemany(
         "INSERT INTO meme_search (meme_id, doc, folded) VALUES (%s, %s::tsvector, %s) "
         "ON CONFLICT (meme_id) DO UPDATE SET doc = excluded.doc, folded = excluded.folded",
@@ -206,27 +220,25 @@ def filter_ids(conn, filters: Filters) -> set[int]:
     return {row["id"] for row in conn.execute(f"SELECT m.id FROM memes m WHERE {where}", params)}
 
 
-def apply_payload(conn, meme_id: int, record: dict) -> None:
-    """Fill empty texts, add descriptions and tags from an export record (same rules as the SQLite store)."""
-    conn.execute(
-        "UPDATE memes SET user_description = CASE WHEN user_description = '' THEN %s ELSE user_description END, "
-        "ocr_text = CASE WHEN ocr_engine IS NULL THEN %s ELSE ocr_text END, "
-        "ocr_engine = COALESCE(ocr_engine, %s) WHERE id = %s",
-        (record.get("user_description", ""), record.get("ocr_text", ""), record.get("ocr_engine"), meme_id),
-    )
+def apply_payload(conn, meme_id: int, record: dict, *, fresh: bool = False) -> None:
+    """Merge an export record into a meme (same rules as ``sqlite_text.apply_payload``)."""
+    conn.execute("UPDATE memes SET user_description = %s WHERE id = %s AND user_description = ''",
+                 (record.get("user_description") or "", meme_id))
     if record.get("ocr_engine"):
+        conn.execute("UPDATE memes SET ocr_text = %s, ocr_engine = %s WHERE id = %s" + ("" if fresh else " AND ocr_engine IS NULL"),
+                     (record.get("ocr_text") or "", record["ocr_engine"], meme_id))
         conn.execute("INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (%s, 'ocr', 'done', %s) "
                      "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done'", (meme_id, time.time()))
     for d in record.get("descriptions", []):
         conn.execute(
             "INSERT INTO descriptions (meme_id, model_id, text, backend, dtype, revision, ms, created_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (meme_id, d["model_id"], d["text"], d.get("backend", ""), d.get("dtype", ""), d.get("revision", ""),
+            (meme_id, d["model_id"], d["text"], d.get("backend") or "", d.get("dtype") or "", d.get("revision") or "",
              d.get("ms"), d.get("created_at") or time.time()),
         )
     for name in record.get("tags", []):
         conn.execute("INSERT INTO tags (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
         conn.execute("INSERT INTO meme_tags (meme_id, tag_id) SELECT %s, id FROM tags WHERE lower(name) = lower(%s) "
                      "ON CONFLICT DO NOTHING", (meme_id, name))
-    conn.execute("DELETE FROM pending_imports WHERE sha256 = (SELECT sha256 FROM memes WHERE id = %s)", (meme_id,))
-    reindex(conn, meme_id)
+    if not fresh:  # insert_file reindexes the new meme itself
+        reindex(conn, meme_id)

@@ -140,7 +140,59 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX run_items_status ON run_items(status, lease_until);
     """,
-    # 3: library care: tag colours, and paths removed from the library by the user (a rescan
+    # 3: template groups (memesearch/templates): each meme's picture features and the
+    # group of memes sharing its picture; OCR caption boxes, which the features mask.
+    """
+    ALTER TABLE memes ADD COLUMN ocr_boxes TEXT;
+    CREATE TABLE template_groups (
+        id INTEGER PRIMARY KEY,
+        name TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE template_features (
+        meme_id INTEGER PRIMARY KEY REFERENCES memes(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        points BLOB NOT NULL,
+        descriptors BLOB NOT NULL,
+        group_id INTEGER REFERENCES template_groups(id) ON DELETE SET NULL,
+        grouped INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX template_features_group ON template_features(group_id);
+    CREATE INDEX template_features_grouped ON template_features(grouped);
+    """,
+    # 4: pending import records keyed by path (registered folder's name + relative path, and the
+    # absolute path), with the content hash only to follow moved files. One row per record, so
+    # byte-identical files keep their own records; old hash-keyed rows become hash-only records.
+    """
+    ALTER TABLE pending_imports RENAME TO pending_imports_v1;
+    CREATE TABLE pending_imports (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL DEFAULT '',
+        folder_name TEXT NOT NULL DEFAULT '',
+        relative TEXT NOT NULL DEFAULT '',
+        sha256 TEXT,
+        payload TEXT NOT NULL
+    );
+    INSERT INTO pending_imports (sha256, payload) SELECT sha256, payload FROM pending_imports_v1;
+    DROP TABLE pending_imports_v1;
+    CREATE INDEX pending_imports_path ON pending_imports(path);
+    CREATE INDEX pending_imports_relative ON pending_imports(relative);
+    CREATE INDEX pending_imports_sha256 ON pending_imports(sha256);
+    """,
+    # 5: file names are searchable words (a low-weight fifth column). FTS5 tables cannot
+    # gain a column, so the index is recreated; the store refills it (SqliteStore._migrate,
+    # "search_rebuild") because splitting names into words is Python (text.filename_words).
+    """
+    DROP TABLE meme_fts;
+    CREATE VIRTUAL TABLE meme_fts USING fts5(
+        user_text, description, ocr_text, tags, filename,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT INTO meta (key, value) VALUES ('search_rebuild', '1')
+        ON CONFLICT (key) DO UPDATE SET value = '1';
+    """,
+    # 6: library care: tag colours, and paths removed from the library by the user (a rescan
     # skips them; the file itself is never touched).
     """
     ALTER TABLE tags ADD COLUMN color TEXT;

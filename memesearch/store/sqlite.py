@@ -10,21 +10,26 @@ inside the thread's own write transaction uses the writer so it sees its changes
 
 from __future__ import annotations
 
+import atexit
 import json
 import sqlite3
+import weakref
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 from memesearch.errors import DiskFullError, InvalidInputError, NotFoundError, SchemaTooNewError
-from memesearch.store import sqlite_text
+from memesearch.readonly import database_read_only, read_only_error
+from memesearch.store import roots, sqlite_text
 from memesearch.store.care import LibraryCareMixin
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
+from memesearch.store.transfer import pending_columns, pending_for_new_meme, relative_keys
 from memesearch.text import clean_tag as _clean_tag, clean_text
 from memesearch.store.sqlite_runs import SqliteRunsMixin
 
@@ -33,6 +38,24 @@ _MEME_COLUMNS = (
     "error, duplicate_of, ocr_text, ocr_engine, user_description, added_at, updated_at"
 )
 _FILE_FIELDS = ("folder_id", "size", "mtime", "sha256", "phash", "width", "height", "format", "frames", "status", "error")
+
+
+# Stores still open when the interpreter exits are closed then (checkpointing the WAL), so a
+# CLI command that never calls close() still leaves a self-contained database file.
+_OPEN_STORES: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    for store in list(_OPEN_STORES):
+        # A thread stuck inside a write must not hang the exit: skip a store whose lock is held.
+        if store._lock.acquire(timeout=2):
+            try:
+                store.close()
+            except sqlite3.Error:
+                pass
+            finally:
+                store._lock.release()
 
 
 class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
@@ -48,22 +71,56 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
     def _bump_vectors(self, conn) -> None:
         _bump_vectors_version(conn)
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A read-only data dir serves every read; write() refuses with one sentence.
+        self.read_only = database_read_only(self.path) if read_only is None else read_only
+        self._uri: str | None = None
+        if self.read_only:
+            self._uri = self._read_only_uri()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._conn = self._connect(check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        if not self.read_only:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._writer_thread: int | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._migrate()
+        _OPEN_STORES.add(self)
+
+    def _read_only_uri(self) -> str:
+        """How to open the database without writing a byte into its folder.
+
+        With no WAL content (a clean shutdown checkpoints it), ``immutable=1`` reads the database
+        file alone and creates no -shm file. Leftover WAL content needs ``mode=ro``, which reads
+        the WAL (SQLite may then need to create the -shm index, which only succeeds where allowed).
+        """
+        if not self.path.is_file():
+            raise read_only_error(self.path.parent, f"create a library in it (there is no {self.path.name} yet)")
+        base = f"file:{quote(str(self.path.absolute()))}?mode=ro"
+        wal = self.path.with_name(self.path.name + "-wal")
+        has_wal = wal.is_file() and wal.stat().st_size > 0
+        candidates = (base, base + "&immutable=1") if has_wal else (base + "&immutable=1", base)
+        for uri in candidates:
+            try:
+                probe = sqlite3.connect(uri, uri=True)
+                try:
+                    probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                    return uri
+                finally:
+                    probe.close()
+            except sqlite3.OperationalError:
+                continue
+        raise read_only_error(self.path.parent, f"open {self.path.name} (SQLite cannot read it without writing)")
 
     def _connect(self, check_same_thread: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=check_same_thread, isolation_level=None)
+        target, uri = (self._uri, True) if self._uri else (self.path, False)
+        conn = sqlite3.connect(target, timeout=30, check_same_thread=check_same_thread, isolation_level=None, uri=uri)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
@@ -77,10 +134,14 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
                 f"understands up to version {SCHEMA_VERSION}",
                 hint="upgrade memesearch (pip install -U memesearch) or point --data-dir elsewhere",
             )
+        if current < SCHEMA_VERSION and self.read_only:
+            raise read_only_error(self.path.parent, f"upgrade {self.path.name} to schema version {SCHEMA_VERSION} "
+                                                     f"(it has version {current})")
         for version in range(current, SCHEMA_VERSION):
             with self.write() as conn:
                 for statement in _split_sql(MIGRATIONS[version]):
                     conn.execute(statement)
+                _rebuild_search_if_asked(conn)
                 conn.execute(f"PRAGMA user_version = {version + 1}")
 
     @property
@@ -90,6 +151,8 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; commits on success, rolls back on any error (Ctrl-C included)."""
+        if self.read_only:
+            raise read_only_error(self.path.parent)
         with self._lock:
             outer_writer, self._writer_thread = self._writer_thread, threading.get_ident()
             try:
@@ -134,20 +197,51 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
             return conn.execute(sql, tuple(params)).fetchall()
 
     def close(self) -> None:
+        """Close every connection; the writer first folds the WAL into the database file, so a
+        copy of ``memesearch.db`` alone (without ``-wal``) holds every change."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
+            _OPEN_STORES.discard(self)
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
+            if not self.read_only:
+                try:
+                    # Wait briefly, not the full busy timeout, for another process's reader to finish.
+                    self._conn.execute("PRAGMA busy_timeout=2000")
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:  # busy with another process's reader: SQLite checkpoints later
+                    pass
             self._conn.close()
+
+    def backup_to(self, target: Path) -> None:
+        """A consistent copy of the database at ``target`` (SQLite's online backup: other
+        connections keep reading and writing meanwhile)."""
+        destination = sqlite3.connect(target)
+        try:
+            with self._reading() as source:
+                # One step: the copy is one read snapshot, however busy the writer is.
+                source.backup(destination)
+        finally:
+            destination.close()
 
     def integrity_ok(self) -> bool:
         return self.query("PRAGMA integrity_check")[0][0] == "ok"
 
     # -- folders ------------------------------------------------------------------
     def add_folder(self, path: str) -> Folder:
+        """Idempotent. Known memes under ``path`` (an outer root's, or a removed folder's) now belong
+        to it; a removed folder's memes become present again when the next scan sees their files."""
         with self.write() as conn:
             conn.execute("INSERT OR IGNORE INTO folders (path, added_at) VALUES (?, ?)", (path, time.time()))
+            folders = [_folder(row) for row in conn.execute("SELECT * FROM folders")]
+            added = next(folder for folder in folders if folder.path == path)
+            claimed = roots.reassignments(_rows_under(conn, path), folders).get(added.id, [])
+            for chunk in _chunks(claimed, 500):
+                conn.execute(f"UPDATE memes SET folder_id = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                             (added.id, *chunk))
         return self.folder_by_path(path)  # type: ignore[return-value]
 
     def folder_by_path(self, path: str) -> Folder | None:
@@ -158,11 +252,21 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
         return [_folder(row) for row in self.query("SELECT * FROM folders ORDER BY path")]
 
     def remove_folder(self, folder_id: int) -> None:
-        """Forget a folder; its memes stay (marked missing) until pruned, so nothing is lost by accident."""
+        """Forget a root. Its memes go to the next outer root that reaches them; the others leave the
+        library (status 'missing', no folder) with their texts and tags, until a root reaches them again."""
         with self.write() as conn:
-            conn.execute("UPDATE memes SET status='missing', folder_id=NULL WHERE folder_id = ?", (folder_id,))
-            _bump_vectors_version(conn)
+            rows = conn.execute("SELECT id, path FROM memes WHERE folder_id = ?", (folder_id,)).fetchall()
             conn.execute("DELETE FROM folders WHERE id = ?", (folder_id,))
+            remaining = [_folder(row) for row in conn.execute("SELECT * FROM folders")]
+            for target, ids in roots.reassignments(rows, remaining).items():
+                for chunk in _chunks(ids, 500):
+                    marks = ",".join("?" * len(chunk))
+                    if target is None:
+                        conn.execute(f"UPDATE memes SET status = 'missing', folder_id = NULL, updated_at = ? "
+                                     f"WHERE id IN ({marks})", (time.time(), *chunk))
+                    else:
+                        conn.execute(f"UPDATE memes SET folder_id = ? WHERE id IN ({marks})", (target, *chunk))
+            _bump_vectors_version(conn)
 
     def set_folder_auto_scan(self, folder_id: int, minutes: int) -> None:
         """How often a folder is rescanned automatically (0 = never)."""
@@ -189,6 +293,18 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
             )
 
     # -- memes: files -------------------------------------------------------------
+    def files_under(self, root: str) -> dict[str, sqlite3.Row]:
+        """Every meme at or under ``root`` whatever its folder or status (see ``base.Store``)."""
+        with self._reading() as conn:
+            return {row["path"]: row for row in _rows_under(conn, root)}
+
+    def set_folder(self, meme_ids: Iterable[int], folder_id: int) -> None:
+        with self.write() as conn:
+            ids = list(meme_ids)
+            for chunk in _chunks(ids, 500):
+                conn.execute(f"UPDATE memes SET folder_id = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                             (folder_id, *chunk))
+
     def files_in_folder(self, folder_id: int) -> dict[str, sqlite3.Row]:
         rows = self.query("SELECT id, path, size, mtime, status, sha256 FROM memes WHERE folder_id = ?", (folder_id,))
         return {row["path"]: row for row in rows}
@@ -215,14 +331,14 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
             if original and original["ocr_engine"]:
                 # Same bytes as a meme we already read: share its OCR instead of recomputing.
                 _set_stage(conn, meme_id, "ocr", "done")
-            if record.sha256:
-                self._apply_pending_import(conn, meme_id, record.sha256)
+            self._claim_pending_import(conn, meme_id, record)
             sqlite_text.reindex(conn, meme_id)
             return meme_id
 
     def update_file(self, meme_id: int, record: FileRecord, *, content_changed: bool) -> None:
         """Refresh what the scanner saw. Changed content drops machine-made text, keeps the user's."""
         with self.write() as conn:
+            before = conn.execute("SELECT path FROM memes WHERE id = ?", (meme_id,)).fetchone()
             assignments = ", ".join(f"{f} = ?" for f in _FILE_FIELDS)
             conn.execute(
                 f"UPDATE memes SET path = ?, {assignments}, updated_at = ? WHERE id = ?",
@@ -234,6 +350,8 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
                 conn.execute("DELETE FROM descriptions WHERE meme_id = ?", (meme_id,))
                 conn.execute("DELETE FROM stages WHERE meme_id = ?", (meme_id,))
                 sqlite_text.reindex(conn, meme_id)
+            elif before is not None and before[0] != record.path:
+                sqlite_text.reindex(conn, meme_id, queue_embed=False)  # moved or renamed: new file-name words
 
     def set_status(self, meme_ids: Iterable[int], status: str) -> None:
         ids = list(meme_ids)
@@ -241,9 +359,13 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
             conn.executemany("UPDATE memes SET status = ?, updated_at = ? WHERE id = ?", [(status, time.time(), i) for i in ids])
             _bump_vectors_version(conn)  # the in-memory vector matrix holds present memes only
 
-    def prune_missing(self) -> int:
+    def missing_files(self) -> list[sqlite3.Row]:
+        return self.query("SELECT id, path, folder_id FROM memes WHERE status = 'missing' ORDER BY id")
+
+    def delete_memes(self, meme_ids: Iterable[int]) -> int:
+        """Forget memes with their texts, tags and vectors (``prune``, for files that are gone)."""
         with self.write() as conn:
-            ids = [row[0] for row in conn.execute("SELECT id FROM memes WHERE status = 'missing'")]
+            ids = [i for i in meme_ids if conn.execute("SELECT 1 FROM memes WHERE id = ?", (i,)).fetchone()]
             for meme_id in ids:
                 sqlite_text.remove(conn, meme_id)
             conn.executemany("DELETE FROM memes WHERE id = ?", [(i,) for i in ids])
@@ -453,34 +575,56 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
             return sqlite_text.filter_ids(conn, filters)
 
     # -- import / export -----------------------------------------------------------
-    def put_pending_import(self, sha256: str, payload: dict) -> None:
+    def memes_at_paths(self, paths: list[str]) -> dict[str, int]:
+        """path -> meme id for those of ``paths`` that are memes (any status)."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(paths)), 500):
+            rows = self.query(f"SELECT path, id FROM memes WHERE path IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((row[0], row[1]) for row in rows)
+        return found
+
+    def pending_records(self) -> list[tuple[int, dict]]:
+        """(row id, record) of every import record still waiting for its file, oldest first."""
+        return [(row[0], json.loads(row[1])) for row in self.query("SELECT id, payload FROM pending_imports ORDER BY id")]
+
+    def apply_import(self, applied: list[tuple[int, dict]], resolved: list[int], waiting: list[dict]) -> None:
+        """One import, in one transaction: merge records into their memes (never overwriting),
+        drop the pending rows that found their meme, keep ``waiting`` records for files to come."""
         with self.write() as conn:
-            conn.execute(
-                "INSERT INTO pending_imports (sha256, payload) VALUES (?, ?) "
-                "ON CONFLICT (sha256) DO UPDATE SET payload = excluded.payload",
-                (sha256, json.dumps(payload)),
+            for meme_id, record in applied:
+                sqlite_text.apply_payload(conn, meme_id, record)
+            conn.executemany("DELETE FROM pending_imports WHERE id = ?", [(i,) for i in resolved])
+            conn.executemany(
+                "INSERT INTO pending_imports (path, folder_name, relative, sha256, payload) VALUES (?, ?, ?, ?, ?)",
+                [(*pending_columns(r), json.dumps(r)) for r in waiting],
             )
 
-    def pending_imports(self) -> dict[str, dict]:
-        return {row[0]: json.loads(row[1]) for row in self.query("SELECT sha256, payload FROM pending_imports")}
-
-    def apply_import(self, meme_ids: list[int], record: dict) -> None:
-        """Merge one export record into each meme (see ``transfer``), in one transaction."""
-        from memesearch.store.transfer import apply_payload  # local: transfer imports this module
-
-        with self.write() as conn:
-            for meme_id in meme_ids:
-                apply_payload(conn, meme_id, record)
-
-    def _apply_pending_import(self, conn: sqlite3.Connection, meme_id: int, sha256: str) -> None:
-        row = conn.execute("SELECT payload FROM pending_imports WHERE sha256 = ?", (sha256,)).fetchone()
-        if row:
-            from memesearch.store.transfer import apply_payload  # local: transfer imports this module
-
-            apply_payload(conn, meme_id, json.loads(row[0]))
+    def _claim_pending_import(self, conn: sqlite3.Connection, meme_id: int, record: FileRecord) -> None:
+        """Hook of insert_file: a waiting import record of this file is applied to its new meme."""
+        folder_paths = [row[0] for row in conn.execute("SELECT path FROM folders")]
+        relatives = [relative for _, relative in relative_keys(record.path, folder_paths)]
+        rows = [dict(row) for row in conn.execute(
+            f"SELECT id, path, folder_name, relative, sha256, payload FROM pending_imports WHERE path = ? OR sha256 = ? "
+            f"OR relative IN ({','.join('?' * len(relatives))}) ORDER BY id", (record.path, record.sha256, *relatives))]
+        if not rows:
+            return
+        same_bytes = conn.execute("SELECT COUNT(*) FROM memes WHERE sha256 = ?", (record.sha256,)).fetchone()[0]
+        chosen = pending_for_new_meme(record.path, record.sha256, folder_paths, same_bytes, rows)
+        if chosen is not None:
+            sqlite_text.apply_payload(conn, meme_id, json.loads(chosen["payload"]), fresh=True)
+            conn.execute("DELETE FROM pending_imports WHERE id = ?", (chosen["id"],))
 
 
 # -- module helpers -----------------------------------------------------------------
+def _rebuild_search_if_asked(conn: sqlite3.Connection) -> None:
+    """A migration that recreated the text index sets 'search_rebuild' in meta: it is refilled
+    in the migration's own transaction, so no reader ever sees an empty index."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'search_rebuild'").fetchone()
+    if row is not None and row[0] == "1":
+        sqlite_text.rebuild_all(conn)
+        conn.execute("DELETE FROM meta WHERE key = 'search_rebuild'")
+
+
 def _split_sql(script: str) -> list[str]:
     """Statements of a migration script (no semicolons inside our statements' bodies)."""
     return [part.strip() for part in script.split(";") if part.strip() and not _only_comments(part)]
@@ -493,6 +637,15 @@ def _only_comments(part: str) -> bool:
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _rows_under(conn: sqlite3.Connection, root: str) -> list[sqlite3.Row]:
+    # Paths under root/ sort (bytewise, SQLite's BINARY collation) between "root/" and "root0"
+    # ('0' follows '/'), so the unique index on path finds them without a table scan.
+    prefix = roots.path_prefix(root)
+    return conn.execute(
+        "SELECT id, path, folder_id, size, mtime, status, sha256, error FROM memes "
+        "WHERE path = ? OR (path >= ? AND path < ?)", (root, prefix, prefix[:-1] + "0")).fetchall()
 
 
 def _folder(row: sqlite3.Row) -> Folder:

@@ -15,20 +15,22 @@ descriptions, then OCR text: "user text wins ties".
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from memesearch.store.models import Filters
-from memesearch.text import fold, spaceless
+from memesearch.text import filename_words, fold, spaceless
 
-# Column weights for bm25(): user_text, description, ocr_text, tags.
-_BM25 = "bm25(meme_fts, 4.0, 2.0, 1.0, 3.0)"
+# Column weights for bm25(): user_text, description, ocr_text, tags, filename. The file
+# name counts least: it finds "drake-hotline-bling.jpg" by "drake" without outranking text.
+_BM25 = "bm25(meme_fts, 4.0, 2.0, 1.0, 3.0, 0.5)"
 # Substring matching on very short queries mostly finds noise.
 _MIN_TRIGRAM_CHARS = 6
 _ENOUGH = 1  # i.e. only when word matching found nothing
 
 
-def reindex(conn: sqlite3.Connection, meme_id: int) -> None:
+def reindex(conn: sqlite3.Connection, meme_id: int, *, queue_embed: bool = True) -> None:
     """Rewrite the text index rows of one meme from its current fields and queue re-embedding."""
-    row = conn.execute("SELECT user_description, ocr_text, status FROM memes WHERE id = ?", (meme_id,)).fetchone()
+    row = conn.execute("SELECT user_description, ocr_text, status, path FROM memes WHERE id = ?", (meme_id,)).fetchone()
     remove(conn, meme_id)
     if row is None:
         return
@@ -40,18 +42,28 @@ def reindex(conn: sqlite3.Connection, meme_id: int) -> None:
     )
     user_text, ocr_text = row[0], row[1]
     conn.execute(
-        "INSERT INTO meme_fts (rowid, user_text, description, ocr_text, tags) VALUES (?, ?, ?, ?, ?)",
-        (meme_id, user_text, descriptions, ocr_text, tags),
+        "INSERT INTO meme_fts (rowid, user_text, description, ocr_text, tags, filename) VALUES (?, ?, ?, ?, ?, ?)",
+        (meme_id, user_text, descriptions, ocr_text, tags, filename_words(row[3])),
     )
     folded = spaceless(" ".join((user_text, descriptions, ocr_text)))
     if folded:
         conn.execute("INSERT INTO meme_trigram (rowid, folded) VALUES (?, ?)", (meme_id, folded))
+    if not queue_embed:
+        return
     # The embedding input may have changed; the pipeline compares text hashes before recomputing.
     conn.execute(
         "INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (?, 'embed', 'queued', strftime('%s','now')) "
         "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'queued'",
         (meme_id,),
     )
+
+
+def rebuild_all(conn: sqlite3.Connection) -> int:
+    """Refill the text index of every meme (after a schema change); embeddings are untouched."""
+    ids = [row[0] for row in conn.execute("SELECT id FROM memes")]
+    for meme_id in ids:
+        reindex(conn, meme_id, queue_embed=False)
+    return len(ids)
 
 
 def remove(conn: sqlite3.Connection, meme_id: int) -> None:
@@ -134,3 +146,33 @@ def filter_ids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
         clauses.append(has if filters.described else f"NOT {has}")
     where = " AND ".join(clauses) or "1"
     return {row[0] for row in conn.execute(f"SELECT m.id FROM memes m WHERE {where}", params)}
+
+
+def apply_payload(conn: sqlite3.Connection, meme_id: int, record: dict, *, fresh: bool = False) -> None:
+    """Merge an export record (``transfer``) into a meme: fill empty texts, add descriptions and tags.
+
+    ``fresh``: the meme is being created (insert_file), so the record's OCR wins over the one shared
+    from a same-bytes meme (a record is that file's own), and insert_file refreshes the search index.
+    """
+    conn.execute("UPDATE memes SET user_description = ? WHERE id = ? AND user_description = ''",
+                 (record.get("user_description") or "", meme_id))
+    if record.get("ocr_engine"):
+        conn.execute("UPDATE memes SET ocr_text = ?, ocr_engine = ? WHERE id = ?" + ("" if fresh else " AND ocr_engine IS NULL"),
+                     (record.get("ocr_text") or "", record["ocr_engine"], meme_id))
+        conn.execute(
+            "INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (?, 'ocr', 'done', ?) "
+            "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done'",
+            (meme_id, time.time()),
+        )
+    for d in record.get("descriptions", []):
+        conn.execute(
+            "INSERT OR IGNORE INTO descriptions (meme_id, model_id, text, backend, dtype, revision, ms, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (meme_id, d["model_id"], d["text"], d.get("backend") or "", d.get("dtype") or "", d.get("revision") or "",
+             d.get("ms"), d.get("created_at") or time.time()),
+        )
+    for name in record.get("tags", []):
+        conn.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (name,))
+        conn.execute("INSERT OR IGNORE INTO meme_tags (meme_id, tag_id) SELECT ?, id FROM tags WHERE name = ?", (meme_id, name))
+    if not fresh:  # insert_file reindexes the new meme itself
+        reindex(conn, meme_id)

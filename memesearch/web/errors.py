@@ -19,28 +19,37 @@ from memesearch.errors import MemeSearchError
 log = logging.getLogger(__name__)
 
 _TITLES = {400: "Bad request", 401: "Log in first", 403: "Not allowed", 404: "Not found", 405: "Method not allowed",
-           413: "Too large", 422: "That did not work", 500: "Something broke", 503: "Not available right now"}
+           409: "Not ready yet", 413: "Too large", 422: "That did not work", 500: "Something broke", 503: "Not available right now"}
 
 
 def wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", "")
 
 
-def render_error_page(request: Request, status: int, message: str, hint: str | None) -> Response:
+def render_error_page(request: Request, status: int, message: str, hint: str | None,
+                      details: str | None = None, action: dict | None = None) -> Response:
     templates = request.app.state.templates
     return templates.TemplateResponse(
-        request, "error.html", {"status": status, "title": _TITLES.get(status, "Error"), "message": message, "hint": hint},
+        request, "error.html", {"status": status, "title": _TITLES.get(status, "Error"), "message": message, "hint": hint,
+                                "details": details, "action": action},
         status_code=status,
     )
 
 
-def error_response(request: Request, status: int, message: str, hint: str | None = None) -> Response:
+def error_response(request: Request, status: int, message: str, hint: str | None = None,
+                   details: str | None = None, action: dict | None = None) -> Response:
+    """``details`` (technical text) and ``action`` (a button the page can offer, such as
+    downloading a model) are added to the JSON only when the error has them."""
     if wants_json(request):
         body = {"error": message, "status": status}
         if hint:
             body["hint"] = hint
+        if details:
+            body["details"] = details
+        if action:
+            body["action"] = action
         return JSONResponse(body, status_code=status)
-    return render_error_page(request, status, message, hint)
+    return render_error_page(request, status, message, hint, details, action)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -56,7 +65,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _memesearch_error(request: Request, exc: MemeSearchError) -> Response:
         if exc.status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc)
-        return error_response(request, exc.status, exc.message, exc.hint)
+        return error_response(request, exc.status, exc.message, exc.hint, exc.details, exc.action)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -29,8 +29,8 @@ def index_folder(core, folder_id: int) -> dict:
 
 def caption_model_id(core, model) -> str:
     """A known caption model id (the default when ``model`` is None), or a clear error."""
-    from memesearch.ml.registry import get_spec
+    from memesearch.ml.readiness import listed_spec
 
     if model is not None and not isinstance(model, str):
         raise InvalidInputError("model must be a model id string")
-    return get_spec(model or core.settings.caption_model, core.settings.home).id
+    return listed_spec(model or core.settings.caption_model, core.settings).id

@@ -6,16 +6,12 @@ page polls their state; ``background`` is the app's dict of such tasks.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from dataclasses import asdict
 
-from rich.console import Console
-
 from memesearch.errors import InvalidInputError
 from memesearch.ml.chain import failure_reason
-from memesearch.ml.check import would_run
 
 _lock = threading.Lock()
 _spec_cache: dict[tuple, list[str]] = {}
@@ -24,36 +20,37 @@ _spec_cache: dict[tuple, list[str]] = {}
 def model_ids(settings) -> list[str]:
     """Ids of the known models; the registry is re-read only when the user's models.yml changes
     (parsing and validating it costs tens of milliseconds, too much for every meme page)."""
-    from memesearch.ml.registry import list_specs, user_registry_path
+    from memesearch.ml.readiness import listed_specs
+    from memesearch.ml.registry import user_registry_path
 
     user_file = user_registry_path(settings.home)
     try:
         stamp = user_file.stat().st_mtime_ns
     except OSError:
         stamp = None
-    key = (str(settings.home), stamp)
+    key = (str(settings.home), stamp, settings.dev)
     if key not in _spec_cache:
         _spec_cache.clear()
-        _spec_cache[key] = [spec.id for spec in list_specs(settings.home)]
+        _spec_cache[key] = [spec.id for spec in listed_specs(settings)]
     return _spec_cache[key]
 
 
 def offered_caption_models(settings) -> list[str]:
-    """Caption models a person may pick as the default: the test-only ``fake`` model only with MEMESEARCH_DEV=1."""
-    import os
-
-    dev = os.environ.get("MEMESEARCH_DEV", "").strip() == "1"
-    return [m for m in model_ids(settings) if dev or m != "fake"]
+    """Caption models a person may pick as the default: onboard's one rule (ml.readiness.listed_specs),
+    so the developer-only ``fake`` model only with MEMESEARCH_DEV=1."""
+    return model_ids(settings)
 
 
 def model_rows(settings) -> list[dict]:
     from memesearch.ml.download import status
-    from memesearch.ml.registry import list_specs
+    from memesearch.ml.readiness import check as readiness_check
+    from memesearch.ml.readiness import download_label, download_size_mb, listed_specs
 
     rows = []
-    for spec in list_specs(settings.home):
+    for spec in listed_specs(settings):
         files = status(spec, settings.models_dir) if spec.sources.onnx else None
-        backend, reasons = would_run(spec, settings)
+        state = readiness_check(spec, settings)
+        backend, reasons = state.backend, state.reasons
         if files is None:
             present = "no files needed"
         elif files.unknown_reason:
@@ -64,7 +61,9 @@ def model_rows(settings) -> list[dict]:
             "id": spec.id, "family": spec.family, "size": spec.size, "description": spec.description,
             "files": present, "bytes": files.total_bytes if files else 0,
             "downloadable": spec.sources.onnx is not None, "complete": bool(files and files.complete),
-            "backend": backend, "unavailable_because": reasons, "default": spec.id == settings.caption_model,
+            "backend": backend, "ready": backend != "none", "unavailable_because": reasons,
+            "default": spec.id == settings.caption_model,
+            "download_label": download_label(spec), "download_mb": download_size_mb(spec),
         })
     return rows
 
@@ -75,18 +74,28 @@ def _task(background: dict, key: str) -> dict | None:
         return dict(task) if task else None
 
 
-def _run_in_background(background: dict, key: str, work) -> dict:
+def _run_in_background(background: dict, key: str, work, extras: dict | None = None) -> dict:
+    """Run ``work`` in a thread unless the task ``key`` is running already; ``extras`` (such as a
+    download's live progress) are stored beside the task in the same step, so they always
+    belong to the thread that runs."""
     with _lock:
         current = background.get(key)
         if current and current["state"] == "running":
             return dict(current)
         background[key] = {"state": "running", "started_at": time.time(), "error": None, "result": None}
+        background.update(extras or {})
 
     def runner() -> None:
+        from memesearch.ml.download import DownloadCancelled
+
         try:
             result = work()
-        except Exception as exc:  # reported to the page, which shows the reason and the fix
-            update = {"state": "failed", "error": failure_reason(exc)}
+        except DownloadCancelled as exc:
+            update = {"state": "cancelled", "error": exc.message}
+        except Exception as exc:  # reported to the page: one sentence first, the rest folded away
+            full = failure_reason(exc)
+            extra = "\n".join(part for part in (getattr(exc, "details", None), full) if part)
+            update = {"state": "failed", "error": full.split("\n", 1)[0].split(" -> ", 1)[0], "details": extra}
         else:
             update = {"state": "done", "result": result}
         with _lock:
@@ -97,32 +106,54 @@ def _run_in_background(background: dict, key: str, work) -> dict:
 
 
 def start_pull(background: dict, settings, model_id: str, dtype: str | None) -> dict:
-    from memesearch.ml.download import pull
-    from memesearch.ml.registry import get_spec
+    """Start downloading in a background thread (or report the one already running)."""
+    from memesearch.ml.download import Transfer, pull
+    from memesearch.ml.readiness import listed_spec
 
-    spec = get_spec(model_id, settings.home)
+    spec = listed_spec(model_id, settings)
     if spec.sources.onnx is None:
         raise InvalidInputError(f"{spec.id} has no files to download (backends: {', '.join(spec.backends)})")
+    transfer, cancel = Transfer(spec.id), threading.Event()
 
     def work() -> dict:
-        quiet = Console(file=io.StringIO(), force_terminal=False)
-        result = pull(spec, settings.models_dir, dtype, console=quiet)
+        result = pull(spec, settings.models_dir, dtype, transfer=transfer, on_progress=lambda _t: None, cancel=cancel)
         return {"present": len(result.present), "bytes": result.total_bytes}
 
-    _run_in_background(background, f"pull:{spec.id}", work)
+    # A pull already running keeps its own progress; these new objects are then dropped.
+    _run_in_background(background, f"pull:{spec.id}", work, {f"transfer:{spec.id}": (transfer, cancel)})
+    return pull_status(background, settings, spec.id)
+
+
+def pull_states(background: dict) -> dict[str, str]:
+    """model id -> state of its latest pull in this process (running, done, failed, cancelled)."""
+    with _lock:
+        return {key.split(":", 1)[1]: task["state"] for key, task in background.items() if key.startswith("pull:")}
+
+
+def cancel_pull(background: dict, settings, model_id: str) -> dict:
+    from memesearch.ml.readiness import listed_spec
+
+    spec = listed_spec(model_id, settings)
+    with _lock:
+        entry = background.get(f"transfer:{spec.id}")
+    if entry is not None:
+        entry[1].set()
     return pull_status(background, settings, spec.id)
 
 
 def pull_status(background: dict, settings, model_id: str) -> dict:
-    """The pull's state plus live progress: files already in place out of those needed."""
+    """The pull's state plus live progress: bytes, percent, speed, time left and files."""
     from memesearch.ml.download import status
-    from memesearch.ml.registry import get_spec
+    from memesearch.ml.readiness import listed_spec
 
-    spec = get_spec(model_id, settings.home)
+    spec = listed_spec(model_id, settings)
     task = _task(background, f"pull:{spec.id}") or {"state": "idle", "error": None, "result": None}
     files = status(spec, settings.models_dir) if spec.sources.onnx else None
     total = len(files.present) + len(files.missing) if files else 0
-    return task | {"model": spec.id, "files_present": len(files.present) if files else 0, "files_total": total}
+    with _lock:
+        entry = background.get(f"transfer:{spec.id}")
+        progress = entry[0].as_dict() if entry else {}
+    return task | progress | {"model": spec.id, "files_present": len(files.present) if files else 0, "files_total": total}
 
 
 def start_check(background: dict, settings) -> dict:

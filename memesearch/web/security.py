@@ -1,16 +1,27 @@
-"""Login, CSRF and security headers, as one middleware.
+"""Login, sessions, CSRF and security headers, as one middleware.
 
-- Password login (``MEMESEARCH_PASSWORD``): a signed, HttpOnly session cookie.
+- Password login (``MEMESEARCH_PASSWORD``): the ``ms_session`` cookie holds a signed random
+  id. An id is a login only while the server-side session store (web/sessions.py) knows it,
+  so logging out ends it for good and a new password ends every session.
+- Wrong passwords and wrong API tokens are throttled per client and overall (web/throttle.py):
+  HTTP 429 + Retry-After.
 - The JSON API also accepts ``Authorization: Bearer <token>`` (``MEMESEARCH_API_TOKEN``,
   or the password when no token is set). A bearer request carries no ambient
-  credentials, so it needs no CSRF token.
-- CSRF: every state-changing request must send the ``X-CSRF-Token`` header (or a
-  ``csrf_token`` form field) equal to the ``ms_csrf`` cookie (double submit),
-  password or not: a page elsewhere could otherwise drive a local server.
+  credentials, so it needs no CSRF token and no Origin check.
+- CSRF, password or not (a page elsewhere could otherwise drive a local server): every
+  state-changing request must come from this server's own origin (``Origin``, else
+  ``Referer``, when the browser sends one) and send the ``X-CSRF-Token`` header (or a
+  ``csrf_token`` form field) equal to an HMAC of the session id. Every browser gets a
+  signed session id on its first visit (a new one at login), so the token is bound to a
+  session the server issued: a cookie planted by another site (cookies ignore ports)
+  cannot supply it. ``ms_csrf`` mirrors the token for scripts and tests; it is never trusted.
+- Cookies are ``Secure`` when the request is https (``X-Forwarded-Proto`` counts only from
+  ``MEMESEARCH_TRUSTED_PROXIES``, web/proxies.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
@@ -23,13 +34,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from memesearch.web.proxies import Network, Origin, RequestView, view_of
+from memesearch.web.sessions import SessionStore
+from memesearch.web.throttle import LoginThrottle
+
 SESSION_COOKIE = "ms_session"
 CSRF_COOKIE = "ms_csrf"
 CSRF_HEADER = "x-csrf-token"
 SESSION_MAX_AGE_S = 30 * 24 * 3600
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-# Reachable without logging in: the login form itself, assets and the health probe.
-PUBLIC_PREFIXES = ("/login", "/static/", "/healthz")
+# Reachable without logging in: the login form itself, assets, the icon and the health probe.
+PUBLIC_PREFIXES = ("/login", "/static/", "/healthz", "/favicon.ico")
+MIN_PASSWORD_CHARS = 8
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -59,13 +75,27 @@ def load_secret(path: Path) -> bytes:
     return key
 
 
-class Guard:
-    """What the middleware and the login routes share: the password, token and signer."""
+def password_problem(password: str) -> str | None:
+    """Why ``password`` is too weak to guard a server others can reach, or None."""
+    if not password:
+        return "no password is set"
+    if len("".join(password.split())) < MIN_PASSWORD_CHARS:
+        return f"the password has fewer than {MIN_PASSWORD_CHARS} characters that are not spaces"
+    return None
 
-    def __init__(self, secret: bytes, password: str, api_token: str) -> None:
+
+class Guard:
+    """What the middleware and the login routes share: secrets, sessions, throttle, proxies."""
+
+    def __init__(self, secret: bytes, password: str, api_token: str, sessions: SessionStore,
+                 throttle: LoginThrottle, trusted_proxies: tuple[Network, ...] = ()) -> None:
         self.password = password
         self.api_token = api_token or password
         self.signer = TimestampSigner(secret, salt="memesearch-session")
+        self._csrf_key = hashlib.sha256(b"memesearch-csrf\0" + secret).digest()
+        self.sessions = sessions
+        self.throttle = throttle
+        self.trusted_proxies = trusted_proxies
 
     @property
     def login_required(self) -> bool:
@@ -74,22 +104,36 @@ class Guard:
     def check_password(self, candidate: str) -> bool:
         return bool(self.password) and hmac.compare_digest(candidate.encode(), self.password.encode())
 
-    def session_value(self) -> str:
-        return self.signer.sign(secrets.token_hex(8)).decode()
-
-    def valid_session(self, value: str | None) -> bool:
-        if not value:
-            return False
+    def session_id_of(self, cookie: str | None) -> str | None:
+        """The id in a session cookie the server signed, or None."""
+        if not cookie:
+            return None
         try:
-            self.signer.unsign(value, max_age=SESSION_MAX_AGE_S)
-        except BadSignature:
-            return False
-        return True
+            return self.signer.unsign(cookie, max_age=SESSION_MAX_AGE_S).decode()
+        except (BadSignature, UnicodeDecodeError):
+            return None
 
-    def valid_bearer(self, request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        return bool(self.api_token) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_token.encode())
+    def csrf_token(self, session_id: str) -> str:
+        return hmac.new(self._csrf_key, session_id.encode(), hashlib.sha256).hexdigest()
+
+    def bearer_token(self, request: Request) -> str | None:
+        """The token of an ``Authorization: Bearer`` header, or None when there is none."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+
+    def valid_token(self, token: str) -> bool:
+        return bool(self.api_token) and hmac.compare_digest(token.encode(), self.api_token.encode())
+
+    def log_in(self, request: Request) -> None:
+        """A fresh session id (never the one the browser came with: no fixation) and its cookie."""
+        self.throttle.succeeded(request.state.view.client)
+        request.state.session_id = self.sessions.create()
+        request.state.logged_in = True
+
+    def log_out(self, request: Request) -> None:
+        self.sessions.end(request.state.session_id)
+        request.state.session_id = secrets.token_urlsafe(32)
+        request.state.logged_in = False
 
 
 def csrf_token_of(request: Request) -> str:
@@ -107,12 +151,33 @@ async def _submitted_csrf(request: Request) -> str:
     return ""
 
 
-def _refuse(request: Request, status: int, message: str) -> Response:
+def _refuse(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
-        return JSONResponse({"error": message, "status": status}, status_code=status)
+        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
     from memesearch.web.errors import render_error_page
 
-    return render_error_page(request, status, message, None)
+    response = render_error_page(request, status, message, None)
+    response.headers.update(headers or {})
+    return response
+
+
+def too_many_attempts(wait_s: int) -> str:
+    return f"too many wrong passwords or tokens from here: wait {wait_s} s before trying again"
+
+
+def foreign_origin(request: Request, view: RequestView) -> str | None:
+    """Why the browser says the request comes from another site (Origin, else Referer), or None."""
+    claimed = request.headers.get("origin")
+    if claimed is None:
+        claimed = request.headers.get("referer")
+        if claimed is None:
+            return None  # not a browser, or one that sends neither: the CSRF token still decides
+    own = view.origin
+    if Origin.parse(claimed) == own and own is not None:
+        return None
+    here = f"{own.scheme}://{own.host}:{own.port}" if own else "unknown"
+    return (f"cross-site request refused: it comes from {claimed[:100]!r}, not from this server ({here}); "
+            "behind a reverse proxy, set MEMESEARCH_TRUSTED_PROXIES so its X-Forwarded-Proto/-Host count")
 
 
 class SecurityMiddleware:
@@ -128,13 +193,17 @@ class SecurityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        guard = self.guard
         request = Request(scope, receive)
-        cookie_token = request.cookies.get(CSRF_COOKIE, "")
-        request.state.csrf_token = cookie_token or secrets.token_urlsafe(24)
-        refusal = await self._refusal(request, cookie_token)
+        view = request.state.view = view_of(request, guard.trusted_proxies)
+        cookie_id = guard.session_id_of(request.cookies.get(SESSION_COOKIE))
+        request.state.session_id = cookie_id or secrets.token_urlsafe(32)
+        request.state.logged_in = bool(guard.login_required and cookie_id and guard.sessions.is_active(cookie_id))
+        request.state.csrf_token = guard.csrf_token(request.state.session_id)
+        refusal = await self._refusal(request, view)
         if _body_was_read(request):
             receive = _replaying(request._body, receive)  # the CSRF check consumed the form body
-        new_cookie = None if cookie_token else _csrf_cookie_header(request.state.csrf_token)
+        sent_csrf = request.cookies.get(CSRF_COOKIE)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -142,25 +211,44 @@ class SecurityMiddleware:
                 for name, value in SECURITY_HEADERS.items():
                     if name not in headers:
                         headers.append(name, value)
-                if new_cookie:
-                    headers.append("set-cookie", new_cookie)
+                session_id = request.state.session_id  # a login or logout may have replaced it
+                if session_id != cookie_id:
+                    max_age = SESSION_MAX_AGE_S if request.state.logged_in else None
+                    headers.append("set-cookie", _cookie(SESSION_COOKIE, guard.signer.sign(session_id).decode(),
+                                                         view.https, max_age))
+                token = guard.csrf_token(session_id)
+                if sent_csrf != token:
+                    headers.append("set-cookie", _cookie(CSRF_COOKIE, token, view.https, None))
             await send(message)
 
         await (refusal or self.app)(scope, receive, send_with_headers)
 
-    async def _refusal(self, request: Request, cookie_token: str) -> Response | None:
+    async def _refusal(self, request: Request, view: RequestView) -> Response | None:
         """A response refusing the request, or None when it may go on."""
+        guard = self.guard
         path = request.url.path
-        bearer = self.guard.valid_bearer(request)
+        token = guard.bearer_token(request)
+        bearer = False
+        if token is not None:
+            # Throttled before the token is even compared, or an attacker past the limit would
+            # still learn which guess is right.
+            wait = guard.throttle.retry_after(view.client)
+            if wait:
+                return _refuse(request, 429, too_many_attempts(wait), {"Retry-After": str(wait)})
+            bearer = guard.valid_token(token)
+            if not bearer:
+                guard.throttle.failed(view.client)
         public = path.startswith(PUBLIC_PREFIXES)
-        if self.guard.login_required and not public and not bearer:
-            if not self.guard.valid_session(request.cookies.get(SESSION_COOKIE)):
-                if path.startswith("/api/") or request.method not in SAFE_METHODS:
-                    return _refuse(request, 401, "log in first (or send Authorization: Bearer <token>)")
-                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        if guard.login_required and not public and not bearer and not request.state.logged_in:
+            if path.startswith("/api/") or request.method not in SAFE_METHODS:
+                return _refuse(request, 401, "log in first (or send Authorization: Bearer <token>)")
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         if request.method not in SAFE_METHODS and not bearer:
+            foreign = foreign_origin(request, view)
+            if foreign:
+                return _refuse(request, 403, foreign)
             submitted = await _submitted_csrf(request)
-            if not cookie_token or not submitted or not hmac.compare_digest(submitted, cookie_token):
+            if not submitted or not hmac.compare_digest(submitted.encode(), request.state.csrf_token.encode()):
                 return _refuse(request, 403, "missing or wrong CSRF token: reload the page and try again")
         return None
 
@@ -183,8 +271,8 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _csrf_cookie_header(token: str) -> str:
-    # Pages read the token from a meta tag, so the cookie need not be visible to scripts.
+def _cookie(name: str, value: str, secure: bool, max_age: int | None) -> str:
+    # HttpOnly: pages read the CSRF token from a meta tag, never from the cookie.
     response = Response()
-    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="lax", path="/")
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="lax", path="/", secure=secure)
     return response.headers["set-cookie"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
+from memesearch.library.data_dir import is_internal
 from memesearch.library.hashing import hamming
 from memesearch.search.query import parse_query
 from memesearch.store.models import Folder, Meme
@@ -75,22 +76,21 @@ def near_duplicates(store, meme: Meme, limit: int = 24) -> list[tuple[int, int]]
 
 
 def servable_path(meme: Meme, folders: list[Folder], data_dir: Path, uploads_dir: Path) -> Path | None:
-    """The meme's file, if it lies inside a registered folder or the uploads folder (links
-    resolved). Nothing else of the data dir is ever served: it holds the database and the
-    session signing key, even when a registered folder contains the data dir."""
+    """The meme's file when it is a meme of the library: present, an existing regular file inside
+    a registered folder (or the uploads folder), links resolved. The data dir's own files
+    (database, session key, thumbnails, models) are never served, even when a registered folder
+    contains the data dir; its meme folders (uploads, the demo's samples) are
+    (``data_dir.is_internal``, the scanner's rule)."""
     if meme.status != "ok":
         return None
     try:
         path = Path(meme.path).resolve(strict=True)
-    except OSError:
+    except (OSError, RuntimeError):
         return None
-    uploads = uploads_dir.resolve()
-    if path.is_relative_to(data_dir.resolve()) and not path.is_relative_to(uploads):
+    if is_internal(path, data_dir) or not path.is_file():
         return None
-    roots = [Path(f.path).resolve() for f in folders] + [uploads]
-    if any(path.is_relative_to(root) for root in roots) and path.is_file():
-        return path
-    return None
+    roots = [Path(f.path).resolve() for f in folders] + [uploads_dir.resolve()]
+    return path if any(path.is_relative_to(root) for root in roots) else None
 
 
 def filters_to_query(q: str, tags: list[str], folders: list[str], described: str | None) -> str:
@@ -111,3 +111,16 @@ def human_size(size: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"
+
+
+#: Run kinds the header shows while they are active (the bulk work a person starts).
+HEADER_RUN_KINDS = ("describe", "index")
+
+
+def active_runs(request) -> list[dict]:
+    """Bulk runs still queued or running, for the header of every page (so they survive a reload)."""
+    try:
+        runs = request.app.state.core.jobs.list_runs(20)
+    except Exception:  # noqa: BLE001 - a page must render even when the job store is unreadable
+        return []
+    return [run.as_dict() for run in runs if run.active and run.kind in HEADER_RUN_KINDS]

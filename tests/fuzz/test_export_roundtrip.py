@@ -1,8 +1,17 @@
-"""Property test: whatever unicode people write survives export -> import into a fresh library."""
+"""Property test: export -> import into a fresh library of the same files -> export gives the same records.
+
+Libraries are generated with byte-identical files, files without a content hash
+(empty ones) and undecodable ones, nested folders, unicode names, and whatever
+unicode people write; the import runs either before or after the files are indexed.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,9 +27,20 @@ from memesearch.store.transfer import export_library, import_library
 from memesearch.text import clean_tag
 from tests.reliability import tried
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)
 
-any_text = st.text(max_size=300)  # every code point but surrogates: NUL, RTL marks, emoji, combining marks
+
+def _png(red: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (red, 40, 90)).save(out, format="PNG")
+    return out.getvalue()
+
+
+# What a file holds: a few distinct images (files sharing one are byte-identical), bytes that
+# are no image (an error meme with a hash) and an empty file (an error meme without a hash).
+CONTENTS = [_png(0), _png(120), _png(250), b"this is not an image", b""]
+
+any_text = st.text(max_size=80)  # every code point but surrogates: NUL, RTL marks, emoji, combining marks
 
 
 def _valid_tag(text: str) -> bool:
@@ -33,58 +53,97 @@ def _valid_tag(text: str) -> bool:
 
 
 tag_name = st.text(min_size=1, max_size=50).filter(_valid_tag)
+name_part = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\"), min_size=1, max_size=10)
+file_name = name_part.filter(lambda n: not n.startswith(".")).map(lambda n: n + ".png")
+subfolder = st.lists(name_part.map(lambda n: "d-" + n), max_size=2).map(lambda parts: "/".join(parts))
+description = st.none() | st.tuples(st.sampled_from(["florence-2-base", "smolvlm-256m"]), any_text)
+
+meme_file = st.fixed_dictionaries({
+    "relative": st.tuples(subfolder, file_name).map(lambda t: f"{t[0]}/{t[1]}" if t[0] else t[1]),
+    "content": st.integers(0, len(CONTENTS) - 1),
+    "user": any_text,
+    "tags": st.lists(tag_name, max_size=3),
+    "description": description,
+})
+library = st.lists(meme_file, min_size=1, max_size=7, unique_by=lambda f: f["relative"].casefold())
+ocr_per_content = st.lists(st.none() | any_text, min_size=len(CONTENTS), max_size=len(CONTENTS))
 
 
-def _library(root, folder, name):
-    store = SqliteStore(root / f"{name}.db")
-    scan_folder(store, store.add_folder(str(folder)), Settings(home=root / name))
-    return store
+def _write_files(folder: Path, files: list[dict]) -> None:
+    for spec in files:
+        path = folder / spec["relative"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(CONTENTS[spec["content"]])
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz-export")
-    for index in range(3):
-        Image.new("RGB", (16, 16), (index * 80, 0, 0)).save(folder / f"m{index}.png")
-    return folder
+def _scan(store, folder_path: Path, home: Path):
+    folder = store.add_folder(str(folder_path))
+    scan_folder(store, folder, Settings(home=home))
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(user=st.lists(any_text, min_size=3, max_size=3), described=any_text, ocr=any_text,
-       tags=st.lists(tag_name, max_size=5))
-def test_texts_and_tags_survive_export_and_import(folder, tmp_path_factory, user, described, ocr, tags):
+def _fill(store, folder: Path, files: list[dict], ocr: list[str | None]) -> None:
+    ids = {m.path: m.id for m in store.get_memes(store.meme_ids(status=None))}
+    for spec in files:
+        meme_id = ids[str(folder / spec["relative"])]
+        store.set_user_description(meme_id, spec["user"])
+        store.add_tags(meme_id, spec["tags"])
+        if spec["description"]:
+            model, text = spec["description"]
+            store.set_description(meme_id, Description(model_id=model, text=text, backend="onnx", dtype="int8",
+                                                       revision="r1", ms=3.5, created_at=1234.5))
+        text = ocr[spec["content"]]
+        if text is not None and CONTENTS[spec["content"]]:
+            store.set_ocr(meme_id, text, "rapidocr")  # shared by every file with these bytes
+
+
+def _records(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["memes"]
+
+
+def _by_path(store, folder: Path) -> dict[str, tuple]:
+    return {str(Path(m.path).relative_to(folder)): (m.user_description, sorted(m.tags), m.ocr_text, m.ocr_engine,
+                     sorted((d.model_id, d.text, d.backend, d.dtype, d.revision) for d in m.descriptions))
+            for m in store.get_memes(store.meme_ids(status=None))}
+
+
+def _moved(record: dict, old: Path, new: Path) -> dict:
+    """The record as the library at ``new`` writes it: another place, all else the same."""
+    return {**record, "path": str(new / Path(record["path"]).relative_to(old)), "folder": str(new)}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(files=library, ocr=ocr_per_content, import_first=st.booleans(), moved=st.booleans())
+def test_export_import_export_gives_the_same_records(files, ocr, import_first, moved):
+    """``moved``: the target library reads a copy of the folder at another place (same folder name)."""
     tried()
-    root = tmp_path_factory.mktemp("roundtrip")
-    source = _library(root, folder, "source")
-    ids = source.meme_ids()
-    for meme_id, text in zip(ids, user, strict=True):
-        source.set_user_description(meme_id, text)
-    source.set_ocr(ids[0], ocr, "fuzz-ocr")
-    source.set_description(ids[1], Description(model_id="fuzz-model", text=described, backend="fake",
-                                               dtype="fp32", revision="r1", ms=1.0))
-    source.add_tags(ids[2], tags)
-    before = {meme.sha256: meme for meme in source.get_memes(ids)}
-    export = root / "export.json"
-    assert export_library(source, export) == 3
-    source.close()
-
-    target = _library(root, folder, "target")
-    assert import_library(target, export) == {"applied": 3, "pending": 0}
-    after = {meme.sha256: meme for meme in target.get_memes(target.meme_ids())}
+    root = Path(tempfile.mkdtemp(prefix="fuzz-roundtrip-"))
     try:
-        assert set(after) == set(before)
-        for sha, old in before.items():
-            new = after[sha]
-            assert new.user_description == old.user_description
-            assert new.ocr_text == old.ocr_text
-            assert sorted(new.tags) == sorted(old.tags)
-            assert [(d.model_id, d.text) for d in new.descriptions] == [(d.model_id, d.text) for d in old.descriptions]
-        # Importing twice changes nothing (no duplicated tags or descriptions).
-        import_library(target, export)
-        again = {meme.sha256: meme for meme in target.get_memes(target.meme_ids())}
-        assert {s: (m.tags, len(m.descriptions)) for s, m in again.items()} == \
-            {s: (m.tags, len(m.descriptions)) for s, m in after.items()}
-    finally:
+        folder = root / "memes"
+        _write_files(folder, files)
+        source = SqliteStore(root / "source.db")
+        _scan(source, folder, root / "source-home")
+        _fill(source, folder, files, ocr)
+        first = root / "first.json"
+        assert export_library(source, first) == len(files)
+        expected = _by_path(source, folder)
+        source.close()
+
+        target_folder = folder
+        if moved:
+            target_folder = root / "elsewhere" / "memes"
+            shutil.copytree(folder, target_folder)
+        target = SqliteStore(root / "target.db")
+        if import_first:  # the records wait in the database until the scan indexes their files
+            assert import_library(target, first) == {"applied": 0, "pending": len(files)}
+            _scan(target, target_folder, root / "target-home")
+        else:
+            _scan(target, target_folder, root / "target-home")
+            assert import_library(target, first) == {"applied": len(files), "pending": 0}
+        assert target.pending_records() == []
+        assert _by_path(target, target_folder) == expected
+        second = root / "second.json"
+        export_library(target, second)
+        assert _records(second) == [_moved(r, folder, target_folder) for r in _records(first)]
         target.close()
+    finally:
         shutil.rmtree(root, ignore_errors=True)

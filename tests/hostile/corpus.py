@@ -109,6 +109,49 @@ def _palette_transparent() -> bytes:
 
 
 
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_metadata_bomb(kind: bytes) -> bytes:
+    """A 64x64 PNG with a text/ICC chunk that inflates to 2 MB (Pillow refuses over 1 MB with ValueError)."""
+    packed = zlib.compress(b"A" * 2_000_000, 9)
+    body = {b"zTXt": b"Comment\0\0", b"iTXt": b"Comment\0\1\0\0\0", b"iCCP": b"icc\0\0"}[kind] + packed
+    png = _encode(Image.new("RGB", (64, 64)), "PNG")
+    return png[:33] + _png_chunk(kind, body) + png[33:]  # right after IHDR
+
+
+def _png_short_header() -> bytes:
+    """IHDR declaring 12 bytes instead of 13 (valid CRC): Pillow raises ValueError, not OSError."""
+    png = _encode(_picture((8, 8)), "PNG")
+    return png[:8] + _png_chunk(b"IHDR", png[16:28]) + png[33:]
+
+
+def _apng(frames: int = 3) -> bytes:
+    images = [_picture((32, 24)).rotate(20 * i) for i in range(frames)]
+    return _encode(images[0], "PNG", save_all=True, append_images=images[1:], duration=50, loop=0)
+
+
+def _apng_with_short_chunk(kind: bytes) -> bytes:
+    """An APNG whose first ``kind`` (acTL/fcTL/fdAT) chunk is cut to 4 bytes, CRC fixed."""
+    from tests.fuzz.mutate import png_chunks
+
+    data = _apng()
+    chunk = next(c for c in png_chunks(data) if data[c.start + 4 : c.start + 8] == kind)
+    return data[: chunk.start] + _png_chunk(kind, data[chunk.start + 8 : chunk.start + 12]) + data[chunk.end :]
+
+
+def _gif_cut_after_second_frame_header() -> bytes:
+    """An animated GIF that ends right after a later frame's image descriptor: counting frames
+    reads past the end (IndexError in Pillow), while the first frame decodes fine."""
+    from tests.fuzz.mutate import gif_blocks
+
+    data = _animated_gif(3)
+    descriptors = [b for b in gif_blocks(data) if data[b.start] == 0x2C]
+    second = descriptors[1].start
+    return data[: second + 10]
+
+
 def _symlink(name: str, target: Callable[[Path, Path], Path], is_dir: bool = False) -> Setup:
     def setup(folder: Path, outside: Path) -> None:
         link = folder / name
@@ -156,6 +199,15 @@ def hostile_cases() -> list[Case]:
         Case("truncated/half.webp", "error:", data=webp[: len(webp) // 2]),
         Case("truncated/signature-only.png", "error:", data=png[:8]),
         Case("truncated/bad-crc.png", "error:", data=png[:33] + bytes(b ^ 0xFF for b in png[33:80]) + png[80:]),
+        # Damage that made Pillow raise something other than OSError (ValueError, IndexError).
+        Case("broken/ztxt-2mb.png", "error:metadata chunk", data=_png_metadata_bomb(b"zTXt")),
+        Case("broken/itxt-2mb.png", "error:metadata chunk", data=_png_metadata_bomb(b"iTXt")),
+        Case("broken/iccp-2mb.png", "error:metadata chunk", data=_png_metadata_bomb(b"iCCP")),
+        Case("broken/short-ihdr.png", "error:truncated ihdr", data=_png_short_header()),
+        Case("broken/apng-short-actl.png", "error:actl", data=_apng_with_short_chunk(b"acTL")),
+        Case("broken/apng-short-fctl.png", "error:fctl", data=_apng_with_short_chunk(b"fcTL")),
+        Case("broken/apng-short-fdat.png", "indexed", data=_apng_with_short_chunk(b"fdAT")),  # a later frame: never decoded
+        Case("broken/gif-cut-in-second-frame.gif", "error:corrupt", data=_gif_cut_after_second_frame_header()),
         # Empty files.
         Case("empty/empty.jpg", "error:empty", data=b""),
         Case("empty/empty.png", "error:empty", data=b""),
@@ -195,6 +247,7 @@ def hostile_cases() -> list[Case]:
         Case("odd/exif-rotate-270.jpg", "indexed", data=_exif_rotated(8)),
         Case("odd/exif-orientation-invalid.jpg", "indexed", data=_exif_rotated(42)),
         Case("odd/animated-1000-frames.gif", "indexed", data=_animated_gif(1000)),
+        Case("odd/apng.png", "indexed", data=_apng()),
         Case("odd/jpeg-named.png", "indexed", data=jpeg),  # format by content, not by name
         Case("odd/trailing-garbage.png", "indexed", data=png + b"<script>alert(1)</script>" * 10),
         # Names: unicode, very long, dots, shell and JSON metacharacters.

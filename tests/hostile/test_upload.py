@@ -40,8 +40,13 @@ def _upload(client, cases, index: bool, basename: bool = True) -> dict:
     files = [("files", (case.name.rsplit("/", 1)[-1] if basename else case.name, case.data,
                         "application/octet-stream")) for case in cases]
     response = client.post(f"/api/uploads?index={str(index).lower()}", files=files)
-    assert response.status_code == 200, response.text
-    return response.json()
+    # 200 when something was saved; 422 (never 500) with every file's reason when nothing was.
+    any_good = any(case.upload_expected == "indexed" for case in cases)
+    assert response.status_code == (200 if any_good else 422), response.text
+    body = response.json()
+    if not any_good:
+        assert body["saved"] == 0 and "Traceback" not in body["error"] and len(body["error"]) > 10
+    return body
 
 
 def _wait_for_run(client, run_id: int) -> dict:
@@ -81,6 +86,19 @@ def test_every_hostile_upload_is_answered_and_good_ones_get_indexed(web):
     for path in saved:
         assert paths[path].status == "ok" and paths[path].ocr_engine, path
     assert core.store.counts()["errors"] == 0, "bad uploads never reach the library"
+
+
+def test_each_damaged_file_alone_gets_a_4xx_with_its_reason(web):
+    """The page uploads one file per request: a file Pillow chokes on answers 422, never 500."""
+    core, client = web
+    damaged = [case for case in CASES if case.name.startswith("broken/") and case.upload_expected != "indexed"]
+    assert len(damaged) >= 6
+    for case in damaged:
+        body = _upload(client, [case], index=False)
+        assert case.reason.lower() in body["error"].lower(), (case.name, body)
+        assert body["files"][0]["ok"] is False and body["run"] is None
+    tried(len(damaged))
+    assert client.get("/healthz").status_code == 200, "the app keeps serving"
 
 
 def test_upload_names_cannot_escape_or_overwrite(web, tmp_path):

@@ -32,7 +32,7 @@ def build_sqlite_library(path) -> dict:
     store.add_tags(ids[4], ["reaction", "Cats"])
     store.mark_stage(ids[5], "caption", "failed", "model crashed")
     store.put_vectors("minilm", [(i, f"h{i}", np.eye(384, dtype=np.float32)[i]) for i in ids[:4]])
-    store.put_pending_import("not-here-yet", {"sha256": "not-here-yet", "tags": ["later"]})
+    store.apply_import([], [], [{"path": "/elsewhere/later.png", "sha256": "not-here-yet", "tags": ["later"]}])
     run_id = store.create_run("describe", "florence", {"only": ids})
     store.add_run_items(run_id, ids)
     store.claim_run_items(run_id, 2, lease_s=60)
@@ -58,7 +58,7 @@ def test_db_copy_moves_everything_and_verifies(tmp_path, postgres_url):
     assert target.get_meme(library["duplicate"]).duplicate_of == ids[0]
     assert target.pending("caption") == source.pending("caption")  # job state came along
     assert target.stage_counts("caption") == source.stage_counts("caption")
-    assert target.pending_imports() == source.pending_imports()
+    assert target.pending_records() == source.pending_records()
     assert target.vector_hashes("minilm") == source.vector_hashes("minilm")
     assert [i for i, _ in target.vector_search("minilm", np.eye(384, dtype=np.float32)[ids[2]], 1)] == [ids[2]]
     assert target.keyword_search(["doesnotsimply"], [], 5) == [ids[0], library["duplicate"]]  # same bytes, same OCR

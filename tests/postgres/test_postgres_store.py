@@ -49,6 +49,29 @@ def test_schema_is_versioned_and_migrate_is_idempotent(postgres_url):
     store.close()
 
 
+def test_pending_imports_of_schema_2_survive_the_upgrade(postgres_url):
+    """Migration 3 turns hash-keyed waiting records into rows of their own; they still apply."""
+    import json
+
+    import psycopg
+
+    from memesearch.store.schema_postgres import MIGRATIONS
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (2)")
+        for migration in MIGRATIONS[:2]:
+            conn.execute(migration)
+        conn.execute("INSERT INTO pending_imports VALUES (%s, %s)", ("s-old", json.dumps(
+            {"sha256": "s-old", "paths": ["/old/a.png"], "user_description": "from schema 2", "tags": ["v1"]})))
+    store = PostgresStore(postgres_url)
+    assert store.schema_version == SCHEMA_VERSION
+    meme_id = store.insert_file(FileRecord(path="/new/a.png", folder_id=None, size=1, mtime=1.0, sha256="s-old"))
+    assert (store.get_meme(meme_id).user_description, store.get_meme(meme_id).tags) == ("from schema 2", ["v1"])
+    assert store.pending_records() == []
+    store.close()
+
+
 def test_newer_schema_is_refused(postgres_url):
     PostgresStore(postgres_url).close()
     import psycopg
@@ -215,3 +238,27 @@ def test_ids_beyond_bigint_are_unknown_not_errors(store):
     with pytest.raises(NotFoundError):
         store.add_tags(huge, ["x"])
     assert store.get_run_row(huge) is None
+
+
+def test_migration_3_indexes_the_file_names_of_an_existing_library(postgres_url):
+    """A database from before file names were indexed (schema 2, search rows without them)
+    finds memes by file name once opened by this version."""
+    from memesearch.store import postgres_text
+
+    store = PostgresStore(postgres_url)
+    meme_id = store.insert_file(FileRecord(path="/m/drake-hotline-bling.png", folder_id=None, size=1, mtime=1.0,
+                                           sha256="s1", format="png"))
+    store.set_ocr(meme_id, "hello there", "test-ocr")
+    with store.write() as conn:  # back to schema 2: the search row as version 2 wrote it
+        conn.execute("UPDATE meme_search SET doc = %s::tsvector WHERE meme_id = %s",
+                     (postgres_text.document("", "", "", "hello there"), meme_id))
+        conn.execute("UPDATE schema_version SET version = 2")
+    assert store.keyword_search(["drake"], [], 10) == []
+    store.close()
+    reopened = PostgresStore(postgres_url)
+    try:
+        assert reopened.schema_version == SCHEMA_VERSION
+        assert reopened.keyword_search(["drake"], [], 10) == [meme_id]
+        assert reopened.keyword_search(["hello"], [], 10) == [meme_id]
+    finally:
+        reopened.close()

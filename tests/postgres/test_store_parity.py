@@ -74,7 +74,7 @@ def test_export_import_through_either_store(store, tmp_path):
     assert store.keyword_search(["kenobi"], [], 5) == [meme_id]
     later = store.insert_file(FileRecord(path="/m/later.png", folder_id=None, size=1, mtime=1.0, sha256="later"))
     assert store.get_meme(later).tags == ["arrives later"]
-    assert store.pending_imports() == {}
+    assert store.pending_records() == []
     assert export_library(store, tmp_path / "out.json") == 2
 
 

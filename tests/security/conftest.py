@@ -29,3 +29,13 @@ def locked(tmp_path, shared_models_dir):
         core.store.set_ocr(meme_id, f"meme {meme_id}", "test")
     yield core, folder, outside
     core.close()
+
+
+@pytest.fixture
+def library(tmp_path, shared_models_dir):
+    """A data dir with one meme whose app can be (re)started with other settings (tests/security/helpers.py)."""
+    from tests.security.helpers import LockedLibrary
+
+    locked_library = LockedLibrary(tmp_path, shared_models_dir)
+    yield locked_library
+    locked_library.close()

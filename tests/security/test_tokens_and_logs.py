@@ -20,7 +20,7 @@ from tests.security.conftest import API_TOKEN, PASSWORD
 from tests.service.helpers import free_port, link_models, start_service, stop, write_fake_models
 
 ML_TOKEN = "ml-token-9c4e7f0a1b2d"
-PUBLIC = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC = {"/healthz"}  # with a token set, even the schema and docs pages need it
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -31,14 +31,28 @@ def test_the_ml_service_refuses_every_unauthenticated_call(tmp_path):
     routes = [(method, route.path) for route in app.routes if isinstance(route, Route)
               for method in sorted(route.methods or ()) if method != "HEAD"]
     guarded = [(m, p) for m, p in routes if p not in PUBLIC]
-    assert {("POST", "/v1/ocr"), ("POST", "/v1/caption"), ("POST", "/v1/embed"), ("GET", "/v1/models")} <= set(guarded)
+    assert {("POST", "/v1/ocr"), ("POST", "/v1/caption"), ("POST", "/v1/embed"), ("GET", "/v1/models"),
+            ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc")} <= set(guarded)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": ML_TOKEN[:-1]},
-                    {"Authorization": f"Basic {ML_TOKEN}"}, {"X-Token": ML_TOKEN}):
+                    {"Authorization": ML_TOKEN}, {"Authorization": f"Basic {ML_TOKEN}"},
+                    {"Authorization": f"Bearer{ML_TOKEN}"}, {"Authorization": f"Bearer {ML_TOKEN}x"},
+                    {"X-Token": ML_TOKEN}):
         for method, path in guarded:
             response = client.request(method, path, headers=headers)
             assert response.status_code == 401, (method, path, headers, response.status_code)
             tried()
-    assert client.get("/v1/models", headers={"Authorization": f"Bearer {ML_TOKEN}"}).status_code == 200
+    right = {"Authorization": f"Bearer {ML_TOKEN}"}
+    assert client.get("/v1/models", headers=right).status_code == 200
+    assert "/v1/ocr" in client.get("/openapi.json", headers=right).json()["paths"]
+    assert "swagger" in client.get("/docs", headers=right).text.lower()
+    assert client.get("/healthz").status_code == 200
+
+
+def test_without_a_token_the_ml_service_docs_stay_public(tmp_path):
+    write_fake_models(tmp_path, delay=0.0)
+    client = TestClient(create_service(Settings(home=tmp_path, caption_model="fake")))
+    assert "/v1/embed" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200 and client.get("/redoc").status_code == 200
 
 
 def test_no_secret_reaches_any_log(locked, tmp_path, shared_models_dir, caplog, capfd):
@@ -66,7 +80,9 @@ def test_no_secret_reaches_any_log(locked, tmp_path, shared_models_dir, caplog, 
     service = start_service(service_home, port, log, MEMESEARCH_ML_TOKEN=ML_TOKEN)
     try:
         remote = Core(Settings(home=tmp_path / "app", ml_urls=[f"http://127.0.0.1:{port}"], ml_token=ML_TOKEN))
-        assert remote.ocr.read(Image.new("RGB", (40, 20), "white")) is not None
+        blank = remote.ocr.read(Image.new("RGB", (40, 20), "white"))
+        # The service answered: its engine id replaced the client's placeholder, and a blank image has no text.
+        assert remote.ocr.engine_id.startswith("rapidocr") and blank.text == "" and blank.lines == []
         wrong = Core(Settings(home=tmp_path / "wrong", ml_urls=[f"http://127.0.0.1:{port}"], ml_token="x" + ML_TOKEN))
         with pytest.raises(MemeSearchError, match="token"):
             wrong.ocr.read(Image.new("RGB", (40, 20), "white"))

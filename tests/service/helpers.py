@@ -78,7 +78,8 @@ def free_port() -> int:
 
 def child_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMESEARCH_")}
-    env.update({"MEMESEARCH_HOME": str(home), "MEMESEARCH_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    # MEMESEARCH_DEV (set in tests/conftest.py) stays: the children use the fake test models.
+    env.update({"MEMESEARCH_HOME": str(home), "MEMESEARCH_THREADS": "1", "OMP_NUM_THREADS": "1", "MEMESEARCH_DEV": "1"})
     env.update(extra)
     return env
 

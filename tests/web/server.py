@@ -23,13 +23,14 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, home: Path, **env: str) -> None:
+    def __init__(self, home: Path, *args: str, **env: str) -> None:
+        """``args`` go to `memesearch serve` (e.g. "--workers", "0"); ``env`` to its environment."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "MEMESEARCH_THREADS": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **env}
         self.log = open(home.parent / f"server-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "memesearch", "--data-dir", str(home), "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "memesearch", "--data-dir", str(home), "serve", "--port", str(self.port), *args],
             env=environment, stdout=self.log, stderr=subprocess.STDOUT,
         )
 

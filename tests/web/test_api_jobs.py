@@ -100,3 +100,31 @@ def test_models_check_matrix(client):
     assert state["state"] == "done"
     fake = [row for row in state["result"] if row["model"] == "fake"]
     assert fake and fake[0]["loads"] and fake[0]["ms_per_image"] is not None
+
+
+def test_estimate_a_bulk_describe_run_before_starting_it(client, web_core, worker):
+    total = len(web_core.store.meme_ids())
+    first = client.get("/api/jobs/estimate", params={"model": "fake"}).json()
+    # Never run here: the model's typical time from models.yml.
+    assert first["count"] == total and first["basis"] == "typical" and first["seconds_per_meme"] == 0.05
+    assert first["text"].startswith(f"{total} memes, about less than a minute with fake")
+    default = client.get("/api/jobs/estimate").json()
+    assert default["model"] == web_core.settings.caption_model
+    assert client.get("/api/jobs/estimate", params={"model": "no-such-model"}).status_code == 404
+    # Describe two memes: the next estimate uses the time measured on this machine.
+    ids = web_core.store.meme_ids()[:2]
+    run = client.post("/api/jobs", json={"kind": "describe", "model": "fake", "meme_ids": ids}).json()
+    done = wait_for_run(client, run["id"])
+    after = client.get("/api/jobs/estimate", params={"model": "fake"}).json()
+    assert after["count"] == total - 2 and after["basis"] == "measured"
+    assert after["seconds_per_meme"] == round((done["finished_at"] - done["started_at"]) / 2, 3)
+    assert "measured here" in after["text"]
+
+
+def test_estimate_durations_read_like_a_person_would_say_them():
+    from memesearch.web.estimates import human_duration
+
+    assert human_duration(20) == "less than a minute"
+    assert human_duration(60) == "1 minute"
+    assert human_duration(354 * 5) == "30 minutes"
+    assert human_duration(3 * 3600 + 5 * 60) == "3 h 05 min"

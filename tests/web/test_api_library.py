@@ -102,3 +102,65 @@ def test_folder_validation(client, tmp_path):
     assert client.patch("/api/folders/999", json={"auto_scan_minutes": 5}).status_code == 404
     assert client.delete("/api/folders/999").status_code == 404
     assert client.post("/api/folders/999/rescan").status_code == 404
+
+
+def _folder_entry(client, path) -> dict:
+    return {f["path"]: f for f in client.get("/api/folders").json()["folders"]}[str(path)]
+
+
+def test_folder_removed_and_added_again_brings_its_memes_back(client, web_core, worker, tmp_path):
+    folder = tmp_path / "again"
+    render_sample_memes(folder, count=2, seed=41)
+    added = client.post("/api/folders", json={"path": str(folder)}).json()
+    assert wait_for_run(client, added["run"]["id"])["state"] == "done"
+    meme_id = next(i for i in web_core.store.meme_ids() if web_core.store.get_meme(i).path.startswith(str(folder)))
+    web_core.store.add_tags(meme_id, ["mine"])
+    web_core.store.set_user_description(meme_id, "my own words")
+    assert client.delete(f"/api/folders/{added['folder']['id']}").status_code == 200
+    assert client.get(f"/files/{meme_id}/image").status_code == 404  # not in the library any more
+    hits = client.get("/api/search", params={"q": "tag:mine"}).json()["hits"]
+    assert hits == []
+    again = client.post("/api/folders", json={"path": str(folder)})
+    assert again.status_code == 200, again.text
+    assert wait_for_run(client, again.json()["run"]["id"])["state"] == "done"
+    assert _folder_entry(client, folder)["memes"] == 2
+    hits = client.get("/api/search", params={"q": "tag:mine"}).json()["hits"]
+    assert [h["id"] for h in hits] == [meme_id] and hits[0]["user_description"] == "my own words"
+    assert client.get(f"/files/{meme_id}/image").status_code == 200
+
+
+@pytest.mark.parametrize("outer_first", [True, False])
+def test_nested_folders(client, web_core, worker, tmp_path, outer_first):
+    outer = tmp_path / "outer"
+    render_sample_memes(outer, count=1, seed=43)
+    render_sample_memes(outer / "inner", count=2, seed=44)
+    for path in ([outer, outer / "inner"] if outer_first else [outer / "inner", outer]):
+        response = client.post("/api/folders", json={"path": str(path)})
+        assert response.status_code == 200, response.text
+        assert wait_for_run(client, response.json()["run"]["id"])["state"] == "done"
+    assert (_folder_entry(client, outer)["memes"], _folder_entry(client, outer / "inner")["memes"]) == (1, 2)
+    for entry in (_folder_entry(client, outer), _folder_entry(client, outer / "inner")):
+        rescan = client.post(f"/api/folders/{entry['id']}/rescan")
+        assert rescan.status_code == 200 and wait_for_run(client, rescan.json()["run"]["id"])["state"] == "done"
+    inner = _folder_entry(client, outer / "inner")
+    assert client.delete(f"/api/folders/{inner['id']}").status_code == 200
+    assert _folder_entry(client, outer)["memes"] == 3  # the outer folder still reaches them
+
+
+def test_data_dir_samples_are_served_its_own_files_never(client, web_core, worker):
+    """The demo's samples live in the data dir: they are memes and are served; a meme row that
+    points at the data dir's own files (an old version's index) is not."""
+    samples = web_core.settings.home / "samples"
+    render_sample_memes(samples, count=1, seed=45)
+    added = client.post("/api/folders", json={"path": str(samples)}).json()
+    assert wait_for_run(client, added["run"]["id"])["state"] == "done"
+    meme_id = next(i for i in web_core.store.meme_ids() if web_core.store.get_meme(i).path.startswith(str(samples)))
+    assert client.get(f"/files/{meme_id}/image").status_code == 200
+    assert client.get(f"/files/{meme_id}/thumb").status_code == 200
+    thumbs = sorted(p for p in web_core.settings.home.rglob("*.webp") if "samples" not in p.parts)
+    assert thumbs  # the thumbnail just made
+    assert client.post("/api/folders", json={"path": str(thumbs[0].parent)}).status_code == 422
+    from memesearch.store.models import FileRecord
+
+    forged = web_core.store.insert_file(FileRecord(path=str(thumbs[0]), folder_id=added["folder"]["id"], size=1, mtime=1.0))
+    assert client.get(f"/files/{forged}/image").status_code == 404

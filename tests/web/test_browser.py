@@ -198,6 +198,7 @@ def test_bulk_describe_with_the_fake_model_reaches_100_percent(page, server):
     page.goto("/models")
     page.select_option("#bulk-model", "fake")
     page.click("#bulk-start")
+    page.click("#bulk-confirm-start")  # after the estimate: "N memes, about ... with fake"
     expect(page.locator("#bulk-percent")).to_have_text("100 %", timeout=90_000)
     expect(page.locator("#bulk-progress")).to_have_attribute("data-state", "done")
     runs = httpx.get(f"{server.url}/api/jobs").json()["runs"]

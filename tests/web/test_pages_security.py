@@ -92,7 +92,10 @@ def test_login_session_and_bearer_token(locked_core):
     meme_id = locked_core.store.meme_ids()[0]
     assert script.patch(f"/api/memes/{meme_id}", json={"add_tags": ["api"]}, headers=headers).status_code == 200
     assert script.get("/api/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    browser.post("/logout", data={"csrf_token": token})
+    # Logging in starts a new session, and with it a new CSRF token.
+    assert browser.cookies["ms_csrf"] != token
+    browser.headers["X-CSRF-Token"] = browser.cookies["ms_csrf"]
+    assert browser.post("/logout").status_code == 200  # redirected to the login page
     assert browser.get("/api/jobs").status_code == 401
 
 

@@ -97,9 +97,9 @@ def find_bundle(model_path: Path, dtype: str) -> Path:
 
 def _open_session(name: str, model_bytes: bytes, threads: int | None, bundle_path: Path):
     """Like memesearch.ml.onnx.session.open_session, but for a graph held in memory."""
-    import onnxruntime as ort
+    from memesearch.ml.onnx.session import default_threads, onnxruntime
 
-    from memesearch.ml.onnx.session import default_threads
+    ort = onnxruntime()
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = default_threads() if threads is None else threads

@@ -12,6 +12,19 @@ _shared_arena_lock = threading.Lock()
 _shared_arena_registered = False
 
 
+def onnxruntime():
+    """``import onnxruntime`` with its telemetry events turned off; call it before opening a session.
+
+    ORT only sends telemetry from Windows builds, but the switch exists everywhere and a
+    self-hosted app must not phone home on any platform. Cheap (a flag), so done on every call."""
+    import onnxruntime as ort
+
+    disable = getattr(ort, "disable_telemetry_events", None)  # absent from some builds: nothing to turn off
+    if disable is not None:
+        disable()
+    return ort
+
+
 def default_threads() -> int:
     """Intra-op threads: MEMESEARCH_THREADS, else all cores (ORT's own default)."""
     value = os.environ.get("MEMESEARCH_THREADS", "")
@@ -40,7 +53,7 @@ def open_session(path: Path | str, *, threads: int | None = None, low_memory: bo
     ``low_memory`` shares one arena between all such sessions and turns off memory patterns
     (planned per input shape, one block each: a decoder sees a new shape at every step). For
     SmolVLM's 13-tile default it cut peak RSS from ~1.07 GB to ~0.75 GB at the same speed."""
-    import onnxruntime as ort
+    ort = onnxruntime()
 
     path = Path(path)
     if not path.is_file():

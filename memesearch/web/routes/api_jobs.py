@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from memesearch.errors import InvalidInputError
+from memesearch.web.api_schemas import DefaultModel, JobStart, body_of
 from memesearch.web import jobs_bridge, models_info
 from memesearch.web.deps import core_of, json_body
 
@@ -23,11 +24,11 @@ def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20)
     return {"runs": [run.as_dict() for run in core_of(request).jobs.list_runs(limit)]}
 
 
-@router.post("/jobs")
+@router.post("/jobs", openapi_extra=body_of(JobStart))
 async def start_job(request: Request) -> dict:
     """``{"kind": "describe", "model": id, "scope": "undescribed"}`` starts a bulk run;
     ``kind`` index/ocr/embed work on the whole library (or ``folder_id``)."""
-    body = await json_body(request)
+    body = await json_body(request, JobStart)
     core = core_of(request)
     kind = body.get("kind")
     if kind == "describe":
@@ -42,6 +43,15 @@ async def start_job(request: Request) -> dict:
     if folder_id is not None and not isinstance(folder_id, int):
         raise InvalidInputError("folder_id must be a folder id")
     return jobs_bridge.start(core, str(kind), folder_id=folder_id)
+
+
+@router.get("/jobs/estimate")
+def estimate_job(request: Request, model: str | None = None) -> dict:
+    """How many memes "describe all undescribed" would caption with ``model``, and about how long it takes."""
+    from memesearch.web.estimates import describe_estimate
+
+    core = core_of(request)
+    return describe_estimate(core, jobs_bridge.caption_model_id(core, model))
 
 
 @router.get("/jobs/{run_id}")
@@ -88,11 +98,11 @@ def list_models(request: Request) -> dict:
     return {"default": core_of(request).settings.caption_model, "models": models_info.model_rows(core_of(request).settings)}
 
 
-@router.post("/models/default")
+@router.post("/models/default", openapi_extra=body_of(DefaultModel))
 async def set_default(request: Request) -> dict:
     from memesearch.web import preferences
 
-    body = await json_body(request)
+    body = await json_body(request, DefaultModel)
     core = core_of(request)
     if not isinstance(body.get("model"), str):
         raise InvalidInputError('send {"model": "<model id>"}')
@@ -107,6 +117,12 @@ async def pull(request: Request, model_id: str) -> dict:
     if dtype is not None and not isinstance(dtype, str):
         raise InvalidInputError("dtype must be a string such as int8")
     return models_info.start_pull(request.app.state.background, core_of(request).settings, model_id, dtype)
+
+
+@router.post("/models/{model_id}/pull/cancel")
+def cancel_pull(request: Request, model_id: str) -> dict:
+    """Stop a running download; its partial files stay, so pulling again resumes."""
+    return models_info.cancel_pull(request.app.state.background, core_of(request).settings, model_id)
 
 
 @router.get("/models/{model_id}/pull")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.library.uploads import save_upload
+from memesearch.web.api_schemas import UPLOAD, FolderAdd, FolderPatch, body_of
 from memesearch.web import jobs_bridge
 from memesearch.web.deps import core_of, json_body
 
@@ -26,10 +28,12 @@ def uploads_folder(core):
     return core.store.folder_by_path(str(path.resolve())) or core.store.add_folder(str(path.resolve()))
 
 
-@router.post("/uploads")
+@router.post("/uploads", openapi_extra=UPLOAD)
 async def upload(request: Request, index: bool = True) -> dict:
     """multipart/form-data with one or more ``files`` parts. Each file is checked on its own; the
-    batch is indexed automatically (``index=false`` defers it to ``POST /api/uploads/index``)."""
+    batch is indexed automatically (``index=false`` defers it to ``POST /api/uploads/index``).
+    200 when at least one file was saved or linked to the meme that already has its bytes
+    (refused ones carry their reason); 422 when none was."""
     core = core_of(request)
     settings = core.settings
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -50,7 +54,11 @@ async def upload(request: Request, index: bool = True) -> dict:
         results = []
         for item in files:
             data = await item.read(per_file + 1)
-            results.append(save_upload(settings, item.filename or "upload", data, present_meme_with(core.store)).as_dict())
+            # Only the first bytes past the limit are read: the real size comes from the upload itself.
+            results.append(save_upload(settings, item.filename or "upload", data, size=item.size,
+                                       existing=present_meme_with(core.store)).as_dict())
+    if not any(r["ok"] for r in results):
+        return _nothing_saved(results)
     folder = uploads_folder(core)
     saved = sum(1 for r in results if r["saved_as"])
     run = jobs_bridge.index_folder(core, folder.id) if index and saved else None
@@ -62,6 +70,14 @@ def present_meme_with(store):
     def find(sha256: str) -> int | None:
         return next((row["id"] for row in store.memes_with_sha(sha256) if row["status"] == "ok"), None)
     return find
+
+
+def _nothing_saved(results: list[dict]) -> JSONResponse:
+    """Every file was refused (not an image, damaged, too large): 422 with each file's reason."""
+    first = f"{results[0]['name']}: {results[0]['error']}"
+    message = first if len(results) == 1 else f"none of the {len(results)} files could be saved ({first}; ...)"
+    return JSONResponse({"error": message, "status": 422, "files": results, "saved": 0, "already": 0, "run": None},
+                        status_code=422)
 
 
 @router.post("/uploads/index")
@@ -96,19 +112,19 @@ def list_folders(request: Request) -> dict:
     return {"folders": [folder_dict(f, counts) for f in store.list_folders()]}
 
 
-@router.post("/folders")
+@router.post("/folders", openapi_extra=body_of(FolderAdd))
 async def add_folder(request: Request) -> dict:
     """``{"path": "/abs/folder", "auto_scan_minutes": 0, "scan": true}``: register and scan it."""
     from memesearch.cli.library_cmds import validate_folder
 
-    body = await json_body(request)
+    body = await json_body(request, FolderAdd)
     path = body.get("path")
     if not isinstance(path, str) or not path.strip():
         raise InvalidInputError("path must be the folder's path")
     if not Path(path.strip()).expanduser().is_absolute():
         raise InvalidInputError(f"give an absolute path (starting with /), not {path!r}")
-    resolved = validate_folder(Path(path.strip()))
     core = core_of(request)
+    resolved = validate_folder(Path(path.strip()), core.settings.home)
     if core.store.folder_by_path(str(resolved)) is not None:
         raise InvalidInputError(f"{resolved} is already a library folder")
     folder = core.store.add_folder(str(resolved))
@@ -118,9 +134,9 @@ async def add_folder(request: Request) -> dict:
     return {"folder": folder_dict(_folder(core, folder.id), {}), "run": run}
 
 
-@router.patch("/folders/{folder_id}")
+@router.patch("/folders/{folder_id}", openapi_extra=body_of(FolderPatch))
 async def update_folder(request: Request, folder_id: int) -> dict:
-    body = await json_body(request)
+    body = await json_body(request, FolderPatch)
     if set(body) != {"auto_scan_minutes"}:
         raise InvalidInputError("send {\"auto_scan_minutes\": N}")
     core = core_of(request)

@@ -2,39 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
 from memesearch.errors import InvalidInputError
+from memesearch.search.engine import MAX_LIMIT, MAX_OFFSET, MAX_QUERY_CHARS
+from memesearch.search.query import MAX_FILTERS
 from memesearch.web import jobs_bridge
+from memesearch.web.api_schemas import MAX_DESCRIPTION_CHARS, MAX_TAGS, Describe, MemePatch, body_of
 from memesearch.web.deps import core_of, json_body
 from memesearch.web.views import filters_to_query, meme_dict, near_duplicates
 
 router = APIRouter(prefix="/api")
 
-MAX_DESCRIPTION_CHARS = 4000
-MAX_TAGS = 50
 
 
-def run_search(core, q: str, mode: str, limit: int, offset: int = 0, tags=(), folders=(), described=None):
+def run_search(core, q: str, mode: str, limit: int, offset: int = 0, tags=(), folders=(), described=None,
+               siblings: bool = False):
     query = filters_to_query(q, list(tags), list(folders), described)
-    return core.search_engine.search(query, mode=mode, limit=limit, offset=offset)
+    return core.search_engine.search(query, mode=mode, limit=limit, offset=offset, siblings=siblings)
 
 
 @router.get("/search")
 def api_search(
     request: Request,
-    q: str = "",
-    mode: str = "hybrid",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    tag: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-    folder: Annotated[list[str], Query()] = [],  # noqa: B006
+    q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
+    mode: Literal["hybrid", "keyword", "vector"] = "hybrid",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    # Half the engine's filter budget each, so any schema-valid request is accepted.
+    tag: Annotated[list[str], Query(max_length=MAX_FILTERS // 2)] = [],  # noqa: B006 - FastAPI copies defaults
+    folder: Annotated[list[str], Query(max_length=MAX_FILTERS // 2)] = [],  # noqa: B006
     described: str | None = None,
+    siblings: bool = False,
 ) -> dict:
-    """Exactly the JSON of `memesearch search --json`."""
-    result = run_search(core_of(request), q, mode, limit, offset, tag, folder, described)
+    """Exactly the JSON of `memesearch search --json` (``siblings``: `--siblings`)."""
+    result = run_search(core_of(request), q, mode, limit, offset, tag, folder, described, siblings)
     return result.as_dict()
 
 
@@ -57,11 +61,11 @@ def _tag_list(value, field: str) -> list[str]:
     return value
 
 
-@router.patch("/memes/{meme_id}")
+@router.patch("/memes/{meme_id}", openapi_extra=body_of(MemePatch))
 async def patch_meme(request: Request, meme_id: int) -> dict:
     """Change the user's description and/or tags: ``{"user_description": str, "tags": [..]}``
     (tags replace the set) or ``add_tags`` / ``remove_tags``."""
-    body = await json_body(request)
+    body = await json_body(request, MemePatch)
     known = {"user_description", "description", "tags", "add_tags", "remove_tags"}
     unknown = set(body) - known
     if unknown or not body:
@@ -108,10 +112,10 @@ def duplicates(request: Request, meme_id: int) -> dict:
     }
 
 
-@router.post("/memes/{meme_id}/describe")
+@router.post("/memes/{meme_id}/describe", openapi_extra=body_of(Describe))
 async def regenerate(request: Request, meme_id: int) -> dict:
     """Generate a description for one meme with ``{"model": id}`` (default model if absent), as a job."""
-    body = await json_body(request)
+    body = await json_body(request, Describe)
     core = core_of(request)
     core.store.get_meme(meme_id)
     model = jobs_bridge.caption_model_id(core, body.get("model"))

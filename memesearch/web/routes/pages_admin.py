@@ -28,11 +28,15 @@ def folders_page(request: Request, part: str = ""):
 def models_page(request: Request, part: str = ""):
     core = core_of(request)
     counts = core.store.counts()
+    context_runs = _runs(core)
     context = {
         "models": models_info.model_rows(core.settings), "default_model": core.settings.caption_model,
-        "runs": _runs(core), "counts": counts,
+        "runs": context_runs, "counts": counts,
         "undescribed": len(core.store.ids_without_description(core.settings.caption_model)),
         "check": models_info.check_status(request.app.state.background),
+        # A describe run still going: the progress panel is rendered with it, so it survives a reload.
+        "bulk": next((r for r in context_runs if r["kind"] == "describe" and r["state"] in ("queued", "running")), None),
+        "pulls": models_info.pull_states(request.app.state.background),
     }
     template = {"runs": "_runs.html", "check": "_check.html"}.get(part, "models.html")
     return render(request, template, context)

@@ -15,7 +15,11 @@ async function api(method, url, body) {
   }
   const response = await fetch(url, options);
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.error || `request failed (${response.status})`);
+  if (!response.ok) {
+    const error = new Error(data.error || `request failed (${response.status})`);
+    error.data = data;  // hint, details and an offered action (e.g. download a model)
+    throw error;
+  }
   return data;
 }
 
@@ -26,6 +30,81 @@ function toast(message, isError) {
   box.className = isError ? "show error" : "show";
   clearTimeout(box._timer);
   box._timer = setTimeout(() => { box.className = ""; }, 3500);
+}
+
+// Progress bars only move forward: a later, smaller figure (a new stage, a total that grew) never
+// sends a bar the user saw at 80 % back to 20 %.
+function forward(bar, value) {
+  if (bar && value > Number(bar.value)) bar.value = value;
+}
+
+// ---- top bar: the navigation folds into a menu button on narrow screens
+function setupMenu() {
+  const button = $("#menu-toggle");
+  const bar = $("#topbar");
+  if (!button || !bar) return;
+  button.addEventListener("click", () => {
+    const open = !bar.classList.contains("open");
+    bar.classList.toggle("open", open);
+    button.setAttribute("aria-expanded", String(open));
+  });
+}
+
+// ---- live regions (htmx polling) keep the user's place: an unchanged answer is not swapped in,
+// and <details> the user opened (they carry ids) stay open across a swap.
+const lastAnswer = new WeakMap();
+function setupLiveRegions() {
+  document.body.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    const html = event.detail.serverResponse;
+    if (!target || !target.hasAttribute("hx-trigger") || !/every /.test(target.getAttribute("hx-trigger"))) return;
+    if (lastAnswer.get(target) === html) { event.detail.shouldSwap = false; return; }
+    lastAnswer.set(target, html);
+    target._openDetails = $$("details[open][id]", target).map((d) => d.id);
+  });
+  document.body.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    for (const id of target._openDetails || []) {
+      const details = document.getElementById(id);
+      if (details) details.open = true;
+    }
+    target._openDetails = null;
+  });
+}
+
+// ---- running bulk jobs in the header of every page (rendered by the server, followed live here)
+const chipLabel = { describe: "Describing", index: "Indexing" };
+function followJobChip(chip) {
+  if (chip._source) return;
+  const count = $(".job-count", chip);
+  chip._source = watchRun(chip.dataset.jobChip, (run) => {
+    count.textContent = `${run.done + run.failed}/${run.total}`;
+  }, (run) => {
+    chip.dataset.state = run ? run.state : "unknown";
+    if (run) count.textContent = `${run.state}: ${run.done + run.failed}/${run.total}`;
+    setTimeout(() => chip.remove(), 6000);
+  });
+}
+function addJobChip(run) {
+  const box = $("#job-chips");
+  if (!box || !chipLabel[run.kind] || $(`[data-job-chip="${run.id}"]`, box)) return;
+  const chip = $("#job-chip-template").content.firstElementChild.cloneNode(true);
+  chip.dataset.jobChip = run.id;
+  chip.dataset.kind = run.kind;
+  chip.title = `Run ${run.id}: ${run.kind}${run.model ? ` with ${run.model}` : ""}`;
+  $(".job-label", chip).textContent = chipLabel[run.kind];
+  $(".job-count", chip).textContent = `${run.done + run.failed}/${run.total}`;
+  box.appendChild(chip);
+  followJobChip(chip);
+}
+async function refreshJobChips() {
+  try {
+    const { runs } = await api("GET", "/api/jobs?limit=20");
+    runs.filter((r) => r.state === "queued" || r.state === "running").forEach(addJobChip);
+  } catch (error) { /* the header is a convenience; the pages show errors themselves */ }
+}
+function setupJobChips() {
+  $$("#job-chips [data-job-chip]").forEach(followJobChip);
 }
 
 // ---- theme: follows the system until the user picks one, then remembers it
@@ -121,13 +200,29 @@ document.addEventListener("click", (event) => {
   if (button) copyImage(button.dataset.copy);
 });
 
-// ---- live progress of a run over server-sent events
+// ---- live progress of a run over server-sent events; one stream per run, however many parts of
+// the page follow it (a browser holds only six connections per server).
+const runStreams = new Map();
 function watchRun(runId, onProgress, onEnd) {
-  const source = new EventSource(`/api/jobs/${runId}/events`);
-  source.addEventListener("progress", (event) => onProgress(JSON.parse(event.data)));
-  source.addEventListener("end", (event) => { source.close(); onEnd(JSON.parse(event.data)); });
-  source.onerror = () => { source.close(); onEnd(null); };
-  return source;
+  const key = String(runId);
+  let stream = runStreams.get(key);
+  if (!stream) {
+    stream = { source: new EventSource(`/api/jobs/${key}/events`), listeners: [] };
+    runStreams.set(key, stream);
+    const finish = (run) => {
+      stream.source.close();
+      runStreams.delete(key);
+      stream.listeners.forEach((l) => l.onEnd(run));
+    };
+    stream.source.addEventListener("progress", (event) => {
+      const run = JSON.parse(event.data);
+      stream.listeners.forEach((l) => l.onProgress(run));
+    });
+    stream.source.addEventListener("end", (event) => finish(JSON.parse(event.data)));
+    stream.source.onerror = () => finish(null);
+  }
+  stream.listeners.push({ onProgress, onEnd });
+  return stream.source;
 }
 const percentOf = (run) => (run.total ? Math.round((100 * (run.done + run.failed)) / run.total) : 100);
 
@@ -194,11 +289,24 @@ function setupMeme() {
         if (r && r.state === "done" && !r.failed) location.reload();
         else status.textContent = r && r.errors.length ? `failed: ${r.errors[0].error}` : "failed";
       });
-    } catch (error) { toast(error.message, true); }
+    } catch (error) {
+      const action = error.data && error.data.action;
+      if (action && action.kind === "download") {
+        // The model is not downloaded: one sentence and the download, instead of a spinning bar.
+        status.textContent = `${error.message} `;
+        const link = Object.assign(document.createElement("a"), {
+          className: "button small", href: `/models?download=${encodeURIComponent(action.model)}`, textContent: action.label,
+        });
+        status.appendChild(link);
+      } else toast(error.message, true);
+    }
   });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  setupMenu();
+  setupLiveRegions();
+  setupJobChips();
   setupTheme();
   setupSearch();
   setupMeme();

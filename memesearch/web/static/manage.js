@@ -2,7 +2,7 @@
 "use strict";
 
 // ---- uploads: drag-and-drop, paste, picker; one request per file for per-file progress
-function uploadOne(file, row) {
+function uploadOne(file, row, onBytes) {
   return new Promise((resolve) => {
     const form = new FormData();
     form.append("files", file, file.name || "pasted.png");
@@ -12,12 +12,17 @@ function uploadOne(file, row) {
     request.setRequestHeader("Accept", "application/json");
     const bar = $("progress", row);
     const status = $(".upload-status", row);
-    request.upload.onprogress = (event) => { if (event.lengthComputable) bar.value = event.loaded / event.total; };
+    request.upload.onprogress = (event) => {
+      if (!event.lengthComputable) return;
+      forward(bar, event.loaded / event.total);
+      onBytes(file.size * (event.loaded / event.total));
+    };
     request.onload = () => {
       let data = {};
       try { data = JSON.parse(request.responseText); } catch (e) {}
       const result = (data.files || [])[0];
-      bar.value = 1;
+      forward(bar, 1);
+      onBytes(file.size);
       if (request.status === 200 && result && result.duplicate) {  // same bytes as a meme we have: nothing written
         row.classList.add("ok", "duplicate");
         status.textContent = `${result.message} `;
@@ -58,22 +63,37 @@ async function uploadFiles(files) {
     return row;
   });
   summary.textContent = `Uploading ${files.length} file(s)…`;
+  // One bar for the whole batch: sending the bytes is its first half, indexing them the second.
+  const overall = $("#upload-overall-bar");
+  $("#upload-overall").hidden = false;
+  overall.value = 0;
+  const totalBytes = files.reduce((sum, f) => sum + (f.size || 0), 0) || 1;
+  const sent = new Map();
+  const onBytes = (file) => (bytes) => {
+    sent.set(file, bytes);
+    forward(overall, (50 * Array.from(sent.values()).reduce((a, b) => a + b, 0)) / totalBytes);
+  };
   let saved = 0;
   // Three at a time: fast on a LAN, gentle on the server.
   const queue = files.map((file, i) => [file, rows[i]]);
   const workers = Array.from({ length: Math.min(3, queue.length) }, async () => {
     while (queue.length) {
       const [file, row] = queue.shift();
-      if (await uploadOne(file, row)) saved += 1;
+      if (await uploadOne(file, row, onBytes(file))) saved += 1;
     }
   });
   await Promise.all(workers);
+  forward(overall, 50);
   if (!saved) { summary.textContent = "Nothing new was uploaded."; return; }
   summary.textContent = `${saved} of ${files.length} uploaded; indexing…`;
   try {
     const { run } = await api("POST", "/api/uploads/index");
-    watchRun(run.id, (r) => { summary.textContent = `${saved} of ${files.length} uploaded; indexing ${percentOf(r)} %`; },
-      (r) => { summary.textContent = r && r.state === "done" ? `${saved} of ${files.length} uploaded and indexed.` : `${saved} uploaded; indexing ${r ? r.state : "status unknown"}`; summary.dataset.state = r ? r.state : "unknown"; });
+    addJobChip(run);
+    watchRun(run.id, (r) => {
+      forward(overall, 50 + percentOf(r) / 2);
+      summary.textContent = `${saved} of ${files.length} uploaded; indexing ${r.done + r.failed} of ${r.total}`;
+    },
+      (r) => { if (r && r.state === "done") forward(overall, 100); summary.textContent = r && r.state === "done" ? `${saved} of ${files.length} uploaded and indexed.` : `${saved} uploaded; indexing ${r ? r.state : "status unknown"}`; summary.dataset.state = r ? r.state : "unknown"; });
   } catch (error) { summary.textContent = error.message; }
 }
 
@@ -110,13 +130,14 @@ function setupFolders() {
       $("#folder-path").value = "";
       toast("Folder added; scanning");
       changed();
+      refreshJobChips();
     } catch (e) { error.textContent = e.message; error.hidden = false; }
   });
   document.addEventListener("click", async (event) => {
     const rescan = event.target.closest("[data-rescan]");
     const remove = event.target.closest("[data-remove-folder]");
     try {
-      if (rescan) { await api("POST", `/api/folders/${rescan.dataset.rescan}/rescan`); toast("Rescan started"); changed(); }
+      if (rescan) { await api("POST", `/api/folders/${rescan.dataset.rescan}/rescan`); toast("Rescan started"); changed(); refreshJobChips(); }
       if (remove && confirm("Remove this folder? Its files stay on disk; its memes are hidden until it is added again.")) {
         await api("DELETE", `/api/folders/${remove.dataset.removeFolder}`); changed();
       }
@@ -130,7 +151,7 @@ function setupFolders() {
   });
 }
 
-// ---- models page: bulk describe (SSE), cancel, retry, default, pull, check
+// ---- models page: bulk describe (SSE), cancel, retry, default, check (downloads: models.js)
 function setupModels() {
   const form = $("#bulk-form");
   if (!form) return;
@@ -138,17 +159,18 @@ function setupModels() {
   let current = null;
   const show = (run) => {
     $("#bulk-progress").hidden = false;
-    const percent = percentOf(run);
-    $("#bulk-bar").value = percent;
-    $("#bulk-percent").textContent = `${percent} %`;
+    forward($("#bulk-bar"), percentOf(run));
+    $("#bulk-percent").textContent = `${Math.round($("#bulk-bar").value)} %`;
     const rate = run.rate_per_s ? ` · ${run.rate_per_s.toFixed(1)}/s` : "";
     const eta = run.eta_s ? ` · ${Math.round(run.eta_s)} s left` : "";
     $("#bulk-detail").textContent = `${run.state}: ${run.done} done, ${run.failed} failed of ${run.total}${rate}${eta}`;
     $("#bulk-errors").replaceChildren(...run.errors.slice(0, 10).map((e) => Object.assign(document.createElement("li"), { textContent: `${e.path}: ${e.error}` })));
   };
   const follow = (run) => {
+    if (!current || current.id !== run.id) $("#bulk-bar").value = 0;  // a new run starts from 0
     current = run;
     show(run);
+    addJobChip(run);
     $("#bulk-cancel").hidden = false;
     watchRun(run.id, show, (final) => {
       if (final) show(final);
@@ -157,11 +179,27 @@ function setupModels() {
       runsChanged();
     });
   };
+  // Ask first, saying how many memes and about how long (measured here, or the model's typical time).
+  const dialog = $("#bulk-confirm");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    try { follow(await api("POST", "/api/jobs", { kind: "describe", model: $("#bulk-model").value })); runsChanged(); }
-    catch (e) { toast(e.message, true); }
+    try {
+      const estimate = await api("GET", `/api/jobs/estimate?model=${encodeURIComponent($("#bulk-model").value)}`);
+      $("#bulk-estimate").textContent = estimate.text;
+      $("#bulk-confirm-start").hidden = estimate.count === 0;
+      dialog.dataset.model = estimate.model;
+      dialog.returnValue = "";
+      dialog.showModal();
+    } catch (e) { toast(e.message, true); }
   });
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "start") return;
+    try { follow(await api("POST", "/api/jobs", { kind: "describe", model: dialog.dataset.model })); runsChanged(); }
+    catch (e) { if (!(window.showModelNotReady && showModelNotReady(e))) toast(e.message, true); }
+  });
+  // A run started before this page was (re)loaded: the server rendered its panel; follow it live.
+  const going = $("#bulk-progress").dataset.runId;
+  if (going) api("GET", `/api/jobs/${going}`).then(follow).catch(() => {});
   $("#bulk-cancel").addEventListener("click", async () => {
     if (current) { try { await api("POST", `/api/jobs/${current.id}/cancel`); } catch (e) { toast(e.message, true); } }
   });
@@ -169,12 +207,10 @@ function setupModels() {
     const cancel = event.target.closest("[data-cancel]");
     const retry = event.target.closest("[data-retry]");
     const makeDefault = event.target.closest("[data-default]");
-    const pull = event.target.closest("[data-pull]");
     try {
       if (cancel) { await api("POST", `/api/jobs/${cancel.dataset.cancel}/cancel`); runsChanged(); }
       if (retry) { follow(await api("POST", `/api/jobs/${retry.dataset.retry}/retry`)); runsChanged(); }
       if (makeDefault) { await api("POST", "/api/models/default", { model: makeDefault.dataset.default }); location.reload(); }
-      if (pull) pullModel(pull);
     } catch (e) { toast(e.message, true); }
   });
   $("#check-start").addEventListener("click", async () => {
@@ -188,26 +224,6 @@ function setupModels() {
     };
     poll();
   });
-}
-
-async function pullModel(button) {
-  const row = button.closest("tr");
-  const bar = $(".pull-bar", row);
-  const status = $(".pull-status", row);
-  const model = button.dataset.pull;
-  button.disabled = true;
-  bar.hidden = false;
-  let state = await api("POST", `/api/models/${model}/pull`, {});
-  while (state.state === "running") {
-    bar.max = state.files_total || 1;
-    bar.value = state.files_present;
-    status.textContent = ` ${state.files_present}/${state.files_total} files`;
-    await new Promise((r) => setTimeout(r, 1000));
-    state = await api("GET", `/api/models/${model}/pull`);
-  }
-  button.disabled = false;
-  if (state.state === "done") location.reload();
-  else { bar.hidden = true; status.textContent = ` ${state.error}`; status.classList.add("error-message"); }
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -1,0 +1,87 @@
+"""OpenAPI descriptions of what the JSON API reads and answers, for clients and schema checks.
+
+The routes parse their JSON bodies themselves (``deps.json_body``, so every mistake gets one
+clear sentence); these schemas only document the shapes. Every error answer has one shape.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_DESCRIPTION_CHARS = 4000
+MAX_TAGS = 50
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What went wrong, in one sentence.")
+    status: int = Field(description="The HTTP status, repeated.")
+    hint: str | None = Field(default=None, description="How to fix it, when there is something to do.")
+
+
+ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
+    (400, "Malformed request (a multipart body that cannot be parsed)."),
+    (401, "Log in or send the API token."), (403, "Not allowed (CSRF token, origin)."), (404, "No such meme, folder, run or model."),
+    (413, "Upload too large."), (422, "Unusable input: the error says which field and why."),
+    (500, "A bug; the details are in the server log."), (503, "Not available now (read-only data dir, busy model)."),
+    (507, "The disk is full; nothing was lost."),
+)}
+
+
+class _Body(BaseModel):
+    # Strict: 2.0 is not a meme id and "1" is not a number of minutes.
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=64)]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
+Minutes = Annotated[int, Field(ge=0, le=7 * 24 * 60, description="0 turns automatic rescans off.")]
+
+
+class MemePatch(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"minProperties": 1})
+    user_description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS, description="Alias of user_description.")
+    tags: Tags | None = Field(default=None, description="Replaces the meme's tags.")
+    add_tags: Tags | None = None
+    remove_tags: Tags | None = None
+
+
+class Describe(_Body):
+    model: str | None = Field(default=None, description="Caption model id (default: the configured one).")
+
+
+class FolderAdd(_Body):
+    path: str = Field(min_length=1, description="Absolute path of an existing folder on the server.")
+    auto_scan_minutes: Minutes = 0
+    scan: bool = True
+
+
+class FolderPatch(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    auto_scan_minutes: Minutes
+
+
+class JobStart(_Body):
+    kind: Literal["describe", "index", "ocr", "embed"]
+    model: str | None = None
+    meme_ids: list[int] | None = None
+    folder_id: int | None = None
+
+
+class DefaultModel(_Body):
+    model: str
+
+
+def body_of(model: type[BaseModel]) -> dict:
+    """``openapi_extra`` for a route that reads a JSON object shaped like ``model``
+    (the route validates with the same model: see ``deps.json_body``)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
+                             "description": "Image files (JPEG, PNG, WebP, GIF, BMP)."}},
+}}}}}
