@@ -179,7 +179,7 @@ def test_uploading_known_bytes_links_to_existing_meme(client, web_core, web_temp
 
 # -- settings ---------------------------------------------------------------------------------
 def test_settings_api_saves_endpoint_and_never_returns_the_key(client, web_core, monkeypatch):
-    monkeypatch.delenv("MEMESEARCH_DEV", raising=False)
+    monkeypatch.setattr(web_core.settings, "dev", False)  # onboard's rule reads Settings.dev (MEMESEARCH_DEV at start)
     data = client.get("/api/settings").json()
     assert "fake" not in data["caption_models"] and "openai" in data["caption_models"]
     saved = client.put("/api/settings", json={"caption_model": "openai", "openai": {
