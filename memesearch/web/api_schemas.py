@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_DESCRIPTION_CHARS = 4000
 MAX_TAGS = 50
+MAX_REMOVE_IDS = 1000  # library.removal.MAX_IDS
 
 
 class ErrorBody(BaseModel):
@@ -72,6 +73,31 @@ class JobStart(_Body):
 
 class DefaultModel(_Body):
     model: str
+
+
+class TagPatch(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"minProperties": 1})
+    name: str | None = Field(default=None, description="New name; an existing tag's name merges the two.")
+    color: str | None = Field(default=None, description="A palette colour name, or null for none.")
+
+
+class MemeIds(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    ids: list[int] = Field(min_length=1, max_length=MAX_REMOVE_IDS, description="Ids of the memes to remove.")
+
+
+class ApiEndpointPut(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint URL (empty: models.yml decides).")
+    model: str | None = None
+    api_key: str | None = Field(default=None, description="Write-only; empty keeps the saved key.")
+    remove_key: bool = False
+
+
+class SettingsPut(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    caption_model: str | None = None
+    openai: ApiEndpointPut | None = None
 
 
 def body_of(model: type[BaseModel]) -> dict:

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request
 
 from memesearch import saved_settings
 from memesearch.errors import InvalidInputError
-from memesearch.library.removal import MAX_IDS, remove_memes
+from memesearch.library.removal import remove_memes
 from memesearch.library.tag_colors import TAG_COLORS
 from memesearch.web import jobs_bridge, preferences
-from memesearch.web.deps import core_of, json_body
+from memesearch.web.api_schemas import MemeIds, SettingsPut, TagPatch, body_of
+from memesearch.web.deps import core_of, json_body, validated
 
 router = APIRouter(prefix="/api")
 
@@ -45,13 +46,14 @@ def change_tag(core, name: str, new_name=None, color=..., ) -> dict:
     return {"result": outcome}
 
 
-@router.patch("/tags/{name:path}")
+@router.patch("/tags/{name:path}", openapi_extra=body_of(TagPatch))
 async def patch_tag(request: Request, name: str) -> dict:
     """``{"name": "new name"}`` renames (onto an existing tag: merges), ``{"color": "blue" | null}`` recolours."""
     body = await json_body(request)
     unknown = set(body) - {"name", "color"}
     if unknown or not body:
         raise InvalidInputError(f"unknown or no fields: {sorted(unknown)}; send name and/or color")
+    body = validated(TagPatch, body)
     core = core_of(request)
     result = change_tag(core, name, body.get("name"), body["color"] if "color" in body else ...)
     return result | tags_payload(core.store)
@@ -82,15 +84,11 @@ def delete_meme(request: Request, meme_id: int) -> dict:
     return remove_memes(core.store, core.settings, [meme_id]).as_dict()
 
 
-@router.post("/memes/remove")
+@router.post("/memes/remove", openapi_extra=body_of(MemeIds))
 async def remove_many(request: Request) -> dict:
-    """``{"ids": [1, 2, ...]}``: remove several memes at once; unknown ids are listed in ``not_found``."""
-    body = await json_body(request)
-    ids = body.get("ids")
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise InvalidInputError('send {"ids": [meme ids]} with at least one id')
-    if len(ids) > MAX_IDS:
-        raise InvalidInputError(f"at most {MAX_IDS} memes at once")
+    """``{"ids": [1, 2, ...]}``: remove several memes at once (at most 1000); unknown ids are listed in
+    ``not_found``."""
+    ids = (await json_body(request, MemeIds))["ids"]
     core = core_of(request)
     return remove_memes(core.store, core.settings, ids).as_dict()
 
@@ -129,20 +127,12 @@ def save_settings(core, *, caption_model=None, base_url=None, model=None, api_ke
         preferences.save_default_model(core.settings, caption_model)
 
 
-@router.put("/settings")
+@router.put("/settings", openapi_extra=body_of(SettingsPut))
 async def put_settings(request: Request) -> dict:
     """``{"caption_model", "openai": {"base_url", "model", "api_key", "remove_key"}}``; fields left out
     stay as they are, an empty ``api_key`` keeps the saved key."""
-    body = await json_body(request)
-    unknown = set(body) - {"caption_model", "openai"}
-    openai = body.get("openai", {})
-    if not isinstance(openai, dict):
-        raise InvalidInputError("openai must be an object")
-    unknown |= {f"openai.{k}" for k in set(openai) - {"base_url", "model", "api_key", "remove_key"}}
-    if unknown:
-        raise InvalidInputError(f"unknown fields: {sorted(unknown)}")
-    if not isinstance(openai.get("remove_key", False), bool):
-        raise InvalidInputError("openai.remove_key must be true or false")
+    body = await json_body(request, SettingsPut)
+    openai = body.get("openai") or {}
     core = core_of(request)
     save_settings(core, caption_model=body.get("caption_model"), base_url=openai.get("base_url"),
                   model=openai.get("model"), api_key=openai.get("api_key"), remove_key=openai.get("remove_key", False))
