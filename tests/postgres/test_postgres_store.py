@@ -240,8 +240,8 @@ def test_ids_beyond_bigint_are_unknown_not_errors(store):
     assert store.get_run_row(huge) is None
 
 
-def test_migration_3_indexes_the_file_names_of_an_existing_library(postgres_url):
-    """A database from before file names were indexed (schema 2, search rows without them)
+def test_migration_5_indexes_the_file_names_of_an_existing_library(postgres_url):
+    """A database from before file names were indexed (schema 4, search rows without them)
     finds memes by file name once opened by this version."""
     from memesearch.store import postgres_text
 
@@ -249,10 +249,12 @@ def test_migration_3_indexes_the_file_names_of_an_existing_library(postgres_url)
     meme_id = store.insert_file(FileRecord(path="/m/drake-hotline-bling.png", folder_id=None, size=1, mtime=1.0,
                                            sha256="s1", format="png"))
     store.set_ocr(meme_id, "hello there", "test-ocr")
-    with store.write() as conn:  # back to schema 2: the search row as version 2 wrote it
+    with store.write() as conn:  # back to schema 4: the search row as version 4 wrote it
         conn.execute("UPDATE meme_search SET doc = %s::tsvector WHERE meme_id = %s",
                      (postgres_text.document("", "", "", "hello there"), meme_id))
-        conn.execute("UPDATE schema_version SET version = 2")
+        conn.execute("ALTER TABLE tags DROP COLUMN color")  # undo migration 6 (library care)
+        conn.execute("DROP TABLE excluded_paths")
+        conn.execute("UPDATE schema_version SET version = 4")
     assert store.keyword_search(["drake"], [], 10) == []
     store.close()
     reopened = PostgresStore(postgres_url)
