@@ -21,7 +21,8 @@ SIZES = {"desktop": {"width": 1280, "height": 860}, "phone": {"width": 390, "hei
 def server(web_template, tmp_path_factory):
     home = tmp_path_factory.mktemp("browser-care") / "data"
     copy_library(web_template, home).close()
-    process = ServerProcess(home).wait_ready()
+    # A user's server: the developer-only `fake` model hidden (tests/conftest.py sets MEMESEARCH_DEV=1).
+    process = ServerProcess(home, MEMESEARCH_DEV="0").wait_ready()
     yield process
     process.stop()
 

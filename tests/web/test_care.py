@@ -198,9 +198,11 @@ def test_settings_api_saves_endpoint_and_never_returns_the_key(client, web_core,
                                                        "api_key": "sk-secret-123"}
     assert client.put("/api/settings", json={"openai": {"remove_key": True}}).json()["openai"]["api_key_set"] is False
     for bad in [{"openai": {"base_url": "ftp://x"}}, {"openai": {"base_url": "javascript:alert(1)"}},
-                {"openai": {"base_url": "not a url"}}, {"caption_model": "fake"}, {"caption_model": "nope"},
+                {"openai": {"base_url": "not a url"}},
                 {"openai": {"api_key": "two words"}}, {"openai": "x"}, {"other": 1}, {"openai": {"model": "a\nb"}}]:
         assert client.put("/api/settings", json=bad).status_code == 422, bad
+    for unknown in ("fake", "nope"):  # an unknown (or hidden) model is a 404, as on the models API
+        assert client.put("/api/settings", json={"caption_model": unknown}).status_code == 404, unknown
 
 
 def test_fake_model_offered_only_in_dev_mode(client, monkeypatch):

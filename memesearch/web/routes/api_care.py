@@ -7,9 +7,10 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request
 
 from memesearch import saved_settings
-from memesearch.errors import InvalidInputError
+from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.library.removal import remove_memes
-from memesearch.library.tag_colors import TAG_COLORS
+from memesearch.library.tag_colors import TAG_COLORS, clean_color
+from memesearch.text import clean_tag
 from memesearch.web import jobs_bridge, preferences
 from memesearch.web.api_schemas import MemeIds, SettingsPut, TagPatch, body_of
 from memesearch.web.deps import core_of, json_body, validated
@@ -53,6 +54,11 @@ async def patch_tag(request: Request, name: str) -> dict:
     unknown = set(body) - {"name", "color"}
     if unknown or not body:
         raise InvalidInputError(f"unknown or no fields: {sorted(unknown)}; send name and/or color")
+    # The tag and colour rules first: their sentences say more than a schema pattern does.
+    if isinstance(body.get("name"), str):
+        clean_tag(body["name"])
+    if isinstance(body.get("color"), str):
+        clean_color(body["color"])
     body = validated(TagPatch, body)
     core = core_of(request)
     result = change_tag(core, name, body.get("name"), body["color"] if "color" in body else ...)
@@ -115,7 +121,7 @@ def save_settings(core, *, caption_model=None, base_url=None, model=None, api_ke
         if value is not None and not isinstance(value, str):
             raise InvalidInputError(f"{field} must be text")
     if caption_model is not None and caption_model not in offered_caption_models(core.settings):
-        raise InvalidInputError(f"unknown caption model {caption_model!r}",
+        raise NotFoundError(f"unknown caption model {caption_model!r}",
                                 hint="choose one of: " + ", ".join(offered_caption_models(core.settings)))
     home = core.settings.home
     if base_url is not None or model is not None or api_key or remove_key:
