@@ -38,13 +38,26 @@ def clean_text(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
+#: Longest tag name; long enough for any real tag, short enough for a chip.
+MAX_TAG_CHARS = 50
+
+
 def clean_tag(name: str) -> str:
-    """A tag name: whitespace collapsed, 1-64 characters."""
+    """A tag name as stored: trimmed, inner whitespace runs collapsed to one space, 1-50 characters,
+    no control characters. The one rule for tags from the CLI, the JSON API and the web forms."""
     from memesearch.errors import InvalidInputError
 
-    cleaned = " ".join(clean_text(name).split())
-    if not cleaned or len(cleaned) > 64:
-        raise InvalidInputError(f"invalid tag name {name!r}: use 1-64 characters")
+    if not isinstance(name, str):
+        raise InvalidInputError("a tag name must be text")
+    if any(unicodedata.category(ch) == "Cc" for ch in name.strip()):
+        raise InvalidInputError(f"invalid tag name {name!r}: control characters (tabs, newlines, ...) are not allowed",
+                                hint="use letters, digits, spaces and punctuation only")
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise InvalidInputError("a tag name cannot be empty", hint="give the tag at least one visible character")
+    if len(cleaned) > MAX_TAG_CHARS:
+        raise InvalidInputError(f"tag name too long ({len(cleaned)} characters); at most {MAX_TAG_CHARS} are allowed",
+                                hint=f"shorten it: {cleaned[:MAX_TAG_CHARS]!r}")
     return cleaned
 
 

@@ -39,6 +39,19 @@ These standard Hugging Face variables are read too (without the `MEMESEARCH_` pr
 | `HF_HUB_OFFLINE` | `1`: never try to download; `models pull` says at once which files to fetch by hand. |
 """
 
+SAVED_FROM_WEB = """
+## Saved from the web app
+
+The web Settings page writes `<data dir>/settings.json` (file mode 0600) and
+`<data dir>/web-preferences.json`:
+
+| saved setting | used by |
+|---|---|
+| default caption model | the web app's "describe" actions (starts from `MEMESEARCH_CAPTION_MODEL`; `fake` is offered only with `MEMESEARCH_DEV=1`) |
+| OpenAI-compatible endpoint URL and model | the `openai` model and every model without its own `api` source; empty values leave `models.yml` in charge |
+| API key | the same; wins over `MEMESEARCH_OPENAI_API_KEY`. Never shown back: the page says whether a key is set; saving an empty field keeps it, "Remove key" deletes it |
+"""
+
 
 def render() -> str:
     rows = []
@@ -48,7 +61,7 @@ def render() -> str:
         else:
             default = repr(field.default) if field.default not in ("", None) else "empty"
         rows.append(f"| `MEMESEARCH_{name.upper()}` | {default} | {field.description or ''} |")
-    return HEADER + "\n".join(rows) + "\n" + FOOTER
+    return HEADER + "\n".join(rows) + "\n" + FOOTER + SAVED_FROM_WEB
 
 
 def main() -> int:

@@ -32,6 +32,9 @@ PAGES = [  # (file name, path ("MEME": the meme page of a search hit), what to w
     ("template", "/templates/1", "#template-members"),
     ("folders", "/folders", ".folder"),
     ("models", "/models", "#bulk-form"),
+    ("tags", "/tags", "#tag-admin"),
+    ("settings", "/settings", "#settings-form"),
+    ("search-select", "/?q=", ".hit"),  # the grid in select mode, two memes picked
     ("not-found", "/memes/99999999", ".error-page"),
 ]
 EMPTY_PAGES = [("welcome", "/", "#welcome")]  # served from an empty data dir
@@ -56,7 +59,11 @@ def build_library(home: Path, memes: Path) -> None:
     ids = core.store.meme_ids()
     core.store.add_tags(ids[0], ["classic", "reaction"])
     core.store.add_tags(ids[1], ["reaction"])
-    core.store.add_tags(ids[2], ["cats"])
+    core.store.add_tags(ids[2], ["cats", "wholesome"])
+    core.store.set_tag_color("reaction", "blue")
+    core.store.set_tag_color("cats", "orange")
+    core.store.set_tag_color("wholesome", "green")
+    core.store.create_tag("unused")
     core.store.set_user_description(ids[7], "the cat sits on the homework, as cats do")
     core.pipeline.run_embed()
     TemplateStore(core.store).set_name(TemplateStore(core.store).groups()[0]["id"], "Galaxy brain")
@@ -78,6 +85,11 @@ def shoot(browser, server, pages, meme_id: int, out: Path, only: set[str]) -> No
                     page.evaluate(f"localStorage.setItem('memesearch-view', '{view}')")
                     page.reload()
                 page.wait_for_selector(ready)
+                if name == "search-select":
+                    page.click("#select-mode")
+                    page.locator(".hit").nth(0).click()
+                    page.locator(".hit").nth(1).click()
+                    page.evaluate("window.scrollTo(0, 0)")
                 page.wait_for_load_state("networkidle")
                 full_page = name == "meme"
                 if full_page:  # bring the lazy thumbnails further down in, then back to the top

@@ -168,6 +168,100 @@ class StoreContract:
         assert meme_b.duplicate_of == a and meme_b.ocr_text == "shared text"
         assert b not in store.pending("ocr")
 
+    def test_tag_names_are_validated(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        store.add_tags(a, ["  two   words  "])
+        assert store.get_meme(a).tags == ["two words"]
+        store.add_tags(a, ["x" * 50])
+        for bad in ["", "   ", "x" * 51, "tab\there", "new\nline", "nul\x00"]:
+            with pytest.raises(InvalidInputError):
+                store.add_tags(a, [bad])
+        with pytest.raises(InvalidInputError):
+            store.rename_tag("two words", "y" * 51)
+        assert sorted(store.get_meme(a).tags) == sorted(["two words", "x" * 50])
+
+    def test_rename_tag(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        store.add_tags(a, ["classic"])
+        store.set_tag_color("classic", "blue")
+        assert store.rename_tag("CLASSIC", " vintage ") == "renamed"
+        assert store.get_meme(a).tags == ["vintage"]
+        assert [(t.name, t.count, t.color) for t in store.list_tag_details()] == [("vintage", 1, "blue")]
+        assert store.keyword_search(["vintage"], [], 10) == [a]  # the search index follows the rename
+        assert store.keyword_search(["classic"], [], 10) == []
+        assert store.filter_ids(Filters(tags=["vintage"])) == {a}
+        assert store.rename_tag("vintage", "Vintage") == "renamed"  # a change of case is a rename
+        assert store.rename_tag("Vintage", "Vintage") == "unchanged"
+        with pytest.raises(NotFoundError):
+            store.rename_tag("nope", "other")
+
+    def test_rename_onto_existing_tag_merges(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        b = add_meme(store, "/m/b.png", "sb")
+        c = add_meme(store, "/m/c.png", "sc")
+        store.add_tags(a, ["cat"])
+        store.add_tags(b, ["cat", "cats"])
+        store.add_tags(c, ["cats"])
+        store.set_tag_color("cat", "red")
+        assert store.rename_tag("cat", "CATS") == "merged"
+        assert [(t.name, t.count, t.color) for t in store.list_tag_details()] == [("cats", 3, "red")]
+        assert [store.get_meme(i).tags for i in (a, b, c)] == [["cats"], ["cats"], ["cats"]]
+        assert store.filter_ids(Filters(tags=["cats"])) == {a, b, c}
+        assert store.filter_ids(Filters(tags=["cat"])) == set()
+
+    def test_delete_tag_and_colours(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        store.add_tags(a, ["doomed", "kept"])
+        store.set_tag_color("kept", "GREEN")
+        assert store.tag_colors() == {"kept": "green"}
+        with pytest.raises(InvalidInputError):
+            store.set_tag_color("kept", "#ff0000; background: url(x)")
+        store.set_tag_color("kept", "")
+        assert store.tag_colors() == {}
+        assert store.delete_tag("Doomed") == 1
+        assert store.get_meme(a).tags == ["kept"]
+        assert store.keyword_search(["doomed"], [], 10) == []
+        with pytest.raises(NotFoundError):
+            store.delete_tag("doomed")
+        with pytest.raises(NotFoundError):
+            store.set_tag_color("doomed", "red")
+
+    def test_unused_tags(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        store.add_tags(a, ["classic", "used"])
+        store.create_tag("never")
+        store.remove_tags(a, ["classic"])
+        assert [t.name for t in store.list_tag_details(used_only=True)] == ["used"]
+        assert {t.name: t.count for t in store.list_tag_details()} == {"classic": 0, "never": 0, "used": 1}
+        assert store.delete_unused_tags() == ["classic", "never"]
+        assert store.list_tags() == [("used", 1)]
+        assert store.delete_unused_tags() == []
+
+    def test_remove_memes(self, store):
+        folder = store.add_folder("/m")
+        a = add_meme(store, "/m/a.png", "sa", folder_id=folder.id)
+        b = add_meme(store, "/m/b.png", "sb", folder_id=folder.id)
+        dup = add_meme(store, "/m/a-copy.png", "sa", folder_id=folder.id)
+        store.set_ocr(a, "one does not simply", "test-ocr")
+        store.add_tags(a, ["gone"])
+        store.put_vectors("m", [(a, "h", np.ones(4, dtype=np.float32)), (b, "h", np.ones(4, dtype=np.float32))])
+        version = store.vectors_version()
+        assert store.remove_memes([a, 99999, 2**70], exclude_paths=["/m/a.png"]) == [a]
+        with pytest.raises(NotFoundError):
+            store.get_meme(a)
+        assert store.get_meme(dup).duplicate_of is None  # the copy stays, on its own
+        assert store.keyword_search(["simply"], [], 10) == [dup]  # the copy shares the OCR text
+        assert list(store.load_vectors("m")[0]) == [b]
+        assert store.vectors_version() != version
+        assert store.list_tags() == [("gone", 0)]
+        assert store.excluded_paths() == {"/m/a.png"}
+        assert set(store.files_in_folder(folder.id)) == {"/m/b.png", "/m/a-copy.png"}
+        assert store.remove_memes([]) == []
+        assert store.include_paths(["/m/a.png", "/m/other.png"]) == 1
+        assert store.excluded_paths() == set()
+        store.exclude_paths(["/m/x.png", "/m/x.png"])
+        assert store.excluded_paths() == {"/m/x.png"}
+
     def test_pending_stages(self, store):
         a = add_meme(store, "/m/a.png", "sa")
         add_meme(store, "/m/e.png", "se", status="error")
@@ -198,11 +292,12 @@ class StoreContract:
         a = add_meme(store, "/m/a.png", "sa")
         store.set_user_description(a, "nul\x00inside\x07 and\nnewline")
         store.set_ocr(a, "OCR\x00TEXT", "test-ocr")
-        store.add_tags(a, ["ta\x00g"])
+        with pytest.raises(InvalidInputError, match="control characters"):  # a tag name is refused, not mangled
+            store.add_tags(a, ["ta\x00g"])
         store.set_description(a, Description(model_id="m", text="de\x00scribed"))
         meme = store.get_meme(a)
         assert meme.user_description == "nulinside and\nnewline"
-        assert (meme.ocr_text, meme.tags, meme.description) == ("OCRTEXT", ["tag"], "described")
+        assert (meme.ocr_text, meme.tags, meme.description) == ("OCRTEXT", [], "described")
 
     # -- export / import (memesearch.store.transfer): records keyed by path --------------
     def test_identical_files_keep_their_own_records(self, store, tmp_path):

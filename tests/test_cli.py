@@ -157,3 +157,55 @@ def test_memesearch_home_env_and_entry_point(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["data_dir"] == str(tmp_path / "envhome")
     assert (tmp_path / "envhome" / "memesearch.db").exists()
+
+
+def test_tag_management_commands(indexed_home):
+    home, _, _ = indexed_home
+    ids = [h["id"] for h in json.loads(cli(home, "search", "", "--json", "--limit", "3").stdout)["hits"]]
+    cli(home, "tag", "add", str(ids[0]), "classic", "cat")
+    cli(home, "tag", "add", str(ids[1]), "cats")
+    assert "renamed #classic to #vintage" in cli(home, "tag", "rename", "classic", "vintage").stdout
+    assert "merged #cat into #cats" in cli(home, "tag", "rename", "cat", "cats").stdout
+    cli(home, "tag", "color", "cats", "teal")
+    cli(home, "tag", "create", "lonely")
+    listed = json.loads(cli(home, "tags", "--json").stdout)["tags"]
+    assert listed == [{"name": "cats", "count": 2, "color": "teal"}, {"name": "lonely", "count": 0, "color": None},
+                      {"name": "vintage", "count": 1, "color": None}]
+    assert cli(home, "tags").stdout.splitlines() == ["cats\t2\tteal", "lonely\t0", "vintage\t1"]
+    assert "deleted 1 unused tag: lonely" in cli(home, "tag", "clean").stdout
+    assert "deleted #vintage from 1 meme" in cli(home, "tag", "delete", "vintage").stdout
+    tagged = json.loads(cli(home, "search", "tag:cats", "--json").stdout)["hits"]
+    assert sorted(h["id"] for h in tagged) == sorted(ids[:2])
+
+
+@pytest.mark.parametrize("args, message", [
+    (("tag", "add", "{id}", "x" * 51), "at most 50"),
+    (("tag", "add", "{id}", "tab\there"), "control characters"),
+    (("tag", "rename", "nope", "other"), "no tag named"),
+    (("tag", "rename", "cats", "   "), "cannot be empty"),
+    (("tag", "delete", "nope"), "no tag named"),
+    (("tag", "color", "cats", "chartreuse"), "unknown tag colour"),
+    (("remove-meme", "999999"), "no meme with id 999999"),
+    (("restore-meme", "/nowhere/x.png"), "was removed"),
+])
+def test_tag_and_removal_errors_exit_2(indexed_home, args, message):
+    home, _, _ = indexed_home
+    meme_id = json.loads(cli(home, "search", "", "--json", "--limit", "1").stdout)["hits"][0]["id"]
+    cli(home, "tag", "add", str(meme_id), "cats")
+    result = cli(home, *(a.replace("{id}", str(meme_id)) for a in args), ok=False)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_remove_meme_keeps_files_and_restore_brings_them_back(indexed_home):
+    home, samples, _ = indexed_home
+    hits = json.loads(cli(home, "search", "", "--json", "--limit", "2").stdout)["hits"]
+    paths = {h["id"]: h["path"] for h in hits}
+    before = {p: Path(p).read_bytes() for p in paths.values()}
+    report = json.loads(cli(home, "remove-meme", *map(str, paths), "--json").stdout)
+    assert sorted(report["removed"]) == sorted(paths) and report["files_deleted"] == []
+    assert {p: Path(p).read_bytes() for p in paths.values()} == before  # never touched
+    summary = json.loads(cli(home, "index", "--json").stdout)
+    assert summary["counts"]["ok"] == len(samples) - 2 and summary["folders"][0]["excluded"] == 2
+    first = next(iter(paths.values()))
+    assert "1 file(s) will be indexed" in cli(home, "restore-meme", first).stdout
+    assert json.loads(cli(home, "index", "--json").stdout)["counts"]["ok"] == len(samples) - 1

@@ -38,6 +38,7 @@ class ScanSummary:
     moved: int = 0
     missing: int = 0
     duplicates: int = 0
+    excluded: int = 0  # files the user removed from the library (skipped until re-included)
     errors: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     folder_error: str | None = None
@@ -46,7 +47,7 @@ class ScanSummary:
         return {
             "folder": self.folder, "seen": self.seen, "unchanged": self.unchanged, "added": self.added,
             "changed": self.changed, "moved": self.moved, "missing": self.missing,
-            "duplicates": self.duplicates, "errors": [{"path": p, "error": e} for p, e in self.errors],
+            "duplicates": self.duplicates, "excluded": self.excluded, "errors": [{"path": p, "error": e} for p, e in self.errors],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "folder_error": self.folder_error,
         }
 
@@ -144,7 +145,11 @@ def scan_folder(store, folder: Folder, settings: Settings, progress: ProgressCal
     fresh: list[tuple[Path, os.stat_result]] = []
     revived: dict[str, list[int]] = {"ok": [], "error": []}
     claimed: list[int] = []
+    excluded = store.excluded_paths()
     for path, info in walk_images(root, summary, nested_roots=nested, home=settings.home):
+        if str(path) in excluded:  # removed from the library by the user: skipped until restored
+            summary.excluded += 1
+            continue
         summary.seen += 1
         seen.add(str(path))
         row = known.get(str(path))

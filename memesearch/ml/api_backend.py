@@ -66,13 +66,16 @@ class ApiCaptioner(Captioner):
         self._client = None
 
     def _api_key(self) -> str | None:
+        if self.source.api_key is not None and self.source.api_key.get_secret_value():
+            return self.source.api_key.get_secret_value()  # saved on the Settings page
         if not self.source.api_key_env:
             return None
         key = os.environ.get(self.source.api_key_env, "").strip()
         if not key:
             raise ConfigError(
                 f"the API backend needs a key in the environment variable {self.source.api_key_env}",
-                hint=f"export {self.source.api_key_env}=... (or set api_key_env: null in models.yml for a local server)",
+                hint=f"save a key on the web Settings page, or export {self.source.api_key_env}=... "
+                     "(or set api_key_env: null in models.yml for a local server)",
             )
         return key
 
@@ -170,7 +173,7 @@ def _permanent_error(status: int, problem: str, source: ApiSource) -> ApiError:
         env = source.api_key_env or "the API key"
         return ApiError(
             f"{problem} (the API key is wrong or missing)",
-            hint=f"set a valid key in {env}",
+            hint=f"save a valid key on the web Settings page, or set {env}",
         )
     if status == 404:
         return ApiError(problem, hint=f"check base_url ({source.base_url}) and model ({source.model}) in models.yml")

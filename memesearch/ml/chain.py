@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from PIL import Image
+from pydantic import SecretStr
 
 from memesearch.config import Settings
 from memesearch.errors import ConfigError, InvalidInputError, MemeSearchError, ModelUnavailableError, require
@@ -196,13 +197,20 @@ def torch_location(spec: ModelSpec, settings: Settings) -> tuple[str | Path, str
 
 
 def api_source_for(spec: ModelSpec, settings: Settings) -> ApiSource:
-    """The model's own API settings, else the registry's ``openai`` entry."""
-    if spec.sources.api is not None:
+    """The model's own API settings, else the registry's ``openai`` entry; the ``openai`` entry
+    takes the endpoint saved on the Settings page (``saved_settings``) over models.yml."""
+    from memesearch import saved_settings
+
+    if spec.sources.api is not None and spec.id != "openai":
         return spec.sources.api
-    fallback = get_spec("openai", settings.home).sources.api
-    if fallback is None:
+    source = spec.sources.api if spec.id == "openai" else get_spec("openai", settings.home).sources.api
+    if source is None:
         raise ConfigError("the 'openai' model in models.yml has no api source")
-    return fallback
+    saved = saved_settings.api_endpoint(settings.home)
+    updates = {k: v for k, v in (("base_url", saved.base_url), ("model", saved.model)) if v}
+    if saved.api_key:
+        updates["api_key"] = SecretStr(saved.api_key)
+    return source.model_copy(update=updates) if updates else source
 
 
 def load_api(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:

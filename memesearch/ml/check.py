@@ -196,7 +196,7 @@ def _availability(spec: ModelSpec, settings: Settings, backend: str, dtype: str 
             chain.torch_location(spec, settings)  # weights local, cached, or the hub reachable
         elif backend == "api":
             source = chain.api_source_for(spec, settings)
-            if source.api_key_env and not os.environ.get(source.api_key_env):
+            if source.api_key_env and not os.environ.get(source.api_key_env) and source.api_key is None:
                 return f"no API key in {source.api_key_env}"
     except Exception as exc:  # a missing package, family module or hub: all mean "not available"
         return failure_reason(exc)

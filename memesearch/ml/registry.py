@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from memesearch.errors import ConfigError, NotFoundError
 
@@ -71,6 +71,8 @@ class ApiSource(_Strict):
     model: str
     #: Environment variable holding the key; null for local servers that need none.
     api_key_env: str | None = "MEMESEARCH_OPENAI_API_KEY"
+    #: The key saved on the web Settings page (filled in by ml.chain.api_source_for; never printed); wins over api_key_env.
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
 

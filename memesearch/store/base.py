@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
+from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme, Tag
 
 
 @runtime_checkable
@@ -78,6 +78,19 @@ class Store(Protocol):
     def add_tags(self, meme_id: int, names: Iterable[str]) -> None: """Names are unique case-insensitively."""
     def remove_tags(self, meme_id: int, names: Iterable[str]) -> None: ...
     def list_tags(self) -> list[tuple[str, int]]: ...
+
+    # -- library care (store/care.py) -------------------------------------------------
+    def list_tag_details(self, *, used_only: bool = False) -> list[Tag]: """Name, count and colour of every tag."""
+    def tag_colors(self) -> dict[str, str]: """Lower-cased name -> palette colour."""
+    def rename_tag(self, old: str, new: str) -> str: """"renamed", "merged" (onto an existing tag) or "unchanged"."""
+    def delete_tag(self, name: str) -> int: """NotFoundError if unknown; returns how many memes lost it."""
+    def set_tag_color(self, name: str, color: str | None) -> None: ...
+    def delete_unused_tags(self) -> list[str]: ...
+    def remove_memes(self, meme_ids: Iterable[int], *, exclude_paths: Iterable[str] = ()) -> list[int]:
+        """Delete rows (never files); remember ``exclude_paths`` so rescans skip them."""
+    def exclude_paths(self, paths: Iterable[str]) -> None: ...
+    def excluded_paths(self) -> set[str]: ...
+    def include_paths(self, paths: Iterable[str]) -> int: """Forget exclusions; the next scan indexes them again."""
 
     # -- vectors (always per model id, with the hash of the text they came from) ----
     def vector_hashes(self, model_id: str) -> dict[int, str]: ...

@@ -59,6 +59,13 @@ class Meme:
 
 
 @dataclass
+class Tag:
+    name: str
+    count: int  # memes carrying it (present or not)
+    color: str | None = None  # a name from library.tag_colors.TAG_COLORS
+
+
+@dataclass
 class FileRecord:
     """What the scanner learned about one file on disk."""
 

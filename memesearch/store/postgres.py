@@ -21,6 +21,7 @@ import numpy as np
 
 from memesearch.errors import ConfigError, InvalidInputError, NotFoundError, SchemaTooNewError, require
 from memesearch.store import postgres_text, roots
+from memesearch.store.care import LibraryCareMixin
 from memesearch.store.postgres_runs import PostgresRunsMixin
 from memesearch.store.postgres_vectors import VectorMethods, bump_vectors_version
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
@@ -37,8 +38,19 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MIGRATION_LOCK = 7_316_001  # advisory lock id: one migrator at a time across processes
 
 
-class PostgresStore(VectorMethods, PostgresRunsMixin):
+class PostgresStore(VectorMethods, PostgresRunsMixin, LibraryCareMixin):
     kind = "postgres"
+    _MARK = "%s"
+
+    # LibraryCareMixin hooks (the search row goes with the meme row: ON DELETE CASCADE).
+    def _reindex_meme(self, conn, meme_id: int) -> None:
+        postgres_text.reindex(conn, meme_id)
+
+    def _unindex_meme(self, conn, meme_id: int) -> None:
+        pass
+
+    def _bump_vectors(self, conn) -> None:
+        bump_vectors_version(conn)
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         psycopg = require("psycopg", extra="postgres", purpose="The PostgreSQL store")

@@ -192,6 +192,16 @@ MIGRATIONS: list[str] = [
     INSERT INTO meta (key, value) VALUES ('search_rebuild', '1')
         ON CONFLICT (key) DO UPDATE SET value = '1';
     """,
+    # 6: library care: tag colours, and paths removed from the library by the user (a rescan
+    # skips them; the file itself is never touched).
+    """
+    ALTER TABLE tags ADD COLUMN color TEXT;
+    CREATE TABLE excluded_paths (
+        path TEXT PRIMARY KEY,
+        sha256 TEXT,
+        removed_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

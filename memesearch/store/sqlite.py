@@ -26,6 +26,7 @@ import numpy as np
 from memesearch.errors import DiskFullError, InvalidInputError, NotFoundError, SchemaTooNewError
 from memesearch.readonly import database_read_only, read_only_error
 from memesearch.store import roots, sqlite_text
+from memesearch.store.care import LibraryCareMixin
 from memesearch.store.models import Description, FileRecord, Filters, Folder, Meme
 from memesearch.store.schema_sqlite import MIGRATIONS, SCHEMA_VERSION
 from memesearch.store.transfer import pending_columns, pending_for_new_meme, relative_keys
@@ -57,8 +58,18 @@ def _close_open_stores() -> None:
                 store._lock.release()
 
 
-class SqliteStore(SqliteRunsMixin):
+class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
     kind = "sqlite"
+
+    # LibraryCareMixin hooks.
+    def _reindex_meme(self, conn, meme_id: int) -> None:
+        sqlite_text.reindex(conn, meme_id)
+
+    def _unindex_meme(self, conn, meme_id: int) -> None:
+        sqlite_text.remove(conn, meme_id)
+
+    def _bump_vectors(self, conn) -> None:
+        _bump_vectors_version(conn)
 
     def __init__(self, path: Path | str, *, read_only: bool | None = None) -> None:
         self.path = Path(path)

@@ -167,7 +167,7 @@ def normalise(raw) -> dict:
         "relative": _optional_str(raw, "relative"),
         "sha256": _optional_str(raw, "sha256"),
         "user_description": clean_text(_str(raw, "user_description")),
-        "tags": [_tag(t) for t in _list(raw, "tags")],
+        "tags": _tags(_list(raw, "tags")),
         "ocr_text": clean_text(_str(raw, "ocr_text")),
         "ocr_engine": _optional_str(raw, "ocr_engine"),
         "descriptions": [_description(d) for d in _list(raw, "descriptions")],
@@ -198,13 +198,18 @@ def _list(raw: dict, key: str) -> list:
     return value
 
 
-def _tag(value) -> str:
-    if not isinstance(value, str):
-        raise TypeError("a tag is not a string")
-    try:
-        return clean_tag(value)
-    except InvalidInputError as exc:
-        raise ValueError(exc.message) from exc
+def _tags(values: list) -> list[str]:
+    """The tag names that pass the one tag rule (text.clean_tag); a name it refuses (control
+    characters, too long, empty) is dropped rather than failing the whole import."""
+    names = []
+    for value in values:
+        if not isinstance(value, str):
+            raise TypeError("a tag is not a string")
+        try:
+            names.append(clean_tag(value))
+        except InvalidInputError:
+            continue
+    return names
 
 
 def _description(raw) -> dict:

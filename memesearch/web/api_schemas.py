@@ -10,8 +10,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memesearch.library.tag_colors import TAG_COLORS
+from memesearch.text import MAX_TAG_CHARS
+
 MAX_DESCRIPTION_CHARS = 4000
 MAX_TAGS = 50
+MAX_REMOVE_IDS = 1000  # library.removal.MAX_IDS
 
 
 class ErrorBody(BaseModel):
@@ -79,10 +83,67 @@ class DefaultModel(_Body):
     model: str
 
 
+# The tag rule (text.clean_tag) as a schema: 1-50 characters, something visible, no control characters.
+_NO_CONTROL = r"[^\x00-\x1f\x7f-\x9f]"
+TAG_NAME_PATTERN = rf"^{_NO_CONTROL}*[^\s\x00-\x1f\x7f-\x9f]{_NO_CONTROL}*$"
+TAG_COLOR_PATTERN = r"^\s*(?i:" + "|".join(TAG_COLORS) + r")?\s*$"
+
+
+class TagPatch(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"minProperties": 1})
+    name: str | None = Field(default=None, max_length=MAX_TAG_CHARS, pattern=TAG_NAME_PATTERN,
+                             description="New name; an existing tag's name merges the two.")
+    color: str | None = Field(default=None, pattern=TAG_COLOR_PATTERN,
+                              description=f"One of {', '.join(TAG_COLORS)}; null or empty for none.")
+
+
+class MemeIds(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    ids: list[int] = Field(min_length=1, max_length=MAX_REMOVE_IDS, description="Ids of the memes to remove.")
+
+
+# What saved_settings accepts, as patterns (the server checks the same and says why in a sentence).
+URL_PATTERN = r"^\s*(https?://[A-Za-z0-9._~-]+(:[0-9]{1,5})?(/[^\s\x00-\x1f\x7f-\x9f]*)?)?\s*$"
+
+
+class ApiEndpointPut(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    base_url: str | None = Field(default=None, max_length=500, pattern=URL_PATTERN,
+                                 description="OpenAI-compatible endpoint URL, http(s); empty: models.yml decides.")
+    model: str | None = Field(default=None, max_length=200, pattern=rf"^{_NO_CONTROL}*$")
+    api_key: str | None = Field(default=None, max_length=1000, pattern=r"^[^\s\x00-\x1f\x7f-\x9f]*$",
+                                description="Write-only; empty keeps the saved key.")
+    remove_key: bool = False
+
+
+class SettingsPut(_Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"minProperties": 1})
+    caption_model: str | None = Field(default=None, description="A caption model id of this server (404 if unknown).")
+    openai: ApiEndpointPut | None = None
+
+
 def body_of(model: type[BaseModel]) -> dict:
     """``openapi_extra`` for a route that reads a JSON object shaped like ``model``
     (the route validates with the same model: see ``deps.json_body``)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _inlined(model.model_json_schema())}}}}
+
+
+def _inlined(schema: dict) -> dict:
+    """``schema`` with its nested models written in place: a ``#/$defs/...`` reference means
+    nothing inside an OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(dict(defs[ref.removeprefix("#/$defs/")]))
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(schema)
 
 
 UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

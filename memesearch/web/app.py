@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
                   openapi_url="/api/openapi.json", responses=ERROR_RESPONSES)
     app.state.core = core
     app.state.templates = _templates()
+    # Tag chips everywhere take their colour from here (lower-cased name -> palette name).
+    app.state.templates.env.globals["tag_colors"] = lambda: core.store.tag_colors()
     app.state.guard = _guard(core)
     app.state.background = {}
     if core.read_only:
@@ -103,9 +105,10 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    from memesearch.web.routes import api_jobs, api_library, api_memes, files, pages, pages_admin, templates
+    from memesearch.web.routes import (api_care, api_jobs, api_library, api_memes, files, pages, pages_admin,
+                                       pages_care, templates)
 
-    for module in (pages, pages_admin, files, api_memes, api_library, api_jobs, templates):
+    for module in (pages, pages_admin, pages_care, files, api_memes, api_library, api_jobs, api_care, templates):
         app.include_router(module.router)
     return app
 

@@ -28,8 +28,11 @@ async def json_body(request: Request, model: type[BaseModel] | None = None) -> d
     if not isinstance(body, dict):
         raise InvalidInputError("the request body must be a JSON object")
     check_text(body)
-    if model is None:
-        return body
+    return body if model is None else validated(model, body)
+
+
+def validated(model: type[BaseModel], body: dict) -> dict:
+    """The fields of ``body`` that were sent, checked against ``model``; a clear 422 otherwise."""
     try:
         return model.model_validate(body).model_dump(exclude_unset=True)
     except ValidationError as exc:

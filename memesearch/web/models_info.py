@@ -35,6 +35,12 @@ def model_ids(settings) -> list[str]:
     return _spec_cache[key]
 
 
+def offered_caption_models(settings) -> list[str]:
+    """Caption models a person may pick as the default: onboard's one rule (ml.readiness.listed_specs),
+    so the developer-only ``fake`` model only with MEMESEARCH_DEV=1."""
+    return model_ids(settings)
+
+
 def model_rows(settings) -> list[dict]:
     from memesearch.ml.download import status
     from memesearch.ml.readiness import check as readiness_check

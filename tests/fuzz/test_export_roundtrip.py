@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from memesearch.config import Settings
+from memesearch.errors import InvalidInputError
 from memesearch.library.scanner import scan_folder
 from memesearch.store.models import Description
 from memesearch.store.sqlite import SqliteStore
 from memesearch.store.transfer import export_library, import_library
-from memesearch.text import clean_text
+from memesearch.text import clean_tag
 from tests.reliability import tried
 
 pytestmark = pytest.mark.timeout(300)
@@ -40,7 +41,18 @@ def _png(red: int) -> bytes:
 CONTENTS = [_png(0), _png(120), _png(250), b"this is not an image", b""]
 
 any_text = st.text(max_size=80)  # every code point but surrogates: NUL, RTL marks, emoji, combining marks
-tag_name = st.text(min_size=1, max_size=64).filter(lambda t: 0 < len(" ".join(clean_text(t).split())) <= 64)
+
+
+def _valid_tag(text: str) -> bool:
+    """What the tag rule accepts (text.clean_tag): 1-50 characters once trimmed, no control characters."""
+    try:
+        clean_tag(text)
+    except InvalidInputError:
+        return False
+    return True
+
+
+tag_name = st.text(min_size=1, max_size=50).filter(_valid_tag)
 name_part = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\"), min_size=1, max_size=10)
 file_name = name_part.filter(lambda n: not n.startswith(".")).map(lambda n: n + ".png")
 subfolder = st.lists(name_part.map(lambda n: "d-" + n), max_size=2).map(lambda parts: "/".join(parts))

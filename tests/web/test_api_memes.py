@@ -90,8 +90,12 @@ def test_tags_autocomplete(client, web_core):
     client.patch(f"/api/memes/{ids[0]}", json={"add_tags": ["reaction", "retro"]})
     client.patch(f"/api/memes/{ids[1]}", json={"add_tags": ["reaction"]})
     data = client.get("/api/tags", params={"prefix": "re"}).json()
-    assert data["tags"] == [{"name": "reaction", "count": 2}, {"name": "retro", "count": 1}]
+    assert data["tags"] == [{"name": "reaction", "count": 2, "color": None}, {"name": "retro", "count": 1, "color": None}]
     assert client.get("/api/tags", params={"prefix": "zz"}).json() == {"tags": []}
+    client.patch(f"/api/memes/{ids[0]}", json={"remove_tags": ["retro"]})  # its last meme loses it
+    assert [t["name"] for t in client.get("/api/tags", params={"prefix": "re"}).json()["tags"]] == ["reaction"]
+    unused = client.get("/api/tags", params={"prefix": "re", "unused": "true"}).json()["tags"]
+    assert [(t["name"], t["count"]) for t in unused] == [("reaction", 2), ("retro", 0)]
     assert client.get("/api/tags", params={"limit": 0}).status_code == 422
 
 

@@ -127,7 +127,7 @@ def test_every_image_of_the_demo_first_page_loads(browser, demo_server, size):
 
 def _pages(server) -> list[str]:
     meme_id = first_meme_id(server)
-    return ["/", "/?q=cat", f"/memes/{meme_id}", "/upload", "/templates", "/folders", "/models", "/memes/99999999"]
+    return ["/", "/?q=cat", f"/memes/{meme_id}", "/upload", "/templates", "/folders", "/models", "/tags", "/settings", "/memes/99999999"]
 
 
 def test_every_page_fits_a_phone_and_the_navigation_folds_into_a_menu(browser, demo_server):
@@ -143,7 +143,7 @@ def test_every_page_fits_a_phone_and_the_navigation_folds_into_a_menu(browser, d
                 assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, f"{path}: {control} at {box}"
             page.click("#menu-toggle")
             expect(page.locator("#menu-toggle")).to_have_attribute("aria-expanded", "true")
-            for name in ("Search", "Upload", "Templates", "Folders", "Models"):
+            for name in ("Search", "Upload", "Templates", "Folders", "Models", "Tags", "Settings"):
                 link = nav.get_by_role("link", name=name)
                 expect(link).to_be_visible()
                 box = link.bounding_box()

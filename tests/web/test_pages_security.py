@@ -44,7 +44,7 @@ def test_errors_are_friendly_pages_without_traces(client, web_core, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(web_core.store, "list_tags", broken)
+    monkeypatch.setattr(web_core.store, "list_tag_details", broken)
     crashed = client.get("/", headers={"accept": "text/html"})
     assert crashed.status_code == 500
     assert "unexpected error" in crashed.text and "secret internals" not in crashed.text and "Traceback" not in crashed.text

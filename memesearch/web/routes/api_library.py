@@ -32,7 +32,8 @@ def uploads_folder(core):
 async def upload(request: Request, index: bool = True) -> dict:
     """multipart/form-data with one or more ``files`` parts. Each file is checked on its own; the
     batch is indexed automatically (``index=false`` defers it to ``POST /api/uploads/index``).
-    200 when at least one file was saved (refused ones carry their reason); 422 when none was."""
+    200 when at least one file was saved or linked to the meme that already has its bytes
+    (refused ones carry their reason); 422 when none was."""
     core = core_of(request)
     settings = core.settings
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -54,19 +55,28 @@ async def upload(request: Request, index: bool = True) -> dict:
         for item in files:
             data = await item.read(per_file + 1)
             # Only the first bytes past the limit are read: the real size comes from the upload itself.
-            results.append(save_upload(settings, item.filename or "upload", data, size=item.size).as_dict())
+            results.append(save_upload(settings, item.filename or "upload", data, size=item.size,
+                                       existing=present_meme_with(core.store)).as_dict())
     if not any(r["ok"] for r in results):
         return _nothing_saved(results)
     folder = uploads_folder(core)
-    run = jobs_bridge.index_folder(core, folder.id) if index else None
-    return {"files": results, "saved": sum(r["ok"] for r in results), "run": run}
+    saved = sum(1 for r in results if r["saved_as"])
+    run = jobs_bridge.index_folder(core, folder.id) if index and saved else None
+    return {"files": results, "saved": saved, "already": sum(1 for r in results if r["duplicate"]), "run": run}
+
+
+def present_meme_with(store):
+    """sha256 -> id of a present meme with those bytes (uploads of known bytes link to it)."""
+    def find(sha256: str) -> int | None:
+        return next((row["id"] for row in store.memes_with_sha(sha256) if row["status"] == "ok"), None)
+    return find
 
 
 def _nothing_saved(results: list[dict]) -> JSONResponse:
     """Every file was refused (not an image, damaged, too large): 422 with each file's reason."""
     first = f"{results[0]['name']}: {results[0]['error']}"
     message = first if len(results) == 1 else f"none of the {len(results)} files could be saved ({first}; ...)"
-    return JSONResponse({"error": message, "status": 422, "files": results, "saved": 0, "run": None},
+    return JSONResponse({"error": message, "status": 422, "files": results, "saved": 0, "already": 0, "run": None},
                         status_code=422)
 
 

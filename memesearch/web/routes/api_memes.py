@@ -123,8 +123,11 @@ async def regenerate(request: Request, meme_id: int) -> dict:
 
 
 @router.get("/tags")
-def tags(request: Request, prefix: str = "", limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
-    """Tags with their counts, filtered by prefix (autocomplete)."""
+def tags(request: Request, prefix: str = "", limit: Annotated[int, Query(ge=1, le=500)] = 50,
+         unused: bool = False) -> dict:
+    """Tags in use with their counts and colours, filtered by prefix (autocomplete); ``unused=true``
+    also lists tags no meme carries (the Tags page's /api/tag-details has every tag)."""
     wanted = prefix.strip().lower()
-    found = [{"name": n, "count": c} for n, c in core_of(request).store.list_tags() if n.lower().startswith(wanted)]
+    found = [{"name": t.name, "count": t.count, "color": t.color}
+             for t in core_of(request).store.list_tag_details(used_only=not unused) if t.name.lower().startswith(wanted)]
     return {"tags": found[:limit]}

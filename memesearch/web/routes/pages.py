@@ -50,6 +50,7 @@ def search_page(
     if siblings == "1":
         params.append(("siblings", "1"))
     context = {
+        "notice": request.query_params.get("notice", "")[:200],
         "q": q, "mode": mode, "modes": MODES, "hits": hits, "more": more, "offset": offset,
         "next_offset": offset + PAGE_SIZE, "ms": result.ms, "shown": offset + len(hits), "params": params,
         "selected_tags": tag, "selected_folders": folder, "described": described, "siblings": siblings == "1",
@@ -64,7 +65,9 @@ def search_page(
         context["suggestions"] = _no_result_suggestions(q, mode, params)
     if part == "results":
         return render(request, "_results.html", context)
-    tags = sorted(core.store.list_tags(), key=lambda item: -item[1])[:TOP_TAG_CHIPS]
+    # Only tags some meme carries: an unused tag would filter to nothing.
+    in_use = [(t.name, t.count) for t in core.store.list_tag_details(used_only=True)]
+    tags = sorted(in_use, key=lambda item: -item[1])[:TOP_TAG_CHIPS]
     context |= {"tags": tags, "folders": core.store.list_folders()}
     return render(request, "search.html", context)
 
@@ -92,9 +95,12 @@ def meme_page(request: Request, meme_id: int):
     similar = core.search_engine.similar(meme_id, 12)
     exact = [row["id"] for row in store.memes_with_sha(meme.sha256) if row["id"] != meme_id] if meme.sha256 else []
     near = [(i, d) for i, d in near_duplicates(store, meme) if i not in exact]
+    from memesearch.web.routes.pages_care import removal_note
+
     templates = TemplateStore(store)
     group_id = templates.group_of(meme_id)
     return render(request, "meme.html", {
+        "removal_note": removal_note(core, meme),
         "template_group": templates.group(group_id) if group_id is not None else None,
         "meme": meme, "info": meme_dict(meme, folder), "folder": folder,
         "similar": [{"id": i, "score": s} for i, s in similar],

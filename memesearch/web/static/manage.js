@@ -23,7 +23,12 @@ function uploadOne(file, row, onBytes) {
       const result = (data.files || [])[0];
       forward(bar, 1);
       onBytes(file.size);
-      if (request.status === 200 && result && result.ok) {
+      if (request.status === 200 && result && result.duplicate) {  // same bytes as a meme we have: nothing written
+        row.classList.add("ok", "duplicate");
+        status.textContent = `${result.message} `;
+        if (result.existing_url) status.appendChild(Object.assign(document.createElement("a"), { href: result.existing_url, textContent: "open it" }));
+        resolve(false);
+      } else if (request.status === 200 && result && result.ok) {
         row.classList.add("ok");
         status.textContent = result.saved_as === result.name ? "uploaded" : `uploaded as ${result.saved_as}`;
         resolve(true);
@@ -79,7 +84,7 @@ async function uploadFiles(files) {
   });
   await Promise.all(workers);
   forward(overall, 50);
-  if (!saved) { summary.textContent = "Nothing was uploaded."; return; }
+  if (!saved) { summary.textContent = "Nothing new was uploaded."; return; }
   summary.textContent = `${saved} of ${files.length} uploaded; indexing…`;
   try {
     const { run } = await api("POST", "/api/uploads/index");
