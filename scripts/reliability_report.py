@@ -19,7 +19,9 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SUITES = ["tests/hostile", "tests/fuzz", "tests/faults", "tests/security"]
+SUITES = ["tests/hostile", "tests/fuzz", "tests/faults", "tests/security", "tests/test_folders_state_machine.py",
+          "tests/test_folders.py", "tests/test_transfer.py", "tests/test_read_only.py", "tests/test_cli_inputs.py",
+          "tests/web/test_input_limits.py", "tests/test_shutdown_and_backup.py", "tests/test_decode_boundary.py"]
 # module -> (area, what was tried)
 AREAS = {
     "tests.hostile.test_index": ("Hostile files: index", "the generated corpus (truncated/empty/fake/bomb/extreme/odd-mode "
@@ -60,6 +62,24 @@ AREAS = {
                                      "forged cookies, what the sessions file holds"),
     "tests.security.test_csrf_and_origin": ("Security: CSRF and origin", "planted CSRF cookies, foreign Origin/Referer, "
                                             "Secure cookies on https and behind trusted proxies"),
+    "tests.test_folders_state_machine": ("State machine: folders and user data", "Hypothesis: add/remove (nested "
+                                         "roots, the data dir, uploads), index, upload, rename, delete, prune, tag, "
+                                         "describe on a real library; no step raises, no tag or description is lost "
+                                         "except by prune of a file that is gone"),
+    "tests.test_folders": ("Folders as roots", "remove + add, nested folders in both orders, the data dir inside a "
+                           "folder, uploads registered under it, skipped links reported"),
+    "tests.test_transfer": ("Export/import", "byte-identical files with their own records, import before indexing, "
+                            "files without a hash, a moved library, old export format"),
+    "tests.test_read_only": ("Read-only data dir", "every read command on a read-only dir (files hashed before and "
+                             "after), write commands, `serve`, a read-only bind mount"),
+    "tests.test_cli_inputs": ("CLI inputs", "bounds, filter counts, arguments and --batch files that are not UTF-8, "
+                              "terminal escapes in names"),
+    "tests.web.test_input_limits": ("HTTP inputs", "huge offsets, 999 filters, lone surrogates in JSON and URLs, "
+                                    "oversized uploads"),
+    "tests.test_shutdown_and_backup": ("Shutdown and backup", "SIGTERM of serve and worker (WAL checkpointed), "
+                                       "`memesearch backup` while a writer runs"),
+    "tests.test_decode_boundary": ("Decode boundary", "every decoder exception type becomes the file's error; I/O "
+                                   "errors stay I/O errors"),
     "tests.security.test_password_rule": ("Security: password rule", "blank and short passwords beyond loopback"),
 }
 
