@@ -85,6 +85,12 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
         if not self.read_only:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            # A bounded WAL: SQLite's default lets it grow to 1000 pages (4 MB) between
+            # checkpoints, and an index run now writes template features (about 18 KB a
+            # meme), so a nearly full disk ran out of room in the WAL alone. 256 pages (1 MB),
+            # and the file shrinks back after each checkpoint.
+            self._conn.execute("PRAGMA wal_autocheckpoint=256")
+            self._conn.execute("PRAGMA journal_size_limit=1048576")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._writer_thread: int | None = None
         self._local = threading.local()
