@@ -93,3 +93,18 @@ def indexed(tmp_path_factory, corpus, shared_models_dir):
     summary = run_index(core, show_progress=False)
     yield core, samples, summary
     core.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test module (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.web.server import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (Playwright's own download cannot run here)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from memesearch.templates.synthetic import render_template_set
 from tests.conftest import make_core
-from tests.web.server import CHROMIUM, CHROMIUM_ARGS, ServerProcess
+from tests.web.server import ServerProcess
 
 expect.set_options(timeout=30_000)
 
@@ -28,14 +26,6 @@ def server(tmp_path_factory, shared_models_dir):
     process = ServerProcess(root / "data").wait_ready()
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(params=[(1280, 900), (390, 844)], ids=["desktop", "phone"])

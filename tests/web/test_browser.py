@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from memesearch.library.samples import render_sample_memes
 from tests.web.conftest import copy_library
-from tests.web.server import CHROMIUM, CHROMIUM_ARGS, ServerProcess
+from tests.web.server import ServerProcess
 
 expect.set_options(timeout=30_000)
 
@@ -24,16 +24,6 @@ def server(web_template, tmp_path_factory):
     process = ServerProcess(home).wait_ready()
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (Playwright's own download cannot run here)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

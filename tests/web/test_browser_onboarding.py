@@ -11,12 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.hub_server import FakeHub, private_models_dir
 from tests.test_onboarding import BIG, HUB_MODELS, REVISION
 from tests.web.conftest import copy_library
-from tests.web.server import CHROMIUM, CHROMIUM_ARGS, ServerProcess
+from tests.web.server import ServerProcess
 
 expect.set_options(timeout=30_000)
 PHONE = {"width": 390, "height": 844}
@@ -41,16 +41,6 @@ def server(web_template, tmp_path_factory, hub):
     process = ServerProcess(home, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0").wait_ready()
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def open_page(browser, server, viewport):

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from memesearch.config import Settings
 from memesearch.library.samples import render_sample_memes
 from tests.web.conftest import copy_library
-from tests.web.server import CHROMIUM, CHROMIUM_ARGS, ServerProcess
+from tests.web.server import ServerProcess
 
 expect.set_options(timeout=30_000)
 REPO = Path(__file__).resolve().parents[2]
@@ -35,16 +35,6 @@ def link_models(home: Path, shared_models_dir: Path) -> None:
     target = Settings(home=home).models_dir
     target.parent.mkdir(parents=True, exist_ok=True)
     target.symlink_to(shared_models_dir, target_is_directory=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (Playwright's own download cannot run here)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
