@@ -43,7 +43,7 @@ VIEWPORTS = {"": {"width": 1280, "height": 860}, "-phone": {"width": 390, "heigh
 
 def build_library(home: Path, memes: Path) -> None:
     from memesearch.app import Core
-    from memesearch.cli.library_cmds import run_index
+    from memesearch.library.indexing import run_index
     from memesearch.config import Settings
     from memesearch.library.samples import render_sample_memes
     from memesearch.ml.chain import load_captioner
@@ -55,7 +55,7 @@ def build_library(home: Path, memes: Path) -> None:
     render_template_set(memes / "templates", templates=3, variants=3, distractors=0, seed=5)
     core = Core(Settings(home=home, threads=2))
     core.store.add_folder(str(memes))
-    run_index(core, show_progress=False, captioner=load_captioner(get_spec("fake"), core.settings))
+    run_index(core, captioner=load_captioner(get_spec("fake"), core.settings))
     ids = core.store.meme_ids()
     core.store.add_tags(ids[0], ["classic", "reaction"])
     core.store.add_tags(ids[1], ["reaction"])

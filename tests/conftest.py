@@ -85,12 +85,12 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def indexed(tmp_path_factory, corpus, shared_models_dir):
     """The corpus indexed with real OCR and real MiniLM embeddings (built once per run)."""
-    from memesearch.cli.library_cmds import run_index
+    from memesearch.library.indexing import run_index
 
     folder, samples = corpus
     core = make_core(tmp_path_factory.mktemp("library"), shared_models_dir)
     core.store.add_folder(str(folder))
-    summary = run_index(core, show_progress=False)
+    summary = run_index(core)
     yield core, samples, summary
     core.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memesearch.cli.library_cmds import run_index
+from memesearch.library.indexing import run_index
 from tests.conftest import make_core
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ def test_switching_embedding_models_keeps_vectors_apart(tmp_path, shared_models_
     home = tmp_path / "home"
     minilm = make_core(home, shared_models_dir, ocr_enabled=False)
     minilm.store.add_folder(str(folder))
-    run_index(minilm, show_progress=False)
+    run_index(minilm)
     a, b = minilm.store.meme_ids()
     minilm.store.set_user_description(a, "Ein Hund, der Kaffee trinkt und sagt: alles ist gut")
     minilm.store.set_user_description(b, "Un gato enfadado que odia los lunes")
@@ -29,7 +29,7 @@ def test_switching_embedding_models_keeps_vectors_apart(tmp_path, shared_models_
     minilm.close()
 
     e5 = make_core(home, shared_models_dir, ocr_enabled=False, embed_model="multilingual-e5-small")
-    summary = run_index(e5, show_progress=False)
+    summary = run_index(e5)
     assert summary["embed"]["done"] == 2  # the new model embeds everything once
     assert set(e5.store.vector_hashes("multilingual-e5-small")) == {a, b}
     assert set(e5.store.vector_hashes("all-minilm-l6-v2")) == {a, b}  # the old vectors stay, apart
@@ -38,5 +38,5 @@ def test_switching_embedding_models_keeps_vectors_apart(tmp_path, shared_models_
     # An English query finds the German and the Spanish meme by meaning.
     assert e5.search_engine.search("dog drinking coffee", mode="vector", limit=1).hits[0].id == a
     assert e5.search_engine.search("angry cat hates mondays", mode="vector", limit=1).hits[0].id == b
-    assert run_index(e5, show_progress=False)["embed"]["done"] == 0  # unchanged text is not re-embedded
+    assert run_index(e5)["embed"]["done"] == 0  # unchanged text is not re-embedded
     e5.close()

@@ -27,7 +27,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from PIL import Image
 
 from memesearch.app import Core
-from memesearch.cli.library_cmds import run_index, validate_folder
+from memesearch.library.folders import validate_folder
+from memesearch.library.indexing import run_index
 from memesearch.config import Settings
 from memesearch.library.data_dir import is_internal
 from memesearch.library.prune import prune
@@ -95,7 +96,7 @@ class FolderLibrary(RuleBasedStateMachine):
     def index(self) -> None:
         if not self.store.list_folders():
             return
-        run_index(self.core, show_progress=False)
+        run_index(self.core)
         expected = {str(path) for path in self.files if innermost_root(str(path), self.store.list_folders())}
         present = {meme.path for meme in self.store.get_memes(self.store.meme_ids())}
         assert present == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import struct
@@ -197,16 +198,46 @@ def test_symlink_outside_folder_is_refused(lib, tmp_path):
     assert sorted(Path(p).name for p in (m.path for m in store.get_memes(store.meme_ids()))) == ["inner-link.png", "inside.png"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read files without read permission")
-def test_unreadable_file_is_an_error(lib):
+def _make_unreadable(path: Path, monkeypatch) -> None:
+    """Reading ``path`` fails with an OSError. Permission bits do that for a normal user; root
+    reads through them (CI runs as root), so there the disk's I/O error is injected at the one
+    place the scanner opens files."""
+    path.chmod(0)
+    if os.geteuid() != 0:
+        return
+    real_open = open
+
+    def failing_open(file, *args, **kwargs):
+        if Path(file) == path:
+            raise OSError(errno.EIO, "Input/output error", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", failing_open)
+
+
+def test_unreadable_file_is_an_error(lib, monkeypatch):
     folder, store, *_ = lib
     path = _png(folder / "locked.png")
-    path.chmod(0)
+    _png(folder / "fine.png", color=(9, 9, 9))
+    _make_unreadable(path, monkeypatch)
     try:
         summary = _scan(lib)
     finally:
+        monkeypatch.undo()
         path.chmod(0o644)
-    assert summary.errors and "cannot read" in summary.errors[0][1]
+    assert len(summary.errors) == 1 and summary.errors[0][0] == str(path) and "cannot read" in summary.errors[0][1]
+    # the other file of the batch is indexed, the bad one is recorded as an error, not lost
+    assert store.counts()["ok"] == 1 and [p for p, _ in store.errors()] == [str(path)]
+
+
+def test_fifo_named_like_an_image_is_skipped_not_read(lib):
+    """Opening a FIFO blocks until a writer comes: the scanner must never open one."""
+    folder, store, *_ = lib
+    os.mkfifo(folder / "pipe.png")
+    _png(folder / "real.png")
+    summary = _scan(lib)
+    assert (str(folder / "pipe.png"), "not a regular file (a pipe, socket or device)") in summary.skipped
+    assert store.counts()["ok"] == 1
 
 
 def test_missing_folder_marks_memes_missing(lib):

@@ -9,7 +9,19 @@ from typing import Annotated, Optional
 import typer
 
 from memesearch import __version__
-from memesearch.cli import backup_cmd, context, demo_cmd, edit_cmds, library_cmds, search_cmds, templates_cmd
+from memesearch.cli import (
+    backup_cmd,
+    context,
+    db_cmd,
+    demo_cmd,
+    edit_cmds,
+    library_cmds,
+    ml_cmd,
+    search_cmds,
+    serve_cmd,
+    templates_cmd,
+    worker_cmd,
+)
 from memesearch.cli.context import err_console, print_error
 from memesearch.config import load_settings
 from memesearch.errors import MemeSearchError
@@ -54,6 +66,10 @@ edit_cmds.register(app)
 backup_cmd.register(app)
 demo_cmd.register(app)
 templates_cmd.register(app)
+ml_cmd.register(app)
+worker_cmd.register(app)
+serve_cmd.register(app)
+db_cmd.register(app)
 
 
 from memesearch.cli.caption_cmd import caption  # noqa: E402
@@ -61,23 +77,6 @@ from memesearch.cli.models_cmd import models_app  # noqa: E402
 
 app.add_typer(models_app, name="models", help="List, download, export and check image-to-text models.")
 app.command("caption", help="Describe one image with a model (one-shot; prints JSON with --json).")(caption)
-
-
-def _register_optional() -> None:
-    """Command modules of the service, web, worker and database layers register themselves."""
-    import importlib
-
-    for name in ("ml_cmd", "worker_cmd", "serve_cmd", "db_cmd"):
-        try:
-            module = importlib.import_module(f"memesearch.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"memesearch.cli.{name}":
-                raise
-            continue
-        module.register(app)
-
-
-_register_optional()
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """What every CLI command shares: the settings and the error translation.
 
-Errors are translated for people in exactly one place (``run_command``): a
-MemeSearchError prints its message and hint and exits with status 2; anything
-else is a bug and keeps its traceback.
+Errors are translated for people in exactly one place, the ``friendly_errors``
+decorator every command wears: a MemeSearchError prints its message and hint and
+exits with status 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ import typer
 
 from memesearch.app import Core
 from memesearch.cli.context import console, friendly_errors, settings_of
-from memesearch.cli.library_cmds import run_index
+from memesearch.cli.progress import stage_bars
 from memesearch.cli.search_cmds import _print_result
+from memesearch.library.indexing import run_index
 
 DEMO_QUERIES = ("one does not simply", "cat keyboard", "monday morning coffee")
 
@@ -31,7 +32,8 @@ def register(app: typer.Typer) -> None:
             samples = render_sample_memes(samples_dir, count=count)
             console.print(f"rendered {len(samples)} sample memes into {samples_dir}", highlight=False)
         core.store.add_folder(str(samples_dir.resolve()))
-        summary = run_index(core, show_progress=True)
+        with stage_bars() as bars:
+            summary = run_index(core, progress=bars.update)
         console.print(f"indexed: {summary['counts']['ok']} memes, {summary['counts']['vectors']} vectors")
         for text in query:
             console.rule(f"search: {text}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,35 +14,9 @@ from memesearch.cli.context import console, err_console, friendly_errors, settin
 from memesearch.cli.output import shown
 from memesearch.cli.progress import stage_bars
 from memesearch.errors import InvalidInputError, NotFoundError
-from memesearch.library.data_dir import is_internal
+from memesearch.library.folders import scan_problems, validate_folder
+from memesearch.library.indexing import run_index
 from memesearch.library.prune import prune as prune_gone
-from memesearch.library.scanner import scan_folder
-
-
-def validate_folder(path: Path, home: Path | None = None) -> Path:
-    """An absolute, existing, readable directory that is not the data dir's own, or a clear error."""
-    resolved = path.expanduser().resolve()
-    if not resolved.exists():
-        raise InvalidInputError(f"folder does not exist: {path}")
-    if not resolved.is_dir():
-        raise InvalidInputError(f"not a folder: {path}")
-    if not os.access(resolved, os.R_OK | os.X_OK):
-        raise InvalidInputError(f"folder is not readable: {path}")
-    if home is not None and is_internal(resolved, home) and resolved != home.resolve():
-        raise InvalidInputError(f"{path} holds memesearch's own data, not memes",
-                                hint="only uploads/ and samples/ of the data dir hold memes")
-    return resolved
-
-
-def scan_problems(store) -> list[dict]:
-    """What the last scan of each folder skipped (links, unreadable entries) or could not reach."""
-    problems = []
-    for folder in store.list_folders():
-        last = folder.last_scan or {}
-        if last.get("folder_error"):
-            problems.append({"path": folder.path, "error": last["folder_error"]})
-        problems += [{"path": item["path"], "error": item["reason"]} for item in last.get("skipped", [])]
-    return problems
 
 
 def load_caption_model(core: Core, model: str | None, *, yes: bool = False):
@@ -55,31 +28,6 @@ def load_caption_model(core: Core, model: str | None, *, yes: bool = False):
 
     spec = ensure_model(core.settings, model or core.settings.caption_model, yes=yes)
     return load_captioner(spec, core.settings)
-
-
-def run_index(core: Core, *, show_progress: bool, captioner=None) -> dict:
-    """Scan every folder, then OCR, caption (when a captioner is given) and embed what is
-    pending. Returns a JSON-able summary."""
-    store = core.store
-    summaries = []
-    with stage_bars(show_progress) as bars:
-        for folder in store.list_folders():
-            counter = {"n": 0}
-
-            def on_file(event: str, path: str, counter=counter) -> None:
-                counter["n"] += 1
-                bars.update("scan", counter["n"], None)
-
-            summaries.append(scan_folder(store, folder, core.settings, on_file).as_dict())
-        ocr = core.pipeline.run_ocr(bars.update)
-        templates = core.pipeline.run_templates(bars.update)
-        caption = core.pipeline.run_caption(captioner, progress=bars.update) if captioner else None
-        embed = core.pipeline.run_embed(bars.update)
-    summary = {"folders": summaries, "ocr": ocr.as_dict(), "templates": templates.as_dict(),
-               "embed": embed.as_dict(), "counts": store.counts()}
-    if caption is not None:
-        summary["caption"] = caption.as_dict()
-    return summary
 
 
 def _print_index_summary(summary: dict) -> None:
@@ -155,7 +103,8 @@ def register(app: typer.Typer) -> None:
             raise InvalidInputError("no folders registered", hint="memesearch add FOLDER")
         captioner = load_caption_model(core, model, yes=yes) if describe else None
         try:
-            summary = run_index(core, show_progress=not json_, captioner=captioner)
+            with stage_bars(not json_) as bars:
+                summary = run_index(core, progress=bars.update, captioner=captioner)
         except KeyboardInterrupt:
             err_console.print("\ninterrupted: everything finished so far is saved; run `memesearch index` again to resume")
             raise typer.Exit(130) from None

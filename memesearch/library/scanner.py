@@ -94,6 +94,8 @@ def walk_images(root: Path, summary: ScanSummary, *, nested_roots: frozenset[str
                 continue
             if stat_module.S_ISREG(info.st_mode):
                 yield path, info
+            else:  # a FIFO would block the reader forever; devices and sockets are no pictures either
+                summary.skipped.append((str(path), "not a regular file (a pipe, socket or device)"))
 
 
 def inspect_file(path: Path, info: os.stat_result, folder_id: int, settings: Settings) -> FileRecord:

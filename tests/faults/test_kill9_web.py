@@ -47,7 +47,7 @@ def database_url(request) -> str:
 
 
 def test_kill_9_of_the_web_process_mid_run(tmp_path, shared_models_dir, database_url):
-    from memesearch.cli.library_cmds import run_index
+    from memesearch.library.indexing import run_index
     from memesearch.library.samples import render_sample_memes
 
     folder = tmp_path / "memes"
@@ -57,7 +57,7 @@ def test_kill_9_of_the_web_process_mid_run(tmp_path, shared_models_dir, database
     link_models(home, shared_models_dir)
     core = make_core(home, shared_models_dir, threads=1, database_url=database_url)
     core.store.add_folder(str(folder))
-    run_index(core, show_progress=False)
+    run_index(core)
     core.close()
 
     port, log = free_port(), tmp_path / "serve.log"

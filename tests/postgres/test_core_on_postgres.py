@@ -8,7 +8,7 @@ from memesearch.ml.fake import FakeEmbedder
 
 
 def test_index_and_search_a_folder_on_postgres(tmp_path, postgres_url):
-    from memesearch.cli.library_cmds import run_index
+    from memesearch.library.indexing import run_index
     from memesearch.library.samples import render_sample_memes
 
     folder = tmp_path / "memes"
@@ -17,7 +17,7 @@ def test_index_and_search_a_folder_on_postgres(tmp_path, postgres_url):
     core.__dict__["embedder"] = FakeEmbedder()  # the model boundary; store, scanner, pipeline, engine are real
     assert core.store.kind == "postgres"
     core.store.add_folder(str(folder))
-    first = run_index(core, show_progress=False)
+    first = run_index(core)
     assert first["counts"]["total"] == 4
     ids = core.store.meme_ids()
     descriptions = ["distracted boyfriend looking back", "grumpy cat refuses", "doge very wow", "success kid fist pump"]
@@ -31,6 +31,6 @@ def test_index_and_search_a_folder_on_postgres(tmp_path, postgres_url):
         assert engine.search("grumpy cat", mode=mode, limit=2).hits[0].id == ids[1], mode
     assert engine.search('"very wow"', mode="keyword").hits[0].id == ids[2]
     assert [hit.id for hit in engine.search("is:described kid", mode="hybrid").hits][0] == ids[3]
-    again = run_index(core, show_progress=False)  # a second index finds nothing to do
+    again = run_index(core)  # a second index finds nothing to do
     assert again["folders"][0]["unchanged"] == 4 and again["embed"]["done"] == 0
     core.close()

@@ -15,13 +15,13 @@ expect.set_options(timeout=30_000)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, shared_models_dir):
-    from memesearch.cli.library_cmds import run_index
+    from memesearch.library.indexing import run_index
 
     root = tmp_path_factory.mktemp("templates-web")
     render_template_set(root / "memes", templates=2, variants=3, distractors=2, seed=4)
     core = make_core(root / "data", shared_models_dir, threads=1)
     core.store.add_folder(str(root / "memes"))
-    run_index(core, show_progress=False)
+    run_index(core)
     core.close()
     process = ServerProcess(root / "data").wait_ready()
     yield process

@@ -18,7 +18,7 @@ LIBRARY_SIZE = 12
 @pytest.fixture(scope="session")
 def web_template(tmp_path_factory, shared_models_dir):
     """(data dir, meme folder, samples): 12 rendered memes indexed once per test run."""
-    from memesearch.cli.library_cmds import run_index
+    from memesearch.library.indexing import run_index
     from memesearch.library.samples import render_sample_memes
 
     folder = tmp_path_factory.mktemp("web_memes")
@@ -26,7 +26,7 @@ def web_template(tmp_path_factory, shared_models_dir):
     home = tmp_path_factory.mktemp("web_template") / "data"
     core = make_core(home, shared_models_dir, threads=1)
     core.store.add_folder(str(folder))
-    run_index(core, show_progress=False)
+    run_index(core)
     core.close()
     return home, folder, samples
 

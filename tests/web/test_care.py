@@ -8,7 +8,7 @@ import stat
 import pytest
 from fastapi.testclient import TestClient
 
-from memesearch.cli.library_cmds import run_index
+from memesearch.library.indexing import run_index
 from memesearch.web import create_app
 from tests.web.helpers import image_bytes, wait_for_run
 
@@ -109,7 +109,7 @@ def test_remove_one_meme_keeps_user_file_and_rescan_skips_it(client, web_core):
     assert open(meme.path, "rb").read() == before  # the user's file is untouched
     assert client.get(f"/api/memes/{meme.id}").status_code == 404
     assert client.delete(f"/api/memes/{meme.id}").status_code == 404
-    run_index(web_core, show_progress=False)  # a rescan does not bring it back
+    run_index(web_core)  # a rescan does not bring it back
     assert meme.path not in {m.path for m in web_core.store.get_memes(web_core.store.meme_ids())}
     assert web_core.store.excluded_paths() == {meme.path}
 

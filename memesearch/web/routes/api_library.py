@@ -115,7 +115,7 @@ def list_folders(request: Request) -> dict:
 @router.post("/folders", openapi_extra=body_of(FolderAdd))
 async def add_folder(request: Request) -> dict:
     """``{"path": "/abs/folder", "auto_scan_minutes": 0, "scan": true}``: register and scan it."""
-    from memesearch.cli.library_cmds import validate_folder
+    from memesearch.library.folders import validate_folder
 
     body = await json_body(request, FolderAdd)
     path = body.get("path")
