@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from memesearch.config import Settings
+
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
 
 
 class Core:
@@ -17,7 +21,7 @@ class Core:
         self.settings = settings
 
     @cached_property
-    def store(self):
+    def store(self) -> Store:
         from memesearch.store import open_store
 
         return open_store(self.settings)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memesearch.config import Settings
 from memesearch.errors import ImageError, MemeSearchError, ModelUnavailableError
@@ -20,6 +21,9 @@ from memesearch.ml.base import Embedder, OcrEngine
 from memesearch.store.models import Meme
 from memesearch.store.templates import TemplateStore
 from memesearch.text import content_hash
+
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ def embedding_text(meme: Meme) -> str:
 
 
 class Pipeline:
-    def __init__(self, store, settings: Settings, *, ocr: OcrEngine | None, embedder: Embedder) -> None:
+    def __init__(self, store: Store, settings: Settings, *, ocr: OcrEngine | None, embedder: Embedder) -> None:
         self.store = store
         self.settings = settings
         self.ocr = ocr

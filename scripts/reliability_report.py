@@ -89,7 +89,7 @@ FINDINGS = [
     "Service 422 bodies did not match the OpenAPI schema (`detail` is a sentence, FastAPI documented a list): "
     "errors are now documented as `{detail: str | list}` (memesearch/service/app.py; schemathesis).",
     "`GET /api/memes/99999999999999999999` and `GET /api/jobs/<huge>` were 500 OverflowError: the SQLite store "
-    "treats ids beyond 64 bits as unknown (store/sqlite.py, sqlite_runs.py; schemathesis).",
+    "treats ids beyond 64 bits as unknown (store/sql_store.py, sql_runs.py; schemathesis).",
     "A NUL character in a keyword query raised `sqlite3.OperationalError: unterminated string` from FTS5: "
     "stripped when quoting (store/sqlite_text.py; Hypothesis).",
     "A full disk surfaced as a raw `sqlite3.OperationalError` traceback from `memesearch index`: now a "

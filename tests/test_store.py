@@ -31,3 +31,18 @@ def test_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(SchemaTooNewError, match="upgrade|understands"):
         SqliteStore(path)
+
+
+def test_both_stores_share_one_set_of_statements(tmp_path):
+    """Every contract method but connection handling comes from SqlStore, for both databases:
+    a statement written twice (a twin of a SqlStore method in one store) fails here."""
+    from memesearch.store.base import Store
+    from memesearch.store.postgres import PostgresStore
+
+    store = SqliteStore(tmp_path / "x.db")
+    assert isinstance(store, Store)
+    store.close()
+    contract = {name for name in dir(Store) if not name.startswith("_")}
+    connection_handling = {"kind", "schema_version", "write", "query", "close", "integrity_ok"}
+    for cls in (SqliteStore, PostgresStore):
+        assert {name for name in contract if name in vars(cls)} <= connection_handling, cls

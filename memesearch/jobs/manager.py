@@ -12,11 +12,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.jobs.models import ACTIVE_STATES, ERRORS_SHOWN, KINDS, Run
 from memesearch.jobs.processing import MemeProcessor, backoff_s, classify, is_model_level, reason
 from memesearch.jobs.queue import build_huey, register_work_task
+
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
 
 log = logging.getLogger(__name__)
 completions = logging.getLogger("memesearch.jobs.completed")
@@ -237,7 +241,7 @@ class LeaseRenewer:
     """One thread per process renews the leases of every meme being processed here, every
     third of the lease length (a thread per meme would cost more than the pipeline itself)."""
 
-    def __init__(self, store, lease_s: float) -> None:
+    def __init__(self, store: Store, lease_s: float) -> None:
         self.store, self.lease_s = store, lease_s
         self._held: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()

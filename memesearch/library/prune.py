@@ -12,8 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memesearch.library.data_dir import is_internal
+
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
 
 
 @dataclass
@@ -33,7 +37,7 @@ def _gone(path: str, folder_path: str | None, home: Path) -> bool:
     return folder_path is None or os.path.isdir(folder_path)
 
 
-def prune(store, home: Path) -> PruneSummary:
+def prune(store: Store, home: Path) -> PruneSummary:
     folder_paths = {folder.id: folder.path for folder in store.list_folders()}
     gone, kept = [], 0
     for row in store.missing_files():

@@ -13,9 +13,13 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memesearch.config import Settings
 from memesearch.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
 
 log = logging.getLogger(__name__)
 MAX_IDS = 1000
@@ -50,7 +54,7 @@ def owned_by_app(path: str | Path, settings: Settings) -> bool:
     return parent.is_relative_to(uploads) and path.name not in ("", ".", "..")
 
 
-def remove_memes(store, settings: Settings, meme_ids: list[int]) -> RemovalReport:
+def remove_memes(store: Store, settings: Settings, meme_ids: list[int]) -> RemovalReport:
     """Remove memes from the library (see the module docstring); unknown ids are reported, not fatal."""
     ids = list(dict.fromkeys(meme_ids))
     if not ids:

@@ -13,6 +13,7 @@ import stat as stat_module
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memesearch.config import Settings
 from memesearch.errors import ImageError
@@ -21,6 +22,9 @@ from memesearch.library.decode import EXTENSIONS, one_line_reason, probe
 from memesearch.library.hashing import dhash, sha256_file
 from memesearch.store.models import FileRecord, Folder, Meme
 from memesearch.store.roots import innermost_root, is_under
+
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
 
 SKIPPED_DIRS = {"@eaDir", ".git", "node_modules", "__MACOSX", "#recycle"}
 
@@ -126,7 +130,7 @@ def _is_app_folder(root: Path, home: Path) -> bool:
     return is_internal(root, home) and root.resolve() != home.resolve()
 
 
-def scan_folder(store, folder: Folder, settings: Settings, progress: ProgressCallback | None = None) -> ScanSummary:
+def scan_folder(store: Store, folder: Folder, settings: Settings, progress: ProgressCallback | None = None) -> ScanSummary:
     """Bring the memes of one root up to date with its files. Files inside a nested registered
     root are that root's; files already known (whatever folder they were in) keep their meme."""
     summary = ScanSummary(folder=folder.path)
@@ -191,7 +195,7 @@ def scan_folder(store, folder: Folder, settings: Settings, progress: ProgressCal
     return summary
 
 
-def _store_record(store, record: FileRecord, existing, vanished: dict, summary: ScanSummary) -> None:
+def _store_record(store: Store, record: FileRecord, existing, vanished: dict, summary: ScanSummary) -> None:
     if record.status == "error":
         summary.errors.append((record.path, record.error or "unknown error"))
     if existing is not None:
@@ -210,7 +214,7 @@ def _store_record(store, record: FileRecord, existing, vanished: dict, summary: 
         summary.duplicates += 1
 
 
-def _find_moved(store, record: FileRecord, vanished: dict):
+def _find_moved(store: Store, record: FileRecord, vanished: dict):
     """A known meme with the same bytes whose file is gone: the new path is where it moved."""
     if not record.sha256 or record.status != "ok":
         return None
@@ -222,13 +226,13 @@ def _find_moved(store, record: FileRecord, vanished: dict):
     return None
 
 
-def _mark_missing(store, rows: list, summary: ScanSummary) -> None:
+def _mark_missing(store: Store, rows: list, summary: ScanSummary) -> None:
     if rows:
         store.set_status([row["id"] for row in rows], "missing")
         summary.missing += len(rows)
 
 
-def mark_unreadable(store, meme: Meme, message: str) -> None:
+def mark_unreadable(store: Store, meme: Meme, message: str) -> None:
     """A known file that no longer decodes (found by a later stage): it becomes an error row,
     listed by ``status --errors`` and not retried until its size or mtime changes (the next scan
     re-inspects a changed file; a vanished one becomes missing)."""

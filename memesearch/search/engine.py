@@ -11,6 +11,7 @@ import functools
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from memesearch.ml.base import Embedder
 from memesearch.search.query import ParsedQuery, parse_query
 from memesearch.search.query_batcher import QueryBatcher
 from memesearch.store.templates import TemplateStore
+
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
 
 MODES = ("hybrid", "keyword", "vector")
 # Bounds on what one search may ask for, shared by the CLI and the web API (both name them in their errors).
@@ -69,7 +73,7 @@ class SearchResult:
 class VectorIndex:
     """Exact cosine search over an in-memory matrix, reloaded when the store's vectors change."""
 
-    def __init__(self, store, model_id: str) -> None:
+    def __init__(self, store: Store, model_id: str) -> None:
         self._store = store
         self._model_id = model_id
         self._reload_lock = threading.Lock()
@@ -117,7 +121,7 @@ class StoreVectorIndex:
     Same interface as ``VectorIndex``; nothing is loaded into memory, so it scales to millions.
     """
 
-    def __init__(self, store, model_id: str) -> None:
+    def __init__(self, store: Store, model_id: str) -> None:
         self._store = store
         self._model_id = model_id
 
@@ -146,7 +150,7 @@ def single_threaded_blas() -> None:
 
 
 class SearchEngine:
-    def __init__(self, store, embedder: Embedder) -> None:
+    def __init__(self, store: Store, embedder: Embedder) -> None:
         single_threaded_blas()
         self.store = store
         self.embedder = embedder

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from memesearch.config import Settings
 from memesearch.errors import ConfigError
 
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
 
-def open_store(settings: Settings):
+
+def open_store(settings: Settings) -> Store:
     """The store selected by settings: SQLite in the data dir unless a database URL says otherwise."""
     url = settings.database_url
     if not url or url.startswith("sqlite:///"):

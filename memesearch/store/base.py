@@ -9,6 +9,12 @@ which run against every store. Ids are integers that never change for a meme;
 ``write()`` and ``query()`` exist on both stores but speak each database's own
 SQL dialect: only store modules and store-specific tools (db copy, benchmarks)
 may use them.
+
+Both stores are ``sql_store.SqlStore`` (one set of statements) with a dialect
+(``store/dialects``). The rest of memesearch types its stores as ``Store``.
+PostgresStore also searches vectors in the database (``vector_search``,
+``vector_of``); the search engine uses them where a store has them and an
+in-memory matrix (``load_vectors``) elsewhere.
 """
 
 from __future__ import annotations
@@ -136,12 +142,3 @@ class Store(Protocol):
     def requeue_expired_leases(self) -> list[int]: ...
     def set_run_items_status(self, run_id: int, from_status: str, to_status: str) -> int: ...
     def run_errors(self, run_id: int, limit: int = 50) -> list[dict]: ...
-
-
-class DatabaseVectorSearch(Protocol):
-    """Optional: stores that search vectors themselves (PostgreSQL HNSW). The search engine uses
-    these instead of loading every vector into memory when a store has them."""
-
-    def vector_search(self, model_id: str, query: np.ndarray, limit: int,
-                      allowed: set[int] | None = None) -> list[tuple[int, float]]: """(id, cosine), best first."""
-    def vector_of(self, model_id: str, meme_id: int) -> np.ndarray | None: ...

@@ -1,9 +1,9 @@
 """Library care, shared by both stores: tag rename/merge/delete/colour/cleanup and removing memes.
 
-A mixin of SqliteStore and PostgresStore. The SQL is written once with ``?``
-placeholders and portable statements; each store supplies its placeholder
-(``_MARK``) and how it refreshes or drops a meme's search row and bumps the
-vector version. Tag names match case-insensitively (``lower(name)``, the same
+A mixin of SqlStore (both databases). The SQL is written once with ``?``
+placeholders and portable statements; the store supplies its dialect's
+placeholder (``_sql``) and how it refreshes or drops a meme's search row and
+bumps the vector version. Tag names match case-insensitively (``lower(name)``, the same
 rule as both stores' unique index).
 
 Removing a meme deletes its row (texts, tags, vectors and stages go with it)
@@ -26,15 +26,11 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class LibraryCareMixin:
-    _MARK = "?"
-
-    # Supplied by each store.
+    # Supplied by the store (sql_store.SqlStore).
+    def _sql(self, statement: str) -> str: raise NotImplementedError
     def _reindex_meme(self, conn, meme_id: int) -> None: raise NotImplementedError
     def _unindex_meme(self, conn, meme_id: int) -> None: raise NotImplementedError
     def _bump_vectors(self, conn) -> None: raise NotImplementedError
-
-    def _sql(self, statement: str) -> str:
-        return statement if self._MARK == "?" else statement.replace("?", self._MARK)
 
     def _tag_id(self, conn, name: str) -> int | None:
         row = conn.execute(self._sql("SELECT id FROM tags WHERE lower(name) = lower(?)"), (name.strip(),)).fetchone()

@@ -1,4 +1,4 @@
-"""PostgreSQL keyword search: weighted tsvector words + pg_trgm substrings, and filters.
+"""PostgreSQL keyword search: weighted tsvector words + pg_trgm substrings (the PostgreSQL dialect's text search).
 
 The ranking rules are those of ``sqlite_text`` (read its docstring): the whole
 query as one phrase first, then space-less substring hits (for queries long
@@ -28,9 +28,8 @@ _MAX_RANKED matching rows.
 from __future__ import annotations
 
 import re
-import time
 
-from memesearch.store.models import Filters
+from memesearch.store.sql_text import ENOUGH, ranked_tiers
 from memesearch.text import filename_words, fold, spaceless
 
 # ts_rank weights in {D, C, B, A} order: file name words 0.1, OCR 0.33, descriptions 0.66,
@@ -40,8 +39,6 @@ from memesearch.text import filename_words, fold, spaceless
 _RANK_WEIGHTS = "'{0.1, 0.33, 0.66, 1.0}'"
 # Normalisation 1: divide by 1 + log(length), so short precise texts beat long ones (like BM25).
 _RANK = f"ts_rank({_RANK_WEIGHTS}, s.doc, q.query, 1)"
-_MIN_TRIGRAM_CHARS = 6
-_ENOUGH = 1  # substring and any-word matching run only when word matching found nothing
 # Keyword work stays bounded in big libraries: at most this many matches are ranked per
 # tier, and words in more than _COMMON_SHARE of the memes alone do not make an any-word hit.
 _MAX_RANKED = 20_000
@@ -92,43 +89,11 @@ def _common_words(conn) -> set[str]:
     return {word for word, share in zip(row["elems"], row["freqs"]) if share > _COMMON_SHARE}
 
 
-def reindex(conn, meme_id: int, *, queue_embed: bool = True) -> None:
-    """Rewrite the search row of one meme from its current fields and queue re-embedding."""
-    row = conn.execute("SELECT user_description, ocr_text, path FROM memes WHERE id = %s", (meme_id,)).fetchone()
-    if row is None:
-        return
-    descriptions = " \n".join(
-        r["text"] for r in conn.execute("SELECT text FROM descriptions WHERE meme_id = %s ORDER BY model_id", (meme_id,))
-    )
-    tags = " ".join(
-        r["name"] for r in conn.execute(
-            "SELECT t.name FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id WHERE mt.meme_id = %s ORDER BY t.name",
-            (meme_id,),
-        )
-    )
-    write_rows(conn, [(meme_id, row["user_description"], tags, descriptions, row["ocr_text"], row["path"])])
-    if queue_embed:
-        # The embedding input may have changed; the pipeline compares text hashes before recomputing.
-        conn.execute(
-            "INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (%s, 'embed', 'queued', %s) "
-            "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'queued'",
-            (meme_id, time.time()),
-        )
-
-
 def search_row(meme_id: int, user_text: str, tags: str, descriptions: str, ocr_text: str,
                path: str = "") -> tuple[int, str, str]:
     """(meme_id, tsvector literal, folded space-less text): one row of ``meme_search``."""
     doc = document(user_text, tags, descriptions, ocr_text, filename_words(path))
     return meme_id, doc, spaceless(" ".join((user_text, descriptions, ocr_text)))
-
-
-def rebuild_all(conn) -> int:
-    """Rewrite the search row of every meme (after a schema change); embeddings are untouched."""
-    ids = [row["id"] for row in conn.execute("SELECT id FROM memes ORDER BY id")]
-    for meme_id in ids:
-        reindex(conn, meme_id, queue_embed=False)
-    return len(ids)
 
 
 def write_rows(conn, rows: list[tuple]) -> None:
@@ -166,7 +131,7 @@ def search(conn, words_: list[str], phrases: list[str], limit: int) -> list[int]
     # run only when word matching found nothing.
     needle = spaceless(" ".join(phrases + words_))
     substring: list[int] = []
-    if len(needle) >= 3 and len(found) < _ENOUGH:
+    if len(needle) >= 3 and len(found) < ENOUGH:
         # The needle holds letters and digits only, so it needs no LIKE escaping.
         rows = conn.execute(
             "SELECT s.meme_id FROM meme_search s JOIN memes m ON m.id = s.meme_id "
@@ -175,70 +140,11 @@ def search(conn, words_: list[str], phrases: list[str], limit: int) -> list[int]
         )
         substring = [row["meme_id"] for row in rows]
     any_term: list[int] = []
-    if len(terms) > 1 and len(found | set(substring)) < _ENOUGH:
+    if len(terms) > 1 and len(found | set(substring)) < ENOUGH:
         # In big libraries, a meme sharing only very common words with the query is not a
         # keyword hit (BM25 would give those words almost no weight anyway).
         common = _common_words(conn)
         rare = [t for t, tokens in zip(terms, term_tokens) if not all(token in common for token in tokens)]
         any_term = ranked(" | ".join(rare or terms), " | ".join(terms))
 
-    substring_first = len(needle) >= _MIN_TRIGRAM_CHARS or (len(needle) >= 3 and not needle.isascii())
-    if substring_first:
-        hits = set(substring)
-        ordered = adjacent + [i for i in all_terms + any_term if i in hits] + substring + all_terms + any_term
-    else:
-        ordered = adjacent + all_terms + any_term + substring
-    return list(dict.fromkeys(ordered))[:limit]
-
-
-def filter_ids(conn, filters: Filters) -> set[int]:
-    clauses: list[str] = []
-    params: list = []
-    if not filters.include_missing:
-        clauses.append("m.status = 'ok'")
-    for tag in filters.tags:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM meme_tags mt JOIN tags t ON t.id = mt.tag_id "
-            "WHERE mt.meme_id = m.id AND lower(t.name) = lower(%s))"
-        )
-        params.append(tag)
-    if filters.folders:
-        # A folder filter matches a registered folder path or any path segment, case-insensitively.
-        ors = []
-        for folder in filters.folders:
-            ors.append("(m.path ILIKE %s OR m.path ILIKE %s)")
-            escaped = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").strip("/")
-            params.extend([f"%/{escaped}/%", f"{escaped}/%"])
-        clauses.append("(" + " OR ".join(ors) + ")")
-    if filters.formats:
-        clauses.append("lower(m.format) = ANY(%s)")
-        params.append([f.lower().replace("jpg", "jpeg") for f in filters.formats])
-    if filters.described is not None:
-        has = "(m.user_description != '' OR EXISTS (SELECT 1 FROM descriptions d WHERE d.meme_id = m.id))"
-        clauses.append(has if filters.described else f"NOT {has}")
-    where = " AND ".join(clauses) or "TRUE"
-    return {row["id"] for row in conn.execute(f"SELECT m.id FROM memes m WHERE {where}", params)}
-
-
-def apply_payload(conn, meme_id: int, record: dict, *, fresh: bool = False) -> None:
-    """Merge an export record into a meme (same rules as ``sqlite_text.apply_payload``)."""
-    conn.execute("UPDATE memes SET user_description = %s WHERE id = %s AND user_description = ''",
-                 (record.get("user_description") or "", meme_id))
-    if record.get("ocr_engine"):
-        conn.execute("UPDATE memes SET ocr_text = %s, ocr_engine = %s WHERE id = %s" + ("" if fresh else " AND ocr_engine IS NULL"),
-                     (record.get("ocr_text") or "", record["ocr_engine"], meme_id))
-        conn.execute("INSERT INTO stages (meme_id, stage, status, updated_at) VALUES (%s, 'ocr', 'done', %s) "
-                     "ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done'", (meme_id, time.time()))
-    for d in record.get("descriptions", []):
-        conn.execute(
-            "INSERT INTO descriptions (meme_id, model_id, text, backend, dtype, revision, ms, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (meme_id, d["model_id"], d["text"], d.get("backend") or "", d.get("dtype") or "", d.get("revision") or "",
-             d.get("ms"), d.get("created_at") or time.time()),
-        )
-    for name in record.get("tags", []):
-        conn.execute("INSERT INTO tags (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
-        conn.execute("INSERT INTO meme_tags (meme_id, tag_id) SELECT %s, id FROM tags WHERE lower(name) = lower(%s) "
-                     "ON CONFLICT DO NOTHING", (meme_id, name))
-    if not fresh:  # insert_file reindexes the new meme itself
-        reindex(conn, meme_id)
+    return ranked_tiers(needle, adjacent, all_terms, any_term, substring)[:limit]

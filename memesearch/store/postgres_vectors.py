@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -67,7 +66,7 @@ def ensure_index(conn, model_id: str, dim: int) -> None:
 
 
 def bump_vectors_version(conn) -> None:
-    """Tell in-memory caches (and the search engine) that the set of searchable vectors changed."""
+    """SqlStore._bump_vectors for code that holds a bare connection (db copy, benchmarks)."""
     conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'vectors_version'")
 
 
@@ -76,55 +75,8 @@ def model_dims(conn) -> list[tuple[str, int]]:
 
 
 class VectorMethods:
-    """The vector half of PostgresStore (needs its ``write`` and ``query``)."""
-
-    # -- vectors -------------------------------------------------------------------
-    def vector_hashes(self, model_id: str) -> dict[int, str]:
-        rows = self.query("SELECT meme_id, text_hash FROM vectors WHERE model_id = %s", (model_id,))
-        return {row["meme_id"]: row["text_hash"] for row in rows}
-
-    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]]) -> None:
-        if not items:
-            return
-        with self.write() as conn:
-            conn.cursor().executemany(
-                "INSERT INTO vectors (meme_id, model_id, text_hash, dim, vector) VALUES (%s, %s, %s, %s, %s::vector) "
-                "ON CONFLICT (meme_id, model_id) DO UPDATE SET text_hash = excluded.text_hash, "
-                "dim = excluded.dim, vector = excluded.vector",
-                [(i, model_id, h, int(v.shape[0]), literal(v)) for i, h, v in items],
-            )
-            conn.execute(
-                "INSERT INTO stages (meme_id, stage, status, updated_at) SELECT id, 'embed', 'done', %s "
-                "FROM unnest(%s::bigint[]) AS id ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done', "
-                "error = NULL, updated_at = excluded.updated_at", (time.time(), [i for i, _, _ in items]),
-            )
-            for dim in {int(v.shape[0]) for _, _, v in items}:
-                ensure_index(conn, model_id, dim)
-            bump_vectors_version(conn)
-
-    def ids_needing_vectors(self, model_id: str) -> list[int]:
-        """Present memes with no vector from ``model_id`` or whose text changed since (embed stage queued)."""
-        rows = self.query(
-            "SELECT m.id FROM memes m LEFT JOIN vectors v ON v.meme_id = m.id AND v.model_id = %s "
-            "LEFT JOIN stages s ON s.meme_id = m.id AND s.stage = 'embed' "
-            "WHERE m.status = 'ok' AND (v.meme_id IS NULL OR s.status IS NULL OR s.status != 'done') ORDER BY m.id",
-            (model_id,),
-        )
-        return [row["id"] for row in rows]
-
-    def vectors_version(self) -> int:
-        return int(self.query("SELECT value FROM meta WHERE key = 'vectors_version'")[0]["value"])
-
-    def load_vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, matrix) of every vector of ``model_id`` for present memes (for export; search uses vector_search)."""
-        rows = self.query(
-            "SELECT v.meme_id, vector_send(v.vector) AS data FROM vectors v JOIN memes m ON m.id = v.meme_id "
-            "WHERE v.model_id = %s AND m.status = 'ok' ORDER BY v.meme_id", (model_id,),
-        )
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        ids = np.fromiter((row["meme_id"] for row in rows), dtype=np.int64, count=len(rows))
-        return ids, np.stack([decode(row["data"]) for row in rows])
+    """In-database vector search, PostgresStore's own (needs its ``write`` and ``query``); the
+    search engine uses it instead of loading every vector into memory (search.engine.StoreVectorIndex)."""
 
     def vector_of(self, model_id: str, meme_id: int) -> np.ndarray | None:
         rows = self.query("SELECT vector_send(vector) AS data FROM vectors WHERE model_id = %s AND meme_id = %s",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memesearch.errors import ImageError
 from memesearch.library.decode import load_rgb, one_line_reason
@@ -20,6 +21,9 @@ from memesearch.store.templates import STAGE, TemplateStore
 from memesearch.templates.features import extract, single_threaded_opencv
 from memesearch.templates.grouping import UnionFind, VectorIndex, find_partners
 
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
@@ -27,7 +31,7 @@ Progress = Callable[[str, int, int], None]
 GROUPING_BATCH = 1000
 
 
-def extract_one(store, meme, max_megapixels: float) -> None:
+def extract_one(store: Store, meme, max_megapixels: float) -> None:
     """Compute and store one meme's template features (raises on an unreadable file)."""
     templates = TemplateStore(store)
     image = load_rgb(Path(meme.path), max_megapixels)
@@ -36,7 +40,7 @@ def extract_one(store, meme, max_megapixels: float) -> None:
     templates.put_features(meme.id, features)
 
 
-def run_features(store, max_megapixels: float, progress: Progress | None = None) -> tuple[int, list[tuple[int, str]]]:
+def run_features(store: Store, max_megapixels: float, progress: Progress | None = None) -> tuple[int, list[tuple[int, str]]]:
     """Features for every pending meme; one unreadable file is recorded and skipped. (done, failed)."""
     pending = TemplateStore(store).pending()
     done, failed = 0, []
@@ -59,7 +63,7 @@ def run_features(store, max_megapixels: float, progress: Progress | None = None)
     return done, failed
 
 
-def run_grouping(store, progress: Progress | None = None) -> int:
+def run_grouping(store: Store, progress: Progress | None = None) -> int:
     """Group every meme not grouped yet; returns how many memes were looked at."""
     templates = TemplateStore(store)
     new = templates.ungrouped()

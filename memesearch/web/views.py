@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 
@@ -11,6 +12,9 @@ from memesearch.library.data_dir import is_internal
 from memesearch.library.hashing import hamming
 from memesearch.search.query import parse_query
 from memesearch.store.models import Folder, Meme
+
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
 
 #: dHash bits that may differ for two files to count as near duplicates (of 64).
 NEAR_DUPLICATE_BITS = 10
@@ -61,7 +65,7 @@ def hit_text(hit) -> str:
     return " · ".join(t for t in (hit.user_description, hit.description, hit.ocr_text) if t and t.strip())
 
 
-def near_duplicates(store, meme: Meme, limit: int = 24) -> list[tuple[int, int]]:
+def near_duplicates(store: Store, meme: Meme, limit: int = 24) -> list[tuple[int, int]]:
     """(id, differing bits) of memes that look the same (perceptual hash), closest first."""
     if not meme.phash:
         return []

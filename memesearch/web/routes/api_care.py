@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 
@@ -15,11 +16,14 @@ from memesearch.web import jobs_bridge, preferences
 from memesearch.web.api_schemas import MemeIds, SettingsPut, TagPatch, body_of
 from memesearch.web.deps import core_of, json_body, validated
 
+if TYPE_CHECKING:
+    from memesearch.store.base import Store
+
 router = APIRouter(prefix="/api")
 
 
 # -- tags ------------------------------------------------------------------------------
-def tags_payload(store) -> dict:
+def tags_payload(store: Store) -> dict:
     return {"tags": [asdict(t) for t in store.list_tag_details()], "colors": list(TAG_COLORS)}
 
 
