@@ -100,13 +100,20 @@ def _read_query(core, data: bytes, name: str) -> _Query:
         raise InvalidInputError(f"{name} is {len(data) / 1e6:.1f} MB, over the {settings.max_upload_mb:g} MB limit",
                                 hint="search with a smaller screenshot of the meme")
     _, image = probe_bytes(data, settings.max_megapixels, name)
-    caption, boxes = _read_caption(core, image)
-    return _Query(image=image, sha256=hashlib.sha256(data).hexdigest(), phash=dhash(image), caption=caption,
-                  boxes=boxes)
+    sha256 = hashlib.sha256(data).hexdigest()
+    caption, boxes = _read_caption(core, image, sha256)
+    return _Query(image=image, sha256=sha256, phash=dhash(image), caption=caption, boxes=boxes)
 
 
-def _read_caption(core, image: Image.Image) -> tuple[str, list]:
-    """The query's caption and its boxes, read by the same OCR as the library (none when OCR is off)."""
+def _read_caption(core, image: Image.Image, sha256: str) -> tuple[str, list]:
+    """The query's caption and its boxes, read by the same OCR as the library (none when OCR is off).
+    A file already in the library is not read again: its stored OCR is the same reading."""
+    known = [row["id"] for row in core.store.memes_with_sha(sha256) if row["status"] == "ok"]
+    if known:
+        meme = core.store.get_meme(known[0])
+        boxes = TemplateStore(core.store).ocr_boxes(meme.id)
+        if meme.ocr_text or boxes:  # read already (a meme OCR found nothing on is simply read again)
+            return meme.ocr_text, boxes
     if core.ocr is None:
         return "", []
     try:
