@@ -106,9 +106,10 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     from memesearch.web.routes import (api_care, api_jobs, api_library, api_memes, files, pages, pages_admin,
-                                       pages_care, templates)
+                                       pages_care, search_image, templates)
 
-    for module in (pages, pages_admin, pages_care, files, api_memes, api_library, api_jobs, api_care, templates):
+    for module in (pages, pages_admin, pages_care, files, api_memes, api_library, api_jobs, api_care, templates,
+                   search_image):
         app.include_router(module.router)
     return app
 
