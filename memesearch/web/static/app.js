@@ -195,13 +195,17 @@ function setupImageSearch() {
     const ticket = ++current;
     if (preview) URL.revokeObjectURL(preview);
     preview = URL.createObjectURL(file);
-    $("#image-query-preview").src = preview;
+    const picture = $("#image-query-preview");
+    picture.onload = () => { picture.hidden = false; };
+    picture.onerror = () => { picture.hidden = true; };  // not a picture the browser can show either
+    picture.src = preview;
     $("#image-query-name").textContent = file.name || "pasted picture";
     panel.hidden = false;
     panel.classList.remove("failed");
     status.textContent = "Looking for this meme and memes made from the same picture…";
     results.hidden = false;
     results.setAttribute("aria-busy", "true");
+    results.innerHTML = "";  // the text results below are not answers to the picture
     const form = new FormData();
     form.append("image", file, file.name || "pasted-picture.png");
     try {
@@ -214,7 +218,8 @@ function setupImageSearch() {
       if (ticket !== current) return;
       results.innerHTML = html;
       if (window.htmx) window.htmx.process(results);
-      status.textContent = "The meme it comes from first, then memes made from the same picture.";
+      status.textContent = $("#no-results", results) ? "No match in your library."
+        : "The meme it comes from first, then memes made from the same picture.";
     } catch (error) {
       if (ticket !== current) return;
       panel.classList.add("failed");
