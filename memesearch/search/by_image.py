@@ -69,7 +69,7 @@ class _Query:
     image: Image.Image
     sha256: str
     phash: str
-    caption: str
+    caption: str | None  # None: not read (OCR is off), so captions cannot be compared
     boxes: list
 
 
@@ -105,7 +105,7 @@ def _read_query(core, data: bytes, name: str) -> _Query:
     return _Query(image=image, sha256=sha256, phash=dhash(image), caption=caption, boxes=boxes)
 
 
-def _read_caption(core, image: Image.Image, sha256: str) -> tuple[str, list]:
+def _read_caption(core, image: Image.Image, sha256: str) -> tuple[str | None, list]:
     """The query's caption and its boxes, read by the same OCR as the library (none when OCR is off).
     A file already in the library is not read again: its stored OCR is the same reading."""
     known = [row["id"] for row in core.store.memes_with_sha(sha256) if row["status"] == "ok"]
@@ -115,14 +115,14 @@ def _read_caption(core, image: Image.Image, sha256: str) -> tuple[str, list]:
         if meme.ocr_text or boxes:  # read already (a meme OCR found nothing on is simply read again)
             return meme.ocr_text, boxes
     if core.ocr is None:
-        return "", []
+        return None, []
     try:
         result = core.ocr.read(image)
     except ModelUnavailableError:
-        return "", []
+        return None, []
     except Exception as exc:  # noqa: BLE001 - a picture OCR chokes on is still searched by its picture
         log.warning("OCR of the query image failed: %s", exc)
-        return "", []
+        return None, []
     return result.text, list(result.boxes)
 
 
@@ -145,12 +145,13 @@ def rank_matches(core, query: _Query) -> list[tuple[int, float, str]]:
     captions = {meme.id: meme.ocr_text for meme in store.get_memes([*close, *(i for i, _ in verified)])}
     # A hash only sees an 8×9 grid: one caption line, or a plain gradient, changes a few bits at
     # most. So a close hash is the same meme only when the caption reads the same too.
+    # Without OCR the hash alone decides.
     for meme_id, distance in sorted(close.items(), key=lambda item: item[1]):
-        if _same_caption(query.caption, captions.get(meme_id, "")):
+        if query.caption is None or _same_caption(query.caption, captions.get(meme_id, "")):
             claim(meme_id, "duplicate", 1.0 - distance / 64)
     for meme_id, inliers in verified:
         strength = min(inliers, 200) / 200
-        if _same_caption(query.caption, captions.get(meme_id, "")):
+        if query.caption is not None and _same_caption(query.caption, captions.get(meme_id, "")):
             claim(meme_id, "duplicate", 0.5 * strength)  # below a hash match: a crop is less certain
         else:
             claim(meme_id, "template", 0.5 + 0.5 * strength)
