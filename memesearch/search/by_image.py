@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
@@ -169,19 +171,38 @@ def _verified_pictures(templates: TemplateStore, query: _Query) -> tuple[list[tu
     """(meme id, inliers) of the memes whose picture verifiably is the query's, most inliers first;
     and the colour-layout candidates in order (for fusing with CLIP)."""
     from memesearch.templates.features import extract, single_threaded_opencv
-    from memesearch.templates.grouping import VectorIndex
     from memesearch.templates.matching import verify
 
-    ids, matrix = templates.vectors()
-    if not len(ids):
+    index = _colour_index(templates)
+    if not len(index):
         return [], []
     with single_threaded_opencv():
         features = extract(query.image, query.boxes)
-        candidates = VectorIndex.from_matrix(ids, matrix).nearest(features.vector, CANDIDATES)
+        candidates = index.nearest(features.vector, CANDIDATES)
         stored = templates.features_of(candidates)
         verdicts = [(meme_id, verify(features, stored[meme_id])) for meme_id in candidates if meme_id in stored]
     verified = [(meme_id, verdict.inliers) for meme_id, verdict in verdicts if verdict.same]
     return sorted(verified, key=lambda item: (-item[1], item[0])), candidates
+
+
+_colour_indexes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (signature, index)
+_colour_lock = threading.Lock()
+
+
+def _colour_index(templates: TemplateStore):
+    """The colour layouts of the library, kept between searches (at 100k memes reading them takes
+    about a second) and reloaded when a meme gains or loses its features. A meme whose features
+    were recomputed keeps its old layout here until then: it only picks candidates, and each
+    candidate is verified with its stored features."""
+    from memesearch.templates.grouping import VectorIndex
+
+    signature = templates.vectors_signature()
+    with _colour_lock:
+        cached = _colour_indexes.get(templates.store)
+        if cached is None or cached[0] != signature:
+            ids, matrix = templates.vectors()
+            cached = _colour_indexes[templates.store] = (signature, VectorIndex.from_matrix(ids, matrix))
+    return cached[1]
 
 
 def _add_similar(core, query: _Query, found: dict, colour_ranked: list[int]) -> None:
