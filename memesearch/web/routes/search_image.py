@@ -48,6 +48,8 @@ async def _uploaded_image(request: Request) -> tuple[bytes, str]:
         raise ImageTooLargeError(f"the picture is {int(declared) / 1e6:.0f} MB; at most {limit_mb:g} MB is accepted")
     async with request.form(max_files=2, max_fields=20) as form:
         item = form.get(FIELD)
+        if isinstance(item, str):
+            raise InvalidInputError(f"the '{FIELD}' field must be a file (the picture's bytes), not text")
         if not isinstance(item, UploadFile):
             raise InvalidInputError(f"no picture in the request (field name: '{FIELD}')")
         data = await item.read(cap + 1)  # one byte past the cap tells an oversized file
