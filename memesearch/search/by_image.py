@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from pathlib import Path
 
 from PIL import Image
 
@@ -51,6 +53,14 @@ CANDIDATES = 40
 SAME_CAPTION = 0.6
 #: Captions are compared on their first letters only (the ratio is quadratic in length).
 MAX_CAPTION_CHARS = 400
+#: Captions this long (letters, spaces aside) are specific enough to look a meme up by.
+MIN_CAPTION_CHARS = 12
+MAX_CAPTION_WORDS = 16
+#: Memes with the query's caption compared image to image (each is read from disk).
+CAPTION_CANDIDATES = 5
+#: Colour-layout cosine two images of one meme keep (the same caption on another picture falls below).
+SAME_LOOK = 0.8
+_WORDS = re.compile(r"\w+")
 #: CLIP image–image cosine below which a meme is not like the query at all.
 IMAGE_FLOOR = 0.75
 #: How many CLIP neighbours are read before the floor.
@@ -145,18 +155,28 @@ def rank_matches(core, query: _Query) -> list[tuple[int, float, str]]:
     close = {meme_id: distance for meme_id, distance in close.items() if distance <= DUPLICATE_BITS}
     verified, colour_ranked = _verified_pictures(templates, query)
     captions = {meme.id: meme.ocr_text for meme in store.get_memes([*close, *(i for i, _ in verified)])}
-    # A hash only sees an 8×9 grid: one caption line, or a plain gradient, changes a few bits at
-    # most. So a close hash is the same meme only when the caption reads the same too.
-    # Without OCR the hash alone decides.
-    for meme_id, distance in sorted(close.items(), key=lambda item: item[1]):
-        if query.caption is None or _same_caption(query.caption, captions.get(meme_id, "")):
-            claim(meme_id, "duplicate", 1.0 - distance / 64)
+    # A hash only sees an 8×9 grid: one caption line changes a few bits at most, and every
+    # plain gradient of one direction hashes alike. So with OCR, a close hash is the same meme
+    # only when the caption reads the same and the whole images verify (``_looks_same``);
+    # without OCR the hash alone decides.
+    hash_alike = [meme_id for meme_id, _ in sorted(close.items(), key=lambda item: item[1])
+                  if query.caption is None or _same_caption(query.caption, captions.get(meme_id, ""))]
+    if query.caption is None:
+        for meme_id in hash_alike:
+            claim(meme_id, "duplicate", 1.0 - close[meme_id] / 64)
     for meme_id, inliers in verified:
         strength = min(inliers, 200) / 200
         if query.caption is not None and _same_caption(query.caption, captions.get(meme_id, "")):
             claim(meme_id, "duplicate", 0.5 * strength)  # below a hash match: a crop is less certain
         else:
             claim(meme_id, "template", 0.5 + 0.5 * strength)
+    if query.caption is not None:
+        look_at = [meme_id for meme_id in hash_alike if meme_id not in found][:CAPTION_CANDIDATES]
+        if not any(kind in ("exact", "duplicate") for kind, _ in found.values()):
+            look_at += [i for i in _caption_candidates(core, query) if i not in found and i not in look_at]
+        for meme_id, inliers in _looks_same(core, query, look_at):
+            strength = 1.0 - close[meme_id] / 64 if meme_id in close else 0.5 * min(inliers, 200) / 200
+            claim(meme_id, "duplicate", strength)
     # Every member of a matched meme's template group shares its picture.
     strong = [meme_id for meme_id, (kind, _) in found.items()]
     for members in templates.siblings(strong).values():
@@ -183,6 +203,41 @@ def _verified_pictures(templates: TemplateStore, query: _Query) -> tuple[list[tu
         verdicts = [(meme_id, verify(features, stored[meme_id])) for meme_id in candidates if meme_id in stored]
     verified = [(meme_id, verdict.inliers) for meme_id, verdict in verdicts if verdict.same]
     return sorted(verified, key=lambda item: (-item[1], item[0])), candidates
+
+
+def _caption_candidates(core, query: _Query) -> list[int]:
+    """Memes whose caption reads like the query's, found by keyword search on it."""
+    if len(spaceless(query.caption or "")) < MIN_CAPTION_CHARS:
+        return []
+    words = _WORDS.findall(query.caption)[:MAX_CAPTION_WORDS]
+    ids = core.store.keyword_search(words, [], CAPTION_CANDIDATES * 4)
+    return [m.id for m in core.store.get_memes(ids) if _same_caption(query.caption, m.ocr_text)][:CAPTION_CANDIDATES]
+
+
+def _looks_same(core, query: _Query, meme_ids: list[int]) -> list[tuple[int, int]]:
+    """(meme id, inliers) of those memes whose whole image, caption included, verifiably is the
+    query's and keeps its colour layout: a copy, crop or screenshot of a meme that is mostly
+    words on a plain background, where the masked picture has too little to match. Each
+    candidate is read from disk; a caption that merely repeats on another picture fails."""
+    from memesearch.library.decode import load_rgb
+    from memesearch.templates.features import extract, single_threaded_opencv
+    from memesearch.templates.matching import verify
+
+    if not meme_ids:
+        return []
+    found = []
+    with single_threaded_opencv():
+        mine = extract(query.image)
+        for meme in core.store.get_memes(meme_ids):
+            try:
+                theirs = extract(load_rgb(Path(meme.path), core.settings.max_megapixels))
+            except Exception as exc:  # noqa: BLE001 - a file gone or damaged since indexing is just not a match
+                log.debug("cannot compare with %s: %s", meme.path, exc)
+                continue
+            verdict = verify(mine, theirs)
+            if verdict.same and float(mine.vector @ theirs.vector) >= SAME_LOOK:
+                found.append((meme.id, verdict.inliers))
+    return found
 
 
 _colour_indexes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (signature, index)
