@@ -4,9 +4,11 @@ Works with no model downloaded. The evidence, strongest first; a weaker kind nev
 outranks a stronger one:
 
 1. ``exact``: the same bytes (sha256).
-2. ``duplicate``: the same meme re-saved, resized or re-compressed (perceptual hash within
-   DUPLICATE_BITS), or cropped / screenshotted (its picture verifies, below); either way its
-   caption must read the same as the query's (OCR), else it is only the same template.
+2. ``duplicate``: the same meme re-saved, resized, re-compressed, cropped or screenshotted:
+   its caption reads the same as the query's (OCR) and its picture verifies (below). Memes
+   that are mostly words on a plain background have too little picture for that, so memes
+   with the query's caption (keyword search) or within DUPLICATE_BITS of its perceptual hash
+   are compared whole, caption included (``_looks_same``). Without OCR the hash alone decides.
 3. ``template``: the base picture is shared whatever the caption: template features of
    the query (caption boxes found by OCR masked, as when indexing) verified geometrically
    against candidates from the colour-layout vectors (``templates.matching.verify``); then
