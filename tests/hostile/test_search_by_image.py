@@ -14,6 +14,7 @@ from memesearch.errors import ImageError
 from memesearch.search.by_image import search_by_image
 from memesearch.templates.synthetic import photo_like
 from tests.hostile.corpus import upload_cases
+from tests.reliability import tried
 
 CASES = upload_cases()
 pytestmark = pytest.mark.timeout(300)
@@ -42,6 +43,7 @@ def core(tmp_path_factory):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name.encode("unicode_escape").decode()[-40:] for c in CASES])
 def test_every_hostile_picture_is_searched_or_refused_clearly(core, case):
+    tried()
     name = case.name.rsplit("/", 1)[-1] or "upload"
     if case.upload_expected == "indexed":
         result = search_by_image(core, case.data, name=name)

@@ -18,6 +18,8 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from memesearch.errors import ImageError
+from memesearch.library.decode import load_rgb
+from memesearch.library.samples import render_sample_memes
 from memesearch.library.fonts import find_bold_fonts, load_font
 from memesearch.search.by_image import search_by_image
 from memesearch.templates import synthetic
@@ -34,6 +36,8 @@ def library(tmp_path_factory, shared_models_dir):
 
     root = tmp_path_factory.mktemp("image-search")
     memes = synthetic.render_template_set(root / "memes", templates=3, variants=3, distractors=4, seed=1)
+    # Memes that are mostly words on a gradient or a simple picture (PNG, JPEG, GIF, WebP).
+    render_sample_memes(root / "memes" / "samples", count=6, seed=7)
     core = make_core(root / "data", shared_models_dir, threads=1)
     core.store.add_folder(str(root / "memes"))
     run_index(core, show_progress=False)
@@ -92,6 +96,21 @@ def test_a_screenshot_of_a_meme_finds_that_meme_first(library, change):
         assert hits[0] == (ids[meme.path.name], "duplicate"), (meme.recipe, hits)
         assert {meme_id for meme_id, _ in hits} == template_ids(memes, ids, meme.template)
         assert [kind for _, kind in hits[1:]] == ["template"] * (len(hits) - 1)
+
+
+@pytest.mark.parametrize("change", ["resized+jpeg", "cropped", "screenshot"])
+def test_a_screenshot_of_a_words_on_background_meme_finds_it(library, change):
+    core, _, ids, root = library
+    for path in sorted((root / "memes" / "samples").iterdir()):
+        image = load_rgb(path, 64)
+        if change == "resized+jpeg":
+            image = synthetic.resize(image, 0.7)
+        elif change == "cropped":
+            image = synthetic.crop(image, 0.05, 0.04, 0.05, 0.04)
+        else:
+            image = synthetic.frame(synthetic.crop(image, 0.03, 0.02, 0.02, 0.03), 0.06, (24, 26, 30))
+        hits = found(core, jpeg_bytes(image, 60))
+        assert hits and hits[0] == (ids[path.name], "duplicate"), (path.name, hits)
 
 
 def test_a_new_caption_on_a_template_finds_its_siblings(library):
