@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     login_global_limits: str = Field(
         default="60/minute;600/hour", description="Wrong logins allowed from all clients together before HTTP 429.",
     )
-    max_upload_mb: float = Field(default=25.0, description="Largest file the web upload accepts.")
+    max_upload_mb: float = Field(default=25.0, description="Largest file the web upload, and a picture to search by, may be.")
     max_upload_files: int = Field(default=50, description="Most files in one upload batch.")
 
     @field_validator("home", mode="before")

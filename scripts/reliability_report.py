@@ -31,6 +31,8 @@ AREAS = {
                                    "/v1/caption (fake model)"),
     "tests.hostile.test_upload": ("Hostile files: web upload", "every corpus file through POST /api/uploads, then "
                                   "indexed by the job worker; path-traversal and duplicate names"),
+    "tests.hostile.test_search_by_image": ("Hostile files: search by image", "every corpus file's bytes as the "
+                                           "picture to search by (hashes and template features on a real library)"),
     "tests.fuzz.test_image_mutations": ("Fuzz: image mutations", "seeded mutants of PNG, APNG, JPEG, GIF, WebP, BMP "
                                         "and TIFF (bit flips, byte edits, truncations, chunk/segment duplication, "
                                         "removal and lying lengths, huge metadata) through decode + hash + thumbnail "

@@ -35,6 +35,7 @@ PAGES = [  # (file name, path ("MEME": the meme page of a search hit), what to w
     ("tags", "/tags", "#tag-admin"),
     ("settings", "/settings", "#settings-form"),
     ("search-select", "/?q=", ".hit"),  # the grid in select mode, two memes picked
+    ("search-image", "/", "#image-search-button"),  # search by a screenshot of a template meme
     ("not-found", "/memes/99999999", ".error-page"),
 ]
 EMPTY_PAGES = [("welcome", "/", "#welcome")]  # served from an empty data dir
@@ -70,6 +71,23 @@ def build_library(home: Path, memes: Path) -> None:
     core.close()
 
 
+def search_by_picture(page, server) -> None:
+    """Search by a cropped screenshot of a captioned member of the first template group."""
+    import io
+
+    import httpx
+    from PIL import Image
+
+    member = httpx.get(f"{server.url}/api/templates").json()["groups"][0]["members"][1]["id"]
+    image = Image.open(io.BytesIO(httpx.get(f"{server.url}/files/{member}/image").content)).convert("RGB")
+    width, height = image.size
+    shot = io.BytesIO()
+    image.crop((width // 20, height // 20, width - width // 20, height - height // 20)).save(shot, "JPEG", quality=70)
+    page.set_input_files("#image-search-file", files=[{"name": "screenshot.jpg", "mimeType": "image/jpeg",
+                                                       "buffer": shot.getvalue()}])
+    page.wait_for_selector(".match-kind", timeout=120_000)
+
+
 def shoot(browser, server, pages, meme_id: int, out: Path, only: set[str]) -> None:
     """Every page of ``pages`` at every viewport, light and dark."""
     for suffix, viewport in VIEWPORTS.items():
@@ -90,6 +108,8 @@ def shoot(browser, server, pages, meme_id: int, out: Path, only: set[str]) -> No
                     page.locator(".hit").nth(0).click()
                     page.locator(".hit").nth(1).click()
                     page.evaluate("window.scrollTo(0, 0)")
+                if name == "search-image":
+                    search_by_picture(page, server)
                 page.wait_for_load_state("networkidle")
                 full_page = name == "meme"
                 if full_page:  # bring the lazy thumbnails further down in, then back to the top

@@ -80,6 +80,9 @@ def test_read_commands_work_and_write_nothing(library, tmp_path):
     assert status["counts"]["ok"] == 4 and status["counts"]["tags"] == 1
     hits = json.loads(run(home, "search", "a cat", "--json").stdout)["hits"]
     assert hits and hits[0]["id"] == 1
+    meme_file = json.loads(run(home, "show", "2", "--json").stdout)["path"]
+    by_image = json.loads(run(home, "search", "--image", meme_file, "--json").stdout)["hits"]
+    assert by_image[0]["id"] == 2
     assert json.loads(run(home, "show", "1", "--json").stdout)["tags"] == ["keeper"]
     assert json.loads(run(home, "folders", "--json").stdout)[0]["path"] == str(folder)
     assert run(home, "export", str(tmp_path / "export.json")).exit_code == 0
@@ -118,6 +121,9 @@ def test_web_app_serves_reads_and_refuses_writes(library):
                     "/folders", "/api/folders", "/api/jobs", "/api/tags", "/upload"):
             assert client.get(url).status_code == 200, url
         assert client.get("/api/search", params={"q": "a cat"}).json()["hits"][0]["id"] == 1
+        picture = Path(client.get("/api/memes/3").json()["path"]).read_bytes()
+        found = client.post("/api/search/image", files={"image": ("shot.png", picture, "image/png")})
+        assert found.status_code == 200 and found.json()["hits"][0]["id"] == 3, found.text
         writes = [client.patch("/api/memes/1", json={"add_tags": ["x"]}),
                   client.post("/api/folders", json={"path": str(folder)}),
                   client.post("/api/jobs", json={"kind": "index"}),

@@ -94,6 +94,14 @@ class TemplateStore:
         matrix = np.frombuffer(b"".join(bytes(row["vector"]) for row in rows), np.float16)
         return ids, matrix.astype(np.float32).reshape(len(rows), VECTOR_DIM)
 
+    def vectors_signature(self) -> tuple:
+        """Changes when a present meme gains or loses its vector (cheap: no vector is read), so
+        a copy of ``vectors()`` kept between searches knows when to reload."""
+        row = self._query(
+            "SELECT COUNT(*) AS n, MAX(f.meme_id) AS top, SUM(f.meme_id) AS total FROM template_features f "
+            "JOIN memes m ON m.id = f.meme_id WHERE m.status = 'ok' AND f.version = ?", (FEATURES_VERSION,))[0]
+        return (int(row["n"]), int(row["top"] or 0), int(row["total"] or 0))
+
     def features_of(self, meme_ids: list[int]) -> dict[int, TemplateFeatures]:
         found: dict[int, TemplateFeatures] = {}
         for start in range(0, len(meme_ids), 500):

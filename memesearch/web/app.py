@@ -49,6 +49,8 @@ def _ago(timestamp: float | None) -> str:
 # Requests that change nothing on the server, or only the caller's own session cookie.
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 _SESSION_PATHS = {"/login", "/logout"}
+#: POSTs that only read the library (a search by picture sends the picture in the body).
+_READING_POSTS = {"/api/search/image", "/search/image"}
 
 
 class ReadOnlyMiddleware:
@@ -60,7 +62,7 @@ class ReadOnlyMiddleware:
         self.home = home
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] not in _READ_METHODS and scope["path"] not in _SESSION_PATHS:
+        if scope["type"] == "http" and scope["method"] not in _READ_METHODS and scope["path"] not in _SESSION_PATHS | _READING_POSTS:
             from starlette.requests import Request
 
             from memesearch.readonly import read_only_error
@@ -106,9 +108,10 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     from memesearch.web.routes import (api_care, api_jobs, api_library, api_memes, files, pages, pages_admin,
-                                       pages_care, templates)
+                                       pages_care, search_image, templates)
 
-    for module in (pages, pages_admin, pages_care, files, api_memes, api_library, api_jobs, api_care, templates):
+    for module in (pages, pages_admin, pages_care, files, api_memes, api_library, api_jobs, api_care, templates,
+                   search_image):
         app.include_router(module.router)
     return app
 

@@ -31,6 +31,7 @@ ALL_CHECKS = list(CHECKS.get_all())
 STATE_DEPENDENT = (
     r"^/v1/(ocr|caption)$",  # the uploaded bytes must be a decodable image
     r"^/api/uploads$",  # same
+    r"^/api/search/image$",  # same
     r"^/api/folders$",  # the path must be an existing folder on the server
     r"^/api/folders/\{folder_id\}$",
     r"^/api/memes/\{meme_id\}$",  # tag names are cleaned (control characters dropped) before the length check

@@ -179,6 +179,108 @@ function setupSearch() {
   });
 }
 
+// ---- search by image: choose a file, paste a screenshot (Ctrl+V) or drop a picture on the search page
+function setupImageSearch() {
+  const button = $("#image-search-button");
+  const picker = $("#image-search-file");
+  const panel = $("#image-query");
+  const results = $("#results");
+  if (!button || !picker || !panel || !results) return;
+  const overlay = $("#drop-overlay");
+  const status = $("#image-query-status");
+  let preview = null;
+  let current = 0;  // a newer picture (or a text search) wins over an answer still on its way
+
+  async function searchBy(file) {
+    const ticket = ++current;
+    if (preview) URL.revokeObjectURL(preview);
+    preview = URL.createObjectURL(file);
+    const picture = $("#image-query-preview");
+    picture.onload = () => { picture.hidden = false; };
+    picture.onerror = () => { picture.hidden = true; };  // not a picture the browser can show either
+    picture.src = preview;
+    $("#image-query-name").textContent = file.name || "pasted picture";
+    panel.hidden = false;
+    panel.classList.remove("failed");
+    status.textContent = "Looking for this meme and memes made from the same picture…";
+    results.hidden = false;
+    results.setAttribute("aria-busy", "true");
+    results.innerHTML = "";  // the text results below are not answers to the picture
+    const form = new FormData();
+    form.append("image", file, file.name || "pasted-picture.png");
+    try {
+      const response = await fetch("/search/image", { method: "POST", body: form, headers: { "X-CSRF-Token": csrf() } });
+      if (!response.ok) {
+        const data = await response.json().catch(() => ({}));
+        throw new Error(data.error || `search failed (${response.status})`);
+      }
+      const html = await response.text();
+      if (ticket !== current) return;
+      results.innerHTML = html;
+      if (window.htmx) window.htmx.process(results);
+      status.textContent = $("#no-results", results) ? "No match in your library."
+        : "The meme it comes from first, then memes made from the same picture.";
+    } catch (error) {
+      if (ticket !== current) return;
+      panel.classList.add("failed");
+      status.textContent = error.message;
+      results.innerHTML = "";
+    } finally {
+      if (ticket === current) results.removeAttribute("aria-busy");
+    }
+  }
+
+  function leaveImageSearch() {
+    current++;
+    panel.hidden = true;
+    results.removeAttribute("aria-busy");
+  }
+
+  button.addEventListener("click", () => picker.click());
+  picker.addEventListener("change", () => {
+    if (picker.files.length) searchBy(picker.files[0]);
+    picker.value = "";  // choosing the same file again searches again
+  });
+  // A pasted picture searches; pasted text goes into the search box as usual.
+  document.addEventListener("paste", (event) => {
+    const files = event.clipboardData ? Array.from(event.clipboardData.files) : [];
+    const file = files.find((f) => f.type.startsWith("image/")) || files[0];
+    if (!file) return;
+    event.preventDefault();
+    searchBy(file);
+  });
+  const carriesFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files");
+  let depth = 0;  // dragenter/dragleave fire for every child element crossed
+  document.addEventListener("dragenter", (event) => {
+    if (!carriesFiles(event)) return;
+    depth++;
+    if (overlay) overlay.hidden = false;
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (!carriesFiles(event)) return;
+    depth = Math.max(0, depth - 1);
+    if (!depth && overlay) overlay.hidden = true;
+  });
+  document.addEventListener("dragover", (event) => { if (carriesFiles(event)) event.preventDefault(); });
+  document.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    depth = 0;
+    if (overlay) overlay.hidden = true;
+    const files = Array.from(event.dataTransfer.files);
+    const file = files.find((f) => f.type.startsWith("image/")) || files[0];
+    if (file) searchBy(file);
+  });
+  // Back to words: clearing the picture (or typing) shows the text search again.
+  $("#image-query-clear").addEventListener("click", () => {
+    leaveImageSearch();
+    const form = $("#search-form");
+    if (form && window.htmx) window.htmx.trigger(form, "submit");
+  });
+  const form = $("#search-form");
+  if (form) form.addEventListener("input", leaveImageSearch);
+}
+
 // ---- copy an image to the clipboard (PNG: the one image type browsers accept)
 async function copyImage(memeId) {
   try {
@@ -309,5 +411,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setupJobChips();
   setupTheme();
   setupSearch();
+  setupImageSearch();
   setupMeme();
 });
