@@ -4,7 +4,7 @@ A decoder step reads all its weights once whatever the batch, so decoding 4 meme
 costs less than decoding them one by one (docs/BENCHMARKS.md, "bulk describe"). Batching
 must change only the speed, never a caption, so it is used only where a batch's output
 equals one-at-a-time output token for token (tests/models/test_caption_batches.py): fp32
-graphs and torch. Our int8 graphs quantise each MatMul's activations with ONE scale for the
+graphs and torch, not quantised ones. Our int8 graphs quantise each MatMul's activations with ONE scale for the
 whole input tensor (ORT's DynamicQuantizeLinear), so a meme's tokens would depend on which
 other memes share its batch; int8 models therefore caption one meme per call.
 
@@ -23,15 +23,16 @@ from memesearch.errors import MemeSearchError
 
 log = logging.getLogger(__name__)
 
-#: Weight types whose batched output equals one-at-a-time output (rows never interact).
-BATCH_EXACT_DTYPES = frozenset({"fp32"})
+#: Quantised weight types: their activation scales (per tensor, or kernels that differ with
+#: the batch's row count) make a batched row differ from the same row run alone.
+BATCH_INEXACT_DTYPES = frozenset({"int8", "uint8", "quantized", "q8", "q4", "q4f16", "bnb4"})
 
 
 def batch_size_of(captioner) -> int:
     """How many images to hand the captioner at once: its backend's batch size once loaded
     (the first call, with one image, loads it and so decides the weight type), and 1 for
     weight types whose results would depend on the batch (see the module docstring)."""
-    if not getattr(captioner, "is_loaded", False) or getattr(captioner, "dtype", "") not in BATCH_EXACT_DTYPES:
+    if not getattr(captioner, "is_loaded", False) or getattr(captioner, "dtype", "") in BATCH_INEXACT_DTYPES:
         return 1
     return max(1, int(getattr(captioner, "batch_size", 1) or 1))
 
