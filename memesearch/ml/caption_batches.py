@@ -4,9 +4,9 @@ A decoder step reads all its weights once whatever the batch, so decoding 4 meme
 costs less than decoding them one by one (docs/BENCHMARKS.md, "bulk describe"). Batching
 must change only the speed, never a caption, so it is used only where a batch's output
 equals one-at-a-time output token for token (tests/models/test_caption_batches.py): fp32
-graphs and torch, not quantised ones. Our int8 graphs quantise each MatMul's activations with ONE scale for the
-whole input tensor (ORT's DynamicQuantizeLinear), so a meme's tokens would depend on which
-other memes share its batch; int8 models therefore caption one meme per call.
+graphs and torch, not quantised ones. Our int8 graphs quantise each MatMul's activations
+with ONE scale for the whole input tensor (ORT's DynamicQuantizeLinear), so a meme's tokens
+would depend on which other memes share its batch; int8 models caption one meme per call.
 
 One bad image must not fail the others: when a batch raises, its images are retried one at a
 time, so the error lands on the image that caused it and the rest get their captions.
