@@ -155,6 +155,26 @@ def moondream_torch(checkpoint: Path, clock: Clock):
     return lambda request: [reference.generate(request.image, request.prompt, request.max_new_tokens, stop_at_eos=False)]
 
 
+def meme_search_florence(checkpoint: Path, spec: dict, clock: Clock):
+    """Florence-2 as meme-search runs it today: transformers fp32, beam search with 3 beams,
+    and the model and processor loaded again for every image (their load time is in "other")."""
+    import torch
+    import transformers
+
+    def run(request):
+        model = transformers.Florence2ForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).eval()
+        processor = transformers.AutoProcessor.from_pretrained(checkpoint)
+        model.generation_config.min_new_tokens = request.max_new_tokens  # EOS never wins: fixed length
+        time_vision([model.model.vision_tower, model.model.multi_modal_projector], clock)
+        model.register_forward_hook(lambda _m, _a, _o: clock.lm_done())
+        inputs = processor(text=[request.prompt], images=[request.image.convert("RGB")], return_tensors="pt")
+        with torch.no_grad():
+            output = model.generate(**inputs, do_sample=False, num_beams=3, max_new_tokens=request.max_new_tokens)
+        return [output[0].tolist()]
+
+    return run
+
+
 def torch_captioner(spec: dict, clock: Clock):
     import torch
 
@@ -162,6 +182,8 @@ def torch_captioner(spec: dict, clock: Clock):
     checkpoint = Path(spec["models_dir"]) / spec["model"] / "checkpoint"
     if spec["family"] == "moondream":
         return moondream_torch(checkpoint, clock)
+    if spec["backend"] == "meme-search":
+        return meme_search_florence(checkpoint, spec, clock)
     if spec["family"] == "smolvlm":
         from memesearch.ml.torch_backends.smolvlm import TorchSmolVLMCaptioner
 
@@ -198,7 +220,7 @@ def main(spec: dict) -> dict:
 
     clock = Clock()
     load_started = time.perf_counter()
-    factory = torch_captioner if spec["backend"] == "torch" else onnx_captioner
+    factory = onnx_captioner if spec["backend"] == "onnx" else torch_captioner
     run = factory(spec, clock)
     load_s = time.perf_counter() - load_started
     width, height = spec["image_size"]

@@ -104,33 +104,45 @@ class Pipeline:
 
     def run_caption(self, captioner, meme_ids: list[int] | None = None, progress: StageProgress | None = None) -> StageReport:
         """Describe memes with a loaded ChainCaptioner (memesearch.ml.chain): by default every
-        present meme that has no description from this model yet."""
-        from memesearch.store.models import Description
+        present meme that has no description from this model yet. Memes go to the model in
+        batches (memesearch.ml.caption_batches); one that fails never fails the others."""
+        from memesearch.ml.caption_batches import batch_size_of
 
         report = StageReport("caption")
-        model_id = captioner.spec.id
-        pending = self.store.ids_without_description(model_id) if meme_ids is None else meme_ids
-        for position, meme_id in enumerate(pending, start=1):
-            meme = self.store.get_meme(meme_id)
-            try:
-                image = load_rgb(Path(meme.path), self.settings.max_megapixels)
-                result = captioner.caption_images([image])[0]
-            except (ImageError, OSError) as exc:  # the file no longer decodes
-                mark_unreadable(self.store, meme, _file_reason(exc))
-                report.failed.append((meme_id, _file_reason(exc)))
-            except MemeSearchError as exc:  # every backend failed on it
-                message = getattr(exc, "message", None) or str(exc)
-                self.store.mark_stage(meme_id, "caption", "failed", message)
-                report.failed.append((meme_id, message))
-            else:
-                self.store.set_description(meme_id, Description(
-                    model_id=model_id, text=result.text, backend=result.backend, dtype=result.dtype,
-                    revision=getattr(result, "revision", ""), ms=result.ms,
-                ))
-                report.done += 1
+        pending = self.store.ids_without_description(captioner.spec.id) if meme_ids is None else meme_ids
+        position = 0
+        while position < len(pending):
+            chunk = pending[position : position + batch_size_of(captioner)]
+            self._caption_chunk(captioner, chunk, report)
+            position += len(chunk)
             if progress:
                 progress("caption", position, len(pending))
         return report
+
+    def _caption_chunk(self, captioner, meme_ids: list[int], report: StageReport) -> None:
+        from memesearch.ml.caption_batches import caption_each
+        from memesearch.store.models import Description
+
+        loaded: list[tuple[int, object]] = []
+        for meme_id in meme_ids:
+            meme = self.store.get_meme(meme_id)
+            try:
+                loaded.append((meme_id, load_rgb(Path(meme.path), self.settings.max_megapixels)))
+            except (ImageError, OSError) as exc:  # the file no longer decodes
+                mark_unreadable(self.store, meme, _file_reason(exc))
+                report.failed.append((meme_id, _file_reason(exc)))
+        results = caption_each(captioner, [image for _, image in loaded])
+        for (meme_id, _), result in zip(loaded, results, strict=True):
+            if isinstance(result, MemeSearchError):  # every backend failed on it
+                message = getattr(result, "message", None) or str(result)
+                self.store.mark_stage(meme_id, "caption", "failed", message)
+                report.failed.append((meme_id, message))
+                continue
+            self.store.set_description(meme_id, Description(
+                model_id=captioner.spec.id, text=result.text, backend=result.backend, dtype=result.dtype,
+                revision=getattr(result, "revision", ""), ms=result.ms,
+            ))
+            report.done += 1
 
     def run_embed(self, progress: StageProgress | None = None) -> StageReport:
         report = StageReport("embed")

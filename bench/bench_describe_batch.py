@@ -1,0 +1,113 @@
+"""Bulk describe: memes per minute when several memes are decoded together, side by side.
+
+Usage:
+  .venv/bin/python bench/vlm_models.py smolvlm-256m                 # build + export once
+  .venv/bin/python bench/bench_describe_batch.py [--model smolvlm-256m] [--dtype int8] \
+      [--batches 1 4 8] [--memes 8] [--tokens 32] [--threads 2]
+
+Runs our ONNX SmolVLM captioner (the backend `describe all` / `index --describe` use, at the
+models.yml setting of one 512-px tile) over --memes different memes with every batch size in
+its own subprocess (so peak RSS is that setting's alone), forcing exactly --tokens decoded
+tokens per meme (EOS ignored). Reports memes per minute, the ratio to batch 1, peak RSS, and
+whether every batch size produced exactly the token ids of batch 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def memes(count: int):
+    """Different memes: the benchmark meme, mirrored / rotated / recoloured per index."""
+    from PIL import ImageOps
+
+    from vlm_worker import meme_image
+
+    base = meme_image(640, 480)
+    variants = [base, ImageOps.mirror(base), ImageOps.flip(base), ImageOps.invert(base), ImageOps.grayscale(base).convert("RGB"),
+                base.rotate(90, expand=True), ImageOps.posterize(base, 3), ImageOps.solarize(base, 128)]
+    return [variants[i % len(variants)] if i < len(variants) else variants[i % len(variants)].rotate(7 * i)
+            for i in range(count)]
+
+
+def worker(spec: dict) -> dict:
+    sys.path.insert(0, str(HERE.parent))
+    from memesearch.ml.base import CaptionRequest
+    from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner
+
+    captioner = OnnxSmolVLMCaptioner(Path(spec["models"]), dtype=spec["dtype"], threads=spec["threads"],
+                                     image_longest_edge=512)
+    captioner.ensure_loaded()
+    captioner.config = replace(captioner.config, eos_token_ids=())  # always decode `tokens` tokens
+    captioner.batch_size = spec["batch"]
+    requests = [CaptionRequest(image=image, prompt=spec["prompt"], max_new_tokens=spec["tokens"])
+                for image in memes(spec["memes"])]
+    captioner.caption(requests[: spec["batch"]])  # warm-up
+    started = time.perf_counter()
+    results = captioner.caption(requests)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "memes_per_min": len(requests) / seconds * 60,
+            "ids": [r.token_ids for r in results],
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "load1": os.getloadavg()[0]}
+
+
+def main() -> None:
+    from machine import machine_line
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smolvlm-256m")
+    parser.add_argument("--models-dir", type=Path, default=HERE / "out" / "models")
+    parser.add_argument("--dtype", default="int8")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--memes", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    from bench_vlm import PROMPTS
+
+    print(f"# bulk describe benchmark  {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    print("machine: " + machine_line())
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n", flush=True)
+    rows, reference = [], None
+    for batch in args.batches:
+        spec = {"models": str((args.models_dir / args.model / "onnx").resolve()), "dtype": args.dtype,
+                "threads": args.threads, "batch": batch, "memes": args.memes, "tokens": args.tokens,
+                "prompt": PROMPTS["smolvlm"]}
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        load_before = os.getloadavg()[0]
+        done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if not lines:
+            print(f"batch {batch}: failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+            continue
+        result = json.loads(lines[0][7:])
+        reference = reference or result
+        same = result["ids"] == reference["ids"]
+        rows.append((batch, result, same, load_before))
+        print(f"batch {batch}: {result['memes_per_min']:.2f} memes/min, same ids as batch {args.batches[0]}: {same}, "
+              f"peak RSS {result['peak_rss_mb']} MB", flush=True)
+    print(f"\n| model | dtype | batch | memes/min | vs batch {args.batches[0]} | same token ids | peak RSS MB | load1 before/after |")
+    print("|---|---|---|---|---|---|---|---|")
+    for batch, result, same, load_before in rows:
+        ratio = result["memes_per_min"] / reference["memes_per_min"]
+        print(f"| {args.model} | {args.dtype} | {batch} | {result['memes_per_min']:.2f} | {ratio:.2f}x | {'yes' if same else 'NO'} | "
+              f"{result['peak_rss_mb']} | {load_before:.2f}/{result['load1']:.2f} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
+    else:
+        main()

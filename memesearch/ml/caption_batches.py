@@ -1,0 +1,60 @@
+"""Describing many memes at once: images go to the caption model in batches.
+
+A decoder step reads all its weights once whatever the batch, so decoding 4 memes together
+costs less than decoding them one by one (docs/BENCHMARKS.md, "bulk describe"). Batching
+must change only the speed, never a caption, so it is used only where a batch's output
+equals one-at-a-time output token for token (tests/models/test_caption_batches.py): fp32
+graphs and torch, not quantised ones. Our int8 graphs quantise each MatMul's activations
+with ONE scale for the whole input tensor (ORT's DynamicQuantizeLinear), so a meme's tokens
+would depend on which other memes share its batch; int8 models caption one meme per call.
+
+One bad image must not fail the others: when a batch raises, its images are retried one at a
+time, so the error lands on the image that caused it and the rest get their captions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from PIL import Image
+
+from memesearch.errors import MemeSearchError
+
+log = logging.getLogger(__name__)
+
+#: Quantised weight types: their activation scales (per tensor, or kernels that differ with
+#: the batch's row count) make a batched row differ from the same row run alone.
+BATCH_INEXACT_DTYPES = frozenset({"int8", "uint8", "quantized", "q8", "q4", "q4f16", "bnb4"})
+
+
+def batch_size_of(captioner) -> int:
+    """How many images to hand the captioner at once: its backend's batch size once loaded
+    (the first call, with one image, loads it and so decides the weight type), and 1 for
+    weight types whose results would depend on the batch (see the module docstring)."""
+    if not getattr(captioner, "is_loaded", False) or getattr(captioner, "dtype", "") in BATCH_INEXACT_DTYPES:
+        return 1
+    return max(1, int(getattr(captioner, "batch_size", 1) or 1))
+
+
+def caption_each(captioner, images: Sequence[Image.Image]) -> list:
+    """One entry per image: its caption result, or the MemeSearchError that image raised.
+
+    ``captioner`` is a ChainCaptioner (``caption_images``). Errors that are not
+    MemeSearchError (bugs) propagate, as they did one image at a time."""
+    images = list(images)
+    if not images:
+        return []
+    try:
+        return list(captioner.caption_images(images))
+    except MemeSearchError as exc:
+        if len(images) == 1:
+            return [exc]
+        log.info("a batch of %d captions failed (%s); retrying its images one at a time", len(images), exc)
+    results: list = []
+    for image in images:
+        try:
+            results.append(captioner.caption_images([image])[0])
+        except MemeSearchError as exc:
+            results.append(exc)
+    return results
