@@ -94,13 +94,13 @@ class NearestIndex:
     while no thread adds (search's engine swaps whole indexes instead of adding)."""
 
     def __init__(self, dim: int, ids: Iterable[int] | np.ndarray = (), vectors: np.ndarray | None = None,
-                 *, quantize_from: int = QUANTIZE_FROM) -> None:
+                 *, quantize_from: int | None = None) -> None:
         ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
         vectors = np.zeros((0, dim), np.float32) if vectors is None else np.asarray(vectors, np.float32)
         if vectors.shape != (len(ids), dim):
             raise ValueError(f"expected {len(ids)} vectors of {dim} dimensions, got shape {vectors.shape}")
         self.dim = dim
-        self.quantize_from = quantize_from
+        self.quantize_from = QUANTIZE_FROM if quantize_from is None else quantize_from
         capacity = max(1024, len(ids))
         self._vectors = np.zeros((capacity, dim), np.float32)
         self._vectors[: len(ids)] = vectors

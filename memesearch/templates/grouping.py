@@ -9,6 +9,7 @@ component of them, so a variant only has to match *one* member to join.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -21,6 +22,8 @@ CANDIDATES = 12
 #: Candidates less similar than this are not worth a verification (measured: true
 #: pairs in the synthetic set go down to about 0.2).
 MIN_COSINE = 0.0
+#: Memes whose verifications run in parallel between two looks at the groups found so far.
+WINDOW = 64
 
 
 class VectorIndex(NearestIndex):
@@ -69,25 +72,43 @@ class UnionFind:
 
 
 def find_partners(new: list[tuple[int, TemplateFeatures]], index: VectorIndex,
-                  features_of: Callable[[list[int]], dict[int, TemplateFeatures]], components: UnionFind) -> int:
+                  features_of: Callable[[list[int]], dict[int, TemplateFeatures]], components: UnionFind,
+                  *, workers: int = 1) -> int:
     """Join each new meme to the memes it verifiably shares a picture with; returns verifications made.
 
     ``index`` must already hold every meme the new ones may join (the new ones
     included, so that two new variants of one template find each other).
     ``components`` holds the groups known so far and is updated in place; a
     candidate already in the new meme's component needs no verification.
+    With ``workers`` > 1, verifications run in threads (OpenCV and SQLite release the
+    GIL), WINDOW memes at a time; only this thread touches ``components``.
     """
     if not new:
         return 0
     neighbours = index.nearest_many(np.stack([features.vector for _, features in new]), CANDIDATES,
                                     exclude=[meme_id for meme_id, _ in new])
+
+    def partners(meme_id: int, features: TemplateFeatures, candidates: list[int]) -> tuple[int, list[int]]:
+        loaded = features_of(candidates)
+        return len(loaded), [c for c in candidates if c in loaded and verify(features, loaded[c]).same]
+
     verified = 0
-    for (meme_id, features), candidates in zip(new, neighbours):
-        loaded = features_of([c for c in candidates if components.find(c) != components.find(meme_id)])
-        for candidate in candidates:
-            if candidate not in loaded or components.find(candidate) == components.find(meme_id):
-                continue
-            verified += 1
-            if verify(features, loaded[candidate]).same:
-                components.union(meme_id, candidate)
+    if workers <= 1 or len(new) == 1:
+        for (meme_id, features), candidates in zip(new, neighbours):
+            loaded = features_of([c for c in candidates if components.find(c) != components.find(meme_id)])
+            for candidate in candidates:  # re-checked: a union just made may spare a verification
+                if candidate not in loaded or components.find(candidate) == components.find(meme_id):
+                    continue
+                verified += 1
+                if verify(features, loaded[candidate]).same:
+                    components.union(meme_id, candidate)
+        return verified
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(new), WINDOW):
+            jobs = [(meme_id, features, [c for c in candidates if components.find(c) != components.find(meme_id)])
+                    for (meme_id, features), candidates in zip(new[start : start + WINDOW], neighbours[start : start + WINDOW])]
+            for (meme_id, _, _), (count, same) in zip(jobs, pool.map(lambda job: partners(*job), jobs)):
+                verified += count
+                for partner in same:
+                    components.union(meme_id, partner)
     return verified

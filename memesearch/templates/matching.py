@@ -10,6 +10,7 @@ warps chance matches can produce, so the narrower model is the safer one here.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -37,11 +38,14 @@ class Verdict:
     same: bool
 
 
-_MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
+_per_thread = threading.local()
 
 
 def _good_matches(query: np.ndarray, train: np.ndarray) -> list:
-    pairs = _MATCHER.knnMatch(query, train, k=2)
+    matcher = getattr(_per_thread, "matcher", None)
+    if matcher is None:  # one matcher per thread: grouping verifies in threads, cv2 objects are not shared
+        matcher = _per_thread.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    pairs = matcher.knnMatch(query, train, k=2)
     return [m for m, *rest in (p for p in pairs if p) if not rest or m.distance < RATIO * rest[0].distance]
 
 
