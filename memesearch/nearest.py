@@ -170,8 +170,7 @@ class NearestIndex:
             chunk = queries[start : start + QUERY_CHUNK]
             # Few allowed rows, or no integer copy: score the rows themselves exactly.
             if scan is None or (allowed_rows is not None and len(allowed_rows) <= rerank_depth(take)):
-                rows = np.arange(size) if allowed_rows is None else allowed_rows
-                candidates = [rows] * len(chunk)
+                candidates = [allowed_rows] * len(chunk)  # None: every row
             else:
                 candidates = self._candidates(scan, sealed, chunk, rerank_depth(take), mask)
             for query, rows, skip in zip(chunk, candidates, exclude[start : start + QUERY_CHUNK]):
@@ -193,10 +192,14 @@ class NearestIndex:
             return [np.concatenate([row[mask[row]], tail]) for row in best]
         return [np.concatenate([row, tail]) for row in best]
 
-    def _best(self, query: np.ndarray, rows: np.ndarray, take: int, skip: int | None, ids: np.ndarray):
+    def _best(self, query: np.ndarray, rows: np.ndarray | None, take: int, skip: int | None, ids: np.ndarray):
+        """The ``take`` best of ``rows`` (None: all rows, scanned in place) by exact score."""
+        if rows is None:
+            rows, scores = np.arange(self._size), self._vectors[: self._size] @ query
+        else:
+            scores = self._vectors[rows] @ query
         if len(rows) == 0:
             return []
-        scores = self._vectors[rows] @ query if len(rows) < self._size else self._vectors[: self._size] @ query
         count = min(take, len(rows))
         top = np.argpartition(-scores, count - 1)[:count]
         top = top[np.lexsort((ids[rows[top]], -scores[top]))]  # ties: lower id first, as stable as exact

@@ -106,3 +106,13 @@ def test_small_and_empty_indexes():
     assert [i for i, _ in index.search(np.eye(1, DIM, 1, dtype=np.float32)[0], 5)] == [20, 10]
     with pytest.raises(ValueError):
         NearestIndex(DIM, [1, 2], np.zeros((3, DIM), np.float32))
+
+
+def test_quantized_index_smaller_than_the_rerank_depth_equals_exact():
+    """Every row is a candidate then; their order must not matter."""
+    vectors = clustered(60, seed=4)
+    exact = NearestIndex(DIM, np.arange(60), vectors, quantize_from=10**9)
+    quantized = NearestIndex(DIM, np.arange(60), vectors, quantize_from=0)
+    assert quantized.quantized
+    for query in clustered(10, seed=8):
+        assert [i for i, _ in quantized.search(query, 12)] == [i for i, _ in exact.search(query, 12)]

@@ -41,7 +41,7 @@ class VectorIndex(NearestIndex):
         return self.nearest_many(vector[None, :], k, exclude=[exclude])[0]
 
     def nearest_many(self, vectors: np.ndarray, k: int, *, exclude: list[int | None]) -> list[list[int]]:
-        """The ``k`` nearest ids for each row of ``vectors`` (scored QUERY_CHUNK rows per product:
+        """The ``k`` nearest ids for each row of ``vectors`` (scored many rows per kernel call:
         several times faster than one scan per query)."""
         found = self.search_many(vectors, k, exclude=exclude)
         return [[meme_id for meme_id, score in hits if score >= MIN_COSINE] for hits in found]
