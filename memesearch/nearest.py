@@ -34,6 +34,8 @@ RERANK_MIN = 100
 RERANK_FACTOR = 4
 #: Largest integer weight: 7 bits, safe from 16-bit saturation on AVX2 (see above).
 WEIGHT_LEVELS = 63
+#: Rows quantized at a time while building (bounds the float temporaries).
+BUILD_SLICE = 16_384
 #: Queries are scored per kernel call in chunks this tall (bounds the int32 score matrix).
 QUERY_CHUNK = 128
 
@@ -52,11 +54,17 @@ class _Int8Scan:
 
         ort = onnxruntime()
         count, dim = vectors.shape
-        peak = np.abs(vectors).max(axis=0)
         # Per-dimension scale: every dimension uses the whole integer range. A query is
         # divided by the same scale, so the integer product ranks like the float one.
+        # Done in slices of rows: no float temporary the size of the matrix.
+        peak = np.zeros(dim, np.float32)
+        for start in range(0, count, BUILD_SLICE):
+            peak = np.maximum(peak, np.abs(vectors[start : start + BUILD_SLICE]).max(axis=0))
         self.inverse_scale = np.where(peak > 0, peak / WEIGHT_LEVELS, 1.0).astype(np.float32)
-        self.weights = np.ascontiguousarray(np.rint(vectors / self.inverse_scale).astype(np.int8).T)
+        scale = 1.0 / self.inverse_scale
+        self.weights = np.empty((dim, count), np.int8)
+        for start in range(0, count, BUILD_SLICE):
+            self.weights[:, start : start + BUILD_SLICE] = np.rint(vectors[start : start + BUILD_SLICE] * scale).T
         # The weights reach the session as an external initializer (no protobuf copy of them).
         weights = TensorProto(name="rows", data_type=TensorProto.INT8, dims=[dim, count],
                               data_location=TensorProto.EXTERNAL)
