@@ -176,9 +176,14 @@ class NearestIndex:
         results = []
         for start in range(0, len(queries), QUERY_CHUNK):
             chunk = queries[start : start + QUERY_CHUNK]
-            # Few allowed rows, or no integer copy: score the rows themselves exactly.
+            if scan is None and allowed_rows is None:  # exact: one matrix product for the whole chunk
+                block = chunk @ self._vectors[:size].T
+                every_row = np.arange(size)
+                for scores, skip in zip(block, exclude[start : start + QUERY_CHUNK]):
+                    results.append(self._select(every_row, scores, take, skip, ids)[:k])
+                continue
             if scan is None or (allowed_rows is not None and len(allowed_rows) <= rerank_depth(take)):
-                candidates = [allowed_rows] * len(chunk)  # None: every row
+                candidates = [allowed_rows] * len(chunk)  # few allowed rows: scored exactly
             else:
                 candidates = self._candidates(scan, sealed, chunk, rerank_depth(take), mask)
             for query, rows, skip in zip(chunk, candidates, exclude[start : start + QUERY_CHUNK]):
@@ -200,12 +205,12 @@ class NearestIndex:
             return [np.concatenate([row[mask[row]], tail]) for row in best]
         return [np.concatenate([row, tail]) for row in best]
 
-    def _best(self, query: np.ndarray, rows: np.ndarray | None, take: int, skip: int | None, ids: np.ndarray):
-        """The ``take`` best of ``rows`` (None: all rows, scanned in place) by exact score."""
-        if rows is None:
-            rows, scores = np.arange(self._size), self._vectors[: self._size] @ query
-        else:
-            scores = self._vectors[rows] @ query
+    def _best(self, query: np.ndarray, rows: np.ndarray, take: int, skip: int | None, ids: np.ndarray):
+        """The ``take`` best of ``rows`` by exact score."""
+        return self._select(rows, self._vectors[rows] @ query, take, skip, ids)
+
+    @staticmethod
+    def _select(rows: np.ndarray, scores: np.ndarray, take: int, skip: int | None, ids: np.ndarray):
         if len(rows) == 0:
             return []
         count = min(take, len(rows))

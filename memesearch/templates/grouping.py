@@ -2,8 +2,9 @@
 
 Candidates come from the global vectors (``memesearch.nearest``, shared with vector
 search: an int8 scan re-ranked exactly in float32, no approximate-index dependency); each
-candidate is then verified with local features (``matching.verify``). Verified pairs are edges; a group is a connected
-component of them, so a variant only has to match *one* member to join.
+candidate is then verified with local features (``matching.verify``). Verified pairs are
+edges; a group is a connected component of them, so a variant only has to match *one*
+member to join.
 """
 
 from __future__ import annotations
