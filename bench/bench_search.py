@@ -1,4 +1,5 @@
-"""Search latency on synthetic libraries of 10k and 100k memes (SQLite store, exact vectors).
+"""Search latency on synthetic libraries of 10k and 100k memes (SQLite store, in-memory vectors:
+exact below 20k, int8 scan + exact re-rank above, see memesearch/nearest.py).
 
 Rows are synthetic but shaped like real ones: 6-14 word captions drawn from a
 Zipf-distributed vocabulary (so common words match many rows), and 384-d
@@ -14,8 +15,6 @@ and end to end with the real MiniLM query embedding.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import statistics
 import sys
@@ -25,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from machine import machine_line  # noqa: E402
 
 from memesearch.ml.base import Embedder  # noqa: E402
 from memesearch.search.engine import SearchEngine  # noqa: E402
@@ -108,7 +110,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-minilm", action="store_true", help="skip the end-to-end run with the real query embedder")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(machine_line())
     minilm = None
     if not args.no_minilm:
         from memesearch.ml.minilm import MiniLmEmbedder

@@ -20,7 +20,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -32,7 +31,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from machine import machine_line  # noqa: E402
 
 from memesearch.templates.features import MAX_FEATURES, extract, single_threaded_opencv  # noqa: E402
 from memesearch.templates.record import VECTOR_DIM, TemplateFeatures  # noqa: E402
@@ -41,15 +43,7 @@ from memesearch.templates.synthetic import render_template_set  # noqa: E402
 
 
 def machine() -> str:
-    flags = ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        flag_line = next(line for line in info.splitlines() if line.startswith("flags"))
-        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f" {f}" in flag_line)
-    except (OSError, StopIteration):
-        model = platform.processor()
-    return f"{model}, {os.cpu_count()} cores, flags: {flags or 'none of avx2/avx512/amx'}"
+    return machine_line()
 
 
 def rss_mb() -> float:

@@ -17,6 +17,7 @@ import numpy as np
 
 from memesearch.errors import InvalidInputError
 from memesearch.ml.base import Embedder
+from memesearch.nearest import NearestIndex
 from memesearch.search.query import ParsedQuery, parse_query
 from memesearch.search.query_batcher import QueryBatcher
 from memesearch.store.templates import TemplateStore
@@ -71,18 +72,18 @@ class SearchResult:
 
 
 class VectorIndex:
-    """Exact cosine search over an in-memory matrix, reloaded when the store's vectors change."""
+    """Cosine search over the store's vectors in memory (``memesearch.nearest``: exact for small
+    libraries, an int8 scan with an exact re-rank for large ones), rebuilt when they change."""
 
     def __init__(self, store: Store, model_id: str) -> None:
         self._store = store
         self._model_id = model_id
         self._reload_lock = threading.Lock()
-        # (vectors_version, ids, matrix), replaced as a whole so readers never need a lock.
-        self._snapshot: tuple[int, np.ndarray, np.ndarray] = (-1, np.zeros(0, dtype=np.int64),
-                                                              np.zeros((0, 0), dtype=np.float32))
+        # (vectors_version, index), replaced as a whole so readers never need a lock.
+        self._snapshot: tuple[int, NearestIndex | None] = (-1, None)
 
-    def _current(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, matrix) for the store's current vectors; only a reload takes the lock, so
+    def _current(self) -> NearestIndex | None:
+        """The index of the store's current vectors; only a reload takes the lock, so
         concurrent searches do not queue behind one another."""
         version = self._store.vectors_version()
         snapshot = self._snapshot
@@ -91,28 +92,19 @@ class VectorIndex:
                 snapshot = self._snapshot
                 if snapshot[0] != version:  # another thread may have reloaded meanwhile
                     ids, matrix = self._store.load_vectors(self._model_id)
-                    snapshot = self._snapshot = (version, ids, matrix)
-        return snapshot[1], snapshot[2]
+                    index = NearestIndex(matrix.shape[1], ids, matrix) if len(ids) else None
+                    snapshot = self._snapshot = (version, index)
+        return snapshot[1]
 
     def vector_of(self, meme_id: int) -> np.ndarray | None:
-        ids, matrix = self._current()
-        where = np.nonzero(ids == meme_id)[0]
-        return matrix[where[0]].copy() if len(where) else None
+        index = self._current()
+        return index.vector_of(meme_id) if index is not None else None
 
     def search(self, query_vector: np.ndarray, limit: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
-        ids, matrix = self._current()
-        if len(ids) == 0:
+        index = self._current()
+        if index is None or limit <= 0:
             return []
-        scores = matrix @ query_vector.astype(np.float32)
-        if allowed is not None:
-            mask = np.isin(ids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
-            scores = np.where(mask, scores, -np.inf)
-        count = min(limit, int(np.isfinite(scores).sum()))
-        if count <= 0:
-            return []
-        top = np.argpartition(-scores, count - 1)[:count]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(ids[i]), float(scores[i])) for i in top]
+        return index.search(query_vector.astype(np.float32), limit, allowed=allowed)
 
 
 class StoreVectorIndex:

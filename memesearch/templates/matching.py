@@ -37,12 +37,12 @@ class Verdict:
     same: bool
 
 
-_MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
-
-
-def _good_matches(query: np.ndarray, train: np.ndarray) -> list:
-    pairs = _MATCHER.knnMatch(query, train, k=2)
-    return [m for m, *rest in (p for p in pairs if p) if not rest or m.distance < RATIO * rest[0].distance]
+def _ratio_matches(query: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query rows, their train rows) that pass the ratio test. ``batchDistance`` returns the two
+    nearest as arrays: the same matches as ``BFMatcher.knnMatch`` without a Python object each."""
+    distance, nearest = cv2.batchDistance(query, train, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    rows = np.flatnonzero(distance[:, 0] < RATIO * distance[:, 1])
+    return rows, nearest[rows, 0]
 
 
 def verify(a: TemplateFeatures, b: TemplateFeatures) -> Verdict:
@@ -51,13 +51,16 @@ def verify(a: TemplateFeatures, b: TemplateFeatures) -> Verdict:
         return Verdict(0, False)
     # A quick first look with a's strongest keypoints (stored first): most candidates share
     # nothing, and this rejects them at a quarter of the cost of matching everything.
-    if len(a.descriptors) > QUICK_LOOK and len(_good_matches(a.descriptors[:QUICK_LOOK], b.descriptors)) < QUICK_MIN:
+    head_rows, head_targets = _ratio_matches(a.descriptors[:QUICK_LOOK], b.descriptors)
+    if len(a.descriptors) > QUICK_LOOK and len(head_rows) < QUICK_MIN:
         return Verdict(0, False)
-    good = _good_matches(a.descriptors, b.descriptors)
-    if len(good) < MIN_INLIERS:
-        return Verdict(len(good) // 2, False)
-    source = a.points[[m.queryIdx for m in good]]
-    target = b.points[[m.trainIdx for m in good]]
+    rest_rows, rest_targets = _ratio_matches(a.descriptors[QUICK_LOOK:], b.descriptors) \
+        if len(a.descriptors) > QUICK_LOOK else (np.zeros(0, np.int64), np.zeros(0, np.int32))
+    rows = np.concatenate([head_rows, rest_rows + QUICK_LOOK])  # the head's matches are not redone
+    targets = np.concatenate([head_targets, rest_targets])
+    if len(rows) < MIN_INLIERS:
+        return Verdict(len(rows) // 2, False)
+    source, target = a.points[rows], b.points[targets]
     transform, inlier_mask = cv2.estimateAffinePartial2D(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION_PX, maxIters=500, confidence=0.99
     )

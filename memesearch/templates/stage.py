@@ -10,6 +10,7 @@ grouping pass leaves those memes ungrouped, and the next run does them again.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 #: Memes whose features are loaded at once while grouping (about 10 KB each).
 GROUPING_BATCH = 1000
+#: Threads verifying candidates while grouping many memes (a from-scratch regroup of a library).
+GROUPING_WORKERS = min(4, os.cpu_count() or 1)
 
 
 def extract_one(store: Store, meme, max_megapixels: float) -> None:
@@ -77,7 +80,7 @@ def run_grouping(store: Store, progress: Progress | None = None) -> int:
     for start in range(0, len(new), GROUPING_BATCH):
         batch = templates.features_of(new[start : start + GROUPING_BATCH])
         with single_threaded_opencv():
-            find_partners(list(batch.items()), index, templates.features_of, components)
+            find_partners(list(batch.items()), index, templates.features_of, components, workers=GROUPING_WORKERS)
         if progress:
             progress("grouping", min(start + GROUPING_BATCH, len(new)), len(new))
     # Only components a new meme is in can have changed (merges happen through new memes).

@@ -5,20 +5,31 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from PIL import Image
 
 from memesearch.templates.grouping import UnionFind, VectorIndex, find_partners
 from memesearch.templates.synthetic import render_template_set
 
 
-def test_grouping_precision_and_recall_on_a_seeded_subset(tmp_path, features_of):
-    memes = render_template_set(tmp_path, templates=8, variants=4, distractors=12, seed=3)
-    features = {i: features_of(Image.open(m.path)) for i, m in enumerate(memes)}
+@pytest.fixture(scope="module")
+def seeded_set(tmp_path_factory, features_of):
+    memes = render_template_set(tmp_path_factory.mktemp("set"), templates=8, variants=4, distractors=12, seed=3)
+    return memes, {i: features_of(Image.open(m.path)) for i, m in enumerate(memes)}
+
+
+# The library-scale path too: candidates from the int8 scan, verifications in two threads.
+@pytest.mark.parametrize(("workers", "quantized"), [(1, False), (2, True)])
+def test_grouping_precision_and_recall_on_a_seeded_subset(seeded_set, workers, quantized):
+    memes, features = seeded_set
     index = VectorIndex()
+    index.quantize_from = 0 if quantized else index.quantize_from
     for i, f in features.items():
         index.add(i, f.vector)
+    assert index.quantized == quantized
     components = UnionFind()
-    find_partners(list(features.items()), index, lambda ids: {i: features[i] for i in ids}, components)
+    find_partners(list(features.items()), index, lambda ids: {i: features[i] for i in ids}, components,
+                  workers=workers)
 
     tp = fp = fn = 0
     for i, j in itertools.combinations(range(len(memes)), 2):
