@@ -128,14 +128,19 @@ def error_extensions(hint: str | None, action: dict | None, technical_details: s
 def validation_errors(raw: list[dict]) -> list[dict]:
     """FastAPI/pydantic field errors as ``{"loc", "msg", "type"}``: never the input itself (text that
     is not valid Unicode cannot be encoded as JSON, and echoing input back helps nobody)."""
-    return [{"loc": [str(part) if not isinstance(part, int) else part for part in error.get("loc", ())],
-             "msg": _message(error), "type": str(error.get("type", ""))} for error in raw]
+    return [{"loc": [_printable(part) if not isinstance(part, int) else part for part in error.get("loc", ())],
+             "msg": _printable(_message(error)), "type": str(error.get("type", ""))} for error in raw]
 
 
 def _message(error: dict) -> str:
     if error.get("type") == "extra_forbidden":
         return "unknown field"
     return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def _printable(value: object) -> str:
+    # A key sent as a lone surrogate would make the whole answer unencodable as UTF-8.
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def http_detail(status: int, detail: object, method: str, path: str) -> str:
