@@ -110,3 +110,7 @@ class Core:
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+        # Only a client that was built: reading the property here would create one.
+        client = self.__dict__.get("ml_client")
+        if client is not None:
+            client.close()

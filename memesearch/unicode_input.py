@@ -8,8 +8,6 @@ the same way for the web app and the ML service, instead of failing deep inside 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
 from memesearch.errors import InvalidInputError
@@ -69,22 +67,21 @@ def url_problem(scope: dict) -> str | None:
 
 
 class Utf8UrlMiddleware:
-    """ASGI middleware: a 422 for URLs whose percent-encoded bytes are not UTF-8.
+    """ASGI middleware: a 422 problem+json (memesearch/problems.py, the error body of both apps)
+    for URLs whose percent-encoded bytes are not UTF-8."""
 
-    ``body_of(message)`` shapes the JSON error the way the app answers every other error.
-    """
-
-    def __init__(self, app, body_of: Callable[[str], dict]) -> None:
+    def __init__(self, app) -> None:
         self.app = app
-        self.body_of = body_of
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             problem = url_problem(scope)
             if problem is not None:
-                body = json.dumps(self.body_of(problem)).encode()
+                from memesearch.problems import PROBLEM_JSON, problem_bytes
+
+                body = problem_bytes(422, problem)
                 await send({"type": "http.response.start", "status": 422,
-                            "headers": [(b"content-type", b"application/json"),
+                            "headers": [(b"content-type", PROBLEM_JSON.encode()),
                                         (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
                 return

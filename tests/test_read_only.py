@@ -130,7 +130,9 @@ def test_web_app_serves_reads_and_refuses_writes(library):
                   client.post("/api/uploads", files={"files": ("a.png", image_bytes("hi"), "image/png")})]
         for response in writes:
             assert response.status_code == 503, response.text
-            assert response.json()["error"].startswith(f"the data dir {home} is read-only")
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["type"] == "/problems/read-only"
+            assert response.json()["detail"].startswith(f"the data dir {home} is read-only")
     core.close()
     assert snapshot(home) == before
 

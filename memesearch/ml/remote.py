@@ -24,7 +24,9 @@ import numpy as np
 from PIL import Image
 
 from memesearch.config import Settings
-from memesearch.errors import ConfigError, ImageError, InvalidInputError, ModelUnavailableError, NotFoundError
+from memesearch import problems
+from memesearch.errors import (ConfigError, ImageError, InvalidInputError, ModelNotReadyError, ModelUnavailableError,
+                               NotFoundError)
 from memesearch.ml.base import CaptionRequest, Captioner, Embedder, OcrEngine, OcrResult
 from memesearch.ml.chain import ChainCaptionResult
 
@@ -139,24 +141,40 @@ def _retry_after(response: httpx.Response) -> float:
         return 0.0
 
 
-def _detail(response: httpx.Response) -> str:
+def _problem(response: httpx.Response) -> dict:
+    """The service's problem details (RFC 9457); a body that is not one (a proxy's error page)
+    becomes ``{"detail": its text}``."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300]
-    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
+        return {"detail": response.text[:300]}
+    return body if isinstance(body, dict) else {"detail": str(body)}
+
+
+def _detail(response: httpx.Response) -> str:
+    problem = _problem(response)
+    return str(problem.get("detail") or f"HTTP {response.status_code}")
 
 
 def _client_error(response: httpx.Response) -> Exception:
+    """A 4xx answer as the matching memesearch error: by the problem ``type``, else by status;
+    the wording of ``detail`` is passed on, never interpreted."""
+    problem = _problem(response)
     detail = _detail(response)
+    hint = problem.get("hint") if isinstance(problem.get("hint"), str) else None
+    slug = problems.slug_of(problem.get("type"))
     status = response.status_code
-    if status == 422:
-        return ImageError(detail) if "image" in detail.lower() else InvalidInputError(detail)
+    if slug == "bad-image":
+        return ImageError(detail, hint=hint)
+    if slug == "model-not-ready" or status == 409:
+        return ModelNotReadyError(detail, hint=hint)
     if status in (401, 403):
         return ConfigError(f"the ML service refused the token: {detail}", hint="set the same MEMESEARCH_ML_TOKEN on both sides")
-    if status == 404:
-        return NotFoundError(detail)
-    return InvalidInputError(f"the ML service rejected the request (HTTP {status}): {detail}")
+    if slug == "not-found" or status == 404:
+        return NotFoundError(detail, hint=hint)
+    if slug == "invalid-input" or status == 422:
+        return InvalidInputError(detail, hint=hint)
+    return InvalidInputError(f"the ML service rejected the request (HTTP {status}): {detail}", hint=hint)
 
 
 def encode_image(image: Image.Image) -> bytes:

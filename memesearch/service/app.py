@@ -4,10 +4,12 @@ With ``MEMESEARCH_ML_TOKEN`` set, every route but ``/healthz`` - the schema and 
 pages included - needs ``Authorization: Bearer <token>``.
 
 Images travel as uploaded bytes, never as paths: the service reads no file a
-client names, so it cannot be used to read the host's files. Status codes:
-422 unusable input (corrupt image, too many texts), 404 unknown model, 413 body
-too large, 401 bad token, 503 + Retry-After when every inference slot is busy,
-500 when a model fails (the service keeps serving).
+client names, so it cannot be used to read the host's files. Errors are RFC 9457
+problem details (memesearch/problems.py, docs/API.md): 422 unusable input
+(``/problems/bad-image``: corrupt image; ``/problems/invalid-input``: too many texts),
+404 unknown model, 413 body too large, 401 bad token, 503 + Retry-After when every
+inference slot is busy (``/problems/busy``), 500 when a model fails
+(``/problems/model-failed``; the service keeps serving).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import hmac
+import logging
 import os
 import resource
 import time
@@ -23,14 +26,13 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import AfterValidator, BaseModel, Field
 
-from memesearch import __version__
+from memesearch import __version__, problems
 from memesearch.config import Settings
 from memesearch.errors import InvalidInputError, MemeSearchError, NotFoundError
 from memesearch.ml.base import CaptionRequest
@@ -47,19 +49,21 @@ class ModelFailure(MemeSearchError):
     """A model raised while loading or running: 500 with the reason."""
 
     status = 500
+    problem = "model-failed"
 
 
-class ErrorBody(BaseModel):
-    detail: str | list[dict] = Field(description="Why the request failed: a sentence, or FastAPI's list of field errors.")
-
-
-# Every error answer is {"detail": ...}; documented so clients and schema checks see the real shape
-# (FastAPI's default 422 schema only covers its own field-validation list, not our image errors).
-ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
-    (401, "Missing or wrong token."), (404, "Unknown model."), (413, "Request body too large."),
-    (422, "Unusable input: not an image, corrupt, too large, invalid fields."),
-    (500, "A model failed; the service keeps serving."), (503, "Every inference slot is busy; retry."),
-)}
+# Every error answer is a problem (RFC 9457, memesearch/problems.py): clients branch on its
+# ``type`` (/problems/bad-image, /problems/busy, ...) and status, never on the wording.
+ERROR_RESPONSES = problems.responses({
+    401: "Missing or wrong token (/problems/unauthorized).", 404: "Unknown model or path (/problems/not-found).",
+    405: "The path exists, but not with this method.",
+    409: "The model is not downloaded on the service (/problems/model-not-ready).",
+    413: "Request body too large (/problems/too-large).",
+    422: "Unusable input: /problems/bad-image (not an image, corrupt, too large) or /problems/invalid-input "
+         "(invalid fields, listed in `errors`).",
+    500: "A model failed (/problems/model-failed); the service keeps serving.",
+    503: "Every inference slot is busy (/problems/busy, Retry-After) or the model cannot load (/problems/model-unavailable).",
+})
 
 
 # Text that UTF-8 cannot encode (lone surrogates from JSON escapes) is a 422, not a tokenizer crash.
@@ -94,7 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.pool = pool
     app.state.runner = runner
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.ml_max_upload_mb * 1e6))
-    app.add_middleware(Utf8UrlMiddleware, body_of=lambda message: {"detail": message})
+    app.add_middleware(Utf8UrlMiddleware)
 
     def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
         """Only ``Authorization: Bearer <token>``: a bare token or another scheme is refused."""
@@ -109,26 +113,34 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(MemeSearchError)
     async def _memesearch_error(request: Request, exc: MemeSearchError) -> JSONResponse:
         status = 500 if exc.status >= 500 else exc.status
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return problems.error_response(exc, instance=request.url.path, status=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # FastAPI answers a body it cannot decode (not UTF-8, not JSON) with a bare 400; it is unusable input.
         if exc.status_code == 400:
-            return JSONResponse({"detail": "the request body is not valid JSON in UTF-8"}, status_code=422)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+            return problems.problem_response(422, "the request body is not valid JSON in UTF-8", instance=request.url.path)
+        detail = problems.http_detail(exc.status_code, exc.detail, request.method, request.url.path)
+        return problems.problem_response(exc.status_code, detail, instance=request.url.path, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's default echoes each bad input back; text that is not valid Unicode cannot be
-        # encoded as JSON, so the answer keeps where and why, not the input itself.
-        errors = [{key: error[key] for key in ("type", "loc", "msg") if key in error} for error in exc.errors()]
-        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+        # Where and why each field is wrong, never the input itself (FastAPI's default echoes it back,
+        # and text that is not valid Unicode cannot be encoded as JSON).
+        fields = problems.validation_errors(list(exc.errors()))
+        return problems.problem_response(422, problems.validation_sentence(fields), instance=request.url.path,
+                                         errors=fields)
 
     @app.exception_handler(Busy)
     async def _busy(request: Request, exc: Busy) -> JSONResponse:
-        return JSONResponse({"detail": f"all {runner.max_concurrency} inference slots are busy; retry shortly"},
-                            status_code=503, headers={"Retry-After": "1"})
+        return problems.problem_response(503, f"all {runner.max_concurrency} inference slots are busy; retry shortly",
+                                         slug="busy", instance=request.url.path, headers={"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        logging.getLogger(__name__).exception("unhandled error on %s %s", request.method, request.url.path)
+        return problems.problem_response(500, "an unexpected error happened; the details are in the service log",
+                                         instance=request.url.path)
 
     async def read_image(upload: UploadFile) -> bytes:
         return await upload.read()

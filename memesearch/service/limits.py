@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from starlette.responses import JSONResponse
+from memesearch.problems import problem_response
 
 T = TypeVar("T")
 
@@ -92,5 +92,5 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope, receive, send):
         limit_mb = self.max_bytes / 1e6
-        response = JSONResponse({"detail": f"request body too large (limit {limit_mb:g} MB)"}, status_code=413)
+        response = problem_response(413, f"request body too large (limit {limit_mb:g} MB)", instance=scope.get("path"))
         await response(scope, receive, send)

@@ -1,46 +1,63 @@
-"""OpenAPI descriptions of what the JSON API reads and answers, for clients and schema checks.
+"""What the JSON API reads: one strict pydantic model per JSON request body.
 
-The routes parse their JSON bodies themselves (``deps.json_body``, so every mistake gets one
-clear sentence); these schemas only document the shapes. Every error answer has one shape.
+The routes take these models as their body parameter, so FastAPI validates every body (a
+422 problem naming each invalid field, memesearch/problems.py) and the OpenAPI document shows
+each one. Every error answer has one shape: ``ERROR_RESPONSES``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from memesearch.library.tag_colors import TAG_COLORS
-from memesearch.text import MAX_TAG_CHARS
+from memesearch import problems
+from memesearch.library.tag_colors import TAG_COLORS, clean_color
+from memesearch.text import MAX_TAG_CHARS, clean_tag
+from memesearch.unicode_input import check_text
 
 MAX_DESCRIPTION_CHARS = 4000
 MAX_TAGS = 50
 MAX_REMOVE_IDS = 1000  # library.removal.MAX_IDS
 
 
-class ErrorBody(BaseModel):
-    error: str = Field(description="What went wrong, in one sentence.")
-    status: int = Field(description="The HTTP status, repeated.")
-    hint: str | None = Field(default=None, description="How to fix it, when there is something to do.")
-    details: str | None = Field(default=None, description="Technical details (409: each backend's reason).")
-    action: dict | None = Field(default=None, description="409: what the app offers, e.g. "
-                                "{kind: download, model, label, size_mb}.")
+ERROR_RESPONSES = problems.responses({
+    400: "Malformed request (a multipart body that cannot be parsed).",
+    401: "Log in or send the API token.", 403: "Not allowed (CSRF token, origin).", 404: "No such meme, folder, run or model.",
+    405: "The path exists, but not with this method.",
+    409: "The chosen model cannot run here yet (not downloaded): nothing was queued; `action` says what to do.",
+    429: "Too many wrong passwords or tokens from this client: wait `Retry-After` seconds.",
+    413: "Upload too large.", 422: "Unusable input: `detail` says which field and why, `errors` lists each field.",
+    500: "A bug; the details are in the server log.", 503: "Not available now (read-only data dir, busy model).",
+    507: "The disk is full; nothing was lost.",
+})
 
 
-ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
-    (400, "Malformed request (a multipart body that cannot be parsed)."),
-    (401, "Log in or send the API token."), (403, "Not allowed (CSRF token, origin)."), (404, "No such meme, folder, run or model."),
-    (409, "The chosen model cannot run here yet (not downloaded): nothing was queued; `action` says what to do."),
-    (429, "Too many wrong passwords or tokens from this client: wait `Retry-After` seconds."),
-    (413, "Upload too large."), (422, "Unusable input: the error says which field and why."),
-    (500, "A bug; the details are in the server log."), (503, "Not available now (read-only data dir, busy model)."),
-    (507, "The disk is full; nothing was lost."),
-)}
+class JsonBody(BaseModel):
+    """The base of every JSON request body: text that is not valid Unicode is refused first."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data):
+        # Before any field rule: a lone surrogate (keys too) gets its own sentence, not a pattern error.
+        return check_text(data)
 
 
-class _Body(BaseModel):
+class _Body(JsonBody):
     # Strict: 2.0 is not a meme id and "1" is not a number of minutes.
     model_config = ConfigDict(strict=True, extra="allow")
+
+
+class _SomeFields(_Body):
+    """A partial update: at least one field, none unknown."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"minProperties": 1})
+
+    @model_validator(mode="after")
+    def _not_empty(self):
+        if not self.model_fields_set:
+            raise ValueError(f"send at least one of: {', '.join(type(self).model_fields)}")
+        return self
 
 
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
@@ -48,8 +65,7 @@ Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
 Minutes = Annotated[int, Field(ge=0, le=7 * 24 * 60, description="0 turns automatic rescans off.")]
 
 
-class MemePatch(_Body):
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"minProperties": 1})
+class MemePatch(_SomeFields):
     user_description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS, description="Alias of user_description.")
     tags: Tags | None = Field(default=None, description="Replaces the meme's tags.")
@@ -83,18 +99,36 @@ class DefaultModel(_Body):
     model: str
 
 
+class Pull(_Body):
+    dtype: str | None = Field(default=None, description="Weights to download, e.g. int8 (default: the model's own).")
+
+
 # The tag rule (text.clean_tag) as a schema: 1-50 characters, something visible, no control characters.
 _NO_CONTROL = r"[^\x00-\x1f\x7f-\x9f]"
 TAG_NAME_PATTERN = rf"^{_NO_CONTROL}*[^\s\x00-\x1f\x7f-\x9f]{_NO_CONTROL}*$"
 TAG_COLOR_PATTERN = r"^\s*(?i:" + "|".join(TAG_COLORS) + r")?\s*$"
 
 
-class TagPatch(_Body):
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"minProperties": 1})
+class TagPatch(_SomeFields):
     name: str | None = Field(default=None, max_length=MAX_TAG_CHARS, pattern=TAG_NAME_PATTERN,
                              description="New name; an existing tag's name merges the two.")
     color: str | None = Field(default=None, pattern=TAG_COLOR_PATTERN,
                               description=f"One of {', '.join(TAG_COLORS)}; null or empty for none.")
+
+    # The tag and colour rules before the schema's patterns: their sentences say more.
+    @field_validator("name", mode="before")
+    @classmethod
+    def _tag_rule(cls, value):
+        if isinstance(value, str):
+            clean_tag(value)
+        return value
+
+    @field_validator("color", mode="before")
+    @classmethod
+    def _color_rule(cls, value):
+        if isinstance(value, str):
+            clean_color(value)
+        return value
 
 
 class MemeIds(_Body):
@@ -116,34 +150,9 @@ class ApiEndpointPut(_Body):
     remove_key: bool = False
 
 
-class SettingsPut(_Body):
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"minProperties": 1})
+class SettingsPut(_SomeFields):
     caption_model: str | None = Field(default=None, description="A caption model id of this server (404 if unknown).")
     openai: ApiEndpointPut | None = None
-
-
-def body_of(model: type[BaseModel]) -> dict:
-    """``openapi_extra`` for a route that reads a JSON object shaped like ``model``
-    (the route validates with the same model: see ``deps.json_body``)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _inlined(model.model_json_schema())}}}}
-
-
-def _inlined(schema: dict) -> dict:
-    """``schema`` with its nested models written in place: a ``#/$defs/...`` reference means
-    nothing inside an OpenAPI document."""
-    defs = schema.pop("$defs", {})
-
-    def walk(node):
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return walk(dict(defs[ref.removeprefix("#/$defs/")]))
-            return {key: walk(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        return node
-
-    return walk(schema)
 
 
 UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from memesearch import __version__
+from memesearch import __version__, problems
 from memesearch.app import Core
 from memesearch.config import Settings
 from memesearch.unicode_input import Utf8UrlMiddleware
@@ -68,7 +68,8 @@ class ReadOnlyMiddleware:
             from memesearch.readonly import read_only_error
 
             error = read_only_error(self.home)
-            response = error_response(Request(scope, receive), error.status, error.message, error.hint)
+            response = error_response(Request(scope, receive), error.status, error.message, error.hint,
+                                      slug=problems.slug_for_error(error))
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     app.state.background = {}
     if core.read_only:
         app.add_middleware(ReadOnlyMiddleware, home=str(settings.home))
-    app.add_middleware(Utf8UrlMiddleware, body_of=lambda message: {"error": message, "status": 422})
+    app.add_middleware(Utf8UrlMiddleware)
     #: Set once the query embedder is loaded (`memesearch serve` preloads it: memesearch.web.warmup).
     app.state.search_warm = threading.Event()
     app.add_middleware(SecurityMiddleware, guard=app.state.guard)

@@ -1,8 +1,9 @@
-"""The one place HTTP errors are rendered: JSON for the API, a friendly page for people.
+"""The one place HTTP errors are rendered: problem details (RFC 9457) for the API, a page for people.
 
-``MemeSearchError.status`` becomes the HTTP status; framework errors (unknown
-route, malformed parameters) and bugs take the same path, and a bug never
-shows its traceback to the user (it goes to the server log instead).
+``MemeSearchError.status`` becomes the HTTP status; framework errors (unknown route, wrong
+method, malformed parameters) and bugs take the same path, and a bug never shows its
+traceback to the user (it goes to the server log instead). The JSON body is built by
+memesearch/problems.py, shared with the ML service.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from memesearch import problems
 from memesearch.errors import MemeSearchError
 
 log = logging.getLogger(__name__)
 
 _TITLES = {400: "Bad request", 401: "Log in first", 403: "Not allowed", 404: "Not found", 405: "Method not allowed",
-           409: "Not ready yet", 413: "Too large", 422: "That did not work", 500: "Something broke", 503: "Not available right now"}
+           409: "Not ready yet", 413: "Too large", 422: "That did not work", 429: "Too many attempts",
+           500: "Something broke", 503: "Not available right now"}
+
+# FastAPI answers a body it cannot decode (not UTF-8) with this bare 400; it is unusable input.
+_UNPARSABLE_BODY = "There was an error parsing the body"
 
 
 def wants_json(request: Request) -> bool:
@@ -37,27 +43,17 @@ def render_error_page(request: Request, status: int, message: str, hint: str | N
 
 
 def error_response(request: Request, status: int, message: str, hint: str | None = None,
-                   details: str | None = None, action: dict | None = None) -> Response:
-    """``details`` (technical text) and ``action`` (a button the page can offer, such as
-    downloading a model) are added to the JSON only when the error has them."""
+                   details: str | None = None, action: dict | None = None, *, slug: str | None = None,
+                   headers: dict[str, str] | None = None, **extensions: object) -> Response:
+    """A problem+json answer for API clients, the error page for people. ``details`` (technical
+    text) becomes ``technical_details``; ``action`` (a button the page can offer, such as downloading
+    a model) and ``extensions`` are added only when given."""
     if wants_json(request):
-        body = {"error": message, "status": status}
-        if hint:
-            body["hint"] = hint
-        if details:
-            body["details"] = details
-        if action:
-            body["action"] = action
-        return JSONResponse(body, status_code=status)
-    return render_error_page(request, status, message, hint, details, action)
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
-        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid"))
-    return "invalid request: " + "; ".join(parts)
+        return problems.problem_response(status, message, slug=slug, instance=request.url.path, headers=headers,
+                                         **problems.error_extensions(hint, action, details), **extensions)
+    page = render_error_page(request, status, message, hint, details, action)
+    page.headers.update(headers or {})
+    return page
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -65,18 +61,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _memesearch_error(request: Request, exc: MemeSearchError) -> Response:
         if exc.status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc)
-        return error_response(request, exc.status, exc.message, exc.hint, exc.details, exc.action)
+        return error_response(request, exc.status, exc.message, exc.hint, exc.details, exc.action,
+                              slug=problems.slug_for_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        if exc.status_code == 404 and message == "Not Found":
-            message = f"there is nothing at {request.url.path}"
-        return error_response(request, exc.status_code, message)
+        if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+            return error_response(request, 422, "the request body must be a JSON object in UTF-8")
+        message = problems.http_detail(exc.status_code, exc.detail, request.method, request.url.path)
+        return error_response(request, exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(request, 422, _validation_message(exc))
+        fields = problems.validation_errors(list(exc.errors()))
+        return error_response(request, 422, problems.validation_sentence(fields), errors=fields)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:

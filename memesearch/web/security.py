@@ -31,7 +31,7 @@ from urllib.parse import parse_qs
 from itsdangerous import BadSignature, TimestampSigner
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memesearch.web.proxies import Network, Origin, RequestView, view_of
@@ -152,13 +152,9 @@ async def _submitted_csrf(request: Request) -> str:
 
 
 def _refuse(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
-        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
-    from memesearch.web.errors import render_error_page
+    from memesearch.web.errors import error_response
 
-    response = render_error_page(request, status, message, None)
-    response.headers.update(headers or {})
-    return response
+    return error_response(request, status, message, headers=headers)
 
 
 def too_many_attempts(wait_s: int) -> str:

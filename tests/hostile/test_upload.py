@@ -45,7 +45,7 @@ def _upload(client, cases, index: bool, basename: bool = True) -> dict:
     assert response.status_code == (200 if any_good else 422), response.text
     body = response.json()
     if not any_good:
-        assert body["saved"] == 0 and "Traceback" not in body["error"] and len(body["error"]) > 10
+        assert body["saved"] == 0 and "Traceback" not in body["detail"] and len(body["detail"]) > 10
     return body
 
 
@@ -95,7 +95,7 @@ def test_each_damaged_file_alone_gets_a_4xx_with_its_reason(web):
     assert len(damaged) >= 6
     for case in damaged:
         body = _upload(client, [case], index=False)
-        assert case.reason.lower() in body["error"].lower(), (case.name, body)
+        assert case.reason.lower() in body["detail"].lower(), (case.name, body)
         assert body["files"][0]["ok"] is False and body["run"] is None
     tried(len(damaged))
     assert client.get("/healthz").status_code == 200, "the app keeps serving"

@@ -60,7 +60,7 @@ def test_cross_site_requests_are_refused_even_with_the_right_token(library):
     client = logged_in(app)
     for headers in FOREIGN:
         answer = edit(client, library.meme_id, "pwned", **headers)
-        assert answer.status_code == 403 and "cross-site" in answer.json()["error"], headers
+        assert answer.status_code == 403 and "cross-site" in answer.json()["detail"], headers
         tried()
     # Form posts too: a logout (or a rescan) triggered from another site is refused.
     logout = client.post("/logout", data={"csrf_token": client.cookies["ms_csrf"]}, headers={"Origin": "http://evil.example"})

@@ -12,14 +12,16 @@ from PIL import Image
 
 from memesearch.app import Core
 from memesearch.config import Settings
-from memesearch.errors import ImageError
+from memesearch.errors import ConfigError, ImageError, InvalidInputError, ModelNotReadyError, NotFoundError
 from memesearch.library.decode import load_rgb
 from memesearch.ml.remote import (
     RemoteCaptioner,
     RemoteEmbedder,
+    RemoteModelError,
     RemoteOcrEngine,
     ServiceClient,
     ServiceUnavailableError,
+    _client_error,
 )
 from tests.service.helpers import free_port, link_models, start_service, stop, write_fake_models
 
@@ -110,6 +112,61 @@ def test_corrupt_image_via_remote_raises_image_error(client, tmp_path):
     assert response.status_code == 422
     with pytest.raises(ImageError):
         client.request("POST", "/v1/ocr", files={"image": ("x.png", b"\x89PNG broken", "image/png")})
+
+
+def _png() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "green").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_service_errors_map_by_problem_type_not_by_wording(client):
+    # No "image" field: a 422 whose text says "image"; only a bad-image problem is an ImageError.
+    with pytest.raises(InvalidInputError, match="image") as missing_field:
+        client.request("POST", "/v1/ocr", files={"picture": ("x.png", _png(), "image/png")})
+    assert not isinstance(missing_field.value, ImageError)
+    with pytest.raises(InvalidInputError, match="texts") as too_many:
+        client.request("POST", "/v1/embed", json={"texts": ["an image"] * 300})
+    assert not isinstance(too_many.value, ImageError)
+    with pytest.raises(NotFoundError, match="image-model"):  # an unknown model, whatever its name says
+        client.request("POST", "/v1/caption", files={"image": ("x.png", _png(), "image/png")}, data={"model": "image-model"})
+    with pytest.raises(RemoteModelError, match="injected failure"):  # 500 /problems/model-failed
+        client.request("POST", "/v1/caption", files={"image": ("x.png", _png(), "image/png")}, data={"model": "fake-broken"})
+
+
+def test_a_problem_type_decides_even_when_the_wording_misleads():
+    def answer(status: int, slug: str, detail: str) -> Exception:
+        return _client_error(httpx.Response(status, json={"type": f"/problems/{slug}", "title": "t", "status": status,
+                                                          "detail": detail, "hint": "do this"}))
+
+    bad_image = answer(422, "bad-image", "the bytes are wrong")
+    assert isinstance(bad_image, ImageError) and bad_image.hint == "do this"
+    assert type(answer(422, "invalid-input", "image too large")) is InvalidInputError
+    assert isinstance(answer(409, "model-not-ready", "download it first"), ModelNotReadyError)
+    assert isinstance(answer(401, "unauthorized", "no"), ConfigError)
+    # Not a problem body at all (a proxy's page): the status alone decides.
+    assert isinstance(_client_error(httpx.Response(404, text="<html>gone</html>")), NotFoundError)
+    assert type(_client_error(httpx.Response(422, text="an image error page"))) is InvalidInputError
+
+
+def test_core_close_closes_the_ml_client_connection(service_url, tmp_path):
+    core = Core(Settings(home=tmp_path / "app", ml_urls=[service_url]))
+    assert core.embedder.embed(["keep-alive"]).shape == (1, 384)
+    http = core.ml_client._http
+    pool = http._transport._pool
+    assert not http.is_closed and len(pool.connections) == 1  # the kept-alive connection to the service
+    core.close()
+    assert http.is_closed and pool.connections == []
+    with pytest.raises(RuntimeError, match="closed"):
+        http.get(f"{service_url}/healthz")
+
+
+def test_core_close_without_remote_backend_builds_no_client(tmp_path):
+    core = Core(Settings(home=tmp_path / "app", ml_urls=["http://127.0.0.1:9"]))
+    core.close()
+    assert "ml_client" not in core.__dict__
 
 
 def test_failover_skips_a_dead_url_and_remembers_it(service_url):

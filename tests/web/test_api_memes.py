@@ -35,7 +35,7 @@ def test_search_modes_limit_and_bad_input(client):
         assert data["mode"] == mode and len(data["hits"]) <= 3
     assert client.get("/api/search", params={"q": "x", "mode": "fuzzy"}).status_code == 422
     assert client.get("/api/search", params={"q": "x", "limit": 0}).status_code == 422
-    assert client.get("/api/search", params={"q": "x", "limit": "many"}).json()["error"].startswith("invalid request")
+    assert client.get("/api/search", params={"q": "x", "limit": "many"}).json()["detail"].startswith("invalid request")
 
 
 def test_search_filters_by_tag_and_described(client, web_core):

@@ -241,7 +241,7 @@ def test_login_and_csrf_rejection(browser, locked_server):
             return [r.status, await r.json()];
         }"""
     )
-    assert forged[0] == 403 and "CSRF" in forged[1]["error"]
+    assert forged[0] == 403 and "CSRF" in forged[1]["detail"]
     with_token = page.evaluate(
         """async () => {
             const token = document.querySelector('meta[name="csrf-token"]').content;

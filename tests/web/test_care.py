@@ -46,11 +46,11 @@ def test_tag_rename_merge_colour_delete_and_cleanup_api(client, web_core):
     for bad, message in [({"name": "x" * 51}, "too long"), ({"name": "a\tb"}, "control characters"),
                          ({"name": "   "}, "empty"), ({"color": "#f00"}, "colour"), ({"colour": "red"}, "unknown")]:
         response = client.patch("/api/tags/cats", json=bad)
-        assert response.status_code == 422 and message in response.json()["error"], (bad, response.text)
+        assert response.status_code == 422 and message in response.json()["detail"], (bad, response.text)
     assert client.patch("/api/tags/nope", json={"name": "x"}).status_code == 404
     assert client.delete("/api/tags/nope").status_code == 404
     too_long = client.patch(f"/api/memes/{a}", json={"add_tags": ["y" * 51]})
-    assert too_long.status_code == 422 and "at most 50" in too_long.json()["error"]
+    assert too_long.status_code == 422 and "at most 50" in too_long.json()["detail"]
 
 
 def test_tag_with_slash_and_unicode_in_url(client, web_core):

@@ -13,7 +13,7 @@ from tests.service.helpers import write_fake_models
 
 def _error(response, status: int = 422) -> str:
     assert response.status_code == status, response.text
-    return response.json()["error"]
+    return response.json()["detail"]
 
 
 def test_huge_offset_and_limit_name_the_limit(client):

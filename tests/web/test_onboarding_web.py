@@ -29,11 +29,13 @@ def test_describe_all_with_a_missing_model_is_refused_with_a_download_action(cli
     answer = client.post("/api/jobs", json={"kind": "describe", "model": "hub-test"})
     assert answer.status_code == 409
     body = answer.json()
-    assert body["error"] == "The model hub-test is not downloaded yet."
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert body["type"] == "/problems/model-not-ready" and body["status"] == 409
+    assert body["detail"] == "The model hub-test is not downloaded yet."
     assert body["hint"] == "memesearch models pull hub-test"
     assert body["action"] == {"kind": "download", "model": "hub-test", "label": "Download hub-test (about 1 MB)",
                               "size_mb": 1}
-    assert "file(s) missing" in body["details"]
+    assert "file(s) missing" in body["technical_details"]
     assert client.get("/api/jobs").json()["runs"] == before  # nothing queued
 
 

@@ -49,7 +49,7 @@ def test_errors_are_friendly_pages_without_traces(client, web_core, monkeypatch)
     assert crashed.status_code == 500
     assert "unexpected error" in crashed.text and "secret internals" not in crashed.text and "Traceback" not in crashed.text
     api = client.get("/api/tags")
-    assert api.status_code == 500 and api.json()["error"].startswith("an unexpected error")
+    assert api.status_code == 500 and api.json()["detail"].startswith("an unexpected error")
 
 
 def test_csrf_is_required_for_every_state_change(web_core):
@@ -60,7 +60,7 @@ def test_csrf_is_required_for_every_state_change(web_core):
     bare.get("/")  # the cookie alone is not enough: the token must be sent back
     assert bare.patch(f"/api/memes/{meme_id}", json={"user_description": "x"}).status_code == 403
     wrong = bare.patch(f"/api/memes/{meme_id}", json={"user_description": "x"}, headers={"X-CSRF-Token": "guess"})
-    assert wrong.status_code == 403 and "CSRF" in wrong.json()["error"]
+    assert wrong.status_code == 403 and "CSRF" in wrong.json()["detail"]
     assert bare.post("/api/folders", json={"path": "/tmp"}).status_code == 403
     assert bare.delete("/api/folders/1").status_code == 403
     assert web_core.store.get_meme(meme_id).user_description == ""

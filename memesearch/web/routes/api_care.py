@@ -10,11 +10,10 @@ from fastapi import APIRouter, Request
 from memesearch import saved_settings
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.library.removal import remove_memes
-from memesearch.library.tag_colors import TAG_COLORS, clean_color
-from memesearch.text import clean_tag
+from memesearch.library.tag_colors import TAG_COLORS
 from memesearch.web import jobs_bridge, preferences
-from memesearch.web.api_schemas import MemeIds, SettingsPut, TagPatch, body_of
-from memesearch.web.deps import core_of, json_body, validated
+from memesearch.web.api_schemas import ApiEndpointPut, MemeIds, SettingsPut, TagPatch
+from memesearch.web.deps import core_of
 
 if TYPE_CHECKING:
     from memesearch.store.base import Store
@@ -51,21 +50,11 @@ def change_tag(core, name: str, new_name=None, color=..., ) -> dict:
     return {"result": outcome}
 
 
-@router.patch("/tags/{name:path}", openapi_extra=body_of(TagPatch))
-async def patch_tag(request: Request, name: str) -> dict:
+@router.patch("/tags/{name:path}")
+def patch_tag(request: Request, name: str, body: TagPatch) -> dict:
     """``{"name": "new name"}`` renames (onto an existing tag: merges), ``{"color": "blue" | null}`` recolours."""
-    body = await json_body(request)
-    unknown = set(body) - {"name", "color"}
-    if unknown or not body:
-        raise InvalidInputError(f"unknown or no fields: {sorted(unknown)}; send name and/or color")
-    # The tag and colour rules first: their sentences say more than a schema pattern does.
-    if isinstance(body.get("name"), str):
-        clean_tag(body["name"])
-    if isinstance(body.get("color"), str):
-        clean_color(body["color"])
-    body = validated(TagPatch, body)
     core = core_of(request)
-    result = change_tag(core, name, body.get("name"), body["color"] if "color" in body else ...)
+    result = change_tag(core, name, body.name, body.color if "color" in body.model_fields_set else ...)
     return result | tags_payload(core.store)
 
 
@@ -94,13 +83,12 @@ def delete_meme(request: Request, meme_id: int) -> dict:
     return remove_memes(core.store, core.settings, [meme_id]).as_dict()
 
 
-@router.post("/memes/remove", openapi_extra=body_of(MemeIds))
-async def remove_many(request: Request) -> dict:
+@router.post("/memes/remove")
+def remove_many(request: Request, body: MemeIds) -> dict:
     """``{"ids": [1, 2, ...]}``: remove several memes at once (at most 1000); unknown ids are listed in
     ``not_found``."""
-    ids = (await json_body(request, MemeIds))["ids"]
     core = core_of(request)
-    return remove_memes(core.store, core.settings, ids).as_dict()
+    return remove_memes(core.store, core.settings, body.ids).as_dict()
 
 
 # -- settings ----------------------------------------------------------------------------
@@ -137,13 +125,12 @@ def save_settings(core, *, caption_model=None, base_url=None, model=None, api_ke
         preferences.save_default_model(core.settings, caption_model)
 
 
-@router.put("/settings", openapi_extra=body_of(SettingsPut))
-async def put_settings(request: Request) -> dict:
+@router.put("/settings")
+def put_settings(request: Request, body: SettingsPut) -> dict:
     """``{"caption_model", "openai": {"base_url", "model", "api_key", "remove_key"}}``; fields left out
     stay as they are, an empty ``api_key`` keeps the saved key."""
-    body = await json_body(request, SettingsPut)
-    openai = body.get("openai") or {}
+    openai = body.openai or ApiEndpointPut()
     core = core_of(request)
-    save_settings(core, caption_model=body.get("caption_model"), base_url=openai.get("base_url"),
-                  model=openai.get("model"), api_key=openai.get("api_key"), remove_key=openai.get("remove_key", False))
+    save_settings(core, caption_model=body.caption_model, base_url=openai.base_url,
+                  model=openai.model, api_key=openai.api_key, remove_key=openai.remove_key)
     return settings_payload(core)

@@ -9,10 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from memesearch.errors import InvalidInputError
-from memesearch.web.api_schemas import DefaultModel, JobStart, body_of
+from memesearch.web.api_schemas import DefaultModel, JobStart, Pull
 from memesearch.web import jobs_bridge, models_info
-from memesearch.web.deps import core_of, json_body
+from memesearch.web.deps import core_of
 
 router = APIRouter(prefix="/api")
 TERMINAL = {"done", "cancelled", "failed"}
@@ -24,25 +23,16 @@ def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20)
     return {"runs": [run.as_dict() for run in core_of(request).jobs.list_runs(limit)]}
 
 
-@router.post("/jobs", openapi_extra=body_of(JobStart))
-async def start_job(request: Request) -> dict:
+@router.post("/jobs")
+def start_job(request: Request, body: JobStart) -> dict:
     """``{"kind": "describe", "model": id, "scope": "undescribed"}`` starts a bulk run;
     ``kind`` index/ocr/embed work on the whole library (or ``folder_id``)."""
-    body = await json_body(request, JobStart)
     core = core_of(request)
-    kind = body.get("kind")
-    if kind == "describe":
-        model = jobs_bridge.caption_model_id(core, body.get("model"))
-        meme_ids = body.get("meme_ids")
-        if meme_ids is None:
-            meme_ids = core.store.ids_without_description(model)
-        elif not isinstance(meme_ids, list) or not all(isinstance(i, int) for i in meme_ids):
-            raise InvalidInputError("meme_ids must be a list of meme ids")
+    if body.kind == "describe":
+        model = jobs_bridge.caption_model_id(core, body.model)
+        meme_ids = body.meme_ids if body.meme_ids is not None else core.store.ids_without_description(model)
         return jobs_bridge.start(core, "describe", model=model, meme_ids=meme_ids)
-    folder_id = body.get("folder_id")
-    if folder_id is not None and not isinstance(folder_id, int):
-        raise InvalidInputError("folder_id must be a folder id")
-    return jobs_bridge.start(core, str(kind), folder_id=folder_id)
+    return jobs_bridge.start(core, body.kind, folder_id=body.folder_id)
 
 
 @router.get("/jobs/estimate")
@@ -98,24 +88,19 @@ def list_models(request: Request) -> dict:
     return {"default": core_of(request).settings.caption_model, "models": models_info.model_rows(core_of(request).settings)}
 
 
-@router.post("/models/default", openapi_extra=body_of(DefaultModel))
-async def set_default(request: Request) -> dict:
+@router.post("/models/default")
+def set_default(request: Request, body: DefaultModel) -> dict:
     from memesearch.web import preferences
 
-    body = await json_body(request, DefaultModel)
     core = core_of(request)
-    if not isinstance(body.get("model"), str):
-        raise InvalidInputError('send {"model": "<model id>"}')
-    preferences.save_default_model(core.settings, jobs_bridge.caption_model_id(core, body["model"]))
+    preferences.save_default_model(core.settings, jobs_bridge.caption_model_id(core, body.model))
     return {"default": core.settings.caption_model}
 
 
 @router.post("/models/{model_id}/pull")
-async def pull(request: Request, model_id: str) -> dict:
-    body = await json_body(request) if (await request.body()) else {}
-    dtype = body.get("dtype")
-    if dtype is not None and not isinstance(dtype, str):
-        raise InvalidInputError("dtype must be a string such as int8")
+def pull(request: Request, model_id: str, body: Pull | None = None) -> dict:
+    """Download a model's files in the background; an optional ``{"dtype": "int8"}`` picks the weights."""
+    dtype = body.dtype if body is not None else None
     return models_info.start_pull(request.app.state.background, core_of(request).settings, model_id, dtype)
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.library.uploads import save_upload
-from memesearch.web.api_schemas import UPLOAD, FolderAdd, FolderPatch, body_of
+from memesearch.web.api_schemas import UPLOAD, FolderAdd, FolderPatch
 from memesearch.web import jobs_bridge
-from memesearch.web.deps import core_of, json_body
+from memesearch.web.deps import core_of
+from memesearch.web.errors import error_response
 
 router = APIRouter(prefix="/api")
 
@@ -58,7 +59,7 @@ async def upload(request: Request, index: bool = True) -> dict:
             results.append(save_upload(settings, item.filename or "upload", data, size=item.size,
                                        existing=present_meme_with(core.store)).as_dict())
     if not any(r["ok"] for r in results):
-        return _nothing_saved(results)
+        return _nothing_saved(request, results)
     folder = uploads_folder(core)
     saved = sum(1 for r in results if r["saved_as"])
     run = jobs_bridge.index_folder(core, folder.id) if index and saved else None
@@ -72,12 +73,12 @@ def present_meme_with(store):
     return find
 
 
-def _nothing_saved(results: list[dict]) -> JSONResponse:
-    """Every file was refused (not an image, damaged, too large): 422 with each file's reason."""
+def _nothing_saved(request: Request, results: list[dict]) -> Response:
+    """Every file was refused (not an image, damaged, too large): a 422 problem with each file's reason
+    (the same ``files`` list a successful upload answers)."""
     first = f"{results[0]['name']}: {results[0]['error']}"
     message = first if len(results) == 1 else f"none of the {len(results)} files could be saved ({first}; ...)"
-    return JSONResponse({"error": message, "status": 422, "files": results, "saved": 0, "already": 0, "run": None},
-                        status_code=422)
+    return error_response(request, 422, message, files=results, saved=0, already=0, run=None)
 
 
 @router.post("/uploads/index")
@@ -99,12 +100,6 @@ def _folder(core, folder_id: int):
     return found
 
 
-def _minutes(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 7 * 24 * 60:
-        raise InvalidInputError("auto_scan_minutes must be a whole number of minutes between 0 (off) and 10080")
-    return value
-
-
 @router.get("/folders")
 def list_folders(request: Request) -> dict:
     store = core_of(request).store
@@ -112,14 +107,13 @@ def list_folders(request: Request) -> dict:
     return {"folders": [folder_dict(f, counts) for f in store.list_folders()]}
 
 
-@router.post("/folders", openapi_extra=body_of(FolderAdd))
-async def add_folder(request: Request) -> dict:
+@router.post("/folders")
+def add_folder(request: Request, body: FolderAdd) -> dict:
     """``{"path": "/abs/folder", "auto_scan_minutes": 0, "scan": true}``: register and scan it."""
     from memesearch.library.folders import validate_folder
 
-    body = await json_body(request, FolderAdd)
-    path = body.get("path")
-    if not isinstance(path, str) or not path.strip():
+    path = body.path
+    if not path.strip():
         raise InvalidInputError("path must be the folder's path")
     if not Path(path.strip()).expanduser().is_absolute():
         raise InvalidInputError(f"give an absolute path (starting with /), not {path!r}")
@@ -128,20 +122,17 @@ async def add_folder(request: Request) -> dict:
     if core.store.folder_by_path(str(resolved)) is not None:
         raise InvalidInputError(f"{resolved} is already a library folder")
     folder = core.store.add_folder(str(resolved))
-    if "auto_scan_minutes" in body:
-        core.store.set_folder_auto_scan(folder.id, _minutes(body["auto_scan_minutes"]))
-    run = jobs_bridge.index_folder(core, folder.id) if body.get("scan", True) else None
+    if "auto_scan_minutes" in body.model_fields_set:
+        core.store.set_folder_auto_scan(folder.id, body.auto_scan_minutes)
+    run = jobs_bridge.index_folder(core, folder.id) if body.scan else None
     return {"folder": folder_dict(_folder(core, folder.id), {}), "run": run}
 
 
-@router.patch("/folders/{folder_id}", openapi_extra=body_of(FolderPatch))
-async def update_folder(request: Request, folder_id: int) -> dict:
-    body = await json_body(request, FolderPatch)
-    if set(body) != {"auto_scan_minutes"}:
-        raise InvalidInputError("send {\"auto_scan_minutes\": N}")
+@router.patch("/folders/{folder_id}")
+def update_folder(request: Request, folder_id: int, body: FolderPatch) -> dict:
     core = core_of(request)
     _folder(core, folder_id)
-    core.store.set_folder_auto_scan(folder_id, _minutes(body["auto_scan_minutes"]))
+    core.store.set_folder_auto_scan(folder_id, body.auto_scan_minutes)
     return {"folder": folder_dict(_folder(core, folder_id), core.store.folder_meme_counts())}
 
 

@@ -6,12 +6,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from memesearch.errors import InvalidInputError
 from memesearch.search.engine import MAX_LIMIT, MAX_OFFSET, MAX_QUERY_CHARS
 from memesearch.search.query import MAX_FILTERS
 from memesearch.web import jobs_bridge
-from memesearch.web.api_schemas import MAX_DESCRIPTION_CHARS, MAX_TAGS, Describe, MemePatch, body_of
-from memesearch.web.deps import core_of, json_body
+from memesearch.web.api_schemas import Describe, MemePatch
+from memesearch.web.deps import core_of
 from memesearch.web.views import filters_to_query, meme_dict, near_duplicates
 
 router = APIRouter(prefix="/api")
@@ -53,39 +52,23 @@ def get_meme(request: Request, meme_id: int) -> dict:
     return meme_dict(meme, _folder_of(core, meme))
 
 
-def _tag_list(value, field: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise InvalidInputError(f"{field} must be a list of strings")
-    if len(value) > MAX_TAGS:
-        raise InvalidInputError(f"{field}: at most {MAX_TAGS} tags")
-    return value
-
-
-@router.patch("/memes/{meme_id}", openapi_extra=body_of(MemePatch))
-async def patch_meme(request: Request, meme_id: int) -> dict:
+@router.patch("/memes/{meme_id}")
+def patch_meme(request: Request, meme_id: int, body: MemePatch) -> dict:
     """Change the user's description and/or tags: ``{"user_description": str, "tags": [..]}``
     (tags replace the set) or ``add_tags`` / ``remove_tags``."""
-    body = await json_body(request, MemePatch)
-    known = {"user_description", "description", "tags", "add_tags", "remove_tags"}
-    unknown = set(body) - known
-    if unknown or not body:
-        raise InvalidInputError(f"unknown or no fields: {sorted(unknown)}; send any of {sorted(known)}")
     core = core_of(request)
     store = core.store
     meme = store.get_meme(meme_id)
-    text = body.get("user_description", body.get("description"))
+    text = body.user_description if body.user_description is not None else body.description
     if text is not None:
-        if not isinstance(text, str) or len(text) > MAX_DESCRIPTION_CHARS:
-            raise InvalidInputError(f"the description must be text of at most {MAX_DESCRIPTION_CHARS} characters")
         store.set_user_description(meme_id, text.strip())
-    if "tags" in body:
-        wanted = _tag_list(body["tags"], "tags")
-        store.remove_tags(meme_id, [t for t in meme.tags if t not in wanted])
-        store.add_tags(meme_id, wanted)
-    if "add_tags" in body:
-        store.add_tags(meme_id, _tag_list(body["add_tags"], "add_tags"))
-    if "remove_tags" in body:
-        store.remove_tags(meme_id, _tag_list(body["remove_tags"], "remove_tags"))
+    if body.tags is not None:
+        store.remove_tags(meme_id, [t for t in meme.tags if t not in body.tags])
+        store.add_tags(meme_id, body.tags)
+    if body.add_tags is not None:
+        store.add_tags(meme_id, body.add_tags)
+    if body.remove_tags is not None:
+        store.remove_tags(meme_id, body.remove_tags)
     jobs_bridge.refresh_embeddings(core)
     return get_meme(request, meme_id)
 
@@ -112,13 +95,12 @@ def duplicates(request: Request, meme_id: int) -> dict:
     }
 
 
-@router.post("/memes/{meme_id}/describe", openapi_extra=body_of(Describe))
-async def regenerate(request: Request, meme_id: int) -> dict:
+@router.post("/memes/{meme_id}/describe")
+def regenerate(request: Request, meme_id: int, body: Describe) -> dict:
     """Generate a description for one meme with ``{"model": id}`` (default model if absent), as a job."""
-    body = await json_body(request, Describe)
     core = core_of(request)
     core.store.get_meme(meme_id)
-    model = jobs_bridge.caption_model_id(core, body.get("model"))
+    model = jobs_bridge.caption_model_id(core, body.model)
     return jobs_bridge.start(core, "describe", model=model, meme_ids=[meme_id])
 
 

@@ -6,20 +6,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from memesearch.store.templates import MAX_NAME, TemplateStore
 from memesearch.templates.naming import suggest_name
+from memesearch.web.api_schemas import JsonBody
 from memesearch.web.deps import core_of, render
 
 router = APIRouter()
 
 
-class GroupName(BaseModel):
+class GroupName(JsonBody):
     name: Annotated[str | None, Field(max_length=MAX_NAME, description="Empty or null clears the name.")] = None
 
 
-class GroupTags(BaseModel):
+class GroupTags(JsonBody):
     tags: Annotated[list[str], Field(min_length=1, max_length=50)]
 
 

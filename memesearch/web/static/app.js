@@ -16,8 +16,9 @@ async function api(method, url, body) {
   const response = await fetch(url, options);
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const error = new Error(data.error || `request failed (${response.status})`);
-    error.data = data;  // hint, details and an offered action (e.g. download a model)
+    // Errors are RFC 9457 problem details: `detail` is the sentence, `type` the kind (docs/API.md).
+    const error = new Error(data.detail || `request failed (${response.status})`);
+    error.data = data;  // type, hint, technical_details and an offered action (e.g. download a model)
     throw error;
   }
   return data;

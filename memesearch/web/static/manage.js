@@ -34,7 +34,7 @@ function uploadOne(file, row, onBytes) {
         resolve(true);
       } else {
         row.classList.add("failed");
-        status.textContent = (result && result.error) || data.error || `failed (${request.status})`;
+        status.textContent = (result && result.error) || data.detail || `failed (${request.status})`;
         resolve(false);
       }
     };

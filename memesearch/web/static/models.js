@@ -99,7 +99,7 @@ async function startPull(model) {
 function showModelNotReady(error) {
   const data = error && error.data;
   if (!data || !data.action || data.action.kind !== "download") return false;
-  showNotice(data.error, data.action.model, data.action.label);
+  showNotice(data.detail, data.action.model, data.action.label);
   return true;
 }
 
