@@ -213,7 +213,7 @@ function setupImageSearch() {
       const response = await fetch("/search/image", { method: "POST", body: form, headers: { "X-CSRF-Token": csrf() } });
       if (!response.ok) {
         const data = await response.json().catch(() => ({}));
-        throw new Error(data.error || `search failed (${response.status})`);
+        throw new Error(data.detail || `search failed (${response.status})`);
       }
       const html = await response.text();
       if (ticket !== current) return;
