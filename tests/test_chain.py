@@ -15,7 +15,7 @@ from memesearch.config import Settings
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml import chain
 from memesearch.ml.base import CaptionResult, Captioner
-from memesearch.ml.onnx.session import open_session
+from memesearch.ml.onnx_runtime.session import open_session
 from memesearch.ml.registry import ModelSpec
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -228,10 +228,10 @@ def test_fake_embedder_vectors_are_normalised_and_share_words():
 
 def test_smolvlm_image_size_from_models_yml_reaches_both_backends(tmp_path):
     from memesearch.ml.chain import _image_options
-    from memesearch.ml.onnx.florence2 import OnnxFlorence2Captioner
-    from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner
+    from memesearch.ml.families.florence2.onnx_backend import OnnxFlorence2Captioner
+    from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
     from memesearch.ml.registry import get_spec
-    from memesearch.ml.torch_backends.smolvlm import TorchSmolVLMCaptioner
+    from memesearch.ml.families.smolvlm.torch_backend import TorchSmolVLMCaptioner
 
     spec = get_spec("smolvlm-256m", tmp_path)
     assert spec.generation.image_longest_edge == 512

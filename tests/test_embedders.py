@@ -16,7 +16,7 @@ from memesearch.errors import ConfigError, MissingDependencyError, ModelUnavaila
 from memesearch.ml import minilm
 from memesearch.ml.e5 import E5Embedder
 from memesearch.ml.embedders import EMBEDDERS, get_embedder
-from memesearch.ml.export.bert_onnx import build_bert_onnx
+from memesearch.ml.bert_onnx import build_bert_onnx
 from memesearch.ml.minilm import MiniLmEmbedder
 
 LONG_TEXT = " ".join(

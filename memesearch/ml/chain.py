@@ -59,9 +59,13 @@ BackendLoader = Callable[[ModelSpec, Settings, "str | None"], Loaded]
 # ----------------------------------------------------------------------------- family modules
 
 
+#: kind -> module name inside ``memesearch.ml.families.<family>``.
+FAMILY_MODULES = {"onnx": "onnx_backend", "torch_backends": "torch_backend", "export": "export", "tiny": "tiny"}
+
+
 def family_module(kind: str, family: str) -> ModuleType:
-    """``memesearch.ml.<kind>.<family>``; a module that does not exist is a clear error."""
-    name = f"memesearch.ml.{kind}.{family}"
+    """``memesearch.ml.families.<family>.<module of kind>``; a module that does not exist is a clear error."""
+    name = f"memesearch.ml.families.{family}.{FAMILY_MODULES[kind]}"
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:

@@ -11,7 +11,7 @@ Two modes:
   with the PyTorch reference's. This runs offline and proves the runtime code
   without downloading anything. fp32 rows are compared with the fp32 reference,
   int8 rows with the same reference run under an emulation of ONNX Runtime's int8
-  MatMuls (memesearch/ml/tiny/int8_reference.py): against fp32, int8 rounding alone
+  MatMuls (memesearch/ml/families/common/int8_reference.py): against fp32, int8 rounding alone
   flips near-tied greedy tokens of a random model. Equal int8 tokens are the usual
   outcome, not a guarantee (ulp differences in the fp32 ops can flip a rounding, see
   tests/models/test_int8_reference.py), so only fp32 rows count as failed.
@@ -101,7 +101,7 @@ def _compare(row: CheckRow, tokens: list[int], reference: list[int] | None) -> N
 
 
 def _import_family(family: str) -> tuple[object, object, object]:
-    return tuple(importlib.import_module(f"memesearch.ml.{kind}.{family}") for kind in ("tiny", "export", "onnx"))
+    return tuple(importlib.import_module(f"memesearch.ml.families.{family}.{name}") for name in ("tiny", "export", "onnx_backend"))
 
 
 def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS) -> list[CheckRow]:
@@ -148,7 +148,7 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
             row.ms_per_image = round(ms, 2)
             expected = reference
             if dtype == "int8":
-                from memesearch.ml.tiny import int8_reference
+                from memesearch.ml.families.common import int8_reference
 
                 expected = int8_reference.reference_generate(family, checkpoint, [image], prompt, tokens)[0]
             _compare(row, list(result_tokens), expected)

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import OcrEngine, OcrResult
-from memesearch.ml.onnx.session import default_threads, onnxruntime
+from memesearch.ml.onnx_runtime.session import default_threads, onnxruntime
 
 DET_MODEL_FILE = "PP-OCRv6_det_small.onnx"
 REC_MODEL_FILE = "PP-OCRv6_rec_small.onnx"

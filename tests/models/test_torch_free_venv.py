@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
         captioner = captioner_class(onnx, "onnx")(Path(folder), dtype="fp32", threads=1)
         request = CaptionRequest(image=fixed_image(), prompt=prompt, max_new_tokens=%d)
         out["tokens"][family] = list(captioner.caption([request])[0].token_ids)
-    from memesearch.ml.onnx.clip import ClipOnnxEmbedder
+    from memesearch.ml.families.clip.onnx_backend import ClipOnnxEmbedder
 
     clip = ClipOnnxEmbedder(Path(sys.argv[2]), dtype="int8", threads=1)
     out["clip"] = [clip.embed_images([fixed_image()]).tolist(), clip.embed_texts(["a photo of a cat"]).tolist()]
@@ -97,7 +97,7 @@ def test_onnx_backends_run_without_torch(exported, clip_export, torch_free_pytho
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["torch_installed"] is False and result["torch_imported"] is False
     assert result["tokens"] == here
-    from memesearch.ml.onnx.clip import ClipOnnxEmbedder
+    from memesearch.ml.families.clip.onnx_backend import ClipOnnxEmbedder
 
     clip = ClipOnnxEmbedder(clip_export, dtype="int8", threads=1)
     clip_here = [clip.embed_images([fixed_image()]), clip.embed_texts(["a photo of a cat"])]

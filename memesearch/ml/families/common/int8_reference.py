@@ -1,6 +1,6 @@
 """A PyTorch reference of the *int8* ONNX models: emulate ONNX Runtime's dynamic quantisation.
 
-Our int8 graphs are made by ``ml/onnx/quantize.quantize_matmuls``: ``quantize_dynamic(
+Our int8 graphs are made by ``ml/onnx_runtime/quantize.quantize_matmuls``: ``quantize_dynamic(
 op_types_to_quantize=["MatMul"], weight_type=QInt8, reduce_range=True)`` (per tensor, 7-bit weights). In the int8 graphs of all three tiny
 families every ``nn.Linear`` (exported as MatMul + Add, never Gemm, since their inputs are
 3-D) became ``DynamicQuantizeLinear -> MatMulInteger -> * (scale_a * scale_w) -> + bias``;
@@ -85,7 +85,7 @@ def reference_generate(family: str, checkpoint_dir, images, prompt: str, max_new
     """Greedy tokens of a tiny family's torch reference with every linear emulated as ORT int8."""
     import importlib
 
-    tiny = importlib.import_module(f"memesearch.ml.tiny.{family}")
+    tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
     if family == "moondream":
         # The int8 bundle ships the BOS cache that the export computed once in fp32 torch
         # (initial_kv_cache.npy, shared with the fp32 bundle): compute it before emulating.
@@ -101,7 +101,7 @@ def reference_generate(family: str, checkpoint_dir, images, prompt: str, max_new
 @contextlib.contextmanager
 def _smolvlm_one_tile_per_run() -> Iterator[None]:
     """Run the Idefics3 vision tower + connector on one tile at a time, as our ONNX captioner does
-    (memesearch/ml/onnx/smolvlm.py ``_image_features``): in fp32 that equals one batched run, but
+    (memesearch/ml/families/smolvlm/onnx_backend.py ``_image_features``): in fp32 that equals one batched run, but
     int8 activation scales are per tensor, so they depend on which tiles share a run."""
     from transformers.models.idefics3.modeling_idefics3 import Idefics3Model
 

@@ -13,9 +13,9 @@ import warnings
 from pathlib import Path
 
 from memesearch.errors import require
-from memesearch.ml.export.common import OPSET, copy_checkpoint_files
-from memesearch.ml.export.florence2_merge import merge_decoders
-from memesearch.ml.onnx.florence2_inputs import ImageSettings
+from memesearch.ml.families.common.export import OPSET, copy_checkpoint_files
+from memesearch.ml.families.florence2.export_merge import merge_decoders
+from memesearch.ml.families.florence2.inputs import ImageSettings
 
 _PURPOSE = "Exporting Florence-2 to ONNX"
 
@@ -50,7 +50,7 @@ def _save(model, path: Path) -> None:
 def _export_decoder(model, config, onnx_dir: Path, work_dir: Path, *, int8: bool) -> None:
     torch = require("torch", extra="export", purpose=_PURPOSE)
     onnx = require("onnx", extra="export", purpose=_PURPOSE)
-    from memesearch.ml.export.florence2_modules import DecoderWithCache, DecoderWithoutCache, cache_names
+    from memesearch.ml.families.florence2.export_modules import DecoderWithCache, DecoderWithoutCache, cache_names
 
     text = config.text_config
     heads, head_dim = text.decoder_attention_heads, text.d_model // text.decoder_attention_heads
@@ -113,7 +113,7 @@ def _export_decoder(model, config, onnx_dir: Path, work_dir: Path, *, int8: bool
 
 def _quantize_file(source: Path, target: Path) -> Path:
     """Dynamic int8 quantisation of the MatMul weights (activations quantised at run time)."""
-    from memesearch.ml.onnx.quantize import quantize_matmuls
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
     quantize_matmuls(source, target)
     return target
@@ -124,7 +124,7 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
     torch = require("torch", extra="export", purpose=_PURPOSE)
     transformers = require("transformers", extra="export", purpose=_PURPOSE)
     # Imported here: the module needs torch, which this package only wants when exporting.
-    from memesearch.ml.export.florence2_modules import EmbedTokens, TextEncoder, VisionEncoder
+    from memesearch.ml.families.florence2.export_modules import EmbedTokens, TextEncoder, VisionEncoder
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     onnx_dir = out_dir / "onnx"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memesearch.errors import ModelUnavailableError
-from memesearch.ml.onnx.smolvlm_preprocess import ImageSettings
+from memesearch.ml.families.smolvlm.preprocess import ImageSettings
 
 #: dtype name -> file-name suffix used by the community ONNX exports.
 DTYPE_SUFFIXES = {

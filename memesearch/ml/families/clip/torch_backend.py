@@ -1,6 +1,6 @@
 """CLIP on PyTorch (the ``[torch]`` extra): transformers' ``CLIPModel`` as the fallback backend.
 
-Same interface as :class:`memesearch.ml.onnx.clip.ClipOnnxEmbedder`. Images go through our
+Same interface as :class:`memesearch.ml.families.clip.onnx_backend.ClipOnnxEmbedder`. Images go through our
 numpy preprocessing (equal to ``CLIPImageProcessor`` pixel for pixel, tests/models/test_clip.py),
 so only the tokenizer and the model come from transformers.
 """
@@ -15,7 +15,7 @@ from PIL import Image
 
 from memesearch.errors import InvalidInputError, require
 from memesearch.ml.base import LazyModel
-from memesearch.ml.onnx.clip_preprocess import ImageSettings, preprocess
+from memesearch.ml.families.clip.preprocess import ImageSettings, preprocess
 
 _PURPOSE = "CLIP on PyTorch"
 

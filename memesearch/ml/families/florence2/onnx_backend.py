@@ -18,20 +18,20 @@ import numpy as np
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
-from memesearch.ml.onnx.florence2_decode import (
+from memesearch.ml.families.florence2.decode import (
     DecodeSettings,
     MergedDecoder,
     caption_by_limit,
     greedy_generate,
     strip_sequence,
 )
-from memesearch.ml.onnx.florence2_inputs import (
+from memesearch.ml.families.florence2.inputs import (
     ImageSettings,
     clean_text,
     construct_prompt,
     preprocess_images,
 )
-from memesearch.ml.onnx.session import open_session
+from memesearch.ml.onnx_runtime.session import open_session
 
 DEFAULT_PROMPT = "<MORE_DETAILED_CAPTION>"
 COMPONENTS = ("vision_encoder", "embed_tokens", "encoder_model", "decoder_model_merged")

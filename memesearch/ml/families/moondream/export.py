@@ -1,10 +1,10 @@
 """Writing moondream ``.mf`` bundles, and exporting our torch Moondream modules into one.
 
-``write_bundle`` produces the container read by memesearch.ml.onnx.moondream_bundle
+``write_bundle`` produces the container read by memesearch.ml.families.moondream.bundle
 (magic ``MOON``, version 1, then big-endian uint32 name length / name / uint64 size /
 bytes per entry; gzipped when the name ends in ``.gz``).
 
-``export`` turns a checkpoint of our torch Moondream (memesearch.ml.tiny.moondream: the
+``export`` turns a checkpoint of our torch Moondream (memesearch.ml.families.moondream.tiny: the
 tiny test model, or the full-size random one the benchmarks use) into bundles with the
 real component names, inputs and outputs. The real Moondream weights
 are only published as finished bundles (no torch checkpoint of that layout exists), so
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from memesearch.errors import require
-from memesearch.ml.onnx.moondream_bundle import FORMAT_VERSION, MAGIC
+from memesearch.ml.families.moondream.bundle import FORMAT_VERSION, MAGIC
 
 #: Graph interfaces of the real bundles (output names the client reads; others are ours).
 _ONNX_SPECS = {
@@ -136,7 +136,7 @@ def quantize_graph(model: bytes | Path) -> bytes:
 
     ``model`` is serialized bytes, or the path of a graph whose weights may lie beside it.
     """
-    from memesearch.ml.onnx.quantize import quantize_matmuls
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "out.onnx"
@@ -157,7 +157,7 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False, name: str
     text decoder) keeps its weights in ``<name>-fp32.<component>.onnx.data`` beside the
     bundle; its int8 version fits in the bundle.
     """
-    from memesearch.ml.tiny.moondream import COMPONENTS, initial_kv_cache, load_modules, read_architecture
+    from memesearch.ml.families.moondream.tiny import COMPONENTS, initial_kv_cache, load_modules, read_architecture
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,9 @@ from PIL import Image
 
 from memesearch.errors import InvalidInputError, ModelUnavailableError
 from memesearch.ml.base import LazyModel
-from memesearch.ml.onnx.clip_preprocess import PREPROCESS_FILE, ImageSettings, preprocess
-from memesearch.ml.onnx.clip_tokenizer import DEFAULT_CONTEXT_LENGTH, ClipTokenizer
-from memesearch.ml.onnx.session import open_session
+from memesearch.ml.families.clip.preprocess import PREPROCESS_FILE, ImageSettings, preprocess
+from memesearch.ml.families.clip.tokenizer import DEFAULT_CONTEXT_LENGTH, ClipTokenizer
+from memesearch.ml.onnx_runtime.session import open_session
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def required_files(dtype: str) -> list[str]:
 
 
 def quantize_file(source: Path, target: Path) -> Path:
-    """Dynamic int8 MatMuls (7-bit weights: ml/onnx/quantize.py), written atomically."""
-    from memesearch.ml.onnx.quantize import quantize_matmuls
+    """Dynamic int8 MatMuls (7-bit weights: ml/onnx_runtime/quantize.py), written atomically."""
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
     fd, partial = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
     os.close(fd)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult
-from memesearch.ml.torch_backends.base import TorchCaptioner
+from memesearch.ml.families.common.torch_backend import TorchCaptioner
 
 HUB_REPO = "vikhyatk/moondream2"
 #: The commit of the 2025-06-21 release tag (the last Moondream 2 release).

@@ -18,16 +18,16 @@ import numpy as np
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
-from memesearch.ml.onnx.session import open_session
-from memesearch.ml.onnx.smolvlm_assets import (
+from memesearch.ml.onnx_runtime.session import open_session
+from memesearch.ml.families.smolvlm.assets import (
     ONNX_PARTS,
     SmolVLMConfig,
     dtype_suffix,
     onnx_path,
     required_files,
 )
-from memesearch.ml.onnx.smolvlm_preprocess import preprocess_image
-from memesearch.ml.onnx.smolvlm_prompt import clean_caption, model_prompt
+from memesearch.ml.families.smolvlm.preprocess import preprocess_image
+from memesearch.ml.families.smolvlm.prompt import clean_caption, model_prompt
 
 __all__ = ["DEFAULT_PROMPT", "OnnxSmolVLMCaptioner", "required_files"]
 
@@ -72,7 +72,7 @@ class OnnxSmolVLMCaptioner(Captioner):
         if missing:
             raise ModelUnavailableError(
                 f"SmolVLM ({self.dtype}) files missing in {self.model_dir}: {', '.join(missing)}",
-                hint="download them with `memesearch models pull` or export them with memesearch.ml.export.smolvlm",
+                hint="download them with `memesearch models pull` or export them with memesearch.ml.families.smolvlm.export",
             )
         from tokenizers import Tokenizer
 

@@ -6,7 +6,7 @@ u8 × s8 kernels add pairs of products in saturating int16 (vpmaddubsw). With 8-
 that overflowed: on an AVX2 EPYC, 2 of 7,540 outputs of one random MatMul were off by up to
 2.6, and CLIP's attention lost cosine 0.9998 against the exact int8 product. With 7 bits it
 cannot overflow (2 × 255 × 64 < 32767), so int8 results are the same on every CPU and the
-int8 reference (ml/tiny/int8_reference.py) matches them bit for bit. uint8 weights are
+int8 reference (ml/families/common/int8_reference.py) matches them bit for bit. uint8 weights are
 exact too but ran 1.6× slower (CLIP, bench/bench_clip.py).
 """
 

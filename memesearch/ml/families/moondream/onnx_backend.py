@@ -29,7 +29,7 @@ Unlike the client we decode the whole id list at once (per-token decoding splits
 multi-byte characters) and strip the leading space the model emits. The crop size is
 read from the vision encoder's static input shape (378 in the real bundles), which lets
 the tiny test model use smaller crops. The client's tile-indexing quirk is kept (see
-memesearch/ml/onnx/moondream_preprocess.py). During development this captioner was run
+memesearch/ml/families/moondream/preprocess.py). During development this captioner was run
 side by side with the moondream 0.0.6 wheel's ``OnnxVL`` on a tiny bundle with 378-px
 crops: identical crops (bit for bit) and identical tokens for all four tile layouts and
 both templates (caption and query).
@@ -43,8 +43,8 @@ import numpy as np
 
 from memesearch.errors import ConfigError, ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
-from memesearch.ml.onnx.moondream_bundle import MoondreamBundle, read_bundle
-from memesearch.ml.onnx.moondream_preprocess import CROP_SIZE, make_crops, merge_crop_features
+from memesearch.ml.families.moondream.bundle import MoondreamBundle, read_bundle
+from memesearch.ml.families.moondream.preprocess import CROP_SIZE, make_crops, merge_crop_features
 
 __all__ = ["DEFAULT_PROMPT", "MoondreamBundle", "OnnxMoondreamCaptioner", "read_bundle", "required_files"]
 
@@ -96,8 +96,8 @@ def find_bundle(model_path: Path, dtype: str) -> Path:
 
 
 def _open_session(name: str, model_bytes: bytes, threads: int | None, bundle_path: Path):
-    """Like memesearch.ml.onnx.session.open_session, but for a graph held in memory."""
-    from memesearch.ml.onnx.session import default_threads, onnxruntime
+    """Like memesearch.ml.onnx_runtime.session.open_session, but for a graph held in memory."""
+    from memesearch.ml.onnx_runtime.session import default_threads, onnxruntime
 
     ort = onnxruntime()
 

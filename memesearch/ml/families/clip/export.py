@@ -20,9 +20,9 @@ import warnings
 from pathlib import Path
 
 from memesearch.errors import require
-from memesearch.ml.export.common import OPSET
-from memesearch.ml.onnx.clip import CONFIG_FILE, onnx_file, quantize_file
-from memesearch.ml.onnx.clip_preprocess import PREPROCESS_FILE, ImageSettings
+from memesearch.ml.families.common.export import OPSET
+from memesearch.ml.families.clip.onnx_backend import CONFIG_FILE, onnx_file, quantize_file
+from memesearch.ml.families.clip.preprocess import PREPROCESS_FILE, ImageSettings
 
 _PURPOSE = "Exporting CLIP to ONNX"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
@@ -31,7 +31,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def _towers(model):
     """(vision, text) torch modules ending in the projection and an L2 normalisation."""
     torch = require("torch", extra="export", purpose=_PURPOSE)
-    from memesearch.ml.torch_backends.clip import features
+    from memesearch.ml.families.clip.torch_backend import features
 
     class VisionTower(torch.nn.Module):
         def __init__(self) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from memesearch.errors import require
-from memesearch.ml.torch_backends.clip import features
+from memesearch.ml.families.clip.torch_backend import features
 
 TINY_IMAGE_SIZE = 64
 TINY_PATCH = 16

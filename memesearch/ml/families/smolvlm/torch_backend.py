@@ -11,8 +11,8 @@ from pathlib import Path
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult
-from memesearch.ml.onnx.smolvlm_prompt import clean_caption
-from memesearch.ml.torch_backends.base import TorchCaptioner
+from memesearch.ml.families.smolvlm.prompt import clean_caption
+from memesearch.ml.families.common.torch_backend import TorchCaptioner
 
 DEFAULT_REPO = "HuggingFaceTB/SmolVLM-256M-Instruct"
 

@@ -15,8 +15,8 @@ import warnings
 from pathlib import Path
 
 from memesearch.errors import require
-from memesearch.ml.export.common import OPSET, copy_checkpoint_files
-from memesearch.ml.onnx.smolvlm_assets import ONNX_PARTS, onnx_path
+from memesearch.ml.families.common.export import OPSET, copy_checkpoint_files
+from memesearch.ml.families.smolvlm.assets import ONNX_PARTS, onnx_path
 
 
 
@@ -24,7 +24,7 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
     """Export ``checkpoint_dir`` (a transformers Idefics3 checkpoint) into ``out_dir``."""
     torch = require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
     transformers = require("transformers", extra="export", purpose="Exporting SmolVLM to ONNX")
-    from memesearch.ml.export.smolvlm_modules import DecoderExport, EmbedTokensExport, VisionEncoderExport
+    from memesearch.ml.families.smolvlm.export_modules import DecoderExport, EmbedTokensExport, VisionEncoderExport
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     (out_dir / "onnx").mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ def _copy_support_files(checkpoint_dir: Path, out_dir: Path) -> None:
 
 def quantize_int8(out_dir: Path) -> None:
     """Write ``*_int8.onnx`` next to each fp32 graph (dynamic quantisation of MatMul weights)."""
-    from memesearch.ml.onnx.quantize import quantize_matmuls
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
     for part in ONNX_PARTS:
         quantize_matmuls(out_dir / onnx_path(part, "fp32"), out_dir / onnx_path(part, "int8"))

@@ -2,7 +2,7 @@
 
 The real bundles only ship ONNX graphs (no torch checkpoint of that format exists), so
 this is our own torch modules with the same inputs, outputs, dtypes and shapes (see
-memesearch/ml/onnx/moondream.py): a float16 crop encoder with 14-px patches, a projection
+memesearch/ml/families/moondream/onnx_backend.py): a float16 crop encoder with 14-px patches, a projection
 of the 2C concatenated features, an embedding table, and a decoder taking/returning a
 (layers, 2, 1, heads, positions, head_dim) float16 KV cache with ``logits`` of the last
 position. The layout follows Moondream 2 (vikhyat/moondream ``moondream/torch``):
@@ -297,7 +297,7 @@ def reference_merge(features, grid):
     """Torch version of the client's crop-feature merge (adaptive average pooling).
 
     Like the client, tile (r, c) takes encoder output ``r * cols + c``, which starts at
-    the global crop (see memesearch/ml/onnx/moondream_preprocess.py).
+    the global crop (see memesearch/ml/families/moondream/preprocess.py).
     """
     torch = require("torch", extra="torch", purpose="The tiny Moondream")
     global_features = features[0]

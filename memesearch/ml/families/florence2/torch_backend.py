@@ -11,9 +11,9 @@ from pathlib import Path
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult
-from memesearch.ml.onnx.florence2_decode import DecodeSettings, caption_by_limit, strip_sequence
-from memesearch.ml.onnx.florence2_inputs import clean_text, to_rgb
-from memesearch.ml.torch_backends.base import TorchCaptioner
+from memesearch.ml.families.florence2.decode import DecodeSettings, caption_by_limit, strip_sequence
+from memesearch.ml.families.florence2.inputs import clean_text, to_rgb
+from memesearch.ml.families.common.torch_backend import TorchCaptioner
 
 DEFAULT_PROMPT = "<MORE_DETAILED_CAPTION>"
 DEFAULT_REPO = "florence-community/Florence-2-base"
