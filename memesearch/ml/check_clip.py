@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from memesearch.config import Settings
-from memesearch.ml.chain import failure_reason
-from memesearch.ml.check import CheckRow
+from memesearch.ml.check_rows import CheckRow
+from memesearch.ml.failures import failure_reason
 from memesearch.ml.registry import ModelSpec
 
 PARITY_COSINE = 0.9999
@@ -84,7 +84,7 @@ def check_tiny_clip(workdir: Path) -> list[CheckRow]:
 
 def check_installed_clip(spec: ModelSpec, settings: Settings, availability) -> list[CheckRow]:
     """Rows for an installed clip model; ``availability(spec, settings, backend, dtype)`` says why not."""
-    from memesearch.ml.check import fixed_image
+    from memesearch.ml.check_rows import fixed_image
     from memesearch.ml.image_text import OPENERS
     from memesearch.ml.families.clip.tiny import CHECK_TEXTS
 

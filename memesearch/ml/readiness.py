@@ -1,7 +1,7 @@
 """Can a caption model run here, right now? Asked before any work is queued.
 
 The answer comes from the backend chain's cheap checks (files present, packages
-installed, API key set; see ``check.would_run``) and never loads weights, so a
+installed, API key set; see ``availability.would_run``) and never loads weights, so a
 Generate click or `jobs start describe` with a model that is not downloaded
 fails in well under a second with one sentence and the command that fixes it,
 instead of queueing work that fails once per meme.
@@ -92,16 +92,16 @@ def _hint(spec: ModelSpec, reasons: list[str]) -> str:
 
 def _problem(spec: ModelSpec, settings: Settings, backend: str) -> str | None:
     """Why ``backend`` cannot run ``spec`` from what is on this machine (None: it can)."""
-    from memesearch.ml import chain
-    from memesearch.ml.check import _availability
+    from memesearch.ml import model_files
+    from memesearch.ml.availability import availability_problem
 
     if backend == "torch":
         return _torch_problem(spec, settings)
     dtype = spec.sources.onnx.default_dtype if backend == "onnx" and spec.sources.onnx else None
     if backend == "onnx" and spec.sources.onnx is not None:
         # A user who pulled another dtype (`--dtype fp32`) is ready too: the chain uses it.
-        dtype = chain.installed_dtype(spec, settings.models_dir) or dtype
-    return _availability(spec, settings, backend, dtype)
+        dtype = model_files.installed_dtype(spec, settings.models_dir) or dtype
+    return availability_problem(spec, settings, backend, dtype)
 
 
 def _torch_problem(spec: ModelSpec, settings: Settings) -> str | None:
@@ -110,14 +110,14 @@ def _torch_problem(spec: ModelSpec, settings: Settings) -> str | None:
     send are not "downloaded": transformers would fetch them inside a job, without progress."""
     import importlib.util
 
-    from memesearch.ml import chain
+    from memesearch.ml import model_files
 
     if spec.sources.torch is None:
         return "no torch source in models.yml"
     for package in ("torch", "transformers"):
         if importlib.util.find_spec(package) is None:
             return f"the Python package '{package}' is not installed -> pip install 'memesearch[torch]'"
-    if (chain.model_dir(spec, settings.models_dir) / "torch" / "config.json").is_file():
+    if (model_files.model_dir(spec, settings.models_dir) / "torch" / "config.json").is_file():
         return None
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -131,10 +131,10 @@ def _torch_problem(spec: ModelSpec, settings: Settings) -> str | None:
 
 def _label(spec: ModelSpec, settings: Settings, backend: str) -> str:
     """"onnx (int8)", "torch", "api", ...: the backend that would run, as `models list` shows it."""
-    from memesearch.ml import chain
+    from memesearch.ml import model_files
 
     if backend == "onnx" and spec.sources.onnx is not None:
-        return f"onnx ({chain.installed_dtype(spec, settings.models_dir) or spec.sources.onnx.default_dtype})"
+        return f"onnx ({model_files.installed_dtype(spec, settings.models_dir) or spec.sources.onnx.default_dtype})"
     return backend
 
 

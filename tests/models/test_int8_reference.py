@@ -29,7 +29,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from memesearch.ml.base import CaptionRequest  # noqa: E402
-from memesearch.ml.chain import captioner_class  # noqa: E402
+from memesearch.ml.families import captioner_class  # noqa: E402
 from memesearch.ml.check import FAMILIES, fixed_image  # noqa: E402
 from memesearch.ml.families.common import int8_reference  # noqa: E402
 

@@ -20,8 +20,8 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 from memesearch.ml.base import CaptionRequest  # noqa: E402
-from memesearch.ml.chain import captioner_class, family_module  # noqa: E402
-from memesearch.ml.check import fixed_image  # noqa: E402
+from memesearch.ml.families import captioner_class, family_module  # noqa: E402
+from memesearch.ml.check_rows import fixed_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILIES = ("smolvlm", "florence2", "moondream")
@@ -32,8 +32,8 @@ SCRIPT = textwrap.dedent(
     import importlib.util, json, sys
     from pathlib import Path
     from memesearch.ml.base import CaptionRequest
-    from memesearch.ml.chain import captioner_class, family_module
-    from memesearch.ml.check import fixed_image
+    from memesearch.ml.families import captioner_class, family_module
+    from memesearch.ml.check_rows import fixed_image
 
     out = {"torch_installed": importlib.util.find_spec("torch") is not None, "tokens": {}}
     for family, (folder, prompt) in json.loads(sys.argv[1]).items():

@@ -147,7 +147,7 @@ CHECK_TEXTS = [
 
 def check_images() -> list[Image.Image]:
     """Fixed pictures of different shapes and modes."""
-    from memesearch.ml.check import fixed_image
+    from memesearch.ml.check_rows import fixed_image
 
     wide = fixed_image(96, 72)
     tall = fixed_image(40, 90).convert("RGBA")
