@@ -215,6 +215,8 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class OnnxBertEmbedder(Embedder):
     """A BERT-style ONNX encoder + mean pooling; subclasses say where the files come from."""
 
+    backend = "onnx"
+
     def __init__(self, threads: int | None = None) -> None:
         super().__init__()
         self.threads = threads

@@ -51,6 +51,7 @@ class RapidOcrEngine(OcrEngine):
     """PP-OCRv6 small detection + recognition through rapidocr on onnxruntime (CPU)."""
 
     engine_id = "rapidocr-3/ppocrv6-small"
+    backend = "onnx"
 
     def __init__(self, *, threads: int | None = None, min_confidence: float = 0.5) -> None:
         super().__init__()
