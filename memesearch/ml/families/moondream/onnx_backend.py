@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memesearch.errors import ConfigError, ModelUnavailableError
+from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
 from memesearch.ml.families.moondream.bundle import MoondreamBundle, read_bundle
 from memesearch.ml.families.moondream.preprocess import CROP_SIZE, make_crops, merge_crop_features
@@ -55,8 +55,6 @@ CAPTION_LENGTHS = ("short", "normal")
 MAX_CONTEXT = 2048
 BUNDLE_DTYPES = ("int8", "int4")
 BUNDLE_VARIANTS = ("0_5b", "2b")
-#: Commit of the `onnx` branch of vikhyatk/moondream2 that holds the bundles.
-ONNX_REVISION = "9dddae84d54db4ac56fe37817aeaeb502ed083e2"
 
 
 def bundle_name(dtype: str, variant: str) -> str:
@@ -66,9 +64,10 @@ def bundle_name(dtype: str, variant: str) -> str:
 def required_files(dtype: str = "int8", variant: str = "0_5b") -> list[str]:
     """The file to download for a dtype: one gzipped bundle holds every component."""
     if dtype not in BUNDLE_DTYPES or variant not in BUNDLE_VARIANTS:
-        raise ConfigError(
+        raise ModelUnavailableError(
             f"moondream bundles exist for dtypes {BUNDLE_DTYPES} and sizes {BUNDLE_VARIANTS}, "
-            f"not dtype={dtype!r} size={variant!r}"
+            f"not dtype={dtype!r} size={variant!r}",
+            hint=f"use one of: {', '.join(BUNDLE_DTYPES)}",
         )
     return [bundle_name(dtype, variant) + ".gz"]
 

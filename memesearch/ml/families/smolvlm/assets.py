@@ -22,7 +22,6 @@ DTYPE_SUFFIXES = {
     "int8": "_int8",
     "uint8": "_uint8",
     "quantized": "_quantized",
-    "q8": "_quantized",
     "q4": "_q4",
     "q4f16": "_q4f16",
     "bnb4": "_bnb4",
