@@ -1,11 +1,15 @@
 """The package's import graph, read from the source with ``ast``: no cycles (counting imports
 inside functions too, since a cycle hidden in a function still couples two modules and fails
 with "partially initialized module" the day the import moves up), and the torch-free core
-never imports a torch-only module or torch itself when it is loaded."""
+never imports a torch-only module or torch itself when it is loaded, while torch-only code
+refuses to import without torch, naming the extra to install."""
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +152,29 @@ def test_the_core_never_imports_torch_only_code_when_it_loads():
     assert into_torch_only == []
     torch_imports = [e for e in external if e.source in core and e.target in TORCH_PACKAGES and e.at_import_time]
     assert torch_imports == []
+
+
+BLOCKED_IMPORTS = """
+import importlib, json, sys
+for name in ("torch", "transformers", "torchvision"):
+    sys.modules[name] = None  # as if not installed: `import torch` raises ImportError
+failed = {}
+for module in json.loads(sys.argv[1]):
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        failed[module] = type(exc).__name__
+print(json.dumps(failed))
+"""
+
+
+def test_without_torch_the_core_imports_and_torch_only_code_refuses_naming_the_extra():
+    modules = sorted(module for module in module_files() if not module.endswith("__main__"))
+    done = subprocess.run([sys.executable, "-c", BLOCKED_IMPORTS, json.dumps(modules)],
+                          capture_output=True, text=True, timeout=600, cwd=PACKAGE_DIR.parent)
+    assert done.returncode == 0, done.stderr
+    failed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {module: error for module, error in failed.items() if not is_torch_only(module)} == {}
+    entry_points = [f"memesearch.ml.families.{family}.{name}" for family in ("smolvlm", "florence2", "moondream", "clip")
+                    for name in ("torch_backend", "export", "tiny")]
+    assert {module: failed.get(module) for module in entry_points} == dict.fromkeys(entry_points, "MissingDependencyError")

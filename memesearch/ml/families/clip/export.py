@@ -24,6 +24,9 @@ from memesearch.ml.families.common.export import OPSET
 from memesearch.ml.families.clip.onnx_backend import CONFIG_FILE, onnx_file, quantize_file
 from memesearch.ml.families.clip.preprocess import PREPROCESS_FILE, ImageSettings
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="export", purpose="Exporting CLIP to ONNX")
+
 _PURPOSE = "Exporting CLIP to ONNX"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
 

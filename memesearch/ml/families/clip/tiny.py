@@ -18,6 +18,9 @@ from PIL import Image
 from memesearch.errors import require
 from memesearch.ml.families.clip.torch_backend import features
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="torch", purpose="The tiny CLIP model")
+
 TINY_IMAGE_SIZE = 64
 TINY_PATCH = 16
 CONTEXT_LENGTH = 77

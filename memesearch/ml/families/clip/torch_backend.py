@@ -17,6 +17,9 @@ from memesearch.errors import InvalidInputError, require
 from memesearch.ml.base import LazyModel
 from memesearch.ml.families.clip.preprocess import ImageSettings, preprocess
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="torch", purpose="The PyTorch CLIP backend")
+
 _PURPOSE = "CLIP on PyTorch"
 
 

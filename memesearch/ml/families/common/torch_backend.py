@@ -8,6 +8,9 @@ from pathlib import Path
 from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import Captioner
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="torch", purpose="The PyTorch caption backends")
+
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 

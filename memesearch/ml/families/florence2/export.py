@@ -17,6 +17,9 @@ from memesearch.ml.families.common.export import OPSET, copy_checkpoint_files
 from memesearch.ml.families.florence2.export_merge import merge_decoders
 from memesearch.ml.families.florence2.inputs import ImageSettings
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="export", purpose="Exporting Florence-2 to ONNX")
+
 _PURPOSE = "Exporting Florence-2 to ONNX"
 
 

@@ -15,6 +15,9 @@ from PIL import Image
 
 from memesearch.errors import require
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="torch", purpose="The tiny Florence-2 model")
+
 #: The task token the check uses; the processor rewrites it to a sentence.
 TINY_PROMPT = "<MORE_DETAILED_CAPTION>"
 TINY_IMAGE_SIZE = 64

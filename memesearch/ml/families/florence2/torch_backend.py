@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memesearch.errors import ModelUnavailableError
+from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import CaptionRequest, CaptionResult
 from memesearch.ml.families.florence2.decode import DecodeSettings, caption_by_limit, strip_sequence
 from memesearch.ml.families.florence2.inputs import clean_text, to_rgb
 from memesearch.ml.families.common.torch_backend import TorchCaptioner
+
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="torch", purpose="The PyTorch Florence-2 backend")
 
 DEFAULT_PROMPT = "<MORE_DETAILED_CAPTION>"
 DEFAULT_REPO = "florence-community/Florence-2-base"

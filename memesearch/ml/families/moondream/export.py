@@ -28,6 +28,9 @@ import numpy as np
 from memesearch.errors import require
 from memesearch.ml.families.moondream.bundle import FORMAT_VERSION, MAGIC
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="export", purpose="Exporting Moondream to ONNX")
+
 #: Graph interfaces of the real bundles (output names the client reads; others are ours).
 _ONNX_SPECS = {
     # name: (input names, output names, dynamic axes)

@@ -31,6 +31,9 @@ from pathlib import Path
 
 from memesearch.errors import require
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="torch", purpose="The tiny Moondream model")
+
 #: Checkpoint files and bundle graphs, one per component.
 COMPONENTS = ("vision_encoder", "vision_projection", "text_encoder", "text_decoder")
 #: rotary_dim None = the whole head; vocab_size None = the tokenizer's; init_std None = torch's default init.

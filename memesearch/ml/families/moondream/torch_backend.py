@@ -16,9 +16,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from memesearch.errors import ModelUnavailableError
+from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import CaptionRequest, CaptionResult
 from memesearch.ml.families.common.torch_backend import TorchCaptioner
+
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="torch", purpose="The PyTorch Moondream backend")
 
 HUB_REPO = "vikhyatk/moondream2"
 #: The commit of the 2025-06-21 release tag (the last Moondream 2 release).

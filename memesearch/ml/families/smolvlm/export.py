@@ -18,6 +18,9 @@ from memesearch.errors import require
 from memesearch.ml.families.common.export import OPSET, copy_checkpoint_files
 from memesearch.ml.families.smolvlm.assets import ONNX_PARTS, onnx_path
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
+
 
 
 def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:

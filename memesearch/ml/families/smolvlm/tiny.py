@@ -13,6 +13,9 @@ from pathlib import Path
 
 from memesearch.errors import require
 
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="torch", purpose="The tiny SmolVLM model")
+
 TINY_PROMPT = "Describe this meme."
 
 TINY_TILE_SIZE = 32

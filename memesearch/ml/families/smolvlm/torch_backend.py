@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memesearch.errors import ModelUnavailableError
+from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import CaptionRequest, CaptionResult
 from memesearch.ml.families.smolvlm.prompt import clean_caption
 from memesearch.ml.families.common.torch_backend import TorchCaptioner
+
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="torch", purpose="The PyTorch SmolVLM backend")
 
 DEFAULT_REPO = "HuggingFaceTB/SmolVLM-256M-Instruct"
 
