@@ -7,12 +7,14 @@ import os
 
 from memesearch.config import Settings
 from memesearch.errors import require
-from memesearch.ml.failures import failure_reason
+from memesearch.ml.failures import ApiKeyMissingError, failure_reason
+from memesearch.ml.model_files import MissingFilesError
 from memesearch.ml.registry import ModelSpec
 
 
-def availability_problem(spec: ModelSpec, settings: Settings, backend: str, dtype: str | None) -> str | None:
-    """None if the backend could be tried, else why not (cheap: no model is loaded)."""
+def availability_problem(spec: ModelSpec, settings: Settings, backend: str, dtype: str | None) -> Exception | None:
+    """None if the backend could be tried, else why not, as the exception trying would raise
+    (its ``hint``, if any, is the fix). Cheap: no model is loaded."""
     from memesearch.ml import chain, families, model_files
 
     try:
@@ -20,7 +22,8 @@ def availability_problem(spec: ModelSpec, settings: Settings, backend: str, dtyp
             missing = model_files.missing_files(spec, settings.models_dir, dtype)
             if missing:
                 shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-                return f"{len(missing)} file(s) missing ({shown}) -> memesearch models pull {spec.id} --dtype {dtype}"
+                return MissingFilesError(f"{len(missing)} file(s) missing ({shown})",
+                                         hint=f"memesearch models pull {spec.id} --dtype {dtype}")
         elif backend == "torch":
             require("torch", extra="torch", purpose="The PyTorch caption backend")
             require("transformers", extra="torch", purpose="The PyTorch caption backend")
@@ -29,20 +32,20 @@ def availability_problem(spec: ModelSpec, settings: Settings, backend: str, dtyp
         elif backend == "api":
             source = chain.api_source_for(spec, settings)
             if source.api_key_env and not os.environ.get(source.api_key_env) and source.api_key is None:
-                return f"no API key in {source.api_key_env}"
+                return ApiKeyMissingError(f"no API key in {source.api_key_env}", hint=f"set {source.api_key_env}")
     except Exception as exc:  # a missing package, family module or hub: all mean "not available"
-        return failure_reason(exc)
+        return exc
     return None
 
 
 def would_run(spec: ModelSpec, settings: Settings) -> tuple[str, list[str]]:
     """The first backend whose packages, files and key are present (without loading it),
-    and the reasons the earlier ones would be skipped."""
+    and the reasons the earlier ones would be skipped (for people)."""
     reasons = []
     for backend in spec.backends:
         dtype = spec.sources.onnx.default_dtype if backend == "onnx" and spec.sources.onnx else None
         problem = availability_problem(spec, settings, backend, dtype)
         if problem is None:
             return (f"{backend} ({dtype})" if dtype else backend), reasons
-        reasons.append(f"{backend}: {problem}")
+        reasons.append(f"{backend}: {failure_reason(problem)}")
     return "none", reasons

@@ -161,7 +161,7 @@ def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: 
             spec_rows.append((row, None))
             problem = availability_problem(spec, settings, backend, dtype)
             if problem:
-                row.error = problem
+                row.error = failure_reason(problem)
                 continue
             row.available = True
             if backend == "api":

@@ -98,7 +98,7 @@ def check_installed_clip(spec: ModelSpec, settings: Settings, availability) -> l
         rows.append((row, None))
         problem = availability(spec, settings, backend, dtype)
         if problem:
-            row.error = problem
+            row.error = failure_reason(problem)
             continue
         row.available = True
         try:
