@@ -24,7 +24,6 @@ Every row has the same shape (see ``CheckRow``) so the JSON output is stable.
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from memesearch.ml.base import CaptionRequest
 from memesearch.ml.chain import LOADERS, Loaded
 from memesearch.ml.check_rows import CheckRow, fixed_image
 from memesearch.ml.failures import failure_reason
+from memesearch.ml import families
 from memesearch.ml.families import captioner_class
 from memesearch.ml.registry import ModelSpec
 
@@ -64,7 +64,7 @@ def _compare(row: CheckRow, tokens: list[int], reference: list[int] | None) -> N
 
 
 def _import_family(family: str) -> tuple[object, object, object]:
-    return tuple(importlib.import_module(f"memesearch.ml.families.{family}.{name}") for name in ("tiny", "export", "onnx_backend"))
+    return tuple(families.family_module(kind, family) for kind in ("tiny", "export", "onnx"))
 
 
 def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS) -> list[CheckRow]:

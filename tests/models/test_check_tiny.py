@@ -13,12 +13,14 @@ from typer.testing import CliRunner  # noqa: E402
 
 from memesearch.cli import app  # noqa: E402
 from memesearch.ml.check import ALL_FAMILIES, FAMILIES, check_tiny_family  # noqa: E402
+from memesearch.ml.families import FAMILY_MODULES  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 def family_present(family: str) -> bool:
-    return all(importlib.util.find_spec(f"memesearch.ml.{kind}.{family}") for kind in ("tiny", "export", "onnx"))
+    return all(importlib.util.find_spec(f"memesearch.ml.families.{family}.{FAMILY_MODULES[kind]}")
+               for kind in ("tiny", "export", "onnx"))
 
 
 def test_check_tiny_json_compares_onnx_with_the_reference(tmp_path, monkeypatch):
