@@ -21,9 +21,9 @@ from pydantic import SecretStr
 
 from memesearch.config import Settings
 from memesearch.errors import ConfigError, InvalidInputError, ModelUnavailableError, require
+from memesearch.ml import families
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
 from memesearch.ml.failures import BackendRunError, failure_reason, user_fix
-from memesearch.ml import families
 from memesearch.ml.model_files import MissingFilesError, installed_dtype, missing_files, model_dir, onnx_dtype
 from memesearch.ml.registry import ApiSource, ModelSpec, get_spec
 
