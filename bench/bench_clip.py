@@ -6,7 +6,7 @@ Usage:
 A full-size RANDOM-weight CLIP ViT-B/32 with the real configuration (vision: hidden 768,
 12 layers, 12 heads, patch 32, image 224; text: hidden 512, 12 layers, 8 heads, vocab 49408,
 context 77; projection 512; compute does not depend on weight values) is built once, exported
-with our exporter (memesearch/ml/export/clip.py) and quantised both ways, then every variant
+with our exporter (memesearch/ml/families/clip/export.py) and quantised both ways, then every variant
 runs in its own subprocess, so its peak RSS (ru_maxrss) is its own:
 
 * image rows: ``embed_images`` on --images different 640x480 pictures, one after the other
@@ -61,9 +61,9 @@ def build(work: Path) -> Path:
     import torch
     import transformers
 
-    from memesearch.ml.export import clip as export
-    from memesearch.ml.onnx.clip import onnx_file, quantize_file
-    from memesearch.ml.tiny import clip as tiny
+    from memesearch.ml.families.clip import export
+    from memesearch.ml.families.clip.onnx_backend import onnx_file, quantize_file
+    from memesearch.ml.families.clip import tiny
 
     out = work / "onnx"
     if (out / onnx_file("textual", "int8")).is_file() and (out / "s8" / onnx_file("textual", "int8")).is_file():
@@ -81,7 +81,7 @@ def build(work: Path) -> Path:
     transformers.CLIPModel(config).eval().save_pretrained(checkpoint)
     tiny.build_tokenizer().save_pretrained(checkpoint)  # token ids < 49408; tokenizing costs microseconds
     transformers.CLIPImageProcessor().save_pretrained(checkpoint)  # shortest edge 224, crop 224
-    export.export(checkpoint, out, int8=True)  # 7-bit weights (memesearch.ml.onnx.clip.REDUCE_RANGE)
+    export.export(checkpoint, out, int8=True)  # 7-bit weights (memesearch.ml.families.clip.onnx_backend.REDUCE_RANGE)
     s8 = out / "s8"  # the same folder with 8-bit-weight graphs, for the comparison row
     for name in ("config.json", "visual/preprocess_cfg.json", "textual/tokenizer.json", "textual/tokenizer_config.json"):
         (s8 / name).parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ def embed_pass(model, images, args):
         model.batch_size = args.batch
         return model.embed_images(images)
     if args.batch:  # what our own exports allow (dynamic batch); Immich's graphs are batch 1
-        from memesearch.ml.onnx.clip_preprocess import preprocess_batch
+        from memesearch.ml.families.clip.preprocess import preprocess_batch
 
         return np.concatenate([
             model.visual.run(preprocess_batch(images[i : i + args.batch], model.image_settings))
@@ -142,11 +142,11 @@ def worker(args: argparse.Namespace) -> dict:
 
     model_dir = Path(args.model_dir)
     if args.backend == "onnx":
-        from memesearch.ml.onnx.clip import ClipOnnxEmbedder
+        from memesearch.ml.families.clip.onnx_backend import ClipOnnxEmbedder
 
         model = ClipOnnxEmbedder(model_dir, dtype=args.dtype, threads=args.threads)
     else:
-        from memesearch.ml.torch_backends.clip import ClipTorchEmbedder
+        from memesearch.ml.families.clip.torch_backend import ClipTorchEmbedder
 
         model = ClipTorchEmbedder(model_dir.parent / "checkpoint", threads=args.threads)
     started = time.perf_counter()

@@ -44,7 +44,7 @@ def memes(count: int):
 def worker(spec: dict) -> dict:
     sys.path.insert(0, str(HERE.parent))
     from memesearch.ml.base import CaptionRequest
-    from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner
+    from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
 
     captioner = OnnxSmolVLMCaptioner(Path(spec["models"]), dtype=spec["dtype"], threads=spec["threads"],
                                      image_longest_edge=512)

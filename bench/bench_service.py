@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from memesearch.library.decode import load_rgb  # noqa: E402
 from memesearch.library.samples import render_sample_memes  # noqa: E402
-from memesearch.ml.embedders import get_embedder  # noqa: E402
+from memesearch.ml.factory import text_embedder  # noqa: E402
 from memesearch.ml.ocr import RapidOcrEngine  # noqa: E402
 from memesearch.ml.remote import RemoteEmbedder, RemoteOcrEngine, ServiceClient  # noqa: E402
 from tests.service.helpers import free_port, link_models, start_service, stop  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
     models = work / "models"
     render_sample_memes(work / "memes", count=args.images, seed=2)
     images = [load_rgb(p, 64) for p in sorted((work / "memes").rglob("*")) if p.is_file()]
-    local_embedder = get_embedder("all-minilm-l6-v2", models / "all-minilm-l6-v2", threads=1)
+    local_embedder = text_embedder("all-minilm-l6-v2", models / "all-minilm-l6-v2", threads=1)
     local_embedder.ensure_loaded()
     local_ocr = RapidOcrEngine(threads=1)
     home = work / "service"

@@ -6,9 +6,9 @@ Usage:
   .venv/bin/python bench/bench_vlm.py --models moondream2 --backends onnx:int8   # one backend
 
 Full-size RANDOM-weight models with the real configurations (bench/vlm_models.py; compute does
-not depend on weight values), exported with our own exporters (memesearch/ml/export/*), run
+not depend on weight values), exported with our own exporters (memesearch/ml/families/*/export.py), run
 through our ONNX captioners and torch backends (for moondream2, whose hub model is remote code,
-the torch baseline is our own torch modules with its shapes: memesearch.ml.tiny.moondream). Every backend runs in its own subprocess
+the torch baseline is our own torch modules with its shapes: memesearch.ml.families.moondream.tiny). Every backend runs in its own subprocess
 (bench/vlm_worker.py) so peak RSS (ru_maxrss at the end) is that backend's alone; each reports
 medians over --runs runs after --warmup warm-up runs, for one 640x480 meme, forcing exactly
 --tokens decoded tokens (EOS ignored) after the prefill. Prints a Markdown table.
@@ -74,7 +74,7 @@ def setting_label(model: str, edge: int | None, width: int, height: int) -> str:
     if FAMILIES[model] == "smolvlm":
         return "2048 px, tiles" if edge is None else f"{edge} px, 1 tile"
     if FAMILIES[model] == "moondream":
-        from memesearch.ml.onnx.moondream_preprocess import CROP_SIZE, choose_grid
+        from memesearch.ml.families.moondream.preprocess import CROP_SIZE, choose_grid
 
         rows, cols = choose_grid(width, height)
         crops = 1 if (rows, cols) == (1, 1) else 1 + rows * cols

@@ -22,8 +22,8 @@ docs/BENCHMARKS.md):
   SigLIP-so400m-style vision (1152/4304/27 layers/16 heads, 378-px crops, patch 14), projection
   MLP 2x1152 -> 8192 -> 2048, Phi-1.5 text (2048/8192/24 layers/32 heads, partial rotary 32 of
   64, vocab 51200). There is no transformers class for it (the hub model is remote code), so
-  this is our own torch re-implementation with those shapes (memesearch.ml.tiny.moondream
-  ``MOONDREAM2``), exported into a ``.mf`` bundle by memesearch.ml.export.moondream.
+  this is our own torch re-implementation with those shapes (memesearch.ml.families.moondream.tiny
+  ``MOONDREAM2``), exported into a ``.mf`` bundle by memesearch.ml.families.moondream.export.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def build_smolvlm(name: str, out_dir: Path) -> Path:
     import transformers
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-    from memesearch.ml.tiny import smolvlm as tiny
+    from memesearch.ml.families.smolvlm import tiny
 
     raw = tiny.build_tokenizer()
     tokenizer = transformers.PreTrainedTokenizerFast(
@@ -105,7 +105,7 @@ def build_florence(name: str, out_dir: Path) -> Path:
     import torch
     import transformers
 
-    from memesearch.ml.tiny import florence2 as tiny
+    from memesearch.ml.families.florence2 import tiny
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def build_florence(name: str, out_dir: Path) -> Path:
 
 
 def build_moondream(out_dir: Path) -> Path:
-    from memesearch.ml.tiny.moondream import MOONDREAM2, build_checkpoint
+    from memesearch.ml.families.moondream.tiny import MOONDREAM2, build_checkpoint
 
     return build_checkpoint(out_dir, MOONDREAM2, seed=0)
 
@@ -176,15 +176,15 @@ def export_onnx(name: str, checkpoint_dir: Path, onnx_dir: Path) -> Path:
     if FAMILIES[name] == "moondream":
         if (onnx_dir / f"{MOONDREAM_BUNDLE}-int8.mf").is_file():
             return onnx_dir
-        from memesearch.ml.export.moondream import export as export_moondream
+        from memesearch.ml.families.moondream.export import export as export_moondream
 
         return export_moondream(checkpoint_dir, onnx_dir, int8=True, name=MOONDREAM_BUNDLE)
     if (onnx_dir / "onnx" / "decoder_model_merged_int8.onnx").is_file():
         return onnx_dir
     if FAMILIES[name] == "smolvlm":
-        from memesearch.ml.export.smolvlm import export
+        from memesearch.ml.families.smolvlm.export import export
     else:
-        from memesearch.ml.export.florence2 import export
+        from memesearch.ml.families.florence2.export import export
     return export(checkpoint_dir, onnx_dir, int8=True)
 
 

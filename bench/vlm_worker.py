@@ -82,7 +82,7 @@ class TimedSession:
 
 
 def moondream_onnx(models: Path, spec: dict, clock: Clock):
-    from memesearch.ml.onnx.moondream import OnnxMoondreamCaptioner
+    from memesearch.ml.families.moondream.onnx_backend import OnnxMoondreamCaptioner
 
     captioner = OnnxMoondreamCaptioner(models, dtype=spec["dtype"], threads=spec["threads"])
     captioner.ensure_loaded()
@@ -110,7 +110,7 @@ def onnx_captioner(spec: dict, clock: Clock):
     if spec["family"] == "moondream":
         return moondream_onnx(models, spec, clock)
     if spec["family"] == "smolvlm":
-        from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner
+        from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
 
         captioner = OnnxSmolVLMCaptioner(models, dtype=spec["dtype"], threads=spec["threads"],
                                          image_longest_edge=spec.get("longest_edge"))
@@ -120,7 +120,7 @@ def onnx_captioner(spec: dict, clock: Clock):
         captioner.decoder = TimedSession(captioner.decoder, lambda _s: clock.lm_done())
         run = lambda request: captioner.generate_ids([request])  # noqa: E731
     else:
-        from memesearch.ml.onnx.florence2 import OnnxFlorence2Captioner
+        from memesearch.ml.families.florence2.onnx_backend import OnnxFlorence2Captioner
 
         captioner = OnnxFlorence2Captioner(models, dtype=spec["dtype"], threads=spec["threads"])
         captioner.ensure_loaded()
@@ -140,7 +140,7 @@ def time_vision(modules, clock: Clock) -> None:
 
 def moondream_torch(checkpoint: Path, clock: Clock):
     """Our torch Moondream modules with moondream2's shapes, run directly (no hub remote code)."""
-    from memesearch.ml.tiny.moondream import Reference
+    from memesearch.ml.families.moondream.tiny import Reference
 
     reference = Reference(checkpoint)
     time_vision([reference.modules["vision_encoder"], reference.modules["vision_projection"]], clock)
@@ -185,7 +185,7 @@ def torch_captioner(spec: dict, clock: Clock):
     if spec["backend"] == "meme-search":
         return meme_search_florence(checkpoint, spec, clock)
     if spec["family"] == "smolvlm":
-        from memesearch.ml.torch_backends.smolvlm import TorchSmolVLMCaptioner
+        from memesearch.ml.families.smolvlm.torch_backend import TorchSmolVLMCaptioner
 
         captioner = TorchSmolVLMCaptioner(checkpoint, threads=spec["threads"],
                                           image_longest_edge=spec.get("longest_edge"))
@@ -194,7 +194,7 @@ def torch_captioner(spec: dict, clock: Clock):
         vision_modules = [model.model.vision_model, model.model.connector]
         run = lambda request: captioner.generate_ids([request])  # noqa: E731
     else:
-        from memesearch.ml.torch_backends.florence2 import TorchFlorence2Captioner
+        from memesearch.ml.families.florence2.torch_backend import TorchFlorence2Captioner
 
         captioner = TorchFlorence2Captioner(checkpoint, threads=spec["threads"])
         captioner.ensure_loaded()

@@ -41,10 +41,9 @@ class Core:
             from memesearch.ml.remote import RemoteEmbedder
 
             return RemoteEmbedder(self.ml_client, self.settings.embed_model)
-        from memesearch.ml.embedders import get_embedder
+        from memesearch.ml.factory import configured_text_embedder
 
-        threads = self.settings.threads or None
-        return get_embedder(self.settings.embed_model, self.settings.models_dir / self.settings.embed_model, threads=threads)
+        return configured_text_embedder(self.settings)
 
     @cached_property
     def ocr(self):
@@ -87,10 +86,9 @@ class Core:
 
                     cache[model_id] = RemoteCaptioner(self.ml_client, model_id)
                 else:
-                    from memesearch.ml.chain import load_captioner
-                    from memesearch.ml.registry import get_spec
+                    from memesearch.ml.factory import load_captioner
 
-                    cache[model_id] = load_captioner(get_spec(model_id, self.settings.home), self.settings)
+                    cache[model_id] = load_captioner(model_id, self.settings)
             return cache[model_id]
 
     @cached_property

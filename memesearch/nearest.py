@@ -50,7 +50,7 @@ class _Int8Scan:
     def __init__(self, vectors: np.ndarray) -> None:
         from onnx import TensorProto, helper, numpy_helper
 
-        from memesearch.ml.onnx.session import onnxruntime
+        from memesearch.ml.onnx_runtime.session import onnxruntime
 
         ort = onnxruntime()
         count, dim = vectors.shape

@@ -47,8 +47,7 @@ def build_library(home: Path, memes: Path) -> None:
     from memesearch.library.indexing import run_index
     from memesearch.config import Settings
     from memesearch.library.samples import render_sample_memes
-    from memesearch.ml.chain import load_captioner
-    from memesearch.ml.registry import get_spec
+    from memesearch.ml.factory import load_captioner
     from memesearch.store.templates import TemplateStore
     from memesearch.templates.synthetic import render_template_set
 
@@ -56,7 +55,7 @@ def build_library(home: Path, memes: Path) -> None:
     render_template_set(memes / "templates", templates=3, variants=3, distractors=0, seed=5)
     core = Core(Settings(home=home, threads=2))
     core.store.add_folder(str(memes))
-    run_index(core, captioner=load_captioner(get_spec("fake"), core.settings))
+    run_index(core, captioner=load_captioner("fake", core.settings))
     ids = core.store.meme_ids()
     core.store.add_tags(ids[0], ["classic", "reaction"])
     core.store.add_tags(ids[1], ["reaction"])

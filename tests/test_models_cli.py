@@ -111,7 +111,7 @@ def test_pull_with_unreachable_endpoint_fails_fast(home, no_hub_env, monkeypatch
 
 
 def test_pull_from_dir_copies_the_required_files(home, tmp_path):
-    from memesearch.ml.chain import required_files
+    from memesearch.ml.model_files import required_files
 
     spec = get_spec("florence-2-base")
     names = required_files(spec, "fp32")

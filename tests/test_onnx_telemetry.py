@@ -8,7 +8,8 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
-from memesearch.ml.onnx import moondream, session
+from memesearch.ml.families.moondream import onnx_backend as moondream
+from memesearch.ml.onnx_runtime import session
 
 
 def _identity_model() -> bytes:

@@ -32,7 +32,7 @@ def caption(
 ) -> None:
     """Describe one image with the caption model (first working backend, or --backend)."""
     from memesearch.library.decode import load_rgb
-    from memesearch.ml.chain import load_captioner
+    from memesearch.ml.factory import load_captioner
     from memesearch.ml.readiness import listed_spec
 
     settings = settings_of(ctx)

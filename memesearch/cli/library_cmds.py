@@ -24,7 +24,7 @@ def load_caption_model(core: Core, model: str | None, *, yes: bool = False):
     model fails before any work starts, with the fix in the message. A model that is not
     downloaded is offered for download first (see ``model_prompt``)."""
     from memesearch.cli.model_prompt import ensure_model
-    from memesearch.ml.chain import load_captioner
+    from memesearch.ml.factory import load_captioner
 
     spec = ensure_model(core.settings, model or core.settings.caption_model, yes=yes)
     return load_captioner(spec, core.settings)

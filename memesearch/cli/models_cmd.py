@@ -148,7 +148,7 @@ def export_model(
 ) -> None:
     """Export a transformers checkpoint to the community ONNX layout our runtime reads (needs the [export] extra)."""
     from memesearch.errors import InvalidInputError
-    from memesearch.ml.chain import family_module
+    from memesearch.ml.families import family_module
     from memesearch.ml.registry import get_spec
 
     settings = settings_of(ctx)

@@ -18,8 +18,9 @@ import time
 import httpx
 from PIL import Image
 
-from memesearch.errors import ConfigError, ModelUnavailableError
+from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.ml.failures import ApiKeyMissingError
 from memesearch.ml.registry import ApiSource
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class ApiCaptioner(Captioner):
             return None
         key = os.environ.get(self.source.api_key_env, "").strip()
         if not key:
-            raise ConfigError(
+            raise ApiKeyMissingError(
                 f"the API backend needs a key in the environment variable {self.source.api_key_env}",
                 hint=f"save a key on the web Settings page, or export {self.source.api_key_env}=... "
                      "(or set api_key_env: null in models.yml for a local server)",

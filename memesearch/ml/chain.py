@@ -9,21 +9,22 @@ backend's reason and the exact command that would fix it.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 from PIL import Image
 from pydantic import SecretStr
 
 from memesearch.config import Settings
-from memesearch.errors import ConfigError, InvalidInputError, MemeSearchError, ModelUnavailableError, require
+from memesearch.errors import ConfigError, InvalidInputError, ModelUnavailableError, require
+from memesearch.ml import families
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.ml.failures import BackendRunError, failure_reason, user_fix
+from memesearch.ml.model_files import MissingFilesError, installed_dtype, missing_files, model_dir, onnx_dtype
 from memesearch.ml.registry import ApiSource, ModelSpec, get_spec
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,6 @@ class ChainCaptionResult(CaptionResult):
 
     model_id: str = ""
     revision: str = ""
-
-
-class MissingFilesError(ModelUnavailableError):
-    """A local backend's files are not (all) downloaded."""
 
 
 class ModelLoadError(ModelUnavailableError):
@@ -56,78 +53,11 @@ class Loaded:
 BackendLoader = Callable[[ModelSpec, Settings, "str | None"], Loaded]
 
 
-# ----------------------------------------------------------------------------- family modules
-
-
-def family_module(kind: str, family: str) -> ModuleType:
-    """``memesearch.ml.<kind>.<family>``; a module that does not exist is a clear error."""
-    name = f"memesearch.ml.{kind}.{family}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
-            label = {"onnx": "ONNX", "torch_backends": "PyTorch"}.get(kind, kind)
-            raise ModelUnavailableError(f"this install has no {label} code for the {family} family ({name})") from exc
-        raise
-
-
-def captioner_class(module: ModuleType, backend: str) -> type[Captioner]:
-    """The concrete Captioner a family module defines for ``backend``."""
-    for _, value in vars(module).items():
-        if (
-            inspect.isclass(value)
-            and issubclass(value, Captioner)
-            and not inspect.isabstract(value)
-            and value.__module__ == module.__name__
-            and getattr(value, "backend", "") == backend
-        ):
-            return value
-    raise ModelUnavailableError(f"{module.__name__} defines no {backend} Captioner")
-
-
-def model_dir(spec: ModelSpec, models_dir: Path) -> Path:
-    return models_dir / spec.id
-
-
-def onnx_dtype(spec: ModelSpec, dtype: str | None) -> str:
-    source = spec.sources.onnx
-    if source is None:
-        raise ConfigError(f"model {spec.id!r} has no ONNX source")
-    chosen = dtype or source.default_dtype
-    if chosen not in source.dtypes:
-        raise ConfigError(
-            f"model {spec.id!r} has no ONNX dtype {chosen!r}",
-            hint=f"available: {', '.join(source.dtypes)}",
-        )
-    return chosen
-
-
-def required_files(spec: ModelSpec, dtype: str) -> list[str]:
-    """Relative paths the ONNX backend needs, as stored in the model directory."""
-    source = spec.sources.onnx
-    if source is not None and dtype in source.files:
-        # Explicit bundle files; .gz downloads are stored unpacked.
-        return [name.removesuffix(".gz") for name in source.files[dtype]]
-    return list(family_module("onnx", spec.family).required_files(dtype))
-
-
-def missing_files(spec: ModelSpec, models_dir: Path, dtype: str) -> list[str]:
-    directory = model_dir(spec, models_dir)
-    return [name for name in required_files(spec, dtype) if not (directory / name).is_file()]
-
-
 # ----------------------------------------------------------------------------- loaders
 
 
 def _threads(settings: Settings) -> int | None:
     return settings.threads or None
-
-
-def installed_dtype(spec: ModelSpec, models_dir: Path) -> str | None:
-    """The default dtype if its files are all present, else any other offered dtype that is."""
-    source = spec.sources.onnx
-    ordered = [source.default_dtype] + [d for d in source.dtypes if d != source.default_dtype]
-    return next((d for d in ordered if not missing_files(spec, models_dir, d)), None)
 
 
 def _image_options(cls: type, spec: ModelSpec) -> dict:
@@ -143,7 +73,7 @@ def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
     if dtype is None:
         # A user who pulled `--dtype fp32` should not have to repeat the dtype on every run.
         chosen = installed_dtype(spec, settings.models_dir) or chosen
-    module = family_module("onnx", spec.family)
+    module = families.family_module("onnx", spec.family)
     missing = missing_files(spec, settings.models_dir, chosen)
     if missing:
         directory = model_dir(spec, settings.models_dir)
@@ -151,7 +81,7 @@ def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
             f"{len(missing)} file(s) missing in {directory}: {', '.join(missing)}",
             hint=f"memesearch models pull {spec.id}" + ("" if chosen == spec.sources.onnx.default_dtype else f" --dtype {chosen}"),
         )
-    cls = captioner_class(module, "onnx")
+    cls = families.captioner_class(module, "onnx")
     captioner = cls(model_dir(spec, settings.models_dir), dtype=chosen, threads=_threads(settings), **_image_options(cls, spec))
     captioner.ensure_loaded()
     return Loaded(captioner, chosen, spec.sources.onnx.revision)
@@ -163,7 +93,7 @@ def load_torch(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded
         raise ConfigError(f"model {spec.id!r} has no torch source")
     require("torch", extra="torch", purpose="The PyTorch caption backend")
     require("transformers", extra="torch", purpose="The PyTorch caption backend")
-    cls = captioner_class(family_module("torch_backends", spec.family), "torch")
+    cls = families.captioner_class(families.family_module("torch_backends", spec.family), "torch")
     where, revision = torch_location(spec, settings)
     captioner = cls(where, revision=revision, dtype="fp32", threads=_threads(settings), **_image_options(cls, spec))
     captioner.ensure_loaded()
@@ -240,12 +170,6 @@ LOADERS: dict[str, BackendLoader] = {"onnx": load_onnx, "torch": load_torch, "ap
 # ----------------------------------------------------------------------------- the chain
 
 
-def failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, MemeSearchError):
-        return f"{exc.message} -> {exc.hint}" if exc.hint else exc.message
-    return f"{exc.__class__.__name__}: {exc}"
-
-
 class ChainCaptioner(Captioner):
     """Runs the first backend that loads; falls through on load and run failures."""
 
@@ -267,10 +191,10 @@ class ChainCaptioner(Captioner):
         self.loaders = loaders or LOADERS
         self._opened: dict[str, Loaded] = {}
         self._open_lock = threading.Lock()
-        #: backend -> why it could not be loaded.
-        self.failures: dict[str, str] = {}
+        #: backend -> why it could not be loaded (the exception its loader raised).
+        self.failures: dict[str, BaseException] = {}
         #: backend -> its latest failure while captioning.
-        self.run_failures: dict[str, str] = {}
+        self.run_failures: dict[str, BackendRunError] = {}
         self.active: str | None = None
 
     def _try_load(self, backend: str) -> Loaded | None:
@@ -286,8 +210,8 @@ class ChainCaptioner(Captioner):
         try:
             loaded = self.loaders[backend](self.spec, self.settings, self.requested_dtype if backend == "onnx" else None)
         except Exception as exc:  # any load failure means "try the next backend"
-            self.failures[backend] = failure_reason(exc)
-            log.info("caption model %s: backend %s skipped: %s", self.spec.id, backend, self.failures[backend])
+            self.failures[backend] = exc
+            log.info("caption model %s: backend %s skipped: %s", self.spec.id, backend, failure_reason(exc))
             return None
         self._opened[backend] = loaded
         return loaded
@@ -310,7 +234,8 @@ class ChainCaptioner(Captioner):
 
     def unavailable_error(self) -> ModelUnavailableError:
         reasons = {**self.failures, **self.run_failures}
-        lines = [f"  - {backend}: {reasons.get(backend, 'not tried')}" for backend in self.backends]
+        lines = [f"  - {backend}: {failure_reason(reasons[backend]) if backend in reasons else 'not tried'}"
+                 for backend in self.backends]
         return ModelUnavailableError(
             f"no backend could run caption model {self.spec.id!r}:\n" + "\n".join(lines),
             hint=_fix_hint(self.spec, reasons),
@@ -328,7 +253,7 @@ class ChainCaptioner(Captioner):
                 raise  # the image is the problem, not the backend: another backend would fail too
             except Exception as exc:
                 # Only this call falls through; the backend stays loaded for the next one.
-                self.run_failures[backend] = f"failed while captioning: {failure_reason(exc)}"
+                self.run_failures[backend] = BackendRunError("captioning", exc)
                 log.warning("caption model %s: backend %s failed at run time: %s", self.spec.id, backend, failure_reason(exc))
                 continue
             return [self._wrap(result, backend, loaded) for result in produced]
@@ -354,15 +279,8 @@ class ChainCaptioner(Captioner):
         return self.caption(self.requests_for(images))  # type: ignore[return-value]
 
 
-def _fix_hint(spec: ModelSpec, failures: dict[str, str]) -> str:
-    fixes: list[str] = []
-    for backend, reason in failures.items():
-        if "pip install" in reason:
-            fixes.append(reason.split("-> ", 1)[-1])
-        elif backend == "onnx" and "missing" in reason:
-            fixes.append(f"memesearch models pull {spec.id}")
-        elif backend == "api" and "environment variable" in reason:
-            fixes.append(reason.split("-> ", 1)[-1])
+def _fix_hint(spec: ModelSpec, failures: dict[str, BaseException]) -> str:
+    fixes = [fix for fix in map(user_fix, failures.values()) if fix]
     if not fixes:
         fixes.append(f"memesearch models pull {spec.id}")
     return "; or ".join(dict.fromkeys(fixes))

@@ -11,7 +11,7 @@ Two modes:
   with the PyTorch reference's. This runs offline and proves the runtime code
   without downloading anything. fp32 rows are compared with the fp32 reference,
   int8 rows with the same reference run under an emulation of ONNX Runtime's int8
-  MatMuls (memesearch/ml/tiny/int8_reference.py): against fp32, int8 rounding alone
+  MatMuls (memesearch/ml/families/common/int8_reference.py): against fp32, int8 rounding alone
   flips near-tied greedy tokens of a random model. Equal int8 tokens are the usual
   outcome, not a guarantee (ulp differences in the fp32 ops can flip a rounding, see
   tests/models/test_int8_reference.py), so only fp32 rows count as failed.
@@ -24,21 +24,20 @@ Every row has the same shape (see ``CheckRow``) so the JSON output is stable.
 
 from __future__ import annotations
 
-import importlib
-import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
-
 from memesearch.config import Settings
-from memesearch.errors import require
+from memesearch.ml.availability import availability_problem
 from memesearch.ml.base import CaptionRequest
-from memesearch.ml.chain import LOADERS, Loaded, failure_reason, captioner_class
+from memesearch.ml.chain import LOADERS, Loaded
+from memesearch.ml.check_rows import CheckRow, fixed_image
+from memesearch.ml.failures import failure_reason
+from memesearch.ml import families
+from memesearch.ml.families import captioner_class
 from memesearch.ml.registry import ModelSpec
 
 #: Caption families (token parity).
@@ -46,42 +45,6 @@ FAMILIES = ("smolvlm", "florence2", "moondream")
 #: Every family `models check --tiny` knows, caption and image-text.
 ALL_FAMILIES = (*FAMILIES, "clip")
 CHECK_TOKENS = 16
-
-
-@dataclass
-class CheckRow:
-    model: str
-    family: str
-    backend: str
-    dtype: str
-    available: bool = False
-    loads: bool = False
-    parity: bool | None = None
-    tokens_compared: int = 0
-    ms_per_image: float | None = None
-    error: str | None = None
-    #: clip family: the lowest cosine between these embeddings and the reference's.
-    min_cosine: float | None = None
-
-    @property
-    def failed(self) -> bool:
-        """Something that should work does not: fp32 ONNX must match the reference exactly, and
-        clip embeddings (continuous, so no near-tie flips) must match at every dtype compared."""
-        judged = self.dtype == "fp32" or self.family == "clip"
-        return self.available and (not self.loads or (judged and self.parity is False))
-
-
-def fixed_image(width: int = 96, height: int = 72) -> Image.Image:
-    """The same picture everywhere: a gradient, a block and a line, so features are not flat."""
-    x = np.linspace(0, 255, width, dtype=np.float32)
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    pixels = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)),
-                       np.full((height, width), 96.0)], axis=-1).astype(np.uint8)
-    image = Image.fromarray(pixels, "RGB")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((width // 4, height // 4, width // 2, height // 2), fill=(250, 240, 20))
-    draw.line((0, height - 1, width - 1, 0), fill=(10, 10, 10), width=3)
-    return image
 
 
 def _timed(run: Callable[[], list[int]]) -> tuple[list[int], float]:
@@ -101,7 +64,7 @@ def _compare(row: CheckRow, tokens: list[int], reference: list[int] | None) -> N
 
 
 def _import_family(family: str) -> tuple[object, object, object]:
-    return tuple(importlib.import_module(f"memesearch.ml.{kind}.{family}") for kind in ("tiny", "export", "onnx"))
+    return tuple(families.family_module(kind, family) for kind in ("tiny", "export", "onnx"))
 
 
 def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS) -> list[CheckRow]:
@@ -148,7 +111,7 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
             row.ms_per_image = round(ms, 2)
             expected = reference
             if dtype == "int8":
-                from memesearch.ml.tiny import int8_reference
+                from memesearch.ml.families.common import int8_reference
 
                 expected = int8_reference.reference_generate(family, checkpoint, [image], prompt, tokens)[0]
             _compare(row, list(result_tokens), expected)
@@ -179,43 +142,6 @@ def _backend_variants(spec: ModelSpec) -> list[tuple[str, str | None]]:
     return variants
 
 
-def _availability(spec: ModelSpec, settings: Settings, backend: str, dtype: str | None) -> str | None:
-    """None if the backend could be tried, else why not (cheap: no model is loaded)."""
-    from memesearch.ml import chain
-
-    try:
-        if backend == "onnx":
-            missing = chain.missing_files(spec, settings.models_dir, dtype)
-            if missing:
-                shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-                return f"{len(missing)} file(s) missing ({shown}) -> memesearch models pull {spec.id} --dtype {dtype}"
-        elif backend == "torch":
-            require("torch", extra="torch", purpose="The PyTorch caption backend")
-            require("transformers", extra="torch", purpose="The PyTorch caption backend")
-            chain.family_module("torch_backends", spec.family)
-            chain.torch_location(spec, settings)  # weights local, cached, or the hub reachable
-        elif backend == "api":
-            source = chain.api_source_for(spec, settings)
-            if source.api_key_env and not os.environ.get(source.api_key_env) and source.api_key is None:
-                return f"no API key in {source.api_key_env}"
-    except Exception as exc:  # a missing package, family module or hub: all mean "not available"
-        return failure_reason(exc)
-    return None
-
-
-def would_run(spec: ModelSpec, settings: Settings) -> tuple[str, list[str]]:
-    """The first backend whose packages, files and key are present (without loading it),
-    and the reasons the earlier ones would be skipped."""
-    reasons = []
-    for backend in spec.backends:
-        dtype = spec.sources.onnx.default_dtype if backend == "onnx" and spec.sources.onnx else None
-        problem = _availability(spec, settings, backend, dtype)
-        if problem is None:
-            return (f"{backend} ({dtype})" if dtype else backend), reasons
-        reasons.append(f"{backend}: {problem}")
-    return "none", reasons
-
-
 def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: dict | None = None) -> list[CheckRow]:
     loaders = loaders or LOADERS
     image = fixed_image()
@@ -226,16 +152,16 @@ def check_installed(settings: Settings, *, tokens: int = CHECK_TOKENS, loaders: 
         if spec.is_image_text:
             from memesearch.ml.check_clip import check_installed_clip
 
-            rows.extend(check_installed_clip(spec, settings, _availability))
+            rows.extend(check_installed_clip(spec, settings, availability_problem))
             continue
         references: dict[str, list[int]] = {}
         spec_rows: list[tuple[CheckRow, list[int] | None]] = []
         for backend, dtype in _backend_variants(spec):
             row = CheckRow(spec.id, spec.family, backend, dtype or {"fake": "none", "api": "remote"}.get(backend, "-"))
             spec_rows.append((row, None))
-            problem = _availability(spec, settings, backend, dtype)
+            problem = availability_problem(spec, settings, backend, dtype)
             if problem:
-                row.error = problem
+                row.error = failure_reason(problem)
                 continue
             row.available = True
             if backend == "api":

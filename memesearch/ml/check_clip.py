@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from memesearch.config import Settings
-from memesearch.ml.chain import failure_reason
-from memesearch.ml.check import CheckRow
+from memesearch.ml.check_rows import CheckRow
+from memesearch.ml.failures import failure_reason
 from memesearch.ml.registry import ModelSpec
 
 PARITY_COSINE = 0.9999
@@ -44,10 +44,10 @@ def _compare(row: CheckRow, vectors: np.ndarray, reference: np.ndarray | None, *
 def check_tiny_clip(workdir: Path) -> list[CheckRow]:
     rows = {key: CheckRow("tiny-clip", "clip", *key) for key in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))}
     try:
-        from memesearch.ml.export import clip as export
-        from memesearch.ml.onnx.clip import ClipOnnxEmbedder
-        from memesearch.ml.tiny import clip as tiny
-        from memesearch.ml.tiny import int8_reference
+        from memesearch.ml.families.clip import export
+        from memesearch.ml.families.clip.onnx_backend import ClipOnnxEmbedder
+        from memesearch.ml.families.clip import tiny
+        from memesearch.ml.families.common import int8_reference
     except Exception as exc:  # torch or transformers not installed
         for row in rows.values():
             row.error = f"not available: {failure_reason(exc)}"
@@ -84,9 +84,9 @@ def check_tiny_clip(workdir: Path) -> list[CheckRow]:
 
 def check_installed_clip(spec: ModelSpec, settings: Settings, availability) -> list[CheckRow]:
     """Rows for an installed clip model; ``availability(spec, settings, backend, dtype)`` says why not."""
-    from memesearch.ml.check import fixed_image
+    from memesearch.ml.check_rows import fixed_image
     from memesearch.ml.image_text import OPENERS
-    from memesearch.ml.tiny.clip import CHECK_TEXTS
+    from memesearch.ml.families.clip.tiny import CHECK_TEXTS
 
     images = [fixed_image(), fixed_image(40, 90)]
     variants = [("onnx", d) for d in ("fp32", "int8") if spec.sources.onnx and d in spec.sources.onnx.dtypes]
@@ -98,7 +98,7 @@ def check_installed_clip(spec: ModelSpec, settings: Settings, availability) -> l
         rows.append((row, None))
         problem = availability(spec, settings, backend, dtype)
         if problem:
-            row.error = problem
+            row.error = failure_reason(problem)
             continue
         row.available = True
         try:

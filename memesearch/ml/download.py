@@ -35,7 +35,7 @@ from rich.progress import (
 )
 
 from memesearch.errors import ConfigError, ModelUnavailableError
-from memesearch.ml.chain import model_dir, onnx_dtype, required_files
+from memesearch.ml.model_files import model_dir, onnx_dtype, required_files
 from memesearch.ml.registry import ModelSpec
 
 DEFAULT_ENDPOINT = "https://huggingface.co"

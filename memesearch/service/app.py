@@ -208,7 +208,7 @@ def _guard(func):
         except (InvalidInputError, NotFoundError):
             raise
         except Exception as exc:
-            from memesearch.ml.chain import failure_reason
+            from memesearch.ml.failures import failure_reason
 
             raise ModelFailure(f"model failed: {failure_reason(exc)}") from exc
 

@@ -105,14 +105,14 @@ class ModelPool:
 
 def classify_name(name: str) -> tuple[str, str]:
     """A preload entry: ``ocr``, an embedder name, or a caption model id (``kind:name`` also works)."""
-    from memesearch.ml.embedders import EMBEDDERS
+    from memesearch.ml.factory import TEXT_EMBEDDERS
 
     if ":" in name:
         kind, _, rest = name.partition(":")
         return kind, rest
     if name == OCR_ENGINE_NAME or name == "ocr":
         return "ocr", OCR_ENGINE_NAME
-    if name in EMBEDDERS:
+    if name in TEXT_EMBEDDERS:
         return "embed", name
     return "caption", name
 
@@ -121,14 +121,14 @@ def build_model(settings: Settings, kind: str, name: str) -> tuple[object, str]:
     """Build and load one model; errors propagate (the endpoint turns them into 4xx/500)."""
     threads = settings.threads or None
     if kind == "embed":
-        from memesearch.ml.embedders import EMBEDDERS, get_embedder
+        from memesearch.ml.factory import TEXT_EMBEDDERS, text_embedder
 
-        if name not in EMBEDDERS:
-            raise NotFoundError(f"unknown embedder {name!r}", hint=f"available: {', '.join(sorted(EMBEDDERS))}")
+        if name not in TEXT_EMBEDDERS:
+            raise NotFoundError(f"unknown embedder {name!r}", hint=f"available: {', '.join(sorted(TEXT_EMBEDDERS))}")
 
-        embedder = get_embedder(name, settings.models_dir / name, threads=threads)
+        embedder = text_embedder(name, settings.models_dir / name, threads=threads)
         embedder.ensure_loaded()
-        return embedder, "onnx"
+        return embedder, embedder.backend
     if kind == "ocr":
         if name != OCR_ENGINE_NAME:
             raise NotFoundError(f"unknown OCR engine {name!r} (available: {OCR_ENGINE_NAME})")
@@ -136,9 +136,8 @@ def build_model(settings: Settings, kind: str, name: str) -> tuple[object, str]:
 
         engine = RapidOcrEngine(threads=threads, min_confidence=settings.ocr_min_confidence)
         engine.ensure_loaded()
-        return engine, "onnx"
-    from memesearch.ml.chain import load_captioner
-    from memesearch.ml.registry import get_spec
+        return engine, engine.backend
+    from memesearch.ml.factory import load_captioner
 
-    captioner = load_captioner(get_spec(name, settings.home), settings)
+    captioner = load_captioner(name, settings)
     return captioner, captioner.backend

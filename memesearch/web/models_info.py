@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 
 from memesearch.errors import InvalidInputError
-from memesearch.ml.chain import failure_reason
+from memesearch.ml.failures import failure_reason, first_sentence
 
 _lock = threading.Lock()
 _spec_cache: dict[tuple, list[str]] = {}
@@ -95,7 +95,7 @@ def _run_in_background(background: dict, key: str, work, extras: dict | None = N
         except Exception as exc:  # reported to the page: one sentence first, the rest folded away
             full = failure_reason(exc)
             extra = "\n".join(part for part in (getattr(exc, "details", None), full) if part)
-            update = {"state": "failed", "error": full.split("\n", 1)[0].split(" -> ", 1)[0], "details": extra}
+            update = {"state": "failed", "error": first_sentence(exc), "details": extra}
         else:
             update = {"state": "done", "result": result}
         with _lock:

@@ -17,9 +17,9 @@ pytest.importorskip("transformers")
 from memesearch.errors import InvalidInputError  # noqa: E402
 from memesearch.ml.base import CaptionRequest  # noqa: E402
 from memesearch.ml.caption_batches import batch_size_of, caption_each  # noqa: E402
-from memesearch.ml.export.smolvlm import export  # noqa: E402
-from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner  # noqa: E402
-from memesearch.ml.tiny.smolvlm import TINY_PROMPT, build_tiny_checkpoint  # noqa: E402
+from memesearch.ml.families.smolvlm.export import export  # noqa: E402
+from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner  # noqa: E402
+from memesearch.ml.families.smolvlm.tiny import TINY_PROMPT, build_tiny_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

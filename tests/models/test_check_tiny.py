@@ -13,12 +13,14 @@ from typer.testing import CliRunner  # noqa: E402
 
 from memesearch.cli import app  # noqa: E402
 from memesearch.ml.check import ALL_FAMILIES, FAMILIES, check_tiny_family  # noqa: E402
+from memesearch.ml.families import FAMILY_MODULES  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 def family_present(family: str) -> bool:
-    return all(importlib.util.find_spec(f"memesearch.ml.{kind}.{family}") for kind in ("tiny", "export", "onnx"))
+    return all(importlib.util.find_spec(f"memesearch.ml.families.{family}.{FAMILY_MODULES[kind]}")
+               for kind in ("tiny", "export", "onnx"))
 
 
 def test_check_tiny_json_compares_onnx_with_the_reference(tmp_path, monkeypatch):
@@ -49,7 +51,7 @@ def test_check_tiny_json_compares_onnx_with_the_reference(tmp_path, monkeypatch)
 
 def test_int8_rows_are_compared_with_the_int8_reference(tmp_path, monkeypatch):
     """fp32 rows keep the fp32 reference; int8 rows use int8_reference.reference_generate."""
-    from memesearch.ml.tiny import int8_reference
+    from memesearch.ml.families.common import int8_reference
 
     monkeypatch.setenv("MEMESEARCH_THREADS", "1")
     family = "moondream"  # the quickest tiny family
@@ -69,7 +71,7 @@ def test_int8_rows_are_compared_with_the_int8_reference(tmp_path, monkeypatch):
 def test_a_family_without_code_is_reported_not_fatal(tmp_path):
     rows = check_tiny_family("no-such-family", tmp_path)
     assert [row.available for row in rows] == [False, False, False]
-    assert all("memesearch.ml.tiny.no-such-family" in row.error for row in rows)
+    assert all("memesearch.ml.families.no-such-family.tiny" in row.error for row in rows)
     assert not any(row.failed for row in rows)
 
 
@@ -89,8 +91,8 @@ def test_exported_files_install_with_pull_from_and_caption_through_the_chain(fam
     from PIL import Image
 
     monkeypatch.setenv("MEMESEARCH_THREADS", "1")
-    tiny = importlib.import_module(f"memesearch.ml.tiny.{family}")
-    export = importlib.import_module(f"memesearch.ml.export.{family}")
+    tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
+    export = importlib.import_module(f"memesearch.ml.families.{family}.export")
     model_id, dtype, override = PULL_CASES[family]
     home = tmp_path / "data"
     home.mkdir()
@@ -122,8 +124,8 @@ def test_installed_check_compares_onnx_with_the_torch_backend(tmp_path, monkeypa
     home = tmp_path / "data"
     runner = CliRunner()
     for family, model_id in (("smolvlm", "smolvlm-256m"), ("florence2", "florence-2-base")):
-        tiny = importlib.import_module(f"memesearch.ml.tiny.{family}")
-        export = importlib.import_module(f"memesearch.ml.export.{family}")
+        tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
+        export = importlib.import_module(f"memesearch.ml.families.{family}.export")
         checkpoint = tiny.build_tiny_checkpoint(tmp_path / f"ckpt-{family}")
         exported = export.export(checkpoint, tmp_path / f"onnx-{family}", int8=True)
         for dtype in ("fp32", "int8"):

@@ -2,7 +2,7 @@
 
 Real components throughout: transformers' CLIPImageProcessor / CLIPTokenizer / CLIPModel as
 the references, our exporter, ONNX Runtime, the real CLI. The model is a tiny random CLIP
-(memesearch/ml/tiny/clip.py); the full-size cost is in bench/bench_clip.py.
+(memesearch/ml/families/clip/tiny.py); the full-size cost is in bench/bench_clip.py.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from typer.testing import CliRunner
 from memesearch.cli import app
 from memesearch.config import Settings
 from memesearch.errors import ConfigError, InvalidInputError, ModelUnavailableError
-from memesearch.ml.onnx.clip_preprocess import ImageSettings, preprocess
+from memesearch.ml.families.clip.preprocess import ImageSettings, preprocess
 from memesearch.ml.registry import get_spec, load_registry
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from memesearch.ml.export import clip as export  # noqa: E402
+from memesearch.ml.families.clip import export  # noqa: E402
 from memesearch.ml.image_text import load_image_text_embedder  # noqa: E402
-from memesearch.ml.onnx.clip import ClipOnnxEmbedder, onnx_file  # noqa: E402
-from memesearch.ml.onnx.clip_tokenizer import ClipTokenizer  # noqa: E402
-from memesearch.ml.tiny import clip as tiny  # noqa: E402
-from memesearch.ml.tiny import int8_reference  # noqa: E402
+from memesearch.ml.families.clip.onnx_backend import ClipOnnxEmbedder, onnx_file  # noqa: E402
+from memesearch.ml.families.clip.tokenizer import ClipTokenizer  # noqa: E402
+from memesearch.ml.families.clip import tiny  # noqa: E402
+from memesearch.ml.families.common import int8_reference  # noqa: E402
 
 MODEL_ID = "clip-vit-b-32"
 PARITY = 0.9999

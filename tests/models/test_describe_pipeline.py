@@ -23,7 +23,7 @@ def cli(home, *args):
 
 
 def test_export_install_describe_and_search(tmp_path, shared_models_dir):
-    from memesearch.ml.tiny.smolvlm import build_tiny_checkpoint
+    from memesearch.ml.families.smolvlm.tiny import build_tiny_checkpoint
 
     checkpoint = build_tiny_checkpoint(tmp_path / "ckpt", seed=0)
     cli(tmp_path / "home0", "models", "export", "smolvlm-256m", "--from", str(checkpoint), "--out", str(tmp_path / "onnx"))

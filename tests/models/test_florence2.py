@@ -14,10 +14,10 @@ torch = pytest.importorskip("torch")
 
 from memesearch.errors import InvalidInputError, ModelUnavailableError  # noqa: E402
 from memesearch.ml.base import CaptionRequest  # noqa: E402
-from memesearch.ml.export.florence2 import export  # noqa: E402
-from memesearch.ml.onnx.florence2 import OnnxFlorence2Captioner, required_files  # noqa: E402
-from memesearch.ml.tiny import florence2 as tiny  # noqa: E402
-from memesearch.ml.torch_backends.florence2 import TorchFlorence2Captioner  # noqa: E402
+from memesearch.ml.families.florence2.export import export  # noqa: E402
+from memesearch.ml.families.florence2.onnx_backend import OnnxFlorence2Captioner, required_files  # noqa: E402
+from memesearch.ml.families.florence2 import tiny  # noqa: E402
+from memesearch.ml.families.florence2.torch_backend import TorchFlorence2Captioner  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -222,7 +222,7 @@ def test_onnx_runtime_imports_neither_torch_nor_transformers(exported):
 import sys
 from PIL import Image
 from memesearch.ml.base import CaptionRequest
-from memesearch.ml.onnx.florence2 import OnnxFlorence2Captioner
+from memesearch.ml.families.florence2.onnx_backend import OnnxFlorence2Captioner
 captioner = OnnxFlorence2Captioner({str(exported)!r}, threads=1)
 [result] = captioner.caption([CaptionRequest(image=Image.new("RGB", (40, 30), "red"), prompt="<OCR>", max_new_tokens=6)])
 assert result.token_ids, result

@@ -1,4 +1,4 @@
-"""The int8 torch reference (memesearch/ml/tiny/int8_reference.py) against ONNX Runtime's int8 graphs.
+"""The int8 torch reference (memesearch/ml/families/common/int8_reference.py) against ONNX Runtime's int8 graphs.
 
 Two levels:
 
@@ -29,9 +29,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from memesearch.ml.base import CaptionRequest  # noqa: E402
-from memesearch.ml.chain import captioner_class  # noqa: E402
+from memesearch.ml.families import captioner_class  # noqa: E402
 from memesearch.ml.check import FAMILIES, fixed_image  # noqa: E402
-from memesearch.ml.tiny import int8_reference  # noqa: E402
+from memesearch.ml.families.common import int8_reference  # noqa: E402
 
 SEEDS = range(5)
 TOKENS = 16
@@ -40,7 +40,7 @@ TOKENS = 16
 def _quantised_linear_session(weight: np.ndarray, bias: np.ndarray | None, tmp_path: Path):
     """x @ weight.T (+ bias) as an ONNX MatMul (+ Add), quantised the way our exporters do."""
     from onnx import TensorProto, helper, numpy_helper
-    from memesearch.ml.onnx.quantize import quantize_matmuls
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
     nodes = [helper.make_node("MatMul", ["x", "w"], ["y" if bias is None else "xw"])]
     initializers = [numpy_helper.from_array(np.ascontiguousarray(weight.T), "w")]
@@ -94,7 +94,7 @@ def test_emulation_is_scoped_to_the_context():
 
 
 def _onnx_int8_tokens(family: str, exported: Path, image, prompt: str) -> list[int]:
-    onnx_module = importlib.import_module(f"memesearch.ml.onnx.{family}")
+    onnx_module = importlib.import_module(f"memesearch.ml.families.{family}.onnx_backend")
     captioner = captioner_class(onnx_module, "onnx")(exported, dtype="int8", threads=1)
     request = CaptionRequest(image=image, prompt=prompt, max_new_tokens=TOKENS)
     return list(captioner.caption([request])[0].token_ids)
@@ -104,8 +104,8 @@ def _onnx_int8_tokens(family: str, exported: Path, image, prompt: str) -> list[i
 @pytest.mark.parametrize("family", FAMILIES)
 def test_onnx_int8_tokens_follow_the_int8_reference(family, tmp_path, monkeypatch):
     monkeypatch.setenv("MEMESEARCH_THREADS", "1")
-    tiny = importlib.import_module(f"memesearch.ml.tiny.{family}")
-    export = importlib.import_module(f"memesearch.ml.export.{family}")
+    tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
+    export = importlib.import_module(f"memesearch.ml.families.{family}.export")
     prompt, image = tiny.TINY_PROMPT, fixed_image()
     equal_int8, equal_fp32, emulation_changed_tokens = [], [], False
     for seed in SEEDS:

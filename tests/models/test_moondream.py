@@ -2,7 +2,7 @@
 
 The tiny model's torch modules are exported into a bundle with the real component
 names; the captioner's tokens must equal the greedy tokens computed by the same torch
-modules (memesearch.ml.tiny.moondream.reference_generate) token for token.
+modules (memesearch.ml.families.moondream.tiny.reference_generate) token for token.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memesearch.errors import ConfigError, ModelUnavailableError
+from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest
-from memesearch.ml.export.moondream import write_bundle
-from memesearch.ml.onnx.moondream import OnnxMoondreamCaptioner, read_bundle, required_files
-from memesearch.ml.onnx.moondream_bundle import read_entries
-from memesearch.ml.onnx.moondream_preprocess import choose_grid, make_crops, merge_crop_features
+from memesearch.ml.families.moondream.export import write_bundle
+from memesearch.ml.families.moondream.onnx_backend import OnnxMoondreamCaptioner, read_bundle, required_files
+from memesearch.ml.families.moondream.bundle import read_entries
+from memesearch.ml.families.moondream.preprocess import choose_grid, make_crops, merge_crop_features
 
 pytestmark = pytest.mark.slow
 MAX_NEW = 16
@@ -38,8 +38,8 @@ def _image(width: int, height: int, seed: int) -> Image.Image:
 def tiny(tmp_path_factory):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    from memesearch.ml.export.moondream import export
-    from memesearch.ml.tiny.moondream import build_tiny_checkpoint
+    from memesearch.ml.families.moondream.export import export
+    from memesearch.ml.families.moondream.tiny import build_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("moondream")
     checkpoint = build_tiny_checkpoint(root / "checkpoint", seed=0)
@@ -53,7 +53,7 @@ def captioner(tiny):
 
 
 def _reference(tiny, images, prompt="short", max_new_tokens=MAX_NEW):
-    from memesearch.ml.tiny.moondream import reference_generate
+    from memesearch.ml.families.moondream.tiny import reference_generate
 
     return reference_generate(tiny[0], images, prompt, max_new_tokens)
 
@@ -130,8 +130,8 @@ def test_other_sizes_export_and_match_reference(tmp_path):
     pytest.importorskip("torch")
     import onnx
 
-    from memesearch.ml.export.moondream import export
-    from memesearch.ml.tiny.moondream import TINY, build_checkpoint, reference_generate
+    from memesearch.ml.families.moondream.export import export
+    from memesearch.ml.families.moondream.tiny import TINY, build_checkpoint, reference_generate
 
     cfg = TINY | dict(crop_size=42, vision_layers=3, vision_mlp=64, text_layers=3, text_mlp=80, rotary_dim=6,
                       vocab_size=400)
@@ -154,7 +154,7 @@ def test_decoder_weights_beside_the_bundle_give_the_same_tokens(tiny, captioner,
     """How a graph over protobuf's 2 GiB (the full-size fp32 decoder) is stored and found."""
     import onnx
 
-    from memesearch.ml.export.moondream import gather_external_data
+    from memesearch.ml.families.moondream.export import gather_external_data
 
     entries = read_entries(tiny[1] / "moondream-tiny-fp32.mf")
     split = tmp_path / "split"
@@ -181,7 +181,7 @@ def test_decoder_weights_beside_the_bundle_give_the_same_tokens(tiny, captioner,
 @pytest.mark.parametrize("size", [(300, 200), (1200, 500), (500, 1000), (900, 800), (529, 529)])
 def test_crops_equal_reference_preprocessing(size):
     pytest.importorskip("torch")
-    from memesearch.ml.tiny.moondream import reference_crops
+    from memesearch.ml.families.moondream.tiny import reference_crops
 
     image = _image(*size, seed=sum(size))
     ours, grid = make_crops(image, 378)
@@ -194,7 +194,7 @@ def test_crops_equal_reference_preprocessing(size):
 @pytest.mark.parametrize("grid", [(1, 1), (1, 2), (2, 1), (2, 2)])
 def test_feature_merge_equals_reference(grid):
     torch = pytest.importorskip("torch")
-    from memesearch.ml.tiny.moondream import reference_merge
+    from memesearch.ml.families.moondream.tiny import reference_merge
 
     crops = 1 if grid == (1, 1) else 1 + grid[0] * grid[1]
     features = np.random.default_rng(5).normal(size=(crops, 729, 8)).astype(np.float16)
@@ -268,14 +268,14 @@ def test_missing_bundle_names_what_to_download(tmp_path):
 def test_required_files():
     assert required_files("int8") == ["moondream-0_5b-int8.mf.gz"]
     assert required_files("int4", variant="2b") == ["moondream-2b-int4.mf.gz"]
-    with pytest.raises(ConfigError, match="int8"):
+    with pytest.raises(ModelUnavailableError, match="int8"):  # the type every family raises
         required_files("fp32")
 
 
 # -- torch backend: only its failure can be checked offline ------------------------------
 def test_torch_backend_without_weights_fails_clearly(monkeypatch, tmp_path):
     pytest.importorskip("transformers")
-    from memesearch.ml.torch_backends.moondream import PINNED_REVISION, TorchMoondreamCaptioner
+    from memesearch.ml.families.moondream.torch_backend import PINNED_REVISION, TorchMoondreamCaptioner
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

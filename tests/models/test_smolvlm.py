@@ -22,13 +22,13 @@ transformers = pytest.importorskip("transformers")
 
 from memesearch.errors import ModelUnavailableError  # noqa: E402
 from memesearch.ml.base import CaptionRequest  # noqa: E402
-from memesearch.ml.export.smolvlm import export  # noqa: E402
-from memesearch.ml.onnx.smolvlm import DEFAULT_PROMPT, OnnxSmolVLMCaptioner, required_files  # noqa: E402
-from memesearch.ml.onnx.smolvlm_assets import SmolVLMConfig  # noqa: E402
-from memesearch.ml.onnx.smolvlm_preprocess import preprocess_image  # noqa: E402
-from memesearch.ml.onnx.smolvlm_prompt import chat_prompt, clean_caption, model_prompt  # noqa: E402
-from memesearch.ml.tiny.smolvlm import TINY_PROMPT, build_tiny_checkpoint, reference_generate  # noqa: E402
-from memesearch.ml.torch_backends.smolvlm import TorchSmolVLMCaptioner  # noqa: E402
+from memesearch.ml.families.smolvlm.export import export  # noqa: E402
+from memesearch.ml.families.smolvlm.onnx_backend import DEFAULT_PROMPT, OnnxSmolVLMCaptioner, required_files  # noqa: E402
+from memesearch.ml.families.smolvlm.assets import SmolVLMConfig  # noqa: E402
+from memesearch.ml.families.smolvlm.preprocess import preprocess_image  # noqa: E402
+from memesearch.ml.families.smolvlm.prompt import chat_prompt, clean_caption, model_prompt  # noqa: E402
+from memesearch.ml.families.smolvlm.tiny import TINY_PROMPT, build_tiny_checkpoint, reference_generate  # noqa: E402
+from memesearch.ml.families.smolvlm.torch_backend import TorchSmolVLMCaptioner  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -251,7 +251,7 @@ def test_missing_files_are_listed(onnx_dir, tmp_path):
 def test_onnx_runtime_imports_neither_torch_nor_transformers(onnx_dir):
     code = (
         "import sys; from PIL import Image; from memesearch.ml.base import CaptionRequest;"
-        "from memesearch.ml.onnx.smolvlm import OnnxSmolVLMCaptioner;"
+        "from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner;"
         f"c = OnnxSmolVLMCaptioner({str(onnx_dir)!r}, threads=1);"
         "r = c.caption([CaptionRequest(image=Image.new('RGB', (40, 30)), prompt='hi', max_new_tokens=2)]);"
         "assert len(r[0].token_ids) == 2;"

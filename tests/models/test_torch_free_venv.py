@@ -20,8 +20,8 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 from memesearch.ml.base import CaptionRequest  # noqa: E402
-from memesearch.ml.chain import captioner_class, family_module  # noqa: E402
-from memesearch.ml.check import fixed_image  # noqa: E402
+from memesearch.ml.families import captioner_class, family_module  # noqa: E402
+from memesearch.ml.check_rows import fixed_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILIES = ("smolvlm", "florence2", "moondream")
@@ -32,8 +32,8 @@ SCRIPT = textwrap.dedent(
     import importlib.util, json, sys
     from pathlib import Path
     from memesearch.ml.base import CaptionRequest
-    from memesearch.ml.chain import captioner_class, family_module
-    from memesearch.ml.check import fixed_image
+    from memesearch.ml.families import captioner_class, family_module
+    from memesearch.ml.check_rows import fixed_image
 
     out = {"torch_installed": importlib.util.find_spec("torch") is not None, "tokens": {}}
     for family, (folder, prompt) in json.loads(sys.argv[1]).items():
@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
         captioner = captioner_class(onnx, "onnx")(Path(folder), dtype="fp32", threads=1)
         request = CaptionRequest(image=fixed_image(), prompt=prompt, max_new_tokens=%d)
         out["tokens"][family] = list(captioner.caption([request])[0].token_ids)
-    from memesearch.ml.onnx.clip import ClipOnnxEmbedder
+    from memesearch.ml.families.clip.onnx_backend import ClipOnnxEmbedder
 
     clip = ClipOnnxEmbedder(Path(sys.argv[2]), dtype="int8", threads=1)
     out["clip"] = [clip.embed_images([fixed_image()]).tolist(), clip.embed_texts(["a photo of a cat"]).tolist()]
@@ -97,7 +97,7 @@ def test_onnx_backends_run_without_torch(exported, clip_export, torch_free_pytho
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["torch_installed"] is False and result["torch_imported"] is False
     assert result["tokens"] == here
-    from memesearch.ml.onnx.clip import ClipOnnxEmbedder
+    from memesearch.ml.families.clip.onnx_backend import ClipOnnxEmbedder
 
     clip = ClipOnnxEmbedder(clip_export, dtype="int8", threads=1)
     clip_here = [clip.embed_images([fixed_image()]), clip.embed_texts(["a photo of a cat"])]

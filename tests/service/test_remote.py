@@ -39,9 +39,9 @@ def meme_images(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def local_embedder(shared_models_dir):
-    from memesearch.ml.embedders import get_embedder
+    from memesearch.ml.factory import text_embedder
 
-    embedder = get_embedder("all-minilm-l6-v2", shared_models_dir / "all-minilm-l6-v2", threads=1)
+    embedder = text_embedder("all-minilm-l6-v2", shared_models_dir / "all-minilm-l6-v2", threads=1)
     embedder.ensure_loaded()  # builds the shared ONNX once, before the service reads it
     return embedder
 

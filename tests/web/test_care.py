@@ -229,7 +229,7 @@ def test_saved_endpoint_is_used_by_the_openai_model(web_core):
     from memesearch import saved_settings
     from memesearch.ml.api_backend import ApiCaptioner
     from memesearch.ml.chain import api_source_for
-    from memesearch.ml.check import would_run
+    from memesearch.ml.availability import would_run
     from memesearch.ml.registry import get_spec
 
     spec = get_spec("openai", web_core.settings.home)

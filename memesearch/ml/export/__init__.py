@@ -1,1 +1,0 @@
-"""Exporters that write ONNX files in the layouts our runtime reads."""

@@ -1,0 +1,127 @@
+"""A PyTorch reference of the *int8* ONNX models: emulate ONNX Runtime's dynamic quantisation.
+
+Our int8 graphs are made by ``ml/onnx_runtime/quantize.quantize_matmuls``: ``quantize_dynamic(
+op_types_to_quantize=["MatMul"], weight_type=QInt8, reduce_range=True)`` (per tensor, 7-bit weights). In the int8 graphs of all three tiny
+families every ``nn.Linear`` (exported as MatMul + Add, never Gemm, since their inputs are
+3-D) became ``DynamicQuantizeLinear -> MatMulInteger -> * (scale_a * scale_w) -> + bias``;
+convolutions, embeddings and the attention products between activations stay fp32.
+Inside :func:`emulate_ort_int8` every ``torch.nn.functional.linear`` is computed that way:
+
+* weight: symmetric 7-bit, ``scale = max|W| / 64`` (computed in float64 and stored as
+  float32, like ``quant_utils.compute_scale_zp``), ``q = round_half_even(W / scale)``;
+* activation (ORT's DynamicQuantizeLinear, over the whole input tensor): uint8,
+  range ``[min(x, 0), max(x, 0)]``, ``scale = (max - min) / 255``,
+  ``zp = round(clamp(-min / scale, 0, 255))``, ``q = clamp(round(x / scale) + zp, 0, 255)``;
+* the integer product is exact (float64 holds every partial sum of these sizes), then
+  converted to float32, multiplied by ``scale_a * scale_w`` and the bias added.
+
+The per-tensor activation scale depends on the whole tensor a MatMul sees, so the reference
+must feed each linear the same tensor as the ONNX graph does (same batch, same positions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+INT8_MAX = 127
+UINT8_MAX = 255
+
+
+#: ``quantize_dynamic(reduce_range=True)``: QInt8 weights in [-64, 64] (7 bits).
+WEIGHT_QMAX = 64
+
+
+def quantize_weight(weight: torch.Tensor, *, qmax: int = WEIGHT_QMAX) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values as float32, float32 scale) of ORT's symmetric per-tensor weight quantisation."""
+    weight = weight.float()
+    absmax = weight.abs().max().double()
+    if absmax == 0:  # compute_scale_zp: a zero range gets scale 1
+        return torch.zeros_like(weight), torch.tensor(1.0)
+    scale = (2 * absmax / (2 * qmax)).float()  # dr / dq in float64, stored as float32
+    q = torch.round(weight / scale).clamp(-INT8_MAX - 1, INT8_MAX)
+    return q, scale
+
+
+def quantize_activation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(uint8 values as float32, float32 scale, zero point) of ORT's DynamicQuantizeLinear."""
+    x = x.float()
+    low = torch.clamp(x.min(), max=0.0)
+    high = torch.clamp(x.max(), min=0.0)
+    if high == low:  # an all-zero tensor: ORT uses scale 1, zero point 0
+        return torch.zeros_like(x), torch.tensor(1.0), torch.tensor(0.0)
+    scale = (high - low) / UINT8_MAX
+    zero_point = torch.round(torch.clamp(-low / scale, 0, UINT8_MAX))
+    q = torch.clamp(torch.round(x / scale) + zero_point, 0, UINT8_MAX)
+    return q, scale, zero_point
+
+
+def int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` as ORT computes a dynamically quantised MatMul (+ Add bias)."""
+    q_x, scale_x, zero_point = quantize_activation(x)
+    q_w, scale_w = quantize_weight(weight)
+    accumulated = torch.matmul((q_x - zero_point).double(), q_w.double().t())  # exact integers
+    out = accumulated.float() * (scale_x * scale_w)
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(x.dtype)
+
+
+@contextlib.contextmanager
+def emulate_ort_int8() -> Iterator[None]:
+    """Within the block every ``F.linear`` (so every ``nn.Linear``) is an ORT int8 MatMul."""
+    original = F.linear
+    F.linear = int8_linear
+    try:
+        yield
+    finally:
+        F.linear = original
+
+
+def reference_generate(family: str, checkpoint_dir, images, prompt: str, max_new_tokens: int) -> list[list[int]]:
+    """Greedy tokens of a tiny family's torch reference with every linear emulated as ORT int8."""
+    import importlib
+
+    tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
+    if family == "moondream":
+        # The int8 bundle ships the BOS cache that the export computed once in fp32 torch
+        # (initial_kv_cache.npy, shared with the fp32 bundle): compute it before emulating.
+        reference = tiny.Reference(checkpoint_dir)
+        with emulate_ort_int8():
+            return [reference.generate(image, prompt, max_new_tokens) for image in images]
+    with emulate_ort_int8(), contextlib.ExitStack() as stack:
+        if family == "smolvlm":
+            stack.enter_context(_smolvlm_one_tile_per_run())
+        return tiny.reference_generate(checkpoint_dir, images, prompt, max_new_tokens)
+
+
+@contextlib.contextmanager
+def _smolvlm_one_tile_per_run() -> Iterator[None]:
+    """Run the Idefics3 vision tower + connector on one tile at a time, as our ONNX captioner does
+    (memesearch/ml/families/smolvlm/onnx_backend.py ``_image_features``): in fp32 that equals one batched run, but
+    int8 activation scales are per tensor, so they depend on which tiles share a run."""
+    from transformers.models.idefics3.modeling_idefics3 import Idefics3Model
+
+    original = Idefics3Model.get_image_features
+
+    def get_image_features(self, pixel_values, pixel_attention_mask=None, **kwargs):
+        batch, images = pixel_values.shape[:2]
+        rows = []
+        for b in range(batch):
+            tiles = []
+            for i in range(images):
+                mask = None if pixel_attention_mask is None else pixel_attention_mask[b : b + 1, i : i + 1]
+                output = original(self, pixel_values[b : b + 1, i : i + 1], mask, **kwargs)
+                tiles.extend(output.pooler_output)
+            rows.append(torch.cat(tiles))
+        output.pooler_output = rows  # only the pooled features are used by generation
+        return output
+
+    Idefics3Model.get_image_features = get_image_features
+    try:
+        yield
+    finally:
+        Idefics3Model.get_image_features = original

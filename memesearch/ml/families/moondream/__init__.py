@@ -1,0 +1,1 @@
+"""The moondream model family (see memesearch/ml/families/__init__.py for the file layout)."""

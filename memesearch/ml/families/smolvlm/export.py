@@ -1,0 +1,141 @@
+"""Export a SmolVLM / Idefics3 checkpoint to the community ONNX layout.
+
+Writes ``onnx/vision_encoder.onnx``, ``onnx/embed_tokens.onnx`` and
+``onnx/decoder_model_merged.onnx`` with the input/output names of
+``HuggingFaceTB/SmolVLM-256M-Instruct`` (so :class:`OnnxSmolVLMCaptioner` reads either), copies
+the tokenizer / processor / config files, and with ``int8=True`` adds dynamically quantised
+``*_int8.onnx`` copies. Uses the legacy TorchScript exporter (``dynamo=False``), which needs
+no extra packages.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from memesearch.errors import require
+from memesearch.ml.families.common.export import OPSET, copy_checkpoint_files
+from memesearch.ml.families.smolvlm.assets import ONNX_PARTS, onnx_path
+
+# torch-only module: without torch its import fails here, naming the extra to install.
+require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
+
+
+
+def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
+    """Export ``checkpoint_dir`` (a transformers Idefics3 checkpoint) into ``out_dir``."""
+    torch = require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
+    transformers = require("transformers", extra="export", purpose="Exporting SmolVLM to ONNX")
+    from memesearch.ml.families.smolvlm.export_modules import DecoderExport, EmbedTokensExport, VisionEncoderExport
+
+    checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
+    (out_dir / "onnx").mkdir(parents=True, exist_ok=True)
+    model = transformers.Idefics3ForConditionalGeneration.from_pretrained(
+        checkpoint_dir, attn_implementation="eager", dtype=torch.float32
+    ).eval()
+    config = model.config
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer's notes (shapes baked as constants: the tile size, the pixel-shuffle
+        # grid) are expected for this model and only confuse users.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export_vision(torch, VisionEncoderExport(model), config, out_dir / onnx_path("vision_encoder", "fp32"))
+        _export_embed(torch, EmbedTokensExport(model), out_dir / onnx_path("embed_tokens", "fp32"))
+        _export_decoder(torch, DecoderExport(model), config, out_dir / onnx_path("decoder_model_merged", "fp32"))
+    _copy_support_files(checkpoint_dir, out_dir)
+    if int8:
+        quantize_int8(out_dir)
+    return out_dir
+
+
+def _export_vision(torch, module, config, path: Path) -> None:
+    size = config.vision_config.image_size
+    pixel_values = torch.randn(1, 2, 3, size, size)
+    pixel_mask = torch.ones(1, 2, size, size, dtype=torch.bool)
+    torch.onnx.export(
+        module,
+        (pixel_values, pixel_mask),
+        str(path),
+        input_names=["pixel_values", "pixel_attention_mask"],
+        output_names=["image_features"],
+        dynamic_axes={
+            "pixel_values": {0: "batch_size", 1: "num_images", 3: "height", 4: "width"},
+            "pixel_attention_mask": {0: "batch_size", 1: "num_images", 2: "height", 3: "width"},
+            "image_features": {0: "num_real_images"},
+        },
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
+def _export_embed(torch, module, path: Path) -> None:
+    input_ids = torch.tensor([[1, 2, 3], [3, 2, 1]], dtype=torch.long)
+    torch.onnx.export(
+        module,
+        (input_ids,),
+        str(path),
+        input_names=["input_ids"],
+        output_names=["inputs_embeds"],
+        dynamic_axes={
+            "input_ids": {0: "batch_size", 1: "sequence_length"},
+            "inputs_embeds": {0: "batch_size", 1: "sequence_length"},
+        },
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
+def _export_decoder(torch, module, config, path: Path) -> None:
+    text = config.text_config
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    batch, new_tokens, past_length = 2, 3, 4  # trace with seq > 1 and past > 0: both stay dynamic
+    inputs_embeds = torch.randn(batch, new_tokens, text.hidden_size)
+    attention_mask = torch.ones(batch, past_length + new_tokens, dtype=torch.long)
+    position_ids = torch.arange(past_length, past_length + new_tokens).repeat(batch, 1)
+    past, past_names, present_names, dynamic_axes = [], [], [], {}
+    for layer in range(text.num_hidden_layers):
+        for kind in ("key", "value"):
+            past.append(torch.randn(batch, text.num_key_value_heads, past_length, head_dim))
+            past_names.append(f"past_key_values.{layer}.{kind}")
+            present_names.append(f"present.{layer}.{kind}")
+            dynamic_axes[past_names[-1]] = {0: "batch_size", 2: "past_sequence_length"}
+            dynamic_axes[present_names[-1]] = {0: "batch_size", 2: "total_sequence_length"}
+    dynamic_axes.update(
+        {
+            "inputs_embeds": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+            "position_ids": {0: "batch_size", 1: "sequence_length"},
+            "logits": {0: "batch_size"},  # (batch, 1, vocab): the last position only
+        }
+    )
+    torch.onnx.export(
+        module,
+        (inputs_embeds, attention_mask, position_ids, *past),
+        str(path),
+        input_names=["inputs_embeds", "attention_mask", "position_ids", *past_names],
+        output_names=["logits", *present_names],
+        dynamic_axes=dynamic_axes,
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
+def _copy_support_files(checkpoint_dir: Path, out_dir: Path) -> None:
+    copy_checkpoint_files(checkpoint_dir, out_dir)
+    # transformers >= 5 nests the image processor in processor_config.json; the community
+    # layout (and our runtime's file list) has it as preprocessor_config.json.
+    if not (out_dir / "preprocessor_config.json").is_file():
+        processor = json.loads((checkpoint_dir / "processor_config.json").read_text(encoding="utf-8"))
+        image_processor = dict(processor.get("image_processor", {}))
+        image_processor.setdefault("processor_class", processor.get("processor_class", "Idefics3Processor"))
+        (out_dir / "preprocessor_config.json").write_text(json.dumps(image_processor, indent=2), encoding="utf-8")
+
+
+def quantize_int8(out_dir: Path) -> None:
+    """Write ``*_int8.onnx`` next to each fp32 graph (dynamic quantisation of MatMul weights)."""
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
+
+    for part in ONNX_PARTS:
+        quantize_matmuls(out_dir / onnx_path(part, "fp32"), out_dir / onnx_path(part, "int8"))

@@ -1,1 +1,0 @@
-"""Our own ONNX Runtime generation loops (numpy + onnxruntime, no torch)."""

@@ -1,1 +1,0 @@
-"""PyTorch/transformers fallback backends (optional extra; torch is imported lazily)."""
