@@ -95,6 +95,9 @@ def _read_one(meme_id: int, path: str) -> Outcome:
 class OcrWorkers:
     """A pool of OCR processes; ``read`` yields one Outcome per (meme id, path), in order."""
 
+    #: What a worker runs per meme (a module-level function: spawn pickles it by name).
+    task = staticmethod(_read_one)
+
     def __init__(self, workers: int, *, min_confidence: float, max_megapixels: float) -> None:
         self.workers = workers
         self._init_args = (min_confidence, max_megapixels)
@@ -122,12 +125,17 @@ class OcrWorkers:
         caller may decide what is still worth reading when it is asked for the next one."""
         source = iter(items)
         in_flight: deque[tuple[tuple[int, str], Future]] = deque()
+        upcoming = None  # taken from ``items``, not submitted yet (kept if the pool breaks at submit)
         while True:
             if self._pool is None:
                 self._pool = self._new_pool(self.workers)
             try:
-                while len(in_flight) < 2 * self.workers and (item := next(source, None)) is not None:
-                    in_flight.append((item, self._pool.submit(_read_one, *item)))
+                while len(in_flight) < 2 * self.workers:
+                    upcoming = upcoming or next(source, None)
+                    if upcoming is None:
+                        break
+                    in_flight.append((upcoming, self._pool.submit(self.task, *upcoming)))
+                    upcoming = None
                 if not in_flight:
                     return
                 item, future = in_flight[0]
@@ -146,7 +154,7 @@ class OcrWorkers:
         for meme_id, path in suspects:
             pool = self._new_pool(1)
             try:
-                yield pool.submit(_read_one, meme_id, path).result()
+                yield pool.submit(self.task, meme_id, path).result()
             except BrokenProcessPool:
                 yield Outcome(meme_id, failed=CRASHED)
             finally:

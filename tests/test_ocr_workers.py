@@ -14,7 +14,7 @@ from memesearch.config import Settings
 from memesearch.library.scanner import scan_folder
 from memesearch.ml.fake import FakeEmbedder
 from memesearch.ml.ocr import RapidOcrEngine
-from memesearch.ocr_workers import MIN_MEMES_FOR_WORKERS, worker_count
+from memesearch.ocr_workers import CRASHED, MIN_MEMES_FOR_WORKERS, OcrWorkers, _read_one, worker_count
 from memesearch.pipeline import Pipeline
 from memesearch.store.sqlite import SqliteStore
 from tests.hostile.corpus import hostile_cases
@@ -106,3 +106,29 @@ def test_a_duplicate_is_read_once(tmp_path, memes):
     texts = _texts(tmp_path / "store.db")
     assert texts[str(folder / first)] == texts[str(folder / f"copy-of-{first}")] != ""
     store.close()
+
+
+def _dies_on_marked_files(meme_id: int, path: str):
+    """The real worker task, except that it kills its process (as a native crash in a decoder would)."""
+    if "crash" in Path(path).name:
+        os._exit(11)
+    return _read_one(meme_id, path)
+
+
+class _WorkersThatCrash(OcrWorkers):
+    task = staticmethod(_dies_on_marked_files)
+
+
+def test_a_file_that_kills_its_worker_fails_alone_and_the_others_are_read(tmp_path, memes):
+    source, samples = memes
+    paths = [source / sample.path.name for sample in samples[:5]]
+    crasher = tmp_path / "crash.png"
+    shutil.copy(paths[0], crasher)
+    items = [(i, str(path)) for i, path in enumerate([*paths[:2], crasher, *paths[2:]])]
+    with _WorkersThatCrash(2, min_confidence=0.5, max_megapixels=50) as workers:
+        outcomes = list(workers.read(items))
+    assert [o.meme_id for o in outcomes] == [i for i, _ in items], "one outcome per meme, in order"
+    assert outcomes[2].failed == CRASHED and outcomes[2].result is None
+    others = [o for o in outcomes if o.meme_id != 2]
+    assert all(o.result is not None and o.failed is None for o in others)
+    assert sum(bool(o.result.text) for o in others) >= 3, "the rendered captions are read"
