@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     ocr_enabled: bool = Field(default=True, description="Run OCR while indexing.")
     ocr_min_confidence: float = Field(default=0.5, description="Drop OCR lines below this confidence.")
     threads: int = Field(default=0, description="Inference threads per model; 0 = onnxruntime default.")
+    ocr_workers: int = Field(
+        default=0,
+        description="Processes that read text while indexing (one onnxruntime thread each); 0 = one per core, at most 8.",
+    )
     max_megapixels: float = Field(default=64.0, description="Images larger than this are refused (decompression bombs).")
     max_file_mb: float = Field(default=100.0, description="Files larger than this are refused.")
     thumbnail_px: int = Field(default=320, description="Longest side of generated thumbnails.")

@@ -18,6 +18,8 @@ from memesearch.errors import ImageError, MemeSearchError, ModelUnavailableError
 from memesearch.library.decode import load_rgb, one_line_reason
 from memesearch.library.scanner import mark_unreadable
 from memesearch.ml.base import Embedder, OcrEngine
+from memesearch.ml.ocr import RapidOcrEngine
+from memesearch.ocr_workers import OcrWorkers, worker_count
 from memesearch.store.models import Meme
 from memesearch.store.templates import TemplateStore
 from memesearch.text import content_hash
@@ -67,6 +69,10 @@ class Pipeline:
         if self.ocr is None:
             return report
         pending = self.store.pending("ocr")
+        workers = worker_count(self.settings.ocr_workers, len(pending)) if isinstance(self.ocr, RapidOcrEngine) else 1
+        if workers > 1:
+            self._ocr_in_workers(pending, workers, report, progress)
+            return report
         for position, meme_id in enumerate(pending, start=1):
             meme = self.store.get_meme(meme_id)
             if meme.ocr_engine:  # filled meanwhile by a duplicate with the same bytes
@@ -76,6 +82,42 @@ class Pipeline:
             if progress:
                 progress("ocr", position, len(pending))
         return report
+
+    def _ocr_in_workers(self, pending: list[int], workers: int, report: StageReport,
+                        progress: StageProgress | None) -> None:
+        """The same stage with files read in parallel processes (memesearch.ocr_workers)."""
+        memes: dict[int, Meme] = {}
+
+        def to_read():
+            # Lazily, so that a duplicate queued after its twin is skipped once the twin's text is stored.
+            for meme_id in pending:
+                meme = self.store.get_meme(meme_id)
+                if meme.ocr_engine:
+                    report.skipped += 1
+                    continue
+                memes[meme_id] = meme
+                yield meme_id, meme.path
+
+        ocr = self.ocr
+        with OcrWorkers(workers, min_confidence=ocr.min_confidence, max_megapixels=self.settings.max_megapixels) as pool:
+            for outcome in pool.read(to_read()):
+                meme = memes.pop(outcome.meme_id)
+                if outcome.engine_down:
+                    raise ModelUnavailableError(outcome.engine_down)
+                if outcome.unreadable:
+                    mark_unreadable(self.store, meme, outcome.unreadable)
+                    report.failed.append((meme.id, outcome.unreadable))
+                    log.warning("cannot read %s: %s", meme.path, outcome.unreadable)
+                elif outcome.failed:
+                    self.store.mark_stage(meme.id, "ocr", "failed", outcome.failed)
+                    report.failed.append((meme.id, outcome.failed))
+                    log.warning("OCR failed for %s: %s", meme.path, outcome.failed)
+                else:
+                    self.store.set_ocr(meme.id, outcome.result.text, ocr.engine_id)
+                    TemplateStore(self.store).put_ocr_boxes(meme.id, outcome.result.boxes)
+                    report.done += 1
+                if progress:
+                    progress("ocr", report.done + report.skipped + len(report.failed), len(pending))
 
     def _ocr_one(self, meme: Meme, report: StageReport) -> None:
         """One meme; whatever its file or the OCR engine raises for it is recorded, and the run goes on.
