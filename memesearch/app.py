@@ -55,6 +55,14 @@ class Core:
         return RapidOcrEngine(threads=self.settings.threads or None, min_confidence=self.settings.ocr_min_confidence)
 
     @cached_property
+    def visual(self):
+        """The image-text model of visual search (memesearch.visual.model), or None when it is
+        turned off or not installed: then search works by words only."""
+        from memesearch.visual.model import load_visual_model
+
+        return load_visual_model(self.settings, self.ml_client)
+
+    @cached_property
     def pipeline(self):
         from memesearch.pipeline import Pipeline
 
@@ -64,7 +72,7 @@ class Core:
     def search_engine(self):
         from memesearch.search import SearchEngine
 
-        return SearchEngine(self.store, self.embedder)
+        return SearchEngine(self.store, self.embedder, visual=self.visual)
 
     @cached_property
     def jobs(self):

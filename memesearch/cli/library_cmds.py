@@ -75,8 +75,9 @@ def run_index(core: Core, *, show_progress: bool, captioner=None) -> dict:
         templates = core.pipeline.run_templates(bars.update)
         caption = core.pipeline.run_caption(captioner, progress=bars.update) if captioner else None
         embed = core.pipeline.run_embed(bars.update)
+        image_embed = core.pipeline.run_image_embed(core.visual, bars.update)
     summary = {"folders": summaries, "ocr": ocr.as_dict(), "templates": templates.as_dict(),
-               "embed": embed.as_dict(), "counts": store.counts()}
+               "embed": embed.as_dict(), "image_embed": image_embed, "counts": store.counts()}
     if caption is not None:
         summary["caption"] = caption.as_dict()
     return summary
@@ -97,6 +98,12 @@ def _print_index_summary(summary: dict) -> None:
     ocr, embed = summary["ocr"], summary["embed"]
     console.print(f"OCR: {ocr['done']} read, {len(ocr['failed'])} failed; embeddings: {embed['done']} computed, "
                   f"{embed['skipped']} unchanged")
+    image = summary.get("image_embed") or {}
+    if image.get("model"):
+        console.print(f"image embeddings ({image['model']}): {image['done']} computed, {len(image['failed'])} failed",
+                      highlight=False)
+        if image.get("error"):
+            err_console.print(f"  [yellow]visual search model unavailable[/]: {shown(image['error'])}", highlight=False)
     if "caption" in summary:
         caption = summary["caption"]
         console.print(f"descriptions: {caption['done']} generated, {len(caption['failed'])} failed")

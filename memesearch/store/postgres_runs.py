@@ -136,10 +136,10 @@ class PostgresRunsMixin:
         )
         return [{"meme_id": row["meme_id"], "path": row["path"] or "", "error": row["error"] or ""} for row in rows]
 
-    def vector_hash(self, meme_id: int, model_id: str) -> str | None:
-        """The text hash of one meme's stored vector, if its embed stage is done (else None)."""
+    def vector_hash(self, meme_id: int, model_id: str, *, stage: str = "embed") -> str | None:
+        """The hash of one meme's stored vector, if its ``stage`` is done (else None)."""
         rows = self.query(
-            "SELECT v.text_hash FROM vectors v JOIN stages s ON s.meme_id = v.meme_id AND s.stage = 'embed' "
-            "WHERE v.meme_id = %s AND v.model_id = %s AND s.status = 'done'", (meme_id, model_id),
+            "SELECT v.text_hash FROM vectors v JOIN stages s ON s.meme_id = v.meme_id AND s.stage = %s "
+            "WHERE v.meme_id = %s AND v.model_id = %s AND s.status = 'done'", (stage, meme_id, model_id),
         )
         return rows[0]["text_hash"] if rows else None

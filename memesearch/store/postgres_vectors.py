@@ -83,7 +83,8 @@ class VectorMethods:
         rows = self.query("SELECT meme_id, text_hash FROM vectors WHERE model_id = %s", (model_id,))
         return {row["meme_id"]: row["text_hash"] for row in rows}
 
-    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]]) -> None:
+    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]], *, stage: str = "embed") -> None:
+        """``stage``: the stage these vectors finish (image vectors finish "image_embed", not "embed")."""
         if not items:
             return
         with self.write() as conn:
@@ -94,9 +95,9 @@ class VectorMethods:
                 [(i, model_id, h, int(v.shape[0]), literal(v)) for i, h, v in items],
             )
             conn.execute(
-                "INSERT INTO stages (meme_id, stage, status, updated_at) SELECT id, 'embed', 'done', %s "
+                "INSERT INTO stages (meme_id, stage, status, updated_at) SELECT id, %s, 'done', %s "
                 "FROM unnest(%s::bigint[]) AS id ON CONFLICT (meme_id, stage) DO UPDATE SET status = 'done', "
-                "error = NULL, updated_at = excluded.updated_at", (time.time(), [i for i, _, _ in items]),
+                "error = NULL, updated_at = excluded.updated_at", (stage, time.time(), [i for i, _, _ in items]),
             )
             for dim in {int(v.shape[0]) for _, _, v in items}:
                 ensure_index(conn, model_id, dim)

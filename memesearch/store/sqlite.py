@@ -501,7 +501,8 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
         rows = self.query("SELECT meme_id, text_hash FROM vectors WHERE model_id = ?", (model_id,))
         return {row[0]: row[1] for row in rows}
 
-    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]]) -> None:
+    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]], *, stage: str = "embed") -> None:
+        """``stage``: the stage these vectors finish (image vectors finish "image_embed", not "embed")."""
         with self.write() as conn:
             conn.executemany(
                 "INSERT INTO vectors (meme_id, model_id, text_hash, dim, vector) VALUES (?, ?, ?, ?, ?) "
@@ -510,7 +511,7 @@ class SqliteStore(SqliteRunsMixin, LibraryCareMixin):
                 [(i, model_id, h, int(v.shape[0]), v.astype(np.float32).tobytes()) for i, h, v in items],
             )
             for meme_id, _, _ in items:
-                _set_stage(conn, meme_id, "embed", "done")
+                _set_stage(conn, meme_id, stage, "done")
             _bump_vectors_version(conn)
 
     def ids_needing_vectors(self, model_id: str) -> list[int]:
