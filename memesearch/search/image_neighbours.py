@@ -16,7 +16,7 @@ def image_neighbours(core, image: Image.Image, limit: int) -> list[tuple[int, fl
     visual = core.visual
     if visual is None:
         return None
-    vector = visual.embedder().embed_images([image])[0]
+    vector = visual.embed_images([image])[0]
     ranker = core.search_engine.visual
     if ranker is None:  # an engine built before the model was installed
         from memesearch.search.engine import vector_index

@@ -30,7 +30,7 @@ class VisualRanker:
         self._embed = functools.lru_cache(maxsize=256)(QueryBatcher(self._embed_texts).embed)
 
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
-        return self.visual.embedder().embed_texts(list(texts))
+        return self.visual.embed_texts(texts)
 
     def rank(self, text: str, depth: int, allowed: set[int] | None) -> tuple[list[tuple[int, float]], bool]:
         """(meme id, cosine) at or above the floor, best first, and whether that list is complete."""

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from memesearch.config import Settings
 from memesearch.errors import ConfigError
@@ -19,6 +22,9 @@ log = logging.getLogger(__name__)
 
 #: The stage status name of image embeddings (per meme, like "ocr" and "embed").
 STAGE = "image_embed"
+#: After the model failed to run (not in the ML service, a broken download), it is not asked
+#: again for this long: searches and jobs go on by words instead of paying for each failure.
+RETRY_AFTER_S = 60.0
 #: Used when a spec sets no relevance floor of its own.
 DEFAULT_RELEVANCE_FLOOR = 0.22
 OFF = ("", "none", "off")
@@ -39,10 +45,33 @@ class VisualModel:
     ml_client: object | None = None
     _embedder: object | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _failed: tuple[float, str] | None = field(default=None, repr=False)
 
     @property
     def space(self) -> str:
         return space_of(self.model_id)
+
+    def embed_images(self, images) -> np.ndarray:
+        return self._call("embed_images", list(images))
+
+    def embed_texts(self, texts) -> np.ndarray:
+        return self._call("embed_texts", list(texts))
+
+    def _call(self, method: str, items: list):
+        """One model call; a model that cannot run is remembered for RETRY_AFTER_S."""
+        from memesearch.errors import ModelUnavailableError
+        from memesearch.ml.remote import ServiceUnavailableError
+
+        failed = self._failed
+        if failed is not None and time.monotonic() < failed[0]:
+            raise ModelUnavailableError(failed[1], hint=f"memesearch models pull {self.model_id}")
+        try:
+            return getattr(self.embedder(), method)(items)
+        except ServiceUnavailableError:
+            raise  # the service is down, not the model: callers wait and retry
+        except ModelUnavailableError as exc:
+            self._failed = (time.monotonic() + RETRY_AFTER_S, getattr(exc, "message", None) or str(exc))
+            raise
 
     def embedder(self):
         """``embed_images`` / ``embed_texts`` / ``embed_query``: in-process, or the ML service's."""

@@ -36,7 +36,7 @@ def pending(store, space: str) -> list[int]:
 def embed_meme(store, visual: VisualModel, meme, max_megapixels: float):
     """(id, sha256, vector) of one meme; raises ImageError/OSError for its file, the model's errors for the rest."""
     image = load_rgb(Path(meme.path), max_megapixels)
-    return meme.id, meme.sha256, visual.embedder().embed_images([image])[0]
+    return meme.id, meme.sha256, visual.embed_images([image])[0]
 
 
 def run_image_embed(store, visual: VisualModel | None, max_megapixels: float,
