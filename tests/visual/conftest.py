@@ -49,7 +49,9 @@ def visual_core(home: Path, database_url: str = "", **overrides) -> Core:
     (the model boundary), so these tests need no MiniLM build."""
     settings = Settings(home=home, database_url=database_url, ocr_enabled=False, threads=1, **overrides)
     core = Core(settings)
-    core.__dict__["embedder"] = FakeEmbedder()
+    embedder = FakeEmbedder()
+    embedder.relevance_floor = 0.33  # as MiniLM's: texts sharing no word are no hit
+    core.__dict__["embedder"] = embedder
     return core
 
 
