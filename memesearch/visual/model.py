@@ -59,7 +59,7 @@ class VisualModel:
 
     def _call(self, method: str, items: list):
         """One model call; a model that cannot run is remembered for RETRY_AFTER_S."""
-        from memesearch.errors import ModelUnavailableError
+        from memesearch.errors import ModelUnavailableError, NotFoundError
         from memesearch.ml.remote import ServiceUnavailableError
 
         failed = self._failed
@@ -72,6 +72,12 @@ class VisualModel:
         except ModelUnavailableError as exc:
             self._failed = (time.monotonic() + RETRY_AFTER_S, getattr(exc, "message", None) or str(exc))
             raise
+        except NotFoundError as exc:
+            if self.ml_client is None:
+                raise
+            # The ML service does not know this model id (its models.yml differs): not runnable there.
+            self._failed = (time.monotonic() + RETRY_AFTER_S, f"the ML service cannot run {self.model_id}: {exc}")
+            raise ModelUnavailableError(self._failed[1]) from exc
 
     def embedder(self):
         """``embed_images`` / ``embed_texts`` / ``embed_query``: in-process, or the ML service's."""
