@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from memesearch.config import Settings
-from memesearch.errors import ConfigError
+from memesearch.errors import ConfigError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class VisualModel:
 
     def _call(self, method: str, items: list):
         """One model call; a model that cannot run is remembered for RETRY_AFTER_S."""
-        from memesearch.errors import ModelUnavailableError, NotFoundError
+        from memesearch.errors import ModelUnavailableError
         from memesearch.ml.remote import ServiceUnavailableError
 
         failed = self._failed
@@ -103,7 +103,10 @@ def configured_spec(settings: Settings):
     name = settings.visual_model.strip()
     if name.lower() in OFF:
         return None
-    spec = get_spec(name, settings.home)
+    try:
+        spec = get_spec(name, settings.home)
+    except NotFoundError as exc:
+        raise ConfigError(f"MEMESEARCH_VISUAL_MODEL={name}: {exc.message}", hint=exc.hint) from exc
     if not spec.is_image_text:
         raise ConfigError(
             f"MEMESEARCH_VISUAL_MODEL={name} is a caption model, not an image-text embedding model",

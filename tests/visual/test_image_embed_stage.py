@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from memesearch.cli.library_cmds import run_index
+from memesearch.errors import ConfigError
 from memesearch.library.decode import load_rgb
 from memesearch.library.samples import render_sample_memes
 from memesearch.library.scanner import scan_folder
@@ -154,3 +155,6 @@ def test_visual_search_is_off_when_not_installed_or_turned_off(tmp_path, clip_mo
     install_clip(home, clip_models)
     assert visual_core(home, visual_model="none").visual is None
     assert visual_core(home).visual is not None
+    for wrong, why in (("smolvlm-256m", "caption model"), ("no-such-model", "unknown model")):
+        with pytest.raises(ConfigError, match=why):
+            visual_core(home, visual_model=wrong).visual  # noqa: B018 - a wrong setting is said, not ignored
