@@ -158,20 +158,32 @@ def vector_index(store, model_id: str):
 
 class SearchEngine:
     def __init__(self, store, embedder: Embedder, *, visual=None) -> None:
-        """``visual``: the image-text model (memesearch.visual.model.VisualModel) or None."""
+        """``visual``: the image-text model (memesearch.visual.model.VisualModel), None, or a
+        function returning the current one (a model downloaded while the app runs joins in)."""
         single_threaded_blas()
         self.store = store
         self.embedder = embedder
         self.templates = TemplateStore(store)
         self.vectors = vector_index(store, embedder.model_id)
-        self.visual = None
-        if visual is not None:
-            from memesearch.search.visual import VisualRanker
-
-            self.visual = VisualRanker(store, visual, vector_index(store, visual.space))
+        self._visual_model = visual if callable(visual) else (lambda: visual)
+        self._visual_ranker = None
         # Concurrent searches share one model call; instant search and paging repeat the
         # same query text, so each text is embedded once.
         self._embed_query = functools.lru_cache(maxsize=256)(QueryBatcher(embedder.embed_queries).embed)
+
+    @property
+    def visual(self):
+        """The image side of search (memesearch.search.visual.VisualRanker) for the current visual
+        model, or None when there is none."""
+        model = self._visual_model()
+        if model is None:
+            return None
+        ranker = self._visual_ranker
+        if ranker is None or ranker.visual is not model:
+            from memesearch.search.visual import VisualRanker
+
+            ranker = self._visual_ranker = VisualRanker(self.store, model, vector_index(self.store, model.space))
+        return ranker
 
     def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0,
                siblings: bool = False) -> SearchResult:
@@ -267,8 +279,9 @@ class SearchEngine:
         if mode == "vector":
             return vector, exact
         rankings = [keyword, [meme_id for meme_id, _ in vector]]
-        if self.visual is not None:
-            pictures, pictures_exact = self.visual.rank(parsed.text, depth, allowed)
+        visual = self.visual
+        if visual is not None:
+            pictures, pictures_exact = visual.rank(parsed.text, depth, allowed)
             rankings.append([meme_id for meme_id, _ in pictures])
             exact = exact and pictures_exact
         return rrf_fuse(rankings), exact
@@ -277,7 +290,8 @@ class SearchEngine:
         """Memes made from the same picture first (score 1.0), then the nearest by image vector
         (when a visual search model made them), then by text embedding; the meme itself excluded."""
         found = [(i, 1.0) for i in self.templates.siblings([meme_id]).get(meme_id, [])][:limit]
-        indexes = ([self.visual.images] if self.visual is not None else []) + [self.vectors]
+        visual = self.visual
+        indexes = ([visual.images] if visual is not None else []) + [self.vectors]
         for index in indexes:
             if len(found) >= limit:
                 break

@@ -17,9 +17,4 @@ def image_neighbours(core, image: Image.Image, limit: int) -> list[tuple[int, fl
     if visual is None:
         return None
     vector = visual.embed_images([image])[0]
-    ranker = core.search_engine.visual
-    if ranker is None:  # an engine built before the model was installed
-        from memesearch.search.engine import vector_index
-
-        return vector_index(core.store, visual.space).search(vector, limit)
-    return ranker.images.search(vector, limit)
+    return core.search_engine.visual.images.search(vector, limit)

@@ -146,10 +146,16 @@ def test_switching_models_never_mixes_spaces(tmp_path, clip_models, database_url
     switched.close()
 
 
-def test_visual_search_is_off_when_not_installed_or_turned_off(tmp_path, clip_models):
+def test_visual_search_is_off_when_not_installed_or_turned_off(tmp_path, clip_models, monkeypatch):
+    import memesearch.app
+
     core = visual_core(tmp_path / "bare")
-    assert core.visual is None
+    assert core.visual is None and core.search_engine.visual is None
     assert core.pipeline.run_image_embed(core.visual)["done"] == 0
+    install_clip(tmp_path / "bare", clip_models)  # downloaded while the app runs (the web app's pull)
+    assert core.visual is None  # looked for again only after a while
+    monkeypatch.setattr(memesearch.app, "VISUAL_RECHECK_S", 0.0)
+    assert core.visual is not None and core.search_engine.visual is not None
     core.close()
     home = tmp_path / "data"
     install_clip(home, clip_models)
