@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from memesearch.errors import ImageError, ModelUnavailableError
+from memesearch.errors import ImageError, ModelUnavailableError, NotFoundError
 from memesearch.library.decode import load_rgb, one_line_reason
 from memesearch.library.scanner import mark_unreadable
 from memesearch.visual.model import STAGE, VisualModel
@@ -48,11 +48,23 @@ def run_image_embed(store, visual: VisualModel | None, max_megapixels: float,
         return report
     todo = pending(store, visual.space)
     batch: list = []
+    by_bytes: dict[str, object] = {}  # sha256 -> vector made in this run: duplicates are not embedded twice
     started = time.perf_counter()
     for position, meme_id in enumerate(todo, start=1):
-        meme = store.get_meme(meme_id)
         try:
-            batch.append(embed_meme(store, visual, meme, max_megapixels))
+            meme = store.get_meme(meme_id)
+        except NotFoundError:  # removed while this stage ran
+            continue
+        try:
+            if meme.status != "ok":
+                continue  # went missing meanwhile
+            if meme.sha256 in by_bytes:
+                batch.append((meme.id, meme.sha256, by_bytes[meme.sha256]))
+                report["skipped"] += 1
+            else:
+                batch.append(embed_meme(store, visual, meme, max_megapixels))
+                by_bytes[meme.sha256] = batch[-1][2]
+                report["done"] += 1
         except (ImageError, OSError) as exc:  # the file: an error row, not retried until it changes
             message = getattr(exc, "message", None) or f"cannot read: {getattr(exc, 'strerror', None) or exc}"
             mark_unreadable(store, meme, message)
@@ -67,17 +79,15 @@ def run_image_embed(store, visual: VisualModel | None, max_megapixels: float,
             report["failed"].append({"id": meme_id, "error": message})
             log.warning("image embedding failed for %s: %s", meme.path, message)
         if len(batch) >= SAVE_EVERY:
-            report["done"] += _save(store, visual, batch)
+            _save(store, visual, batch)
         if progress:
             progress(STAGE, position, len(todo))
-    report["done"] += _save(store, visual, batch)
+    _save(store, visual, batch)
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
 
 
-def _save(store, visual: VisualModel, batch: list) -> int:
-    count = len(batch)
+def _save(store, visual: VisualModel, batch: list) -> None:
     if batch:
         store.put_vectors(visual.space, list(batch), stage=STAGE)
         batch.clear()
-    return count

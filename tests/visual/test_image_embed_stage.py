@@ -31,13 +31,16 @@ def test_index_embeds_every_image_once_without_touching_text_vectors(tmp_path, c
     home = tmp_path / "data"
     install_clip(home, clip_models)
     folder = _library(tmp_path, 5)
+    first_file = sorted(p for p in folder.iterdir() if p.is_file())[0]
+    (folder / ("zz-copy" + first_file.suffix)).write_bytes(first_file.read_bytes())  # same bytes, two memes
     core = visual_core(home, database_url)
     core.store.add_folder(str(folder))
     assert core.visual is not None and core.visual.space == space_of(MODEL_ID)
 
     first = run_index(core, show_progress=False)
     ids = core.store.meme_ids()
-    assert first["image_embed"]["done"] == 5 and first["image_embed"]["failed"] == []
+    assert len(ids) == 6 and first["image_embed"]["failed"] == []
+    assert (first["image_embed"]["done"], first["image_embed"]["skipped"]) == (5, 1)  # the copy is not embedded twice
     memes = {meme.id: meme for meme in core.store.get_memes(ids)}
     assert core.store.vector_hashes(core.visual.space) == {i: memes[i].sha256 for i in ids}  # hash = the bytes
     # The stored vector is the model's vector of the decoded file.
@@ -46,7 +49,7 @@ def test_index_embeds_every_image_once_without_touching_text_vectors(tmp_path, c
     assert float(matrix[0] @ fresh) >= 0.9999
     # Text vectors live in their own space and their stage is not marked by image vectors.
     assert core.store.ids_needing_vectors(core.embedder.model_id) == []
-    assert len(core.store.vector_hashes(core.embedder.model_id)) == 5
+    assert len(core.store.vector_hashes(core.embedder.model_id)) == 6
 
     again = run_index(core, show_progress=False)
     assert again["image_embed"]["done"] == 0  # incremental: nothing new
