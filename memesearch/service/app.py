@@ -157,6 +157,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"loaded": pool.loaded(), "ttl_s": pool.ttl_s, "max_concurrency": runner.max_concurrency,
                 "in_flight": runner.in_flight, "rejected": runner.rejected, "memory": _memory(),
                 "default_embed_model": settings.embed_model, "default_caption_model": settings.caption_model,
+                "default_visual_model": settings.visual_model,
                 "ocr_engines": [OCR_ENGINE_NAME]}
 
     @app.post("/v1/embed", dependencies=guarded, summary="Embed texts; vectors are base64 little-endian float32.")

@@ -85,6 +85,9 @@ def test_embed_image_takes_bytes_and_answers_like_the_model_in_process(service_h
             assert refused.status_code == 422 and "image" in refused.text.lower()
         as_json = client.post("/v1/embed-image", json={"path": "/etc/passwd"})
         assert as_json.status_code == 422
+        loaded = client.get("/v1/models").json()
+        assert {"kind": "image_text", "name": MODEL_ID} in [{k: m[k] for k in ("kind", "name")} for m in loaded["loaded"]]
+        assert loaded["default_visual_model"] == MODEL_ID
         unknown = client.post("/v1/embed-image", files={"image": ("m.png", _png(picture), "image/png")},
                               data={"model": "smolvlm-256m"})
         assert unknown.status_code == 404 and "not an image-text" in unknown.text
@@ -111,3 +114,10 @@ def test_the_remote_backend_embeds_images_and_queries_through_the_service(tmp_pa
         core.close()
     finally:
         stop(proc)
+
+
+def test_preloading_names_a_visual_model_by_its_id():
+    from memesearch.service.pool import classify_name
+
+    assert classify_name(MODEL_ID) == ("image_text", MODEL_ID)
+    assert classify_name("smolvlm-256m") == ("caption", "smolvlm-256m")
