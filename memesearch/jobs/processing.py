@@ -161,7 +161,7 @@ class MemeProcessor:
         except ServiceUnavailableError:
             raise  # the item waits for the service like any other stage
         except ModelUnavailableError as exc:
-            log.warning("meme %d: no image vector (%s)", meme.id, reason(exc))
+            log.info("meme %d: no image vector (%s)", meme.id, reason(exc))
             return
         self.model_s += time.perf_counter() - started
         self.core.store.put_vectors(visual.space, [item], stage=STAGE)
