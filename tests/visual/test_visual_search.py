@@ -104,8 +104,12 @@ def test_a_broken_model_leaves_search_to_words(tmp_path, clip_models):
     textual = core.settings.models_dir / "clip-vit-b-32" / "textual"
     for graph in textual.glob("*.onnx"):
         graph.write_bytes(b"truncated download")
+    for graph in (core.settings.models_dir / "clip-vit-b-32" / "visual").glob("*.onnx"):
+        graph.write_bytes(b"truncated download")
     fresh = visual_core(core.settings.home)
     hits = fresh.search_engine.search("blorp", mode="hybrid").hits
     assert [hit.id for hit in hits] == [core.store.meme_ids()[0]]
+    meme = core.store.get_meme(core.store.meme_ids()[0])
+    assert image_neighbours(fresh, load_rgb(Path(meme.path), 64.0), 3) is None  # search by image goes on without it
     core.close()
     fresh.close()
