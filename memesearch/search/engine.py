@@ -14,8 +14,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import logging
-
 import numpy as np
 
 from memesearch.errors import InvalidInputError
@@ -23,8 +21,6 @@ from memesearch.ml.base import Embedder
 from memesearch.search.query import ParsedQuery, parse_query
 from memesearch.search.query_batcher import QueryBatcher
 from memesearch.store.templates import TemplateStore
-
-log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "keyword", "vector")
 # Bounds on what one search may ask for, shared by the CLI and the web API (both name them in their errors).
