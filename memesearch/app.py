@@ -7,6 +7,7 @@ load on first inference, so `memesearch status` stays instant.
 from __future__ import annotations
 
 import threading
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,9 @@ from memesearch.config import Settings
 
 if TYPE_CHECKING:
     from memesearch.store.base import Store
+
+#: How often a missing visual search model is looked for again (files only, no loading).
+VISUAL_RECHECK_S = 30.0
 
 
 class Core:
@@ -57,6 +61,24 @@ class Core:
 
         return RapidOcrEngine(threads=self.settings.threads or None, min_confidence=self.settings.ocr_min_confidence)
 
+    @property
+    def visual(self):
+        """The image-text model of visual search (memesearch.visual.model), or None when it is
+        turned off or not installed: then search works by words only. While it is missing, the
+        answer is re-checked every VISUAL_RECHECK_S, so a model pulled from the web app is used
+        without a restart."""
+        from memesearch.visual.model import load_visual_model
+
+        state = self.__dict__
+        checked = state.get("_visual_checked")
+        if checked is not None and (state["_visual"] is not None or time.monotonic() < checked + VISUAL_RECHECK_S):
+            return state["_visual"]
+        with state.setdefault("_visual_lock", threading.Lock()):
+            if state.get("_visual_checked") == checked:  # not refreshed by another thread meanwhile
+                state["_visual"] = load_visual_model(self.settings, self.ml_client)
+                state["_visual_checked"] = time.monotonic()
+        return state["_visual"]
+
     @cached_property
     def pipeline(self):
         from memesearch.pipeline import Pipeline
@@ -67,7 +89,7 @@ class Core:
     def search_engine(self):
         from memesearch.search import SearchEngine
 
-        return SearchEngine(self.store, self.embedder)
+        return SearchEngine(self.store, self.embedder, visual=lambda: self.visual)
 
     @cached_property
     def jobs(self):

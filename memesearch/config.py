@@ -36,7 +36,11 @@ class Settings(BaseSettings):
     )
     embed_model: str = Field(default="all-minilm-l6-v2", description="Text embedding model.")
     caption_model: str = Field(default="smolvlm-256m", description="Default image-to-text model id.")
-    visual_model: str = Field(default="clip-vit-b-32", description="Image-text embedding model of visual search (family clip).")
+    visual_model: str = Field(
+        default="clip-vit-b-32",
+        description="Image-text embedding model of visual search (family clip). Used only once downloaded "
+                    "(`memesearch models pull clip-vit-b-32`); empty or `none` turns visual search off.",
+    )
     dev: bool = Field(
         default=False,
         description=(

@@ -221,3 +221,9 @@ class Pipeline:
         report.done, report.failed = run_features(self.store, self.settings.max_megapixels, progress)
         report.skipped = run_grouping(self.store, progress)
         return report
+
+    def run_image_embed(self, visual, progress: StageProgress | None = None) -> dict:
+        """Image vectors of the visual search model (memesearch.visual.stage); nothing when visual is None."""
+        from memesearch.visual.stage import run_image_embed
+
+        return run_image_embed(self.store, visual, self.settings.max_megapixels, progress)

@@ -53,6 +53,27 @@ The web Settings page writes `<data dir>/settings.json` (file mode 0600) and
 """
 
 
+VISUAL_SEARCH = """
+## Visual search
+
+`MEMESEARCH_VISUAL_MODEL` (default `clip-vit-b-32`) names the image-text model. It is used
+only once it can run here: after `memesearch models pull clip-vit-b-32` (about 600 MB), or
+with the `[torch]` extra and the transformers weights in the Hugging Face cache, or always when
+`MEMESEARCH_ML_URLS` points at an ML service (the service owns the models; if it cannot run the
+model, visual search pauses for a minute and search goes on by words). Until then nothing
+changes: `index` skips the stage and search ranks by words. Set it to `none` to keep visual
+search off even when the model is downloaded (an unknown id or a caption model is an error).
+
+Once installed, `index` (and index runs in the background) adds one image vector per meme
+(stage `image_embed`, resumable, only new or changed files), stored under the model space
+`image:<model id>`: choosing another model starts a new space and never mixes the two.
+Text searches (hybrid mode) then also rank memes by how well their picture fits the query;
+pictures below the model's `relevance_floor` (models.yml, 0.22 for ViT-B/32; override it in
+`<data dir>/models.yml`) are no hit, so a query no picture is about adds nothing.
+"Similar memes" uses template groups first, then image vectors, then text embeddings.
+"""
+
+
 def render() -> str:
     rows = []
     for name, field in Settings.model_fields.items():
@@ -61,7 +82,7 @@ def render() -> str:
         else:
             default = repr(field.default) if field.default not in ("", None) else "empty"
         rows.append(f"| `MEMESEARCH_{name.upper()}` | {default} | {field.description or ''} |")
-    return HEADER + "\n".join(rows) + "\n" + FOOTER + SAVED_FROM_WEB
+    return HEADER + "\n".join(rows) + "\n" + VISUAL_SEARCH + FOOTER + SAVED_FROM_WEB
 
 
 def main() -> int:

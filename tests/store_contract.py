@@ -160,6 +160,27 @@ class StoreContract:
         ids_y, matrix_y = store.load_vectors("model-y")
         assert list(ids_y) == [a] and matrix_y.shape == (1, 8)  # models never mix
 
+    def test_image_vectors_keep_their_own_space_and_stage(self, store):
+        """Visual search stores image vectors per model space next to text vectors; writing one
+        space never marks another space's stage done, and spaces never mix."""
+        a = add_meme(store, "/m/a.png", "sa")
+        b = add_meme(store, "/m/b.png", "sb")
+        assert store.ids_needing_vectors("text-model") == [a, b]
+        store.put_vectors("image:clip-a", [(a, "sa", np.ones(4, dtype=np.float32))], stage="image_embed")
+        store.put_vectors("image:clip-b", [(a, "sa", np.full(6, 0.5, dtype=np.float32)),
+                                           (b, "sb", np.full(6, 0.5, dtype=np.float32))], stage="image_embed")
+        assert store.ids_needing_vectors("text-model") == [a, b]  # the text stage is not done by images
+        assert store.pending("image_embed") == []
+        assert store.vector_hash(a, "image:clip-a", stage="image_embed") == "sa"
+        assert store.vector_hash(a, "image:clip-a") is None  # the embed stage of a's text is not done
+        store.put_vectors("text-model", [(a, "t1", np.ones(3, dtype=np.float32))])
+        assert store.vector_hash(a, "text-model") == "t1"
+        assert store.vector_hashes("image:clip-a") == {a: "sa"}
+        ids_a, matrix_a = store.load_vectors("image:clip-a")
+        ids_b, matrix_b = store.load_vectors("image:clip-b")
+        assert list(ids_a) == [a] and matrix_a.shape == (1, 4)
+        assert list(ids_b) == [a, b] and matrix_b.shape == (2, 6)
+
     def test_duplicates_share_ocr(self, store):
         a = add_meme(store, "/m/a.png", "same")
         store.set_ocr(a, "shared text", "test-ocr")

@@ -45,6 +45,12 @@ def _print_index_summary(summary: dict) -> None:
     ocr, embed = summary["ocr"], summary["embed"]
     console.print(f"OCR: {ocr['done']} read, {len(ocr['failed'])} failed; embeddings: {embed['done']} computed, "
                   f"{embed['skipped']} unchanged")
+    image = summary.get("image_embed") or {}
+    if image.get("model"):
+        console.print(f"image embeddings ({image['model']}): {image['done']} computed, {len(image['failed'])} failed",
+                      highlight=False)
+        if image.get("error"):
+            err_console.print(f"  [yellow]visual search model unavailable[/]: {shown(image['error'])}", highlight=False)
     if "caption" in summary:
         caption = summary["caption"]
         console.print(f"descriptions: {caption['done']} generated, {len(caption['failed'])} failed")
@@ -137,6 +143,9 @@ def register(app: typer.Typer) -> None:
         counts = core.store.counts()
         data = {"data_dir": str(core.settings.home), "store": core.store.kind, "schema_version": core.store.schema_version,
                 "embed_model": core.settings.embed_model, "counts": counts}
+        visual = core.visual  # None: visual search is off or its model is not downloaded
+        data["visual_model"] = visual.model_id if visual else None
+        data["image_vectors"] = len(core.store.vector_hashes(visual.space)) if visual else 0
         if errors:
             data["errors"] = [{"path": p, "error": e} for p, e in core.store.errors(limit=1000)] + scan_problems(core.store)
         if json_:
@@ -145,6 +154,10 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"memesearch — {shown(core.settings.home)}", show_header=False)
         for key, value in counts.items():
             table.add_row(key, str(value))
+        wanted = core.settings.visual_model.strip()
+        table.add_row("visual search", f"{visual.model_id}: {data['image_vectors']} image vectors" if visual
+                      else f"off (memesearch models pull {wanted})" if wanted.lower() not in ("", "none", "off")
+                      else "off (MEMESEARCH_VISUAL_MODEL)")
         console.print(table)
         for item in data.get("errors", []):
             console.print(f"[yellow]{shown(item['path'])}[/]: {shown(item['error'])}", highlight=False)

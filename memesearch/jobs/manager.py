@@ -234,6 +234,10 @@ class JobManager:
             wanted.update(self.store.pending("ocr"))
         if model:
             wanted.update(self.store.ids_without_description(model))
+        if self.core.visual is not None:
+            from memesearch.visual.stage import pending as image_pending
+
+            wanted.update(image_pending(self.store, self.core.visual.space))
         return sorted(present & wanted)
 
 

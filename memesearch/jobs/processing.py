@@ -31,7 +31,7 @@ BACKOFF_MAX_S = 60.0
 
 def stages_of(kind: str, model: str | None) -> list[str]:
     return {
-        "index": ["ocr", "templates"] + (["caption"] if model else []) + ["embed"],
+        "index": ["ocr", "templates"] + (["caption"] if model else []) + ["embed", "image_embed"],
         "describe": ["caption", "embed"],
         "ocr": ["ocr", "embed"],
         "embed": ["embed"],
@@ -144,3 +144,24 @@ class MemeProcessor:
         vector = embedder.embed([text])[0]
         self.model_s += time.perf_counter() - started
         self.core.store.put_vectors(embedder.model_id, [(meme.id, digest, vector)])
+
+    def _image_embed(self, meme: Meme, run: dict, explicit: bool) -> None:
+        """The visual search model's image vector (memesearch.visual.stage), when one is installed.
+        A model that cannot run fails no meme: the meme stays pending for the next index run."""
+        from memesearch.errors import ModelUnavailableError
+        from memesearch.visual.model import STAGE
+        from memesearch.visual.stage import embed_meme
+
+        visual = self.core.visual
+        if visual is None or self.core.store.vector_hash(meme.id, visual.space, stage=STAGE) == meme.sha256 or not meme.sha256:
+            return  # off, or this meme's bytes have their vector already
+        started = time.perf_counter()
+        try:
+            item = embed_meme(self.core.store, visual, meme, self.core.settings.max_megapixels)
+        except ServiceUnavailableError:
+            raise  # the item waits for the service like any other stage
+        except ModelUnavailableError as exc:
+            log.info("meme %d: no image vector (%s)", meme.id, reason(exc))
+            return
+        self.model_s += time.perf_counter() - started
+        self.core.store.put_vectors(visual.space, [item], stage=STAGE)

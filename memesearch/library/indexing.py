@@ -19,9 +19,9 @@ def _no_progress(stage: str, done: int, total: int | None) -> None:
 
 
 def run_index(core: Core, *, progress: Progress | None = None, captioner=None) -> dict:
-    """Scan every folder, then OCR, group templates, caption (when a captioner is given) and
-    embed what is pending. Returns a JSON-able summary. Incremental: finished work is kept, so an
-    interrupted run resumes where it stopped."""
+    """Scan every folder, then OCR, group templates, caption (when a captioner is given), embed
+    texts and (when a visual search model is installed) pictures: whatever is pending. Returns a
+    JSON-able summary. Incremental: finished work is kept, so an interrupted run resumes."""
     report = progress or _no_progress
     store = core.store
     summaries = []
@@ -37,8 +37,9 @@ def run_index(core: Core, *, progress: Progress | None = None, captioner=None) -
     templates = core.pipeline.run_templates(report)
     caption = core.pipeline.run_caption(captioner, progress=report) if captioner else None
     embed = core.pipeline.run_embed(report)
+    image_embed = core.pipeline.run_image_embed(core.visual, report)
     summary = {"folders": summaries, "ocr": ocr.as_dict(), "templates": templates.as_dict(),
-               "embed": embed.as_dict(), "counts": store.counts()}
+               "embed": embed.as_dict(), "image_embed": image_embed, "counts": store.counts()}
     if caption is not None:
         summary["caption"] = caption.as_dict()
     return summary

@@ -121,6 +121,9 @@ class ModelSpec(_Strict):
     #: Appended to the prompt for other languages; ``{language}`` is replaced.
     language_instruction: str | None = None
     generation: Generation = Field(default_factory=Generation)
+    #: Image-text models only: the least image-text cosine a meme needs to be a search hit
+    #: (below it the picture is not about the query; nonsense finds nothing).
+    relevance_floor: float | None = Field(default=None, ge=-1, le=1)
     backends: list[Backend] = Field(min_length=1)
     sources: Sources = Field(default_factory=Sources)
 

@@ -227,6 +227,40 @@ class RemoteOcrEngine(OcrEngine):
         return OcrResult(text=payload["text"], lines=[(text, conf) for text, conf in payload["lines"]])
 
 
+class RemoteImageTextEmbedder:
+    """Visual search's model in the ML service: images go as bytes to /v1/embed-image, texts to
+    /v1/embed with the model's id. Same surface as ``ml.image_text.ImageTextEmbedder``."""
+
+    backend = "remote"
+
+    def __init__(self, client: ServiceClient, model_id: str) -> None:
+        self.client = client
+        self.model_id = model_id
+        self.dim = 0  # learnt from the first answer
+
+    def _checked(self, payload: dict) -> np.ndarray:
+        if payload["model_id"] != self.model_id:
+            raise ConfigError(f"the ML service embedded with {payload['model_id']!r}, not {self.model_id!r}")
+        self.dim = payload["dim"]
+        return decode_vectors(payload)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        rows = []
+        for image in images:
+            files = {"image": ("image.png", encode_image(image), "image/png")}
+            rows.append(self._checked(self.client.request("POST", "/v1/embed-image", data={"model": self.model_id},
+                                                          files=files)))
+        return np.concatenate(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        payload = self.client.request("POST", "/v1/embed", json={"texts": list(texts), "model": self.model_id,
+                                                                  "mode": "query"})
+        return self._checked(payload)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_texts([text])[0]
+
+
 @dataclass(frozen=True)
 class RemoteSpec:
     """What the pipeline needs of a caption model spec when the model lives in the service."""

@@ -2,7 +2,9 @@
 
 Hybrid search fuses the keyword and vector rankings with reciprocal rank
 fusion (RRF): score = sum over lists of 1 / (k + rank). RRF needs no score
-calibration between BM25 and cosine, which is why it is the default.
+calibration between BM25 and cosine, which is why it is the default. With a
+visual search model installed, a third ranking joins the fusion: the memes'
+image vectors by cosine with the query's text vector (memesearch.search.visual).
 """
 
 from __future__ import annotations
@@ -141,18 +143,39 @@ def single_threaded_blas() -> None:
     threadpool_limits(1, user_api="blas")
 
 
+def vector_index(store, model_id: str):
+    """Stores that search vectors themselves (PostgreSQL) are asked; others get an in-memory matrix."""
+    return (StoreVectorIndex if hasattr(store, "vector_search") else VectorIndex)(store, model_id)
+
+
 class SearchEngine:
-    def __init__(self, store: Store, embedder: Embedder) -> None:
+    def __init__(self, store: Store, embedder: Embedder, *, visual=None) -> None:
+        """``visual``: the image-text model (memesearch.visual.model.VisualModel), None, or a
+        function returning the current one (a model downloaded while the app runs joins in)."""
         single_threaded_blas()
         self.store = store
         self.embedder = embedder
         self.templates = TemplateStore(store)
-        # Stores that search vectors themselves (PostgreSQL) are asked; others get an in-memory matrix.
-        index = StoreVectorIndex if hasattr(store, "vector_search") else VectorIndex
-        self.vectors = index(store, embedder.model_id)
+        self.vectors = vector_index(store, embedder.model_id)
+        self._visual_model = visual if callable(visual) else (lambda: visual)
+        self._visual_ranker = None
         # Concurrent searches share one model call; instant search and paging repeat the
         # same query text, so each text is embedded once.
         self._embed_query = functools.lru_cache(maxsize=256)(QueryBatcher(embedder.embed_queries).embed)
+
+    @property
+    def visual(self):
+        """The image side of search (memesearch.search.visual.VisualRanker) for the current visual
+        model, or None when there is none."""
+        model = self._visual_model()
+        if model is None:
+            return None
+        ranker = self._visual_ranker
+        if ranker is None or ranker.visual is not model:
+            from memesearch.search.visual import VisualRanker
+
+            ranker = self._visual_ranker = VisualRanker(self.store, model, vector_index(self.store, model.space))
+        return ranker
 
     def search(self, query: str, *, mode: str = "hybrid", limit: int = 20, offset: int = 0,
                siblings: bool = False) -> SearchResult:
@@ -247,15 +270,27 @@ class SearchEngine:
             return [(meme_id, 1.0 / (RRF_K + rank)) for rank, meme_id in enumerate(keyword, start=1)], exact
         if mode == "vector":
             return vector, exact
-        return rrf_fuse([keyword, [meme_id for meme_id, _ in vector]]), exact
+        rankings = [keyword, [meme_id for meme_id, _ in vector]]
+        visual = self.visual
+        if visual is not None:
+            pictures, pictures_exact = visual.rank(parsed.text, depth, allowed)
+            rankings.append([meme_id for meme_id, _ in pictures])
+            exact = exact and pictures_exact
+        return rrf_fuse(rankings), exact
 
     def similar(self, meme_id: int, limit: int = 12) -> list[tuple[int, float]]:
-        """Memes made from the same picture first (score 1.0), then the nearest by stored
-        embedding (the meme itself excluded)."""
-        same = [(i, 1.0) for i in self.templates.siblings([meme_id]).get(meme_id, [])][:limit]
-        vector = self.vectors.vector_of(meme_id)
-        if vector is None or len(same) >= limit:
-            return same
-        taken = {meme_id} | {i for i, _ in same}
-        hits = self.vectors.search(vector, limit + len(taken))
-        return same + [(i, s) for i, s in hits if i not in taken][: limit - len(same)]
+        """Memes made from the same picture first (score 1.0), then the nearest by image vector
+        (when a visual search model made them), then by text embedding; the meme itself excluded."""
+        found = [(i, 1.0) for i in self.templates.siblings([meme_id]).get(meme_id, [])][:limit]
+        visual = self.visual
+        indexes = ([visual.images] if visual is not None else []) + [self.vectors]
+        for index in indexes:
+            if len(found) >= limit:
+                break
+            vector = index.vector_of(meme_id)
+            if vector is None:
+                continue
+            taken = {meme_id} | {i for i, _ in found}
+            hits = index.search(vector, limit + len(taken))
+            found += [(i, s) for i, s in hits if i not in taken][: limit - len(found)]
+        return found

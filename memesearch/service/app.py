@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     # With a token, the schema and docs pages are served only to holders of it (routes below).
     public_docs = not settings.ml_token
     app = FastAPI(title="memesearch ML service", version=__version__, lifespan=lifespan,
-                  description="OCR, image descriptions and text embeddings for memesearch.",
+                  description="OCR, image descriptions, text embeddings and image embeddings (visual search) for memesearch.",
                   responses=ERROR_RESPONSES, openapi_url="/openapi.json" if public_docs else None,
                   docs_url="/docs" if public_docs else None, redoc_url="/redoc" if public_docs else None)
     app.state.pool = pool
@@ -169,6 +169,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"loaded": pool.loaded(), "ttl_s": pool.ttl_s, "max_concurrency": runner.max_concurrency,
                 "in_flight": runner.in_flight, "rejected": runner.rejected, "memory": _memory(),
                 "default_embed_model": settings.embed_model, "default_caption_model": settings.caption_model,
+                "default_visual_model": settings.visual_model,
                 "ocr_engines": [OCR_ENGINE_NAME]}
 
     @app.post("/v1/embed", dependencies=guarded, summary="Embed texts; vectors are base64 little-endian float32.")
@@ -177,6 +178,18 @@ def create_app(settings: Settings) -> FastAPI:
             raise InvalidInputError(f"a text is longer than {MAX_TEXT_CHARS} characters")
         name = body.model or settings.embed_model
         vectors, model_id = await runner.run(_guard(_embed), pool, name, body.texts, body.mode)
+        return {"model_id": model_id, "dim": int(vectors.shape[1]), "count": int(vectors.shape[0]),
+                "vectors": base64.b64encode(vectors.astype("<f4").tobytes()).decode()}
+
+    @app.post("/v1/embed-image", dependencies=guarded,
+              summary="Embed an uploaded image with the visual search model; same answer shape as /v1/embed.")
+    async def embed_image(
+        image: Annotated[UploadFile, File(description="Image bytes (JPEG, PNG, WebP, GIF, BMP); never a path.")],
+        model: Annotated[str | None, Form(description="Image-text model id (models.yml); default: visual_model.")] = None,
+    ) -> dict:
+        data = await read_image(image)
+        name = model or settings.visual_model
+        vectors, model_id = await runner.run(_guard(_embed_image), pool, settings, data, name)
         return {"model_id": model_id, "dim": int(vectors.shape[1]), "count": int(vectors.shape[0]),
                 "vectors": base64.b64encode(vectors.astype("<f4").tobytes()).decode()}
 
@@ -215,7 +228,33 @@ def _guard(func):
     return guarded
 
 
+def _image_text_name(settings: Settings, name: str) -> str:
+    """``name`` if it is an image-text model the registry knows, else a 404 saying so."""
+    from memesearch.service.pool import is_image_text_model
+
+    if name.strip().lower() in ("", "none", "off"):
+        raise NotFoundError("visual search is turned off in this service (MEMESEARCH_VISUAL_MODEL)")
+    if not is_image_text_model(name, settings.home):
+        raise NotFoundError(f"{name!r} is not an image-text embedding model", hint="e.g. clip-vit-b-32")
+    return name
+
+
+def _embed_image(pool: ModelPool, settings: Settings, data: bytes, name: str) -> tuple[np.ndarray, str]:
+    name = _image_text_name(settings, name)
+    image = decode_upload(data, settings.max_megapixels)
+    with pool.use("image_text", name) as embedder:
+        return embedder.embed_images([image]), embedder.model_id
+
+
 def _embed(pool: ModelPool, name: str, texts: list[str], mode: str) -> tuple[np.ndarray, str]:
+    from memesearch.ml.factory import TEXT_EMBEDDERS
+    from memesearch.service.pool import is_image_text_model
+
+    if name not in TEXT_EMBEDDERS and is_image_text_model(name, pool.settings.home):
+        # Text queries of visual search: the image-text model's text tower (same space as its images).
+        with pool.use("image_text", name) as embedder:
+            vectors = embedder.embed_texts(texts) if texts else np.zeros((0, embedder.dim), dtype=np.float32)
+            return vectors, embedder.model_id
     with pool.use("embed", name) as embedder:
         if mode == "query":
             vectors = embedder.embed_queries(texts) if texts else np.zeros((0, embedder.dim), dtype=np.float32)

@@ -1,6 +1,6 @@
 """Loaded models of the service: lazy, loaded once under a per-model lock, unloaded when idle.
 
-Keys are ``(kind, name)`` with kind ``embed`` | ``ocr`` | ``caption``. A model in
+Keys are ``(kind, name)`` with kind ``embed`` | ``ocr`` | ``caption`` | ``image_text``. A model in
 use is never unloaded; an idle one is dropped after ``ttl_s`` (0 = never) so a
 service that served a big caption model once does not hold its memory forever.
 """
@@ -19,7 +19,7 @@ from memesearch.errors import InvalidInputError, NotFoundError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("embed", "ocr", "caption")
+KINDS = ("embed", "ocr", "caption", "image_text")
 OCR_ENGINE_NAME = "rapidocr"
 
 
@@ -114,7 +114,20 @@ def classify_name(name: str) -> tuple[str, str]:
         return "ocr", OCR_ENGINE_NAME
     if name in TEXT_EMBEDDERS:
         return "embed", name
+    if is_image_text_model(name):
+        return "image_text", name
     return "caption", name
+
+
+def is_image_text_model(name: str, home=None) -> bool:
+    """Whether ``name`` is a visual search model of the registry (family clip)."""
+    from memesearch.errors import MemeSearchError
+    from memesearch.ml.registry import get_spec
+
+    try:
+        return get_spec(name, home).is_image_text
+    except MemeSearchError:
+        return False
 
 
 def build_model(settings: Settings, kind: str, name: str) -> tuple[object, str]:
@@ -137,6 +150,11 @@ def build_model(settings: Settings, kind: str, name: str) -> tuple[object, str]:
         engine = RapidOcrEngine(threads=threads, min_confidence=settings.ocr_min_confidence)
         engine.ensure_loaded()
         return engine, engine.backend
+    if kind == "image_text":
+        from memesearch.ml.factory import load_image_text_embedder
+
+        embedder = load_image_text_embedder(name, settings)
+        return embedder, embedder.backend
     from memesearch.ml.factory import load_captioner
 
     captioner = load_captioner(name, settings)

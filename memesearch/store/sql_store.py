@@ -342,15 +342,16 @@ class SqlStore(RunsMixin, LibraryCareMixin):
         rows = self._query("SELECT meme_id, text_hash FROM vectors WHERE model_id = ?", (model_id,))
         return {row["meme_id"]: row["text_hash"] for row in rows}
 
-    def vector_hash(self, meme_id: int, model_id: str) -> str | None:
-        """The text hash of one meme's stored vector, if its embed stage is done (else None)."""
+    def vector_hash(self, meme_id: int, model_id: str, *, stage: str = "embed") -> str | None:
+        """The hash of one meme's stored vector, if its ``stage`` is done (else None)."""
         rows = self._query(
-            "SELECT v.text_hash FROM vectors v JOIN stages s ON s.meme_id = v.meme_id AND s.stage = 'embed' "
-            "WHERE v.meme_id = ? AND v.model_id = ? AND s.status = 'done'", (meme_id, model_id),
+            "SELECT v.text_hash FROM vectors v JOIN stages s ON s.meme_id = v.meme_id AND s.stage = ? "
+            "WHERE v.meme_id = ? AND v.model_id = ? AND s.status = 'done'", (stage, meme_id, model_id),
         )
         return rows[0]["text_hash"] if rows else None
 
-    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]]) -> None:
+    def put_vectors(self, model_id: str, items: list[tuple[int, str, np.ndarray]], *, stage: str = "embed") -> None:
+        """``stage``: the stage these vectors finish (image vectors finish "image_embed", not "embed")."""
         if not items:
             return
         dialect = self.dialect
@@ -362,10 +363,10 @@ class SqlStore(RunsMixin, LibraryCareMixin):
                             "dim = excluded.dim, vector = excluded.vector"),
                 [(i, model_id, h, int(v.shape[0]), dialect.vector_param(v)) for i, h, v in items],
             )
-            self._exec(conn, f"INSERT INTO stages (meme_id, stage, status, updated_at) SELECT value, 'embed', 'done', ? "
+            self._exec(conn, f"INSERT INTO stages (meme_id, stage, status, updated_at) SELECT value, ?, 'done', ? "
                              f"FROM {dialect.list_table()} WHERE TRUE ON CONFLICT (meme_id, stage) DO UPDATE SET "
                              "status = 'done', error = NULL, updated_at = excluded.updated_at",
-                       (time.time(), dialect.list_param(i for i, _, _ in items)))
+                       (stage, time.time(), dialect.list_param(i for i, _, _ in items)))
             dialect.vectors_written(conn, model_id, {int(v.shape[0]) for _, _, v in items})
             self._bump_vectors(conn)
 

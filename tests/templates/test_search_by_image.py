@@ -32,7 +32,7 @@ HIT_KEYS = {"id", "path", "score", "ocr_text", "description", "user_description"
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory, shared_models_dir):
-    from memesearch.cli.library_cmds import run_index
+    from memesearch.library.indexing import run_index
 
     root = tmp_path_factory.mktemp("image-search")
     memes = synthetic.render_template_set(root / "memes", templates=3, variants=3, distractors=4, seed=1)
@@ -40,7 +40,7 @@ def library(tmp_path_factory, shared_models_dir):
     render_sample_memes(root / "memes" / "samples", count=6, seed=7)
     core = make_core(root / "data", shared_models_dir, threads=1)
     core.store.add_folder(str(root / "memes"))
-    run_index(core, show_progress=False)
+    run_index(core)
     ids = {Path(row.path).name: row.id for row in core.store.get_memes(core.store.meme_ids())}
     yield core, memes, ids, root
     core.close()
