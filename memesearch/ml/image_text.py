@@ -23,7 +23,8 @@ from PIL import Image
 
 from memesearch.config import Settings
 from memesearch.errors import ConfigError, InvalidInputError, ModelUnavailableError, require
-from memesearch.ml import chain
+from memesearch.ml import chain, model_files
+from memesearch.ml.failures import BackendRunError, failure_reason, user_fix
 from memesearch.ml.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,15 @@ class OpenedBackend:
 def open_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> OpenedBackend:
     from memesearch.ml.families.clip.onnx_backend import ClipOnnxEmbedder
 
-    chosen = chain.onnx_dtype(spec, dtype)
-    missing = chain.missing_files(spec, settings.models_dir, chosen)
+    chosen = model_files.onnx_dtype(spec, dtype)
+    missing = model_files.missing_files(spec, settings.models_dir, chosen)
     if missing:
-        directory = chain.model_dir(spec, settings.models_dir)
-        raise chain.MissingFilesError(
+        directory = model_files.model_dir(spec, settings.models_dir)
+        raise model_files.MissingFilesError(
             f"{len(missing)} file(s) missing in {directory}: {', '.join(missing)}",
             hint=f"memesearch models pull {spec.id}",
         )
-    model = ClipOnnxEmbedder(chain.model_dir(spec, settings.models_dir), dtype=chosen, threads=settings.threads or None)
+    model = ClipOnnxEmbedder(model_files.model_dir(spec, settings.models_dir), dtype=chosen, threads=settings.threads or None)
     model.ensure_loaded()  # config, preprocessing settings and tokenizer; the graphs open on first use
     return OpenedBackend(model, chosen, spec.sources.onnx.revision)
 
@@ -82,8 +83,9 @@ class ImageTextEmbedder:
         self.openers = openers or OPENERS
         self._opened: dict[str, OpenedBackend] = {}
         self._lock = threading.Lock()
-        #: backend -> why it could not be opened, or its latest failure while running.
-        self.failures: dict[str, str] = {}
+        #: backend -> why it could not be opened, or its latest failure while running (exceptions:
+        #: the reason and its fix stay apart until they are shown).
+        self.failures: dict[str, BaseException] = {}
         self.backend: str | None = None
         self.dtype: str | None = None
 
@@ -101,8 +103,8 @@ class ImageTextEmbedder:
             try:
                 opened = self.openers[backend](self.spec, self.settings, self.requested_dtype if backend == "onnx" else None)
             except Exception as exc:  # any failure to open means "try the next backend"
-                self.failures[backend] = chain.failure_reason(exc)
-                log.info("visual model %s: backend %s skipped: %s", self.spec.id, backend, self.failures[backend])
+                self.failures[backend] = exc
+                log.info("visual model %s: backend %s skipped: %s", self.spec.id, backend, failure_reason(exc))
                 return None
             self._opened[backend] = opened
             return opened
@@ -117,10 +119,12 @@ class ImageTextEmbedder:
         raise self.unavailable_error()
 
     def unavailable_error(self) -> ModelUnavailableError:
-        lines = [f"  - {backend}: {self.failures.get(backend, 'not tried')}" for backend in self.backends]
+        lines = [f"  - {backend}: {failure_reason(self.failures[backend]) if backend in self.failures else 'not tried'}"
+                 for backend in self.backends]
+        fixes = [fix for fix in map(user_fix, self.failures.values()) if fix] or [f"memesearch models pull {self.spec.id}"]
         return ModelUnavailableError(
             f"no backend could run visual search model {self.spec.id!r}:\n" + "\n".join(lines),
-            hint=f"memesearch models pull {self.spec.id}",
+            hint="; or ".join(dict.fromkeys(fixes)),
         )
 
     def _run(self, method: str, items: Sequence) -> np.ndarray:
@@ -136,8 +140,8 @@ class ImageTextEmbedder:
             except InvalidInputError:
                 raise  # the input is the problem: another backend would refuse it too
             except Exception as exc:
-                self.failures[backend] = f"failed while running: {chain.failure_reason(exc)}"
-                log.warning("visual model %s: backend %s failed: %s", self.spec.id, backend, self.failures[backend])
+                self.failures[backend] = BackendRunError("embedding", exc)
+                log.warning("visual model %s: backend %s failed: %s", self.spec.id, backend, failure_reason(exc))
                 continue
             self.backend, self.dtype = backend, opened.dtype
             return vectors

@@ -20,6 +20,7 @@ from memesearch.config import Settings
 from memesearch.errors import ConfigError, InvalidInputError, ModelUnavailableError
 from memesearch.ml.families.clip.preprocess import ImageSettings, preprocess
 from memesearch.ml.registry import get_spec, load_registry
+from memesearch.ml.failures import failure_reason
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -292,7 +293,7 @@ def test_falls_back_to_torch_without_onnx_files_and_on_a_corrupt_graph(tiny_expo
     images = tiny.check_images()
 
     embedder = load_image_text_embedder(get_spec(MODEL_ID), settings)
-    assert embedder.backend == "torch" and "missing" in embedder.failures["onnx"]
+    assert embedder.backend == "torch" and "missing" in failure_reason(embedder.failures["onnx"])
     assert cosines(embedder.embed_images(images), reference.embed_images(images)).min() >= PARITY
 
     settings = _pulled_home(tmp_path, exported)
@@ -300,7 +301,7 @@ def test_falls_back_to_torch_without_onnx_files_and_on_a_corrupt_graph(tiny_expo
     embedder = load_image_text_embedder(get_spec(MODEL_ID), settings, dtype="fp32")
     assert embedder.backend == "onnx"
     vectors = embedder.embed_images(images)  # the visual graph fails to open: this call runs on torch
-    assert embedder.backend == "torch" and "cannot load ONNX model" in embedder.failures["onnx"]
+    assert embedder.backend == "torch" and "cannot load ONNX model" in failure_reason(embedder.failures["onnx"])
     assert cosines(vectors, reference.embed_images(images)).min() >= PARITY
 
 
