@@ -36,7 +36,10 @@ def test_sigint_mid_index_then_resume(tmp_path, corpus, shared_models_dir):
     process = subprocess.Popen([*base, "index", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while _ocr_done(home / "memesearch.db") < 3 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
+    assert process.poll() is None, (
+        f"index ended before it could be interrupted ({_ocr_done(home / 'memesearch.db')} memes read were seen): "
+        f"{process.communicate()[1][-2000:]}")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

@@ -29,7 +29,7 @@ load_all_checks()
 ALL_CHECKS = list(CHECKS.get_all())
 # Operations whose schema-valid requests can still be unusable (422) for reasons of content or server state.
 STATE_DEPENDENT = (
-    r"^/v1/(ocr|caption)$",  # the uploaded bytes must be a decodable image
+    r"^/v1/(ocr|caption|embed-image)$",  # the uploaded bytes must be a decodable image
     r"^/api/uploads$",  # same
     r"^/api/search/image$",  # same
     r"^/api/folders$",  # the path must be an existing folder on the server

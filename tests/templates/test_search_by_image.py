@@ -200,9 +200,9 @@ def test_api_search_image(library, server):
         assert len(post(meme.path.read_bytes(), limit=1).json()["hits"]) == 1
         assert post(jpeg_bytes(unrelated_picture())).json()["hits"] == []
         corrupt = post(b"GIF89a broken")
-        assert corrupt.status_code == 422 and "shot.jpg" in corrupt.json()["error"]
+        assert corrupt.status_code == 422 and "shot.jpg" in corrupt.json()["detail"]
         assert post(jpeg_bytes(unrelated_picture()), field="file").status_code == 422  # wrong field: says which
-        assert "'image'" in post(b"x", field="file").json()["error"]
+        assert "'image'" in post(b"x", field="file").json()["detail"]
         assert post(b"\xff" * 2_100_000).status_code == 413
         assert client.post("/api/search/image", json={"image": "x"}, headers=headers).status_code == 422
     # Like every write-shaped request, a POST without the page's CSRF token is refused.

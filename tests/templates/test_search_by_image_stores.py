@@ -47,7 +47,7 @@ def test_search_by_image_on_both_stores(store, tmp_path):
 
     ids = [add(image) for image in images]
     templates.save_grouping(ids, [{ids[0], ids[1]}, {ids[2], ids[3]}])
-    core = SimpleNamespace(store=store, settings=Settings(home=tmp_path / "home"), ocr=None)
+    core = SimpleNamespace(store=store, settings=Settings(home=tmp_path / "home"), ocr=None, visual=None)
 
     def search(data: bytes) -> list[tuple[int, str]]:
         result = search_by_image(core, data, name="q.png", limit=20)
