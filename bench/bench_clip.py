@@ -61,9 +61,10 @@ def build(work: Path) -> Path:
     import torch
     import transformers
 
-    from memesearch.ml.families.clip import export
-    from memesearch.ml.families.clip.onnx_backend import onnx_file, quantize_file
-    from memesearch.ml.families.clip import tiny
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from memesearch.ml.families.clip import export, tiny
+    from memesearch.ml.families.clip.onnx_backend import onnx_file
 
     out = work / "onnx"
     if (out / onnx_file("textual", "int8")).is_file() and (out / "s8" / onnx_file("textual", "int8")).is_file():
@@ -88,7 +89,9 @@ def build(work: Path) -> Path:
         (s8 / name).write_bytes((out / name).read_bytes())
     for tower in ("visual", "textual"):
         (s8 / onnx_file(tower, "fp32")).symlink_to(out / onnx_file(tower, "fp32"))
-        quantize_file(out / onnx_file(tower, "fp32"), s8 / onnx_file(tower, "int8"), reduce_range=False)
+        # 8-bit weights for the comparison row (what the runtime shipped before 7-bit weights).
+        quantize_dynamic(str(out / onnx_file(tower, "fp32")), str(s8 / onnx_file(tower, "int8")),
+                         op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8, reduce_range=False)
     return out
 
 
