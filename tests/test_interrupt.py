@@ -33,7 +33,10 @@ def test_sigint_mid_index_then_resume(tmp_path, corpus, shared_models_dir):
     base = [sys.executable, "-m", "memesearch", "--data-dir", str(home)]
     subprocess.run([*base, "add", str(folder)], check=True, capture_output=True, timeout=60)
 
-    process = subprocess.Popen([*base, "index", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell running this suite in the background
+    # (`.ci/run &`) starts it with SIGINT ignored, and Python keeps an inherited SIG_IGN.
+    process = subprocess.Popen([*base, "index", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while _ocr_done(home / "memesearch.db") < 3 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
