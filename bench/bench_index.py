@@ -96,11 +96,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1, help="runs per row; medians are shown")
     parser.add_argument("--folder", type=Path, help="your own memes instead of rendered ones")
-    parser.add_argument("--models-dir", type=Path, help="an existing memesearch models dir (skips building MiniLM)")
+    parser.add_argument("--models-dir", type=Path, help="an existing memesearch models dir (skips building MiniLM"
+                        " and deriving the int8 text detector inside the timed rows)")
     args = parser.parse_args()
 
     cores = len(os.sched_getaffinity(0))
     print(machine_line())
+    if args.models_dir:  # the int8 text detector is derived once per models dir: not part of any row
+        from memesearch.ml.ocr import RapidOcrEngine
+
+        engine = RapidOcrEngine(threads=1, models_dir=args.models_dir.resolve())
+        engine.ensure_loaded()
+        print(f"OCR text detection: {engine.detector_dtype}")
     with tempfile.TemporaryDirectory() as scratch:
         if args.folder:
             folder, captions = args.folder.resolve(), {}

@@ -59,7 +59,8 @@ class Core:
             return RemoteOcrEngine(self.ml_client)
         from memesearch.ml.ocr import RapidOcrEngine
 
-        return RapidOcrEngine(threads=self.settings.threads or None, min_confidence=self.settings.ocr_min_confidence)
+        return RapidOcrEngine(threads=self.settings.threads or None, min_confidence=self.settings.ocr_min_confidence,
+                              models_dir=self.settings.models_dir)
 
     @property
     def visual(self):

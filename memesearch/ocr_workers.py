@@ -3,7 +3,9 @@
 Text detection and recognition run small convolutions that one thread keeps busy; a
 second intra-op thread mostly waits at barriers. N processes with one thread each
 read N memes at once and use N cores fully (bench/bench_index.py measures both).
-Each worker decodes its own file too, so decoding overlaps with OCR elsewhere.
+Each worker decodes its own file too, so decoding overlaps with OCR elsewhere, and when
+asked computes the meme's template features from the same decoded picture (and the caption
+boxes it just found), so a new file is decoded once for both stages.
 
 The parent keeps every store write: results come back in submission order and are
 recorded one by one, so Ctrl-C or a crash leaves each meme either done or pending.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from memesearch.errors import ImageError, ModelUnavailableError
 from memesearch.ml.base import OcrResult
+from memesearch.templates.record import TemplateFeatures
 
 #: Below this many pending memes, starting workers (a Python process and the two models
 #: each, ~2 s) costs more than it saves: the parent reads them itself.
@@ -45,6 +48,9 @@ class Outcome:
     unreadable: str | None = None  # the file no longer decodes
     failed: str | None = None  # the engine raised on it (or crashed)
     engine_down: str | None = None  # the engine cannot run at all (ModelUnavailableError)
+    #: Template features of the same picture, when asked for and they could be computed
+    #: (else the template stage computes them and records any failure itself).
+    features: TemplateFeatures | None = None
 
 
 def worker_count(requested: int, pending: int) -> int:
@@ -63,16 +69,17 @@ _engine = None
 _max_megapixels = 0.0
 
 
-def _start_worker(min_confidence: float, max_megapixels: float) -> None:
+def _start_worker(min_confidence: float, max_megapixels: float, models_dir: str | None = None) -> None:
     global _engine, _max_megapixels
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     from memesearch.ml.ocr import RapidOcrEngine
 
-    _engine = RapidOcrEngine(threads=1, min_confidence=min_confidence)
+    _engine = RapidOcrEngine(threads=1, min_confidence=min_confidence,
+                             models_dir=Path(models_dir) if models_dir else None)
     _max_megapixels = max_megapixels
 
 
-def _read_one(meme_id: int, path: str) -> Outcome:
+def _read_one(meme_id: int, path: str, with_features: bool = False) -> Outcome:
     from memesearch.library.decode import load_rgb, one_line_reason
 
     try:
@@ -82,11 +89,23 @@ def _read_one(meme_id: int, path: str) -> Outcome:
     except OSError as exc:
         return Outcome(meme_id, unreadable=f"cannot read: {exc.strerror or exc}")
     try:
-        return Outcome(meme_id, result=_engine.read(image))
+        result = _engine.read(image)
     except ModelUnavailableError as exc:  # the parent stops the stage (sent as text: it pickles)
         return Outcome(meme_id, engine_down=exc.message)
     except Exception as exc:  # noqa: BLE001 - one image the engine chokes on is that image's failure
         return Outcome(meme_id, failed=f"OCR failed: {one_line_reason(exc)}")
+    return Outcome(meme_id, result=result, features=template_features(image, result) if with_features else None)
+
+
+def template_features(image, result: OcrResult) -> TemplateFeatures | None:
+    from memesearch.store.templates import stored_boxes
+    from memesearch.templates.features import extract, single_threaded_opencv
+
+    try:
+        with single_threaded_opencv():  # the boxes as stored: the same features as the stage's own
+            return extract(image, stored_boxes(result.boxes))
+    except Exception:  # noqa: BLE001 - the template stage tries this meme again and records why
+        return None
 
 
 # --- parent side -------------------------------------------------------------------------
@@ -98,9 +117,10 @@ class OcrWorkers:
     #: What a worker runs per meme (a module-level function: spawn pickles it by name).
     task = staticmethod(_read_one)
 
-    def __init__(self, workers: int, *, min_confidence: float, max_megapixels: float) -> None:
+    def __init__(self, workers: int, *, min_confidence: float, max_megapixels: float,
+                 models_dir: Path | None = None) -> None:
         self.workers = workers
-        self._init_args = (min_confidence, max_megapixels)
+        self._init_args = (min_confidence, max_megapixels, str(models_dir) if models_dir else None)
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> OcrWorkers:
@@ -120,11 +140,12 @@ class OcrWorkers:
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker, initargs=self._init_args)
 
-    def read(self, items: Iterable[tuple[int, str]]) -> Iterator[Outcome]:
-        """Keep every worker busy with two memes each; ``items`` is consumed lazily, so the
-        caller may decide what is still worth reading when it is asked for the next one."""
+    def read(self, items: Iterable[tuple]) -> Iterator[Outcome]:
+        """Keep every worker busy with two memes each. Items are the task's arguments, (meme id,
+        path[, with_features]); they are consumed lazily, so the caller may decide what is
+        still worth reading when it is asked for the next one."""
         source = iter(items)
-        in_flight: deque[tuple[tuple[int, str], Future]] = deque()
+        in_flight: deque[tuple[tuple, Future]] = deque()
         upcoming = None  # taken from ``items``, not submitted yet (kept if the pool breaks at submit)
         while True:
             if self._pool is None:
@@ -149,13 +170,13 @@ class OcrWorkers:
                 in_flight.clear()
                 yield from self._isolate(suspects)
 
-    def _isolate(self, suspects: list[tuple[int, str]]) -> Iterator[Outcome]:
+    def _isolate(self, suspects: list[tuple]) -> Iterator[Outcome]:
         """Read each meme of a crashed batch alone in its own worker: the one that kills it again fails."""
-        for meme_id, path in suspects:
+        for item in suspects:
             pool = self._new_pool(1)
             try:
-                yield pool.submit(self.task, meme_id, path).result()
+                yield pool.submit(self.task, *item).result()
             except BrokenProcessPool:
-                yield Outcome(meme_id, failed=CRASHED)
+                yield Outcome(item[0], failed=CRASHED)
             finally:
                 pool.shutdown(wait=False, cancel_futures=True)

@@ -19,7 +19,7 @@ from memesearch.library.decode import load_rgb, one_line_reason
 from memesearch.library.scanner import mark_unreadable
 from memesearch.ml.base import Embedder, OcrEngine
 from memesearch.ml.ocr import RapidOcrEngine
-from memesearch.ocr_workers import OcrWorkers, worker_count
+from memesearch.ocr_workers import Outcome, OcrWorkers, template_features, worker_count
 from memesearch.store.models import Meme
 from memesearch.store.templates import TemplateStore
 from memesearch.text import content_hash
@@ -63,6 +63,7 @@ class Pipeline:
         self.settings = settings
         self.ocr = ocr
         self.embedder = embedder
+        self._features_with_ocr = 0  # template features stored by the OCR stage, reported by run_templates
 
     def run_ocr(self, progress: StageProgress | None = None) -> StageReport:
         report = StageReport("ocr")
@@ -87,6 +88,7 @@ class Pipeline:
                         progress: StageProgress | None) -> None:
         """The same stage with files read in parallel processes (memesearch.ocr_workers)."""
         memes: dict[int, Meme] = {}
+        templates = TemplateStore(self.store)
 
         def to_read():
             # Lazily, so that a duplicate queued after its twin is skipped once the twin's text is stored.
@@ -96,10 +98,11 @@ class Pipeline:
                     report.skipped += 1
                     continue
                 memes[meme_id] = meme
-                yield meme_id, meme.path
+                yield meme_id, meme.path, templates.needs_features(meme_id)
 
         ocr = self.ocr
-        with OcrWorkers(workers, min_confidence=ocr.min_confidence, max_megapixels=self.settings.max_megapixels) as pool:
+        with OcrWorkers(workers, min_confidence=ocr.min_confidence, max_megapixels=self.settings.max_megapixels,
+                        models_dir=ocr.models_dir) as pool:
             for outcome in pool.read(to_read()):
                 meme = memes.pop(outcome.meme_id)
                 if outcome.engine_down:
@@ -113,8 +116,7 @@ class Pipeline:
                     report.failed.append((meme.id, outcome.failed))
                     log.warning("OCR failed for %s: %s", meme.path, outcome.failed)
                 else:
-                    self.store.set_ocr(meme.id, outcome.result.text, ocr.engine_id)
-                    TemplateStore(self.store).put_ocr_boxes(meme.id, outcome.result.boxes)
+                    self._store_read(meme.id, outcome)
                     report.done += 1
                 if progress:
                     progress("ocr", report.done + report.skipped + len(report.failed), len(pending))
@@ -140,9 +142,20 @@ class Pipeline:
             report.failed.append((meme.id, message))
             log.warning("OCR failed for %s: %s", meme.path, message)
             return
-        self.store.set_ocr(meme.id, result.text, self.ocr.engine_id)
-        TemplateStore(self.store).put_ocr_boxes(meme.id, result.boxes)
+        templates = TemplateStore(self.store)
+        features = template_features(image, result) if templates.needs_features(meme.id) else None
+        self._store_read(meme.id, Outcome(meme.id, result=result, features=features))
         report.done += 1
+
+    def _store_read(self, meme_id: int, outcome: Outcome) -> None:
+        """A meme's text and caption boxes, and its template features when they came with them
+        (computed from the same decoded picture: the template stage then skips it)."""
+        templates = TemplateStore(self.store)
+        self.store.set_ocr(meme_id, outcome.result.text, self.ocr.engine_id)
+        templates.put_ocr_boxes(meme_id, outcome.result.boxes)
+        if outcome.features is not None:
+            templates.put_features(meme_id, outcome.features)
+            self._features_with_ocr += 1
 
     def run_caption(self, captioner, meme_ids: list[int] | None = None, progress: StageProgress | None = None) -> StageReport:
         """Describe memes with a loaded ChainCaptioner (memesearch.ml.chain): by default every
@@ -219,6 +232,8 @@ class Pipeline:
 
         report = StageReport("templates")
         report.done, report.failed = run_features(self.store, self.settings.max_megapixels, progress)
+        report.done += self._features_with_ocr
+        self._features_with_ocr = 0
         report.skipped = run_grouping(self.store, progress)
         return report
 

@@ -147,7 +147,8 @@ def build_model(settings: Settings, kind: str, name: str) -> tuple[object, str]:
             raise NotFoundError(f"unknown OCR engine {name!r} (available: {OCR_ENGINE_NAME})")
         from memesearch.ml.ocr import RapidOcrEngine
 
-        engine = RapidOcrEngine(threads=threads, min_confidence=settings.ocr_min_confidence)
+        engine = RapidOcrEngine(threads=threads, min_confidence=settings.ocr_min_confidence,
+                                models_dir=settings.models_dir)
         engine.ensure_loaded()
         return engine, engine.backend
     if kind == "image_text":

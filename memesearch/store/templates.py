@@ -22,6 +22,11 @@ STAGE = "templates"
 MAX_NAME = 80
 
 
+def stored_boxes(boxes: list[tuple[float, float, float, float]]) -> list[list[float]]:
+    """Caption boxes as they are stored (4 decimals), which the template stage reads back."""
+    return [[round(v, 4) for v in box] for box in boxes]
+
+
 class TemplateStore:
     def __init__(self, store) -> None:
         self.store = store
@@ -35,7 +40,7 @@ class TemplateStore:
 
     # -- OCR boxes (written by the OCR stage, read by the features stage) ----------------
     def put_ocr_boxes(self, meme_id: int, boxes: list[tuple[float, float, float, float]]) -> None:
-        encoded = json.dumps([[round(v, 4) for v in box] for box in boxes])
+        encoded = json.dumps(stored_boxes(boxes))
         with self.store.write() as conn:
             conn.execute(self._sql("UPDATE memes SET ocr_boxes = ? WHERE id = ?"), (encoded, meme_id))
 

@@ -12,6 +12,10 @@ exact too but ran 1.6× slower (CLIP, bench/bench_clip.py).
 
 from __future__ import annotations
 
+import fcntl
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 REDUCE_RANGE = True
@@ -23,3 +27,30 @@ def quantize_matmuls(source: Path | str, target: Path | str) -> None:
 
     quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
                      reduce_range=REDUCE_RANGE)
+
+
+def write_atomically(target: Path, write: Callable[[str], None]) -> Path:
+    """Run ``write(partial path)`` next to ``target``, then move it into place: a reader never
+    sees half a graph, and a failed write leaves nothing behind."""
+    fd, partial = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    try:
+        write(partial)
+        os.chmod(partial, 0o644)
+        os.replace(partial, target)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    return target
+
+
+def derive_once(target: Path, write: Callable[[str], None]) -> Path:
+    """``target``, written by ``write`` (atomically) unless it exists; a second process wanting it
+    meanwhile waits for the first one's file instead of writing its own."""
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            write_atomically(target, write)
+    return target

@@ -12,11 +12,9 @@ fp32 graphs once (``*_int8.onnx`` next to them, written atomically) and reuses t
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +26,7 @@ from memesearch.errors import InvalidInputError, ModelUnavailableError
 from memesearch.ml.base import LazyModel
 from memesearch.ml.families.clip.preprocess import PREPROCESS_FILE, ImageSettings, preprocess
 from memesearch.ml.families.clip.tokenizer import DEFAULT_CONTEXT_LENGTH, ClipTokenizer
+from memesearch.ml.onnx_runtime.quantize import derive_once
 from memesearch.ml.onnx_runtime.session import open_session
 
 log = logging.getLogger(__name__)
@@ -51,20 +50,20 @@ def required_files(dtype: str) -> list[str]:
 
 def quantize_file(source: Path, target: Path) -> Path:
     """Dynamic int8 MatMuls (7-bit weights: ml/onnx_runtime/quantize.py), written atomically."""
+    from memesearch.ml.onnx_runtime.quantize import write_atomically
+
+    return write_atomically(target, lambda partial: _quantize_quietly(source, partial))
+
+
+def _quantize_quietly(source: Path, target: str) -> None:
     from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
-    fd, partial = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
-    os.close(fd)
     root = logging.getLogger()
     root.addFilter(_quantizer_advice)
     try:
-        quantize_matmuls(source, partial)
-        os.chmod(partial, 0o644)
-        os.replace(partial, target)
+        quantize_matmuls(source, target)
     finally:
         root.removeFilter(_quantizer_advice)
-        Path(partial).unlink(missing_ok=True)
-    return target
 
 
 def _quantizer_advice(record: logging.LogRecord) -> bool:
@@ -81,11 +80,8 @@ def ensure_int8(model_dir: Path, tower: str) -> Path:
     if not source.is_file():
         raise ModelUnavailableError(f"ONNX file not found: {source}", hint="memesearch models pull clip-vit-b-32")
     try:
-        with open(target.with_name(target.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's file
-            if not target.is_file():
-                log.info("quantising %s to int8 (once)", source)
-                quantize_file(source, target)
+        log.info("quantising %s to int8 (once)", source)
+        derive_once(target, lambda partial: _quantize_quietly(source, partial))  # one process at a time
     except OSError as exc:  # a read-only models folder
         raise ModelUnavailableError(
             f"cannot write the int8 graph {target}: {exc}",

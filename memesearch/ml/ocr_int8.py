@@ -1,0 +1,75 @@
+"""An int8 text detector made from rapidocr's bundled fp32 one, once, on this machine.
+
+Detection is ~40 % of OCR time. Static int8 (QDQ: int8 convolutions with activation ranges
+measured beforehand) costs ~30 % less CPU per detection than fp32 with the same word recall
+on the rendered memes (bench/bench_ocr.py; docs/BENCHMARKS.md, "Issue 16: index
+throughput"). Nothing is downloaded: the ranges are calibrated on sample memes rendered
+here with a fixed seed, and the graph is cached in the models folder under a name carrying
+the fp32 file's hash, so a new rapidocr model is quantised again. Weights are per-channel
+with 7 bits (``REDUCE_RANGE``: exact on CPUs without VNNI, see quantize.py).
+
+The recogniser stays fp32: int8 recognition lost 1-5 points of word recall on the same memes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from memesearch.ml.onnx_runtime.quantize import REDUCE_RANGE, derive_once
+
+log = logging.getLogger(__name__)
+
+#: Sample memes whose detector inputs set the activation ranges (a fixed seed: same graph every time).
+CALIBRATION_MEMES = 24
+CALIBRATION_SEED = 5
+#: Part of the cached file's name: bump it when the recipe below changes, so old graphs are not reused.
+RECIPE = 1
+#: QDQ with per-channel weight scales needs DequantizeLinear's ``axis`` (opset 13).
+OPSET = 13
+
+
+def int8_detector(source: Path, models_dir: Path, prepare) -> Path:
+    """The int8 graph of the detector ``source``, derived once into ``models_dir/ocr``.
+    ``prepare(image)`` turns a PIL image into the detector's input, as reading does."""
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    target = models_dir / "ocr" / f"{source.stem}.{digest}.int8-r{RECIPE}.onnx"
+    if not target.is_file():
+        log.info("quantising the OCR detector %s to int8 (once)", source.name)
+    return derive_once(target, lambda partial: quantize_detector(source, partial, prepare))
+
+
+def quantize_detector(source: Path, target: str, prepare) -> None:
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Inputs(CalibrationDataReader):
+        def __init__(self, tensors: list[np.ndarray]) -> None:
+            self._tensors = iter(tensors)
+
+        def get_next(self):
+            tensor = next(self._tensors, None)
+            return None if tensor is None else {"x": tensor}
+
+    with tempfile.TemporaryDirectory() as scratch:
+        upgraded, prepared = Path(scratch) / "det13.onnx", Path(scratch) / "prepared.onnx"
+        onnx.save(version_converter.convert_version(onnx.load(str(source)), OPSET), str(upgraded))
+        # Batch norms folded into their convolutions first: fewer tensors to quantise (0.9x CPU).
+        quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), target, Inputs(_calibration_inputs(Path(scratch), prepare)),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, reduce_range=REDUCE_RANGE, calibrate_method=CalibrationMethod.MinMax)
+
+
+def _calibration_inputs(folder: Path, prepare) -> list[np.ndarray]:
+    from memesearch.library.decode import load_rgb
+    from memesearch.library.samples import render_sample_memes
+
+    memes = render_sample_memes(folder / "memes", count=CALIBRATION_MEMES, seed=CALIBRATION_SEED)
+    return [prepare(load_rgb(meme.path, max_megapixels=50)) for meme in memes]
