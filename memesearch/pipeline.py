@@ -19,7 +19,7 @@ from memesearch.library.decode import load_rgb, one_line_reason
 from memesearch.library.scanner import mark_unreadable
 from memesearch.ml.base import Embedder, OcrEngine
 from memesearch.ml.ocr import RapidOcrEngine
-from memesearch.ocr_workers import Outcome, OcrWorkers, template_features, worker_count
+from memesearch.ocr_workers import OcrWorkers, Outcome, template_features, worker_count
 from memesearch.store.models import Meme
 from memesearch.store.templates import TemplateStore
 from memesearch.text import content_hash

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memesearch.config import Settings
@@ -132,3 +133,29 @@ def test_a_file_that_kills_its_worker_fails_alone_and_the_others_are_read(tmp_pa
     others = [o for o in outcomes if o.meme_id != 2]
     assert all(o.result is not None and o.failed is None for o in others)
     assert sum(bool(o.result.text) for o in others) >= 3, "the rendered captions are read"
+
+
+def test_template_features_come_from_the_worker_s_decode_and_equal_the_stage_s_own(tmp_path, memes):
+    from memesearch.library.decode import load_rgb
+    from memesearch.store.templates import TemplateStore
+    from memesearch.templates.features import extract
+
+    source, samples = memes
+    store, settings = _library(tmp_path, source, ocr_workers=2)
+    pipeline = Pipeline(store, settings, ocr=RapidOcrEngine(), embedder=FakeEmbedder())
+    assert pipeline.run_ocr().done == len(samples)
+    templates = TemplateStore(store)
+    assert templates.pending() == [], "the OCR stage stored every meme's template features"
+    points = 0
+    for sample in samples:
+        meme_id = _meme_id(tmp_path / "store.db", sample.path)
+        stored = templates.features_of([meme_id])[meme_id]
+        # What the template stage computes itself: the file decoded again, the stored caption boxes.
+        own = extract(load_rgb(sample.path, settings.max_megapixels), templates.ocr_boxes(meme_id))
+        assert np.array_equal(stored.descriptors, own.descriptors) and len(stored.points) == len(own.points)
+        assert np.allclose(stored.vector, own.vector, atol=1e-3)
+        points += len(own.points)
+    assert points > 0
+    report = pipeline.run_templates()
+    assert report.done == len(samples) and report.failed == [], "they count as the template stage's work"
+    store.close()

@@ -1,0 +1,75 @@
+"""The int8 text detector (memesearch.ml.ocr_int8): derived once from rapidocr's bundled fp32
+graph into the models folder, the same bytes every time, reading as well as fp32; a folder it
+cannot write to leaves OCR on the fp32 graph with a logged reason."""
+
+from __future__ import annotations
+
+import logging
+import re
+import statistics
+from pathlib import Path
+
+import onnx
+import pytest
+
+import rapidocr
+from memesearch.library.decode import load_rgb
+from memesearch.library.sample_captions import SPACELESS_CAPTION
+from memesearch.library.samples import render_sample_memes
+from memesearch.ml.ocr import DET_MODEL_FILE, RapidOcrEngine, detector_input
+from memesearch.ml.ocr_int8 import quantize_detector
+
+
+def _recall(expected: str, read: str) -> float:
+    wanted = set(re.findall(r"\w+", expected.casefold()))
+    return len(wanted & set(re.findall(r"\w+", read.casefold()))) / len(wanted)
+
+
+@pytest.fixture(scope="module")
+def int8(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    engine = RapidOcrEngine(threads=1, models_dir=models)
+    engine.ensure_loaded()
+    return engine, models
+
+
+def test_the_detector_is_quantised_once_into_the_models_folder(int8):
+    engine, models = int8
+    assert engine.detector_dtype == "int8"
+    [graph] = (models / "ocr").glob("*.onnx")
+    ops = {node.op_type for node in onnx.load(str(graph)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    written = graph.stat().st_mtime_ns
+    again = RapidOcrEngine(threads=1, models_dir=models)
+    again.ensure_loaded()
+    assert again.detector_dtype == "int8" and graph.stat().st_mtime_ns == written, "reused, not redone"
+
+
+def test_quantising_is_deterministic(int8, tmp_path):
+    _, models = int8
+    [graph] = (models / "ocr").glob("*.onnx")
+    fp32 = Path(rapidocr.__file__).resolve().parent / "models" / DET_MODEL_FILE
+    quantize_detector(fp32, str(tmp_path / "again.onnx"), detector_input)
+    assert (tmp_path / "again.onnx").read_bytes() == graph.read_bytes()
+
+
+def test_int8_detection_reads_captions_as_well_as_fp32(int8, tmp_path):
+    engine, _ = int8
+    fp32 = RapidOcrEngine(threads=1)
+    memes = [m for m in render_sample_memes(tmp_path, count=12, seed=2) if m.text != SPACELESS_CAPTION]
+    images = [load_rgb(meme.path, max_megapixels=50) for meme in memes]
+    with_int8 = statistics.mean(_recall(m.text, engine.read(i).text) for m, i in zip(memes, images))
+    with_fp32 = statistics.mean(_recall(m.text, fp32.read(i).text) for m, i in zip(memes, images))
+    assert with_int8 >= 0.8 and with_int8 >= with_fp32 - 0.03, (with_int8, with_fp32)
+
+
+def test_a_models_folder_it_cannot_write_leaves_detection_on_fp32(tmp_path, caplog):
+    not_a_folder = tmp_path / "models"
+    not_a_folder.write_text("a file where the models folder should be")
+    engine = RapidOcrEngine(threads=1, models_dir=not_a_folder)
+    with caplog.at_level(logging.WARNING, logger="memesearch.ml.ocr"):
+        engine.ensure_loaded()
+    assert engine.detector_dtype == "fp32"
+    assert any("stays fp32" in record.getMessage() for record in caplog.records)
+    memes = render_sample_memes(tmp_path / "memes", count=2, seed=4)
+    assert engine.read(load_rgb(memes[0].path, max_megapixels=50)).text
