@@ -14,7 +14,7 @@ outranks a stronger one:
    against candidates from the colour-layout vectors (``templates.matching.verify``); then
    the other members of those memes' template groups.
 4. ``similar``: only when an image–text model is installed, its nearest memes by image
-   vector above IMAGE_FLOOR, ranked by reciprocal rank fusion with the colour layout.
+   vector above its spec's ``image_floor``, ranked by reciprocal rank fusion with the colour layout.
 
 Anything else is left out, so an unrelated picture finds nothing rather than random memes.
 """
@@ -63,8 +63,6 @@ CAPTION_CANDIDATES = 5
 #: Colour-layout cosine two images of one meme keep (the same caption on another picture falls below).
 SAME_LOOK = 0.8
 _WORDS = re.compile(r"\w+")
-#: CLIP image–image cosine below which a meme is not like the query at all.
-IMAGE_FLOOR = 0.75
 #: How many CLIP neighbours are read before the floor.
 CLIP_DEPTH = 200
 #: Scores per kind: each kind has its own band, so scores sort like the tiers.
@@ -269,7 +267,8 @@ def _add_similar(core, query: _Query, found: dict, colour_ranked: list[int]) -> 
     neighbours = image_neighbours(core, query.image, CLIP_DEPTH)
     if not neighbours:
         return
-    alike = [meme_id for meme_id, cosine in neighbours if cosine >= IMAGE_FLOOR and meme_id not in found]
+    floor = core.visual.image_floor  # per model spec (models.yml `image_floor`)
+    alike = [meme_id for meme_id, cosine in neighbours if cosine >= floor and meme_id not in found]
     if not alike:
         return
     allowed = set(alike)

@@ -25,8 +25,10 @@ STAGE = "image_embed"
 #: After the model failed to run (not in the ML service, a broken download), it is not asked
 #: again for this long: searches and jobs go on by words instead of paying for each failure.
 RETRY_AFTER_S = 60.0
-#: Used when a spec sets no relevance floor of its own.
+#: Used when a spec sets no relevance floor of its own (text-to-image cosine).
 DEFAULT_RELEVANCE_FLOOR = 0.22
+#: Used when a spec sets no image floor of its own (image-to-image cosine, search by image).
+DEFAULT_IMAGE_FLOOR = 0.75
 OFF = ("", "none", "off")
 
 
@@ -43,6 +45,7 @@ class VisualModel:
     relevance_floor: float
     settings: Settings
     ml_client: object | None = None
+    image_floor: float = DEFAULT_IMAGE_FLOOR
     _embedder: object | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _failed: tuple[float, str] | None = field(default=None, repr=False)
@@ -126,4 +129,5 @@ def load_visual_model(settings: Settings, ml_client=None) -> VisualModel | None:
         log.debug("visual search is off: %s is not installed (%s)", spec.id, "; ".join(state.reasons))
         return None
     floor = spec.relevance_floor if spec.relevance_floor is not None else DEFAULT_RELEVANCE_FLOOR
-    return VisualModel(spec.id, floor, settings, ml_client)
+    image_floor = spec.image_floor if spec.image_floor is not None else DEFAULT_IMAGE_FLOOR
+    return VisualModel(spec.id, floor, settings, ml_client, image_floor=image_floor)
