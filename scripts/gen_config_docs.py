@@ -64,6 +64,17 @@ model, visual search pauses for a minute and search goes on by words). Until the
 changes: `index` skips the stage and search ranks by words. Set it to `none` to keep visual
 search off even when the model is downloaded (an unknown id or a caption model is an error).
 
+| model id | model | download | notes |
+|---|---|---|---|
+| `clip-vit-b-32` (default) | OpenAI CLIP ViT-B/32, Immich's ONNX export `immich-app/ViT-B-32__openai` | about 600 MB | 32-px patches: the cheapest image vector |
+| `clip-vit-b-16` | OpenAI CLIP ViT-B/16, Immich's ONNX export `immich-app/ViT-B-16__openai` | about 600 MB | same text tower and 512-d space; 16-px patches see finer detail at about 4x the compute per image (17.6 against 4.4 GFLOPs) |
+
+Both are pulled like caption models (`memesearch models pull clip-vit-b-16`, or `--from FOLDER`
+with Immich's files: `config.json`, `visual/model.onnx`, `visual/preprocess_cfg.json`,
+`textual/model.onnx`, `textual/tokenizer.json`, `textual/tokenizer_config.json`); the int8
+graphs are quantised locally from fp32 on first use. Vectors of the two never mix: each has its
+own space, so switching re-embeds the library once.
+
 Once installed, `index` (and index runs in the background) adds one image vector per meme
 (stage `image_embed`, resumable, only new or changed files), stored under the model space
 `image:<model id>`: choosing another model starts a new space and never mixes the two.

@@ -110,6 +110,19 @@ def test_pull_with_unreachable_endpoint_fails_fast(home, no_hub_env, monkeypatch
     assert "--fromFOLDER" in text
 
 
+@pytest.mark.timeout(10)
+def test_pull_of_the_second_clip_names_immichs_files(home, no_hub_env, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    result = run(home, "models", "pull", "clip-vit-b-16")
+    assert result.exit_code == 2
+    text = squash(result.output)
+    assert "127.0.0.1:9isunreachable" in text
+    revision = get_spec("clip-vit-b-16").sources.onnx.revision
+    for name in ("config.json", "visual/model.onnx", "visual/preprocess_cfg.json", "textual/model.onnx", "textual/tokenizer.json"):
+        assert squash(f"http://127.0.0.1:9/immich-app/ViT-B-16__openai/resolve/{revision}/{name}") in text
+    assert squash("memesearch models pull clip-vit-b-16 --from FOLDER") in text
+
+
 def test_pull_from_dir_copies_the_required_files(home, tmp_path):
     from memesearch.ml.model_files import required_files
 
@@ -170,6 +183,8 @@ def test_check_reports_every_model_and_backend_in_the_documented_shape(home, mon
     by_key = {(row["model"], row["backend"], row["dtype"]): row for row in rows}
     clip = by_key["clip-vit-b-32", "onnx", "int8"]  # visual search: same row shape, not downloaded
     assert clip["family"] == "clip" and clip["available"] is False and "models pull clip-vit-b-32" in clip["error"]
+    b16 = by_key["clip-vit-b-16", "onnx", "int8"]
+    assert b16["family"] == "clip" and b16["available"] is False and "models pull clip-vit-b-16" in b16["error"]
     fake = by_key["fake", "fake", "none"]
     assert fake["available"] and fake["loads"] and fake["ms_per_image"] is not None
     missing = by_key["smolvlm-256m", "onnx", "int8"]

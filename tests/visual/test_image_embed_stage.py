@@ -12,12 +12,13 @@ import pytest
 
 from memesearch.library.indexing import run_index
 from memesearch.errors import ConfigError
+from memesearch.ml.registry import get_spec
 from memesearch.library.decode import load_rgb
 from memesearch.library.samples import render_sample_memes
 from memesearch.library.scanner import scan_folder
 from memesearch.visual import stage as image_stage
 from memesearch.visual.model import STAGE, space_of
-from tests.visual.conftest import MODEL_ID, install_clip, visual_core
+from tests.visual.conftest import MODEL_ID, floor_override, install_clip, visual_core
 
 
 def _library(tmp_path: Path, count: int, seed: int = 5) -> Path:
@@ -111,22 +112,9 @@ def test_an_interrupted_stage_keeps_what_it_saved_and_resumes(tmp_path, clip_mod
 
 def test_switching_models_never_mixes_spaces(tmp_path, clip_models, database_url):
     home = tmp_path / "data"
-    other = "clip-other"
+    other = "clip-vit-b-16"  # the second shipped spec: the tiny CLIP stands in for its files
     install_clip(home, clip_models)
-    install_clip(home, clip_models, other, models_yml=(
-        "models:\n"
-        f"  {other}:\n"
-        "    family: clip\n"
-        "    description: a second image-text model (test)\n"
-        "    backends: [onnx]\n"
-        "    relevance_floor: -1\n"
-        "    sources:\n"
-        "      onnx:\n"
-        "        repo: example/other-clip\n"
-        "        revision: main\n"
-        "        default_dtype: int8\n"
-        "        dtypes: {fp32: {}, int8: {}}\n"
-    ))
+    install_clip(home, clip_models, other, models_yml=floor_override(-1, other))
     folder = _library(tmp_path, 3)
     core = visual_core(home, database_url)
     core.store.add_folder(str(folder))
@@ -137,6 +125,8 @@ def test_switching_models_never_mixes_spaces(tmp_path, clip_models, database_url
 
     switched = visual_core(home, database_url, visual_model=other)
     assert switched.visual.space == space_of(other) != first_space
+    # The override changed one key; the rest is the shipped spec of the clip family.
+    assert switched.visual.relevance_floor == -1 and switched.visual.image_floor == get_spec(other, home).image_floor
     # Before its own stage ran, the new model finds nothing: the old model's vectors are not its own.
     assert switched.search_engine.visual.rank("anything at all", 50, None) == ([], True)
     assert len(image_stage.pending(switched.store, switched.visual.space)) == 3

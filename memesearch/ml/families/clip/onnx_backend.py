@@ -79,7 +79,7 @@ def ensure_int8(model_dir: Path, tower: str) -> Path:
         return target
     source = model_dir / onnx_file(tower, "fp32")
     if not source.is_file():
-        raise ModelUnavailableError(f"ONNX file not found: {source}", hint="memesearch models pull clip-vit-b-32")
+        raise ModelUnavailableError(f"ONNX file not found: {source}", hint=f"memesearch models pull {model_dir.name}")
     try:
         with open(target.with_name(target.name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's file
