@@ -267,7 +267,7 @@ def _add_similar(core, query: _Query, found: dict, colour_ranked: list[int]) -> 
     neighbours = image_neighbours(core, query.image, CLIP_DEPTH)
     if not neighbours:
         return
-    floor = core.visual.image_floor  # per model spec (models.yml `image_floor`)
+    floor = core.visual.image_floor  # per model spec (models.yml `image_floor`; see visual/model.py)
     alike = [meme_id for meme_id, cosine in neighbours if cosine >= floor and meme_id not in found]
     if not alike:
         return

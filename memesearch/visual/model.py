@@ -25,9 +25,12 @@ STAGE = "image_embed"
 #: After the model failed to run (not in the ML service, a broken download), it is not asked
 #: again for this long: searches and jobs go on by words instead of paying for each failure.
 RETRY_AFTER_S = 60.0
-#: Used when a spec sets no relevance floor of its own (text-to-image cosine).
+#: Used when a spec sets no relevance floor of its own (text-to-image cosine). Not calibrated on
+#: real CLIP weights: where 0.22 comes from is in models.yml (clip-vit-b-32) and
+#: docs/CONFIGURATION.md; a user changes it per model in <data dir>/models.yml (no env setting).
 DEFAULT_RELEVANCE_FLOOR = 0.22
-#: Used when a spec sets no image floor of its own (image-to-image cosine, search by image).
+#: Used when a spec sets no image floor of its own (image-to-image cosine, search by image's
+#: "similar" tier); likewise per model in models.yml (`image_floor`), likewise not calibrated.
 DEFAULT_IMAGE_FLOOR = 0.75
 OFF = ("", "none", "off")
 
