@@ -120,6 +120,26 @@ def configured_spec(settings: Settings):
     return spec
 
 
+@dataclass(frozen=True)
+class VisualStatus:
+    """What ``memesearch status`` says about visual search."""
+
+    model_id: str | None  # the model in use; None while visual search is off
+    image_vectors: int  # vectors of that model's space
+    line: str  # one line: the model and its vectors, or why it is off and what turns it on
+
+
+def visual_status(settings: Settings, store, visual: VisualModel | None) -> VisualStatus:
+    """The status of ``visual`` (the Core's ``load_visual_model`` result) for ``settings``."""
+    if visual is not None:
+        count = len(store.vector_hashes(visual.space))
+        return VisualStatus(visual.model_id, count, f"{visual.model_id}: {count} image vectors")
+    wanted = settings.visual_model.strip()
+    # Off by choice, or configured but not downloaded (load_visual_model's readiness check failed).
+    turn_on = "MEMESEARCH_VISUAL_MODEL" if wanted.lower() in OFF else f"memesearch models pull {wanted}"
+    return VisualStatus(None, 0, f"off ({turn_on})")
+
+
 def load_visual_model(settings: Settings, ml_client=None) -> VisualModel | None:
     """The visual model when it is configured and can run here, else None (search by words only)."""
     from memesearch.ml.readiness import check

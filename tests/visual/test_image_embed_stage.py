@@ -6,6 +6,7 @@ exporter; only the text embedder is a fake.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,32 @@ def test_visual_search_is_off_when_not_installed_or_turned_off(tmp_path, clip_mo
     for wrong, why in (("smolvlm-256m", "caption model"), ("no-such-model", "unknown model")):
         with pytest.raises(ConfigError, match=why):
             visual_core(home, visual_model=wrong).visual  # noqa: B018 - a wrong setting is said, not ignored
+
+
+def test_status_names_the_model_and_its_vectors_or_what_turns_it_on(tmp_path, clip_models):
+    from typer.testing import CliRunner
+
+    from memesearch.cli import app
+
+    home = tmp_path / "data"
+
+    def status(visual_model: str = "clip-vit-b-32") -> tuple[dict, str]:
+        env = {"MEMESEARCH_VISUAL_MODEL": visual_model}
+        as_json = CliRunner().invoke(app, ["--data-dir", str(home), "status", "--json"], env=env)
+        table = CliRunner().invoke(app, ["--data-dir", str(home), "status"], env=env)
+        assert as_json.exit_code == 0 and table.exit_code == 0, as_json.output + table.output
+        return json.loads(as_json.stdout), "".join(table.stdout.split())
+
+    data, table = status()
+    assert (data["visual_model"], data["image_vectors"]) == (None, 0)
+    assert "off(memesearchmodelspullclip-vit-b-32)" in table  # configured, not downloaded
+    install_clip(home, clip_models)
+    core = visual_core(home)
+    core.store.add_folder(str(_library(tmp_path, 3)))
+    run_index(core)
+    core.close()
+    data, table = status()
+    assert (data["visual_model"], data["image_vectors"]) == ("clip-vit-b-32", 3)
+    assert "clip-vit-b-32:3imagevectors" in table
+    data, table = status("none")
+    assert data["visual_model"] is None and "off(MEMESEARCH_VISUAL_MODEL)" in table
