@@ -99,28 +99,22 @@ def test_pull_with_hf_hub_offline_fails_fast_naming_files_and_from(home, monkeyp
 
 
 @pytest.mark.timeout(10)
-def test_pull_with_unreachable_endpoint_fails_fast(home, no_hub_env, monkeypatch):
+@pytest.mark.parametrize("model_id, repo, names", [
+    ("moondream2", "vikhyatk/moondream2", ["moondream-0_5b-int8.mf.gz"]),
+    # The second CLIP: Immich's layout, every file named at the pinned commit.
+    ("clip-vit-b-16", "immich-app/ViT-B-16__openai",
+     ["config.json", "visual/model.onnx", "visual/preprocess_cfg.json", "textual/model.onnx", "textual/tokenizer.json"]),
+])
+def test_pull_with_unreachable_endpoint_fails_fast(home, no_hub_env, monkeypatch, model_id, repo, names):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    result = run(home, "models", "pull", "moondream2")
+    result = run(home, "models", "pull", model_id)
     assert result.exit_code == 2
     text = squash(result.output)
     assert "127.0.0.1:9isunreachable" in text
-    assert squash("http://127.0.0.1:9/vikhyatk/moondream2/resolve/") in text
-    assert "moondream-0_5b-int8.mf.gz" in text
-    assert "--fromFOLDER" in text
-
-
-@pytest.mark.timeout(10)
-def test_pull_of_the_second_clip_names_immichs_files(home, no_hub_env, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    result = run(home, "models", "pull", "clip-vit-b-16")
-    assert result.exit_code == 2
-    text = squash(result.output)
-    assert "127.0.0.1:9isunreachable" in text
-    revision = get_spec("clip-vit-b-16").sources.onnx.revision
-    for name in ("config.json", "visual/model.onnx", "visual/preprocess_cfg.json", "textual/model.onnx", "textual/tokenizer.json"):
-        assert squash(f"http://127.0.0.1:9/immich-app/ViT-B-16__openai/resolve/{revision}/{name}") in text
-    assert squash("memesearch models pull clip-vit-b-16 --from FOLDER") in text
+    revision = get_spec(model_id).sources.onnx.revision
+    for name in names:
+        assert squash(f"http://127.0.0.1:9/{repo}/resolve/{revision}/{name}") in text
+    assert squash(f"memesearch models pull {model_id} --from FOLDER") in text
 
 
 def test_pull_from_dir_copies_the_required_files(home, tmp_path):
