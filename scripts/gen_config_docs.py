@@ -64,13 +64,54 @@ model, visual search pauses for a minute and search goes on by words). Until the
 changes: `index` skips the stage and search ranks by words. Set it to `none` to keep visual
 search off even when the model is downloaded (an unknown id or a caption model is an error).
 
+| model id | model | download | notes |
+|---|---|---|---|
+| `clip-vit-b-32` (default) | OpenAI CLIP ViT-B/32, Immich's ONNX export `immich-app/ViT-B-32__openai` | about 600 MB | 32-px patches: the cheapest image vector |
+| `clip-vit-b-16` | OpenAI CLIP ViT-B/16, Immich's ONNX export `immich-app/ViT-B-16__openai` | about 600 MB | same text tower and 512-d space; 16-px patches see finer detail at about 4x the compute per image (17.6 against 4.4 GFLOPs) |
+
+Both are pulled like caption models (`memesearch models pull clip-vit-b-16`, or `--from FOLDER`
+with Immich's files: `config.json`, `visual/model.onnx`, `visual/preprocess_cfg.json`,
+`textual/model.onnx`, `textual/tokenizer.json`, `textual/tokenizer_config.json`); the int8
+graphs are quantised locally from fp32 on first use. Vectors of the two never mix: each has its
+own space, so switching re-embeds the library once.
+
 Once installed, `index` (and index runs in the background) adds one image vector per meme
 (stage `image_embed`, resumable, only new or changed files), stored under the model space
 `image:<model id>`: choosing another model starts a new space and never mixes the two.
 Text searches (hybrid mode) then also rank memes by how well their picture fits the query;
-pictures below the model's `relevance_floor` (models.yml, 0.22 for ViT-B/32; override it in
-`<data dir>/models.yml`) are no hit, so a query no picture is about adds nothing.
-"Similar memes" uses template groups first, then image vectors, then text embeddings.
+pictures below the model's `relevance_floor` are no hit, so a query no picture is about adds
+nothing. "Similar memes" uses template groups first, then image vectors, then text embeddings.
+Search by image (`memesearch search --image FILE`, the web page's upload, paste or drop) adds
+the memes whose image vector is within the model's `image_floor` of the picture's, after the
+same file, its copies and its template siblings.
+
+### Relevance floors
+
+Both floors are cosines, set per model in `models.yml`; there is no environment variable.
+To change one, write only that key to `<data dir>/models.yml`, e.g.
+
+```yaml
+models:
+  clip-vit-b-32:
+    relevance_floor: 0.25   # text searches show unrelated pictures: raise it
+    image_floor: 0.8        # search by image lists memes unlike the picture: raise it
+```
+
+| floor | shipped | what it compares | where the value comes from |
+|---|---|---|---|
+| `relevance_floor` | 0.22 (both CLIPs) | a text query with a meme's picture | OpenAI CLIP ViT-B/32 scores unrelated image–text pairs near 0.15–0.2 and matching ones near 0.25–0.35; LAION kept web image/alt-text pairs at a ViT-B/32 cosine of at least 0.3 (LAION-400M, chosen by human review; 0.28–0.29 "also seemed okay") and 0.28 (LAION-5B). A short search query fits a picture less closely than an alt-text, so the floor sits below those. |
+| `image_floor` | 0.75 (both CLIPs) | the searched picture with a meme's picture | Re-saved or cropped copies of one picture score 0.95–0.99 (Immich's duplicate detection flags CLIP vectors within cosine distance 0.01, and warns that 0.1 gives false positives); the "similar" tier must also admit the same scene with another caption, so it sits well below. Copies are found before this tier anyway (bytes, perceptual hash, template features). |
+
+Neither is calibrated on the real weights yet (this project's machines cannot download them).
+Once a CLIP is pulled, measure both on rendered sample memes:
+
+```bash
+PYTHONPATH=. python bench/calibrate_relevance_floor.py --visual --home <data dir>
+```
+
+It prints the cosines of real queries to their meme's picture against nonsense queries'
+best picture, and of a screenshot of each meme to that meme against the nearest other meme,
+with how many of each every candidate floor keeps.
 """
 
 

@@ -283,6 +283,21 @@ class StoreContract:
         store.exclude_paths(["/m/x.png", "/m/x.png"])
         assert store.excluded_paths() == {"/m/x.png"}
 
+    def test_phashes_signature_follows_every_hash_and_status_change(self, store):
+        a = add_meme(store, "/m/a.png", "sa")
+        first = store.phashes_signature()
+        assert store.phashes_signature() == first  # nothing changed: a cached copy stays valid
+        b = add_meme(store, "/m/b.png", "sb")
+        second = store.phashes_signature()
+        assert second != first
+        store.update_file(a, FileRecord(path="/m/a.png", folder_id=None, size=11, mtime=2.0, sha256="sa2",
+                                        phash="f" * 16, width=10, height=10, format="png", frames=1, status="ok"),
+                          content_changed=True)
+        third = store.phashes_signature()
+        assert third != second and dict(store.phashes())[a] == "f" * 16
+        store.set_status([b], "missing")
+        assert store.phashes_signature() != third and [i for i, _ in store.phashes()] == [a]
+
     def test_pending_stages(self, store):
         a = add_meme(store, "/m/a.png", "sa")
         add_meme(store, "/m/e.png", "se", status="error")

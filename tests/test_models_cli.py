@@ -99,15 +99,22 @@ def test_pull_with_hf_hub_offline_fails_fast_naming_files_and_from(home, monkeyp
 
 
 @pytest.mark.timeout(10)
-def test_pull_with_unreachable_endpoint_fails_fast(home, no_hub_env, monkeypatch):
+@pytest.mark.parametrize("model_id, repo, names", [
+    ("moondream2", "vikhyatk/moondream2", ["moondream-0_5b-int8.mf.gz"]),
+    # The second CLIP: Immich's layout, every file named at the pinned commit.
+    ("clip-vit-b-16", "immich-app/ViT-B-16__openai",
+     ["config.json", "visual/model.onnx", "visual/preprocess_cfg.json", "textual/model.onnx", "textual/tokenizer.json"]),
+])
+def test_pull_with_unreachable_endpoint_fails_fast(home, no_hub_env, monkeypatch, model_id, repo, names):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    result = run(home, "models", "pull", "moondream2")
+    result = run(home, "models", "pull", model_id)
     assert result.exit_code == 2
     text = squash(result.output)
     assert "127.0.0.1:9isunreachable" in text
-    assert squash("http://127.0.0.1:9/vikhyatk/moondream2/resolve/") in text
-    assert "moondream-0_5b-int8.mf.gz" in text
-    assert "--fromFOLDER" in text
+    revision = get_spec(model_id).sources.onnx.revision
+    for name in names:
+        assert squash(f"http://127.0.0.1:9/{repo}/resolve/{revision}/{name}") in text
+    assert squash(f"memesearch models pull {model_id} --from FOLDER") in text
 
 
 def test_pull_from_dir_copies_the_required_files(home, tmp_path):
@@ -170,6 +177,8 @@ def test_check_reports_every_model_and_backend_in_the_documented_shape(home, mon
     by_key = {(row["model"], row["backend"], row["dtype"]): row for row in rows}
     clip = by_key["clip-vit-b-32", "onnx", "int8"]  # visual search: same row shape, not downloaded
     assert clip["family"] == "clip" and clip["available"] is False and "models pull clip-vit-b-32" in clip["error"]
+    b16 = by_key["clip-vit-b-16", "onnx", "int8"]
+    assert b16["family"] == "clip" and b16["available"] is False and "models pull clip-vit-b-16" in b16["error"]
     fake = by_key["fake", "fake", "none"]
     assert fake["available"] and fake["loads"] and fake["ms_per_image"] is not None
     missing = by_key["smolvlm-256m", "onnx", "int8"]

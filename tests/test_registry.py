@@ -19,7 +19,8 @@ def write_override(home, text: str):
 def test_shipped_registry_has_every_model_with_a_working_fallback_order():
     specs = {spec.id: spec for spec in list_specs()}
     assert set(specs) == {
-        "smolvlm-256m", "smolvlm-500m", "florence-2-base", "florence-2-large", "moondream2", "clip-vit-b-32", "openai", "fake"
+        "smolvlm-256m", "smolvlm-500m", "florence-2-base", "florence-2-large", "moondream2", "clip-vit-b-32", "clip-vit-b-16",
+        "openai", "fake"
     }
     smol = specs["smolvlm-256m"]
     assert smol.backends == ["onnx", "torch", "api"]
@@ -30,6 +31,12 @@ def test_shipped_registry_has_every_model_with_a_working_fallback_order():
     assert specs["florence-2-base"].ocr_prompt == "<OCR>"
     assert specs["moondream2"].sources.torch.remote_code
     assert specs["openai"].sources.api.api_key_env == "MEMESEARCH_OPENAI_API_KEY"
+    # Both CLIPs are Immich exports pinned to a commit, run by the clip family, with both floors.
+    for model_id, repo in (("clip-vit-b-32", "immich-app/ViT-B-32__openai"), ("clip-vit-b-16", "immich-app/ViT-B-16__openai")):
+        clip = specs[model_id]
+        assert clip.family == "clip" and clip.is_image_text and clip.backends == ["onnx", "torch"]
+        assert clip.sources.onnx.repo == repo and clip.sources.onnx.pinned
+        assert clip.relevance_floor is not None and clip.image_floor is not None
 
 
 def test_unknown_key_is_rejected_with_file_and_line(tmp_path):

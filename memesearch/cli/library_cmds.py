@@ -17,6 +17,7 @@ from memesearch.errors import InvalidInputError, NotFoundError
 from memesearch.library.folders import scan_problems, validate_folder
 from memesearch.library.indexing import run_index
 from memesearch.library.prune import prune as prune_gone
+from memesearch.visual.model import visual_status
 
 
 def load_caption_model(core: Core, model: str | None, *, yes: bool = False):
@@ -143,9 +144,8 @@ def register(app: typer.Typer) -> None:
         counts = core.store.counts()
         data = {"data_dir": str(core.settings.home), "store": core.store.kind, "schema_version": core.store.schema_version,
                 "embed_model": core.settings.embed_model, "counts": counts}
-        visual = core.visual  # None: visual search is off or its model is not downloaded
-        data["visual_model"] = visual.model_id if visual else None
-        data["image_vectors"] = len(core.store.vector_hashes(visual.space)) if visual else 0
+        visual = visual_status(core.settings, core.store, core.visual)
+        data["visual_model"], data["image_vectors"] = visual.model_id, visual.image_vectors
         if errors:
             data["errors"] = [{"path": p, "error": e} for p, e in core.store.errors(limit=1000)] + scan_problems(core.store)
         if json_:
@@ -154,10 +154,7 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"memesearch — {shown(core.settings.home)}", show_header=False)
         for key, value in counts.items():
             table.add_row(key, str(value))
-        wanted = core.settings.visual_model.strip()
-        table.add_row("visual search", f"{visual.model_id}: {data['image_vectors']} image vectors" if visual
-                      else f"off (memesearch models pull {wanted})" if wanted.lower() not in ("", "none", "off")
-                      else "off (MEMESEARCH_VISUAL_MODEL)")
+        table.add_row("visual search", visual.line)
         console.print(table)
         for item in data.get("errors", []):
             console.print(f"[yellow]{shown(item['path'])}[/]: {shown(item['error'])}", highlight=False)

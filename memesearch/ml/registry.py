@@ -124,6 +124,9 @@ class ModelSpec(_Strict):
     #: Image-text models only: the least image-text cosine a meme needs to be a search hit
     #: (below it the picture is not about the query; nonsense finds nothing).
     relevance_floor: float | None = Field(default=None, ge=-1, le=1)
+    #: Image-text models only: the least image-to-image cosine a meme needs to be a "similar"
+    #: hit of search by image (below it the picture is not like the query).
+    image_floor: float | None = Field(default=None, ge=-1, le=1)
     backends: list[Backend] = Field(min_length=1)
     sources: Sources = Field(default_factory=Sources)
 

@@ -14,7 +14,7 @@ outranks a stronger one:
    against candidates from the colour-layout vectors (``templates.matching.verify``); then
    the other members of those memes' template groups.
 4. ``similar``: only when an image–text model is installed, its nearest memes by image
-   vector above IMAGE_FLOOR, ranked by reciprocal rank fusion with the colour layout.
+   vector above its spec's ``image_floor``, ranked by reciprocal rank fusion with the colour layout.
 
 Anything else is left out, so an unrelated picture finds nothing rather than random memes.
 """
@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from memesearch.errors import InvalidInputError, ModelUnavailableError
 from memesearch.library.decode import probe_bytes
-from memesearch.library.hashing import dhash, hamming
+from memesearch.library.hashing import dhash, hamming_many, hash_array, is_hash
 from memesearch.search.engine import MAX_LIMIT, SearchHit, SearchResult, rrf_fuse
 from memesearch.store.templates import TemplateStore
 from memesearch.text import spaceless
@@ -63,8 +64,6 @@ CAPTION_CANDIDATES = 5
 #: Colour-layout cosine two images of one meme keep (the same caption on another picture falls below).
 SAME_LOOK = 0.8
 _WORDS = re.compile(r"\w+")
-#: CLIP image–image cosine below which a meme is not like the query at all.
-IMAGE_FLOOR = 0.75
 #: How many CLIP neighbours are read before the floor.
 CLIP_DEPTH = 200
 #: Scores per kind: each kind has its own band, so scores sort like the tiers.
@@ -153,8 +152,7 @@ def rank_matches(core, query: _Query) -> list[tuple[int, float, str]]:
     for row in store.memes_with_sha(query.sha256):
         if row["status"] == "ok":
             claim(int(row["id"]), "exact", 1.0)
-    close = {meme_id: hamming(query.phash, phash) for meme_id, phash in store.phashes()}
-    close = {meme_id: distance for meme_id, distance in close.items() if distance <= DUPLICATE_BITS}
+    close = _close_hashes(store, query.phash)
     verified, colour_ranked = _verified_pictures(templates, query)
     captions = {meme.id: meme.ocr_text for meme in store.get_memes([*close, *(i for i, _ in verified)])}
     # A hash only sees an 8×9 grid: one caption line changes a few bits at most, and every
@@ -242,6 +240,30 @@ def _looks_same(core, query: _Query, meme_ids: list[int]) -> list[tuple[int, int
     return found
 
 
+_hash_indexes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (signature, ids, hashes)
+_hash_lock = threading.Lock()
+
+
+def _close_hashes(store, phash: str) -> dict[int, int]:
+    """meme id -> Hamming distance of every present meme within DUPLICATE_BITS of ``phash``: one
+    numpy scan of the library's hashes, kept between searches until a meme's hash or status changes."""
+    signature = store.phashes_signature()
+    with _hash_lock:
+        cached = _hash_indexes.get(store)
+        if cached is None or cached[0] != signature:
+            rows = store.phashes()
+            try:
+                hashes = hash_array([value for _, value in rows])
+            except ValueError:  # a malformed stored hash (not written by dhash) is never close
+                rows = [(meme_id, value) for meme_id, value in rows if is_hash(value)]
+                hashes = hash_array([value for _, value in rows])
+            cached = _hash_indexes[store] = (signature, np.array([meme_id for meme_id, _ in rows], dtype=np.int64), hashes)
+    _, ids, hashes = cached
+    distances = hamming_many(phash, hashes)
+    near = np.flatnonzero(distances <= DUPLICATE_BITS)
+    return {int(ids[i]): int(distances[i]) for i in near}
+
+
 _colour_indexes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (signature, index)
 _colour_lock = threading.Lock()
 
@@ -269,7 +291,8 @@ def _add_similar(core, query: _Query, found: dict, colour_ranked: list[int]) -> 
     neighbours = image_neighbours(core, query.image, CLIP_DEPTH)
     if not neighbours:
         return
-    alike = [meme_id for meme_id, cosine in neighbours if cosine >= IMAGE_FLOOR and meme_id not in found]
+    floor = core.visual.image_floor  # per model spec (models.yml `image_floor`; see visual/model.py)
+    alike = [meme_id for meme_id, cosine in neighbours if cosine >= floor and meme_id not in found]
     if not alike:
         return
     allowed = set(alike)

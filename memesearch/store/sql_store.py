@@ -134,6 +134,13 @@ class SqlStore(RunsMixin, LibraryCareMixin):
         return [(row["id"], row["phash"]) for row in
                 self.query("SELECT id, phash FROM memes WHERE status = 'ok' AND phash IS NOT NULL")]
 
+    def phashes_signature(self) -> tuple:
+        """Changes whenever ``phashes()`` may have (cheap: no hash is read), so a copy kept between
+        searches knows when to reload: every write of a file's hash or status stamps updated_at."""
+        row = self.query("SELECT COUNT(*) AS n, SUM(id) AS total, MAX(updated_at) AS stamp FROM memes "
+                         "WHERE status = 'ok' AND phash IS NOT NULL")[0]
+        return (int(row["n"]), int(row["total"] or 0), float(row["stamp"] or 0.0))
+
     def record_scan(self, folder_id: int, summary: dict) -> None:
         with self.write() as conn:
             self._exec(conn, "UPDATE folders SET last_scan_at = ?, last_scan_json = ? WHERE id = ?",

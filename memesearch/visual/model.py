@@ -25,8 +25,13 @@ STAGE = "image_embed"
 #: After the model failed to run (not in the ML service, a broken download), it is not asked
 #: again for this long: searches and jobs go on by words instead of paying for each failure.
 RETRY_AFTER_S = 60.0
-#: Used when a spec sets no relevance floor of its own.
+#: Used when a spec sets no relevance floor of its own (text-to-image cosine). Not calibrated on
+#: real CLIP weights: where 0.22 comes from is in models.yml (clip-vit-b-32) and
+#: docs/CONFIGURATION.md; a user changes it per model in <data dir>/models.yml (no env setting).
 DEFAULT_RELEVANCE_FLOOR = 0.22
+#: Used when a spec sets no image floor of its own (image-to-image cosine, search by image's
+#: "similar" tier); likewise per model in models.yml (`image_floor`), likewise not calibrated.
+DEFAULT_IMAGE_FLOOR = 0.75
 OFF = ("", "none", "off")
 
 
@@ -43,6 +48,7 @@ class VisualModel:
     relevance_floor: float
     settings: Settings
     ml_client: object | None = None
+    image_floor: float = DEFAULT_IMAGE_FLOOR
     _embedder: object | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _failed: tuple[float, str] | None = field(default=None, repr=False)
@@ -114,6 +120,26 @@ def configured_spec(settings: Settings):
     return spec
 
 
+@dataclass(frozen=True)
+class VisualStatus:
+    """What ``memesearch status`` says about visual search."""
+
+    model_id: str | None  # the model in use; None while visual search is off
+    image_vectors: int  # vectors of that model's space
+    line: str  # one line: the model and its vectors, or why it is off and what turns it on
+
+
+def visual_status(settings: Settings, store, visual: VisualModel | None) -> VisualStatus:
+    """The status of ``visual`` (the Core's ``load_visual_model`` result) for ``settings``."""
+    if visual is not None:
+        count = len(store.vector_hashes(visual.space))
+        return VisualStatus(visual.model_id, count, f"{visual.model_id}: {count} image vectors")
+    wanted = settings.visual_model.strip()
+    # Off by choice, or configured but not downloaded (load_visual_model's readiness check failed).
+    turn_on = "MEMESEARCH_VISUAL_MODEL" if wanted.lower() in OFF else f"memesearch models pull {wanted}"
+    return VisualStatus(None, 0, f"off ({turn_on})")
+
+
 def load_visual_model(settings: Settings, ml_client=None) -> VisualModel | None:
     """The visual model when it is configured and can run here, else None (search by words only)."""
     from memesearch.ml.readiness import check
@@ -126,4 +152,5 @@ def load_visual_model(settings: Settings, ml_client=None) -> VisualModel | None:
         log.debug("visual search is off: %s is not installed (%s)", spec.id, "; ".join(state.reasons))
         return None
     floor = spec.relevance_floor if spec.relevance_floor is not None else DEFAULT_RELEVANCE_FLOOR
-    return VisualModel(spec.id, floor, settings, ml_client)
+    image_floor = spec.image_floor if spec.image_floor is not None else DEFAULT_IMAGE_FLOOR
+    return VisualModel(spec.id, floor, settings, ml_client, image_floor=image_floor)

@@ -19,11 +19,10 @@ from playwright.sync_api import expect
 
 from memesearch.errors import ImageError
 from memesearch.library.decode import load_rgb
-from memesearch.library.samples import render_sample_memes
 from memesearch.library.fonts import find_bold_fonts, load_font
 from memesearch.search.by_image import search_by_image
 from memesearch.templates import synthetic
-from tests.conftest import make_core
+from tests.templates.conftest import indexed_template_library
 from tests.web.server import ServerProcess
 
 expect.set_options(timeout=60_000)
@@ -32,15 +31,10 @@ HIT_KEYS = {"id", "path", "score", "ocr_text", "description", "user_description"
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory, shared_models_dir):
-    from memesearch.library.indexing import run_index
-
     root = tmp_path_factory.mktemp("image-search")
-    memes = synthetic.render_template_set(root / "memes", templates=3, variants=3, distractors=4, seed=1)
-    # Memes that are mostly words on a gradient or a simple picture (PNG, JPEG, GIF, WebP).
-    render_sample_memes(root / "memes" / "samples", count=6, seed=7)
-    core = make_core(root / "data", shared_models_dir, threads=1)
-    core.store.add_folder(str(root / "memes"))
-    run_index(core)
+    # Plus 6 memes that are mostly words on a gradient or a simple picture (PNG, JPEG, GIF, WebP).
+    core, memes = indexed_template_library(root, shared_models_dir, templates=3, variants=3, distractors=4, seed=1,
+                                           samples=6)
     ids = {Path(row.path).name: row.id for row in core.store.get_memes(core.store.meme_ids())}
     yield core, memes, ids, root
     core.close()

@@ -68,3 +68,7 @@ def test_search_by_image_on_both_stores(store, tmp_path):
     assert search(png(unrelated)) == [(added, "exact")]
     store.set_status([added], "missing")  # a file gone from disk is found no more
     assert search(png(unrelated)) == []
+    # A stored hash that is not dhash's (an old or hand-edited row) is skipped, not fatal.
+    store.insert_file(FileRecord(path=str(tmp_path / "odd.png"), folder_id=None, size=1, mtime=1.0, sha256="odd",
+                                 phash="not a hash", width=1, height=1, format="png", frames=1, status="ok"))
+    assert search(png(resized)) == [(ids[4], "duplicate")]

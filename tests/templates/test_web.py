@@ -6,8 +6,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from memesearch.templates.synthetic import render_template_set
-from tests.conftest import make_core
+from tests.templates.conftest import indexed_template_library
 from tests.web.server import ServerProcess
 
 expect.set_options(timeout=30_000)
@@ -15,13 +14,8 @@ expect.set_options(timeout=30_000)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, shared_models_dir):
-    from memesearch.library.indexing import run_index
-
     root = tmp_path_factory.mktemp("templates-web")
-    render_template_set(root / "memes", templates=2, variants=3, distractors=2, seed=4)
-    core = make_core(root / "data", shared_models_dir, threads=1)
-    core.store.add_folder(str(root / "memes"))
-    run_index(core)
+    core, _ = indexed_template_library(root, shared_models_dir, templates=2, variants=3, distractors=2, seed=4)
     core.close()
     process = ServerProcess(root / "data").wait_ready()
     yield process

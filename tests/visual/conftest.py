@@ -39,8 +39,11 @@ def install_clip(home: Path, clip_models: Path, model_id: str = MODEL_ID, *, mod
         (home / "models.yml").write_text(models_yml, encoding="utf-8")
 
 
-def floor_override(floor: float, model_id: str = MODEL_ID) -> str:
-    return f"models:\n  {model_id}:\n    relevance_floor: {floor}\n"
+def floor_override(floor: float | None = None, model_id: str = MODEL_ID, *, image_floor: float | None = None) -> str:
+    """A models.yml override of the text-to-image floor and/or search by image's image-to-image floor."""
+    keys = {"relevance_floor": floor, "image_floor": image_floor}
+    lines = "".join(f"    {key}: {value}\n" for key, value in keys.items() if value is not None)
+    return f"models:\n  {model_id}:\n{lines}"
 
 
 def visual_core(home: Path, database_url: str = "", **overrides) -> Core:
@@ -51,6 +54,24 @@ def visual_core(home: Path, database_url: str = "", **overrides) -> Core:
     embedder = FakeEmbedder()
     embedder.relevance_floor = 0.33  # as MiniLM's: texts sharing no word are no hit
     core.__dict__["embedder"] = embedder
+    return core
+
+
+def indexed_core(tmp_path: Path, clip_models: Path, database_url: str = "", *, models_yml: str = "",
+                 count: int = 6) -> Core:
+    """A Core with the tiny CLIP installed over an indexed library of sample memes (the real
+    index run: scan, templates, image embed); ``models_yml`` overrides the spec, as a user would."""
+    from memesearch.library.indexing import run_index
+    from memesearch.library.samples import render_sample_memes
+
+    home = tmp_path / "data"
+    install_clip(home, clip_models, models_yml=models_yml)
+    folder = tmp_path / "memes"
+    if not folder.exists():
+        render_sample_memes(folder, count=count, seed=11)
+    core = visual_core(home, database_url)
+    core.store.add_folder(str(folder))
+    run_index(core)
     return core
 
 

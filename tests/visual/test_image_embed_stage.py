@@ -6,18 +6,20 @@ exporter; only the text embedder is a fake.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from memesearch.library.indexing import run_index
 from memesearch.errors import ConfigError
+from memesearch.ml.registry import get_spec
 from memesearch.library.decode import load_rgb
 from memesearch.library.samples import render_sample_memes
 from memesearch.library.scanner import scan_folder
 from memesearch.visual import stage as image_stage
 from memesearch.visual.model import STAGE, space_of
-from tests.visual.conftest import MODEL_ID, install_clip, visual_core
+from tests.visual.conftest import MODEL_ID, floor_override, install_clip, visual_core
 
 
 def _library(tmp_path: Path, count: int, seed: int = 5) -> Path:
@@ -111,22 +113,9 @@ def test_an_interrupted_stage_keeps_what_it_saved_and_resumes(tmp_path, clip_mod
 
 def test_switching_models_never_mixes_spaces(tmp_path, clip_models, database_url):
     home = tmp_path / "data"
-    other = "clip-other"
+    other = "clip-vit-b-16"  # the second shipped spec: the tiny CLIP stands in for its files
     install_clip(home, clip_models)
-    install_clip(home, clip_models, other, models_yml=(
-        "models:\n"
-        f"  {other}:\n"
-        "    family: clip\n"
-        "    description: a second image-text model (test)\n"
-        "    backends: [onnx]\n"
-        "    relevance_floor: -1\n"
-        "    sources:\n"
-        "      onnx:\n"
-        "        repo: example/other-clip\n"
-        "        revision: main\n"
-        "        default_dtype: int8\n"
-        "        dtypes: {fp32: {}, int8: {}}\n"
-    ))
+    install_clip(home, clip_models, other, models_yml=floor_override(-1, other))
     folder = _library(tmp_path, 3)
     core = visual_core(home, database_url)
     core.store.add_folder(str(folder))
@@ -137,6 +126,8 @@ def test_switching_models_never_mixes_spaces(tmp_path, clip_models, database_url
 
     switched = visual_core(home, database_url, visual_model=other)
     assert switched.visual.space == space_of(other) != first_space
+    # The override changed one key; the rest is the shipped spec of the clip family.
+    assert switched.visual.relevance_floor == -1 and switched.visual.image_floor == get_spec(other, home).image_floor
     # Before its own stage ran, the new model finds nothing: the old model's vectors are not its own.
     assert switched.search_engine.visual.rank("anything at all", 50, None) == ([], True)
     assert len(image_stage.pending(switched.store, switched.visual.space)) == 3
@@ -166,3 +157,32 @@ def test_visual_search_is_off_when_not_installed_or_turned_off(tmp_path, clip_mo
     for wrong, why in (("smolvlm-256m", "caption model"), ("no-such-model", "unknown model")):
         with pytest.raises(ConfigError, match=why):
             visual_core(home, visual_model=wrong).visual  # noqa: B018 - a wrong setting is said, not ignored
+
+
+def test_status_names_the_model_and_its_vectors_or_what_turns_it_on(tmp_path, clip_models):
+    from typer.testing import CliRunner
+
+    from memesearch.cli import app
+
+    home = tmp_path / "data"
+
+    def status(visual_model: str = "clip-vit-b-32") -> tuple[dict, str]:
+        env = {"MEMESEARCH_VISUAL_MODEL": visual_model}
+        as_json = CliRunner().invoke(app, ["--data-dir", str(home), "status", "--json"], env=env)
+        table = CliRunner().invoke(app, ["--data-dir", str(home), "status"], env=env)
+        assert as_json.exit_code == 0 and table.exit_code == 0, as_json.output + table.output
+        return json.loads(as_json.stdout), "".join(table.stdout.split())
+
+    data, table = status()
+    assert (data["visual_model"], data["image_vectors"]) == (None, 0)
+    assert "off(memesearchmodelspullclip-vit-b-32)" in table  # configured, not downloaded
+    install_clip(home, clip_models)
+    core = visual_core(home)
+    core.store.add_folder(str(_library(tmp_path, 3)))
+    run_index(core)
+    core.close()
+    data, table = status()
+    assert (data["visual_model"], data["image_vectors"]) == ("clip-vit-b-32", 3)
+    assert "clip-vit-b-32:3imagevectors" in table
+    data, table = status("none")
+    assert data["visual_model"] is None and "off(MEMESEARCH_VISUAL_MODEL)" in table

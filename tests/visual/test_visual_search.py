@@ -10,25 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from memesearch.library.indexing import run_index
 from memesearch.library.decode import load_rgb
-from memesearch.library.samples import render_sample_memes
 from memesearch.search.image_neighbours import image_neighbours
-from tests.visual.conftest import floor_override, install_clip, visual_core
+from tests.visual.conftest import floor_override, indexed_core, visual_core
 
 QUERY = "zqxv blorp"  # no meme has these words: only pictures can answer
 
 
-def _indexed(tmp_path: Path, clip_models, database_url: str = "", *, floor: float | None = None, count: int = 6):
-    home = tmp_path / "data"
-    install_clip(home, clip_models, models_yml=floor_override(floor) if floor is not None else "")
-    folder = tmp_path / "memes"
-    if not folder.exists():
-        render_sample_memes(folder, count=count, seed=11)
-    core = visual_core(home, database_url)
-    core.store.add_folder(str(folder))
-    run_index(core)
-    return core
+def _indexed(tmp_path: Path, clip_models, database_url: str = "", *, floor: float | None = None):
+    return indexed_core(tmp_path, clip_models, database_url, models_yml=floor_override(floor) if floor is not None else "")
 
 
 def _cosines(core, text: str) -> dict[int, float]:

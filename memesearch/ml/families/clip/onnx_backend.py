@@ -77,7 +77,7 @@ def ensure_int8(model_dir: Path, tower: str) -> Path:
         return target
     source = model_dir / onnx_file(tower, "fp32")
     if not source.is_file():
-        raise ModelUnavailableError(f"ONNX file not found: {source}", hint="memesearch models pull clip-vit-b-32")
+        raise ModelUnavailableError(f"ONNX file not found: {source}", hint=f"memesearch models pull {model_dir.name}")
     try:
         log.info("quantising %s to int8 (once)", source)
         derive_once(target, lambda partial: _quantize_quietly(source, partial))  # one process at a time
