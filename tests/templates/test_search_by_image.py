@@ -246,8 +246,15 @@ def test_search_page_upload_paste_and_drop(library, page):
     expect(hits.first).to_have_attribute("data-id", str(ids[meme.path.name]))
     expect(hits.first.locator(".match-kind")).to_have_text("this file")
     expect(page.locator("#image-query")).to_be_visible()
+    # Choosing the file must not also start a text search whose answer replaces the picture's
+    # (the file input once sat inside the search form, whose "input" event searches after 250 ms).
+    page.wait_for_timeout(600)
+    expect(hits.first.locator(".match-kind")).to_have_text("this file")
     for image in page.locator("#hits img").all():
+        # Thumbnails load lazily: below a phone's fold they only load once scrolled to.
+        image.scroll_into_view_if_needed()
         expect(image).to_have_js_property("complete", True)
+        assert image.evaluate("img => img.naturalWidth") > 0, "a result thumbnail is broken"
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     # Paste a screenshot (a cropped JPEG of the same meme).
     shot = jpeg_bytes(synthetic.crop(Image.open(meme.path).convert("RGB"), 0.05, 0.05, 0.05, 0.05))

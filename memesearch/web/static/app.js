@@ -194,6 +194,9 @@ function setupImageSearch() {
 
   async function searchBy(file) {
     const ticket = ++current;
+    // A text search still on its way would land in #results over the picture's answer.
+    const searchForm = $("#search-form");
+    if (searchForm && window.htmx) window.htmx.trigger(searchForm, "htmx:abort");
     if (preview) URL.revokeObjectURL(preview);
     preview = URL.createObjectURL(file);
     const picture = $("#image-query-preview");
