@@ -75,7 +75,8 @@ def search(conn: sqlite3.Connection, words: list[str], phrases: list[str], limit
         any_term = ids(fts_sql, (" OR ".join(terms), limit))
 
     # Missing and unreadable memes keep their text rows (they may come back) but are not
-    # results. They are few, so filtering here is far cheaper than a per-row subquery.
-    absent = {row[0] for row in conn.execute("SELECT id FROM memes WHERE status != 'ok'")}
+    # results. They are few, so filtering here is far cheaper than a per-row subquery. Named, not
+    # "!= 'ok'": the status index finds the few, where != reads all of it (150 ms at 1M memes).
+    absent = {row[0] for row in conn.execute("SELECT id FROM memes WHERE status IN ('missing', 'error')")}
     ordered = ranked_tiers(needle, adjacent, all_terms, any_term, substring)
     return [meme_id for meme_id in ordered if meme_id not in absent][:limit]
