@@ -172,12 +172,13 @@ def make_queries(store: SqliteStore, count: int, queries: int, kind: str) -> lis
 class PartTimer:
     """Wraps the engine's calls into the store and the vector index to time each part."""
 
-    PARTS = ("keyword", "vector", "rows")
+    PARTS = ("embed", "keyword", "vector", "rows")
 
     def __init__(self, engine: SearchEngine) -> None:
         self.spent = {part: 0.0 for part in self.PARTS}
         engine.store = _Timed(engine.store, self, {"keyword_search": "keyword", "get_memes": "rows"})
         engine.vectors = _Timed(engine.vectors, self, {"search": "vector"})
+        engine._embed_query = _Timed(engine, self, {"_embed_query": "embed"})._embed_query
 
     def reset(self) -> None:
         self.spent = {part: 0.0 for part in self.PARTS}
@@ -207,11 +208,12 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def measure(engine: SearchEngine, embedder: PreparedQueryEmbedder, queries, mode: str,
+def measure(engine: SearchEngine, embedder: Embedder, queries, mode: str,
             timer: PartTimer | None = None) -> tuple[list[float], dict[str, list[float]]]:
     timings, parts = [], {part: [] for part in PartTimer.PARTS}
     for text, vector in queries:
-        embedder.next_vector = vector
+        if isinstance(embedder, PreparedQueryEmbedder):
+            embedder.next_vector = vector
         if timer is not None:
             timer.reset()
         started = time.perf_counter()
@@ -227,6 +229,11 @@ def row(size: int, label: str, timings: list[float]) -> None:
     load = os.getloadavg()[0]
     print(f"{size:>9,} {label:<30} {statistics.median(timings):>8.2f} {percentile(timings, 95):>8.2f} {load:>6.1f}",
           flush=True)
+
+
+def where_time_goes(parts: dict[str, list[float]]) -> None:
+    print(f"{'':>9} where a hybrid search's time goes (p50 ms): " + ", ".join(
+        f"{part} {statistics.median(spent):.2f}" for part, spent in parts.items()), flush=True)
 
 
 def main() -> None:
@@ -261,23 +268,20 @@ def main() -> None:
         engine.search("warm up the vector matrix", limit=5)
         print(f"{size:>9,} cold start (load vectors, build index): {time.perf_counter() - started:.1f} s")
         print(f"{'memes':>9} {'queries, mode':<30} {'p50 ms':>8} {'p95 ms':>8} {'load1':>6}")
+        index = engine.vectors
         timer = PartTimer(engine)
         for kind in ("quote", "mixed"):
             queries = make_queries(store, size, args.queries, kind)
             for mode in ("keyword", "vector", "hybrid"):
                 timings, parts = measure(engine, embedder, queries, mode, timer)
                 row(size, f"{kind}, {mode} (engine)", timings)
-            print(f"{'':>9} where a hybrid search's time goes (p50 ms): " + ", ".join(
-                f"{part} {statistics.median(spent):.2f}" for part, spent in parts.items()), flush=True)
+            where_time_goes(parts)
             if minilm is not None:
                 real = SearchEngine(store, minilm)
-                real.vectors = engine.vectors  # same stored vectors; only the query embedding is real
-                timings = []
-                for text, _ in queries:
-                    started = time.perf_counter()
-                    real.search(text, mode="hybrid", limit=20)
-                    timings.append((time.perf_counter() - started) * 1000)
+                real.vectors = index  # same stored vectors; only the query embedding is real
+                timings, parts = measure(real, minilm, queries, "hybrid", PartTimer(real))
                 row(size, f"{kind}, hybrid (+MiniLM query)", timings)
+                where_time_goes(parts)
                 embedding = []
                 for text, _ in queries:
                     started = time.perf_counter()
