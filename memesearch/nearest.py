@@ -103,7 +103,8 @@ class _Int8Scan:
 def _top_rows(scores: np.ndarray, depth: int) -> np.ndarray:
     """Positions of the ``depth`` highest ``scores`` (in no order), as ``np.argpartition`` gives
     them, but without partitioning every row: a threshold read from an even sample keeps about
-    SAMPLE_MARGIN × depth rows, and only those are partitioned (at 1M rows, 1 ms instead of 5)."""
+    SAMPLE_MARGIN × depth rows, and only those are partitioned (1M rows: 0.4 ms instead of 15
+    at load 7)."""
     count = len(scores)
     if count < SAMPLE_FROM:
         return np.argpartition(scores, count - depth)[count - depth :]
