@@ -82,8 +82,8 @@ def setting_label(model: str, edge: int | None, width: int, height: int) -> str:
     return "default"
 
 
-def table(rows: list[dict]) -> str:
-    head = ("| model | image setting | backend | vision ms | prefill ms | 32-token decode ms | tok/s | "
+def table(rows: list[dict], tokens: int) -> str:
+    head = (f"| model | image setting | backend | vision ms | prefill ms | {tokens}-token decode ms | tok/s | "
             "other ms | end-to-end ms (median) | e2e min ms | vs torch | peak RSS MB | load1 before/after |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
@@ -118,7 +118,8 @@ def main() -> None:
     parser.add_argument("--table-from", type=Path, nargs="+", help="only print the table of saved --json-out files")
     args = parser.parse_args()
     if args.table_from:
-        print(table([row for path in args.table_from for row in json.loads(path.read_text())["rows"]]))
+        saved = [json.loads(path.read_text()) for path in args.table_from]
+        print(table([row for run in saved for row in run["rows"]], saved[0]["args"]["tokens"]))
         return
 
     facts = machine_facts()
@@ -156,7 +157,7 @@ def main() -> None:
                 rows.append(row)
                 print(f"{model} [{setting}] {backend} {dtype}: {json.dumps(result)}", flush=True)
     print()
-    print(table(rows))
+    print(table(rows, args.tokens))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps({"machine": facts, "args": vars(args) | {"models_dir": str(args.models_dir),
                                          "json_out": str(args.json_out)}, "rows": rows}, indent=2))

@@ -36,6 +36,11 @@ RERANK_FACTOR = 4
 WEIGHT_LEVELS = 63
 #: Rows quantized at a time while building (bounds the float temporaries).
 BUILD_SLICE = 16_384
+#: Candidate selection above SAMPLE_FROM rows reads a threshold from SAMPLE_SIZE evenly spaced
+#: scores, set to keep SAMPLE_MARGIN times the candidates wanted (see _top_rows).
+SAMPLE_FROM = 65_536
+SAMPLE_SIZE = 8_192
+SAMPLE_MARGIN = 4
 #: Queries are scored per kernel call in chunks this tall (bounds the int32 score matrix).
 QUERY_CHUNK = 128
 
@@ -93,6 +98,23 @@ class _Int8Scan:
         scaled = scaled * np.where(peak > 0, 127.0 / np.maximum(peak, 1e-30), 0.0)
         quantized = (np.rint(scaled) + 128).astype(np.uint8)
         return self._session.run(None, {"query": quantized})[0]
+
+
+def _top_rows(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Positions of the ``depth`` highest ``scores`` (in no order), as ``np.argpartition`` gives
+    them, but without partitioning every row: a threshold read from an even sample keeps about
+    SAMPLE_MARGIN × depth rows, and only those are partitioned (1M rows: 0.4 ms instead of 15
+    at load 7)."""
+    count = len(scores)
+    if count < SAMPLE_FROM:
+        return np.argpartition(scores, count - depth)[count - depth :]
+    sample = scores[:: count // SAMPLE_SIZE]
+    keep = min(len(sample) - 1, int(len(sample) * SAMPLE_MARGIN * depth / count))
+    threshold = np.partition(sample, len(sample) - 1 - keep)[len(sample) - 1 - keep]
+    above = np.flatnonzero(scores >= threshold)
+    if len(above) < depth:  # the sample missed (a very skewed row): partition all of it
+        return np.argpartition(scores, count - depth)[count - depth :]
+    return above[np.argpartition(scores[above], len(above) - depth)[len(above) - depth :]]
 
 
 class NearestIndex:
@@ -200,7 +222,7 @@ class NearestIndex:
         if mask is not None:
             tail = tail[mask[sealed : self._size]]
         depth = min(depth, sealed)
-        best = np.argpartition(approx, sealed - depth, axis=1)[:, sealed - depth :]
+        best = [_top_rows(scores, depth) for scores in approx]
         if mask is not None:  # fewer allowed rows than depth: drop the masked ones that filled in
             return [np.concatenate([row[mask[row]], tail]) for row in best]
         return [np.concatenate([row, tail]) for row in best]

@@ -321,6 +321,8 @@ class StoreContract:
         assert store.keyword_search(["grumpy"], [], 10) == [a]
         assert store.keyword_search(["grumpycatsays"], [], 10) == [a]
         assert list(store.load_vectors("mx")[0]) == [a]
+        store.set_status([b], "error")  # unreadable memes are not results either
+        assert store.keyword_search(["grumpy"], [], 10) == [a]
         store.set_status([b], "ok")
         assert sorted(store.keyword_search(["grumpy"], [], 10)) == [a, b]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memesearch.nearest import NearestIndex, _Int8Scan
+from memesearch.nearest import SAMPLE_FROM, NearestIndex, _Int8Scan, _top_rows
 
 DIM = 64
 
@@ -116,3 +116,22 @@ def test_quantized_index_smaller_than_the_rerank_depth_equals_exact():
     assert quantized.quantized
     for query in clustered(10, seed=8):
         assert [i for i, _ in quantized.search(query, 12)] == [i for i, _ in exact.search(query, 12)]
+
+
+@pytest.mark.parametrize("shape", ["scores", "ties", "sample misses"])
+def test_candidate_selection_of_large_indexes_keeps_the_highest_scores(shape):
+    """Above SAMPLE_FROM rows candidates come from a sampled threshold; they must be the same
+    scores argpartition keeps, also when many tie or the sample sees only unusual values."""
+    count, depth = SAMPLE_FROM * 3, 804
+    rng = np.random.default_rng(5)
+    scores = rng.integers(-60_000, 60_000, count, dtype=np.int32)
+    if shape == "ties":
+        scores //= 10_000
+    if shape == "sample misses":  # high values exactly where the sample looks, low ones elsewhere
+        scores = np.zeros(count, np.int32)
+        step = count // 8192
+        scores[::step] = np.arange(1, len(scores[::step]) + 1)
+    top = _top_rows(scores, depth)
+    assert len(top) == len(set(top.tolist())) == depth
+    expected = np.sort(scores)[-depth:]
+    assert np.array_equal(np.sort(scores[top]), expected)
