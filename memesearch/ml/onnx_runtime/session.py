@@ -36,8 +36,9 @@ def spinning() -> bool:
 
     Spinning saves a wake-up per operator on quiet cores. On cores shared with other work it
     costs: a spinning thread holds a core that the thread it waits for needs. CLIP's int8 image
-    tower, one image per call on 2 busy cores: 33-38 ms per image without spinning, 63-150 ms
-    with it (bench/bench_clip_levers.py, docs/BENCHMARKS.md)."""
+    tower, one image per call on 2 busy cores (load 6-8): 33-38 ms per image without spinning,
+    63-150 ms with it; at load 1.5 spinning was 16% faster, so it stays the default
+    (bench/bench_clip_levers.py, bench/bench_clip.py, docs/BENCHMARKS.md)."""
     return os.environ.get("MEMESEARCH_SPIN", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
