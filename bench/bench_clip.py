@@ -12,6 +12,9 @@ runs in its own subprocess, so its peak RSS (ru_maxrss) is its own:
 * image rows: ``embed_images`` on --images different 640x480 pictures, one after the other
   (preprocessing included), after two warm-up images; the fastest of --passes passes counts
   (the machine may be shared), the median pass is shown next to it;
+* "CPU ms/image" is the process's CPU time (all threads, ORT's and OpenMP's spinning included)
+  in the fastest pass: less disturbed than wall time when the machine is shared;
+* "x torch" compares images/s with torch fp32 one image per call and in batches of 8;
 * query rows: a process that only embeds texts (what a search process does: the image tower
   is never opened), median latency of one query over 20 after 3 warm-up queries.
 
@@ -35,9 +38,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-VARIANTS = [  # (label, backend, dtype, weight type)
-    ("ORT int8 (7-bit weights, shipped)", "onnx", "int8", "reduced"),
-    ("ORT int8 (8-bit weights)", "onnx", "int8", "full"),
+VARIANTS = [  # (label, backend, dtype, graph folder: "" shipped, else a comparison graph under out/)
+    ("ORT int8 (7-bit weights, shipped)", "onnx", "int8", ""),
+    ("ORT int8 (8-bit weights)", "onnx", "int8", "s8"),
+    ("ORT int8 (patch Conv in fp32, before)", "onnx", "int8", "conv"),
+    ("ORT int8, no spinning (MEMESEARCH_SPIN=0)", "onnx", "int8", ""),
     ("ORT fp32", "onnx", "fp32", None),
     ("torch fp32", "torch", "fp32", None),
 ]
@@ -67,7 +72,7 @@ def build(work: Path) -> Path:
     from memesearch.ml.families.clip.onnx_backend import onnx_file
 
     out = work / "onnx"
-    if (out / onnx_file("textual", "int8")).is_file() and (out / "s8" / onnx_file("textual", "int8")).is_file():
+    if all((out / sub / onnx_file("textual", "int8")).is_file() for sub in ("", "s8", "conv")):
         return out
     checkpoint = work / "checkpoint"
     checkpoint.mkdir(parents=True, exist_ok=True)
@@ -82,16 +87,20 @@ def build(work: Path) -> Path:
     transformers.CLIPModel(config).eval().save_pretrained(checkpoint)
     tiny.build_tokenizer().save_pretrained(checkpoint)  # token ids < 49408; tokenizing costs microseconds
     transformers.CLIPImageProcessor().save_pretrained(checkpoint)  # shortest edge 224, crop 224
-    export.export(checkpoint, out, int8=True)  # 7-bit weights (memesearch.ml.families.clip.onnx_backend.REDUCE_RANGE)
-    s8 = out / "s8"  # the same folder with 8-bit-weight graphs, for the comparison row
-    for name in ("config.json", "visual/preprocess_cfg.json", "textual/tokenizer.json", "textual/tokenizer_config.json"):
-        (s8 / name).parent.mkdir(parents=True, exist_ok=True)
-        (s8 / name).write_bytes((out / name).read_bytes())
-    for tower in ("visual", "textual"):
-        (s8 / onnx_file(tower, "fp32")).symlink_to(out / onnx_file(tower, "fp32"))
-        # 8-bit weights for the comparison row (what the runtime shipped before 7-bit weights).
-        quantize_dynamic(str(out / onnx_file(tower, "fp32")), str(s8 / onnx_file(tower, "int8")),
-                         op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8, reduce_range=False)
+    export.export(checkpoint, out, int8=True)  # what the runtime derives (clip/onnx_backend.quantize_file)
+    # The same folder with other int8 graphs, for the comparison rows: 8-bit weights (what the
+    # runtime shipped before 7-bit weights) and the patch embedding left as an fp32 Conv (before
+    # clip/patch_matmul.py).
+    for sub, reduce_range in (("s8", False), ("conv", True)):
+        folder = out / sub
+        for name in ("config.json", "visual/preprocess_cfg.json", "textual/tokenizer.json", "textual/tokenizer_config.json"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes((out / name).read_bytes())
+        for tower in ("visual", "textual"):
+            (folder / onnx_file(tower, "fp32")).unlink(missing_ok=True)
+            (folder / onnx_file(tower, "fp32")).symlink_to(out / onnx_file(tower, "fp32"))
+            quantize_dynamic(str(out / onnx_file(tower, "fp32")), str(folder / onnx_file(tower, "int8")),
+                             op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8, reduce_range=reduce_range)
     return out
 
 
@@ -113,6 +122,19 @@ def pictures(count: int):
         draw.text((20, 20 + index % 400), f"meme {index}", fill=(255, 255, 255))
         images.append(image)
     return images
+
+
+def preprocessing_ms(count: int = 16) -> float:
+    """Our CLIP preprocessing alone (resize, crop, normalise) of the bench pictures, ms per image."""
+    from memesearch.ml.families.clip.preprocess import preprocess
+
+    images, best = pictures(count), float("inf")
+    for _ in range(5):
+        begin = time.perf_counter()
+        for image in images:
+            preprocess(image)
+        best = min(best, time.perf_counter() - begin)
+    return best * 1000 / count
 
 
 def peak_rss_mb() -> int:
@@ -169,26 +191,29 @@ def worker(args: argparse.Namespace) -> dict:
         model.embed_images(images[:2])
         result["load_and_warmup_s"] = round(time.perf_counter() - started, 2)
         rest = images[2:]
-        passes = []  # the machine is shared: the fastest of --passes passes is the least disturbed
+        passes, cpu = [], []  # the machine is shared: the fastest of --passes passes is the least disturbed
         for _ in range(args.passes):
-            begin = time.perf_counter()
+            begin, begin_cpu = time.perf_counter(), time.process_time()
             vectors = embed_pass(model, rest, args)
             passes.append(time.perf_counter() - begin)
+            cpu.append(time.process_time() - begin_cpu)
         result["images_per_s"] = round(len(rest) / min(passes), 2)
         result["ms_per_image"] = round(min(passes) * 1000 / len(rest), 1)
         result["ms_per_image_median_pass"] = round(statistics.median(passes) * 1000 / len(rest), 1)
+        result["cpu_ms_per_image"] = round(min(cpu) * 1000 / len(rest), 1)  # all threads, spinning included
         np.save(args.vectors_out, vectors)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
 def run_variant(model_dir: Path, backend: str, dtype: str, threads: int, images: int, *, query: bool,
-                batch: int = 0, passes: int = 3, vectors_out: Path | None = None) -> dict:
+                batch: int = 0, passes: int = 3, vectors_out: Path | None = None, no_spinning: bool = False) -> dict:
     command = [sys.executable, __file__, "--worker", "--model-dir", str(model_dir), "--backend", backend,
                "--dtype", dtype, "--threads", str(threads), "--images", str(images), "--batch", str(batch),
                "--passes", str(passes)]
     command += ["--query"] if query else ["--vectors-out", str(vectors_out)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO),
+           "MEMESEARCH_SPIN": "0" if no_spinning else "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -225,31 +250,40 @@ def main() -> None:
     print(f"built + exported in {time.perf_counter() - started:.0f} s (cached in {work})")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     rows = []
-    variants = [*VARIANTS, ("ORT int8, batches of 8", "onnx", "int8", "reduced"),
+    print(f"preprocessing alone (in every row): {preprocessing_ms():.2f} ms per image (fastest of 5 passes)")
+    variants = [*VARIANTS, ("ORT int8, batches of 8", "onnx", "int8", ""),
                 ("ORT fp32, batches of 8", "onnx", "fp32", None), ("torch fp32, batches of 8", "torch", "fp32", None)]
-    for label, backend, dtype, weights in variants:
-        model_dir = out / "s8" if weights == "full" else out
+    for label, backend, dtype, graphs in variants:
+        model_dir = out / graphs if graphs else out
         batch = 8 if "batches" in label else 0
         vectors = work / f"vectors-{len(rows)}.npy"
+        no_spinning = "no spinning" in label
         image = run_variant(model_dir, backend, dtype, args.threads, args.images, query=False, batch=batch,
-                            passes=args.passes, vectors_out=vectors)
-        query = {} if batch else run_variant(model_dir, backend, dtype, args.threads, args.images, query=True)
+                            passes=args.passes, vectors_out=vectors, no_spinning=no_spinning)
+        query = {} if batch else run_variant(model_dir, backend, dtype, args.threads, args.images, query=True,
+                                             no_spinning=no_spinning)
         rows.append((label, image, query, vectors))
         print(f"{label}: {image} {query}", file=sys.stderr, flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}\n")
-    reference = np.load(rows[2][3]) if rows[2][3].is_file() else None  # ORT fp32
-    torch_ips = rows[3][1].get("images_per_s")
-    print("| variant | images/s | ms/image (median pass) | x torch fp32 | peak RSS, images | query ms | peak RSS, query only | min cos vs ORT fp32 |")
-    print("|---|---|---|---|---|---|---|---|")
+    by_label = {label: (image, vectors) for label, image, _, vectors in rows}
+    fp32_vectors = by_label["ORT fp32"][1]
+    reference = np.load(fp32_vectors) if fp32_vectors.is_file() else None
+    torch_ips = by_label["torch fp32"][0].get("images_per_s")
+    torch_batched_ips = by_label["torch fp32, batches of 8"][0].get("images_per_s")
+    print("| variant | images/s | ms/image (median pass) | CPU ms/image | x torch fp32 one per call | x torch fp32 batches of 8 "
+          "| peak RSS, images | query ms | peak RSS, query only | min cos vs ORT fp32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, image, query, vectors in rows:
         if "error" in image:
-            print(f"| {label} | error: {image['error']} | | | | | | |")
+            print(f"| {label} | error: {image['error']} | | | | | | | | |")
             continue
         speedup = f"{image['images_per_s'] / torch_ips:.2f}x" if torch_ips else "-"
+        speedup += f" | {image['images_per_s'] / torch_batched_ips:.2f}x" if torch_batched_ips else " | -"
         cosine = "-"
         if reference is not None and vectors.is_file():
             cosine = f"{float(np.min(np.sum(np.load(vectors) * reference, axis=1))):.4f}"
-        print(f"| {label} | {image['images_per_s']} | {image['ms_per_image']} ({image['ms_per_image_median_pass']}) | {speedup} | {image['peak_rss_mb']} MB | "
+        print(f"| {label} | {image['images_per_s']} | {image['ms_per_image']} ({image['ms_per_image_median_pass']}) | "
+              f"{image['cpu_ms_per_image']} | {speedup} | {image['peak_rss_mb']} MB | "
               f"{query.get('query_ms', '-')} | {str(query.get('peak_rss_mb', '-')) + ' MB' if query else '-'} | {cosine} |")
 
 

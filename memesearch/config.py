@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     ocr_enabled: bool = Field(default=True, description="Run OCR while indexing.")
     ocr_min_confidence: float = Field(default=0.5, description="Drop OCR lines below this confidence.")
     threads: int = Field(default=0, description="Inference threads per model; 0 = onnxruntime default.")
+    spin: bool = Field(default=True, description="Idle onnxruntime threads spin for the next operator (faster on quiet cores); "
+                       "false lets them sleep, much faster when other work shares the cores (docs/BENCHMARKS.md, CLIP levers).")
     ocr_workers: int = Field(
         default=0,
         description="Processes that read text while indexing (one onnxruntime thread each); 0 = one per core, at most 8.",

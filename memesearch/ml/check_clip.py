@@ -61,7 +61,7 @@ def check_tiny_clip(workdir: Path) -> list[CheckRow]:
         reference, ms = _embed_all(reference_model, images, texts)
         rows["torch", "fp32"].loads = True
         rows["torch", "fp32"].ms_per_image = round(ms, 2)
-        with int8_reference.emulate_ort_int8():
+        with int8_reference.emulate_ort_int8(patch_convs=True):  # CLIP int8 graphs: clip/patch_matmul.py
             int8_expected, _ = _embed_all(reference_model, images, texts)
         exported = export.export(checkpoint, workdir / "onnx", int8=True)
     except Exception as exc:

@@ -179,12 +179,47 @@ def test_onnx_int8_embeddings_equal_the_int8_reference(tiny_export, reference):
     images, texts = tiny.check_images(), TEXTS
     model = ClipOnnxEmbedder(exported, dtype="int8", threads=1)
     image_vectors, text_vectors = model.embed_images(images), model.embed_texts(texts)
-    with int8_reference.emulate_ort_int8():
+    with int8_reference.emulate_ort_int8(patch_convs=True):
         expected_images, expected_texts = reference.embed_images(images), reference.embed_texts(texts)
     assert cosines(image_vectors, expected_images).min() >= PARITY
     assert cosines(text_vectors, expected_texts).min() >= PARITY
+    import onnx
+
+    assert "Conv" not in {node.op_type for node in onnx.load(str(exported / onnx_file("visual", "int8"))).graph.node}
     # Not vacuous: int8 is not fp32.
     assert not np.allclose(image_vectors, reference.embed_images(images), atol=1e-6)
+
+
+def test_the_int8_patch_embedding_is_a_matmul_equal_to_its_emulation(tmp_path):
+    """clip/patch_matmul.py: the patch Conv becomes Reshape/Transpose/MatMul, quantised like
+    every MatMul, and the reference's int8 conv2d computes exactly what ONNX Runtime does."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from memesearch.ml.families.clip.onnx_backend import quantize_file
+
+    rng = np.random.default_rng(0)
+    weight = (0.2 * rng.standard_normal((6, 3, 4, 4))).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[4, 4], strides=[4, 4])
+    graph = helper.make_graph([conv], "patches", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    source = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    quantize_file(source, tmp_path / "conv_int8.onnx")
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "conv_int8.onnx")).graph.node}
+    assert "Conv" not in ops and "MatMulInteger" in ops
+    x = rng.standard_normal((2, 3, 8, 12)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "conv_int8.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x})[0]
+    with int8_reference.emulate_ort_int8(patch_convs=True):
+        emulated = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias), stride=4)
+    np.testing.assert_array_equal(got, emulated.numpy())
+    exact = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias), stride=4)
+    assert got.shape == exact.shape and not np.allclose(got, exact.numpy(), atol=1e-6)  # int8, not fp32
+    np.testing.assert_allclose(got, exact.numpy(), atol=0.1)  # ... close to it, in the same layout
 
 
 def test_the_non_legacy_eos_pooling_exports_too(tmp_path):

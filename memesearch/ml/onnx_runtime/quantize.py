@@ -7,7 +7,9 @@ that overflowed: on an AVX2 EPYC, 2 of 7,540 outputs of one random MatMul were o
 2.6, and CLIP's attention lost cosine 0.9998 against the exact int8 product. With 7 bits it
 cannot overflow (2 × 255 × 64 < 32767), so int8 results are the same on every CPU and the
 int8 reference (ml/families/common/int8_reference.py) matches them bit for bit. uint8 weights are
-exact too but ran 1.6× slower (CLIP, bench/bench_clip.py).
+exact too but ran 1.6× slower (CLIP, bench/bench_clip.py). CLIP first rewrites its patch
+embedding Conv as a MatMul so that it is quantised too (ml/families/clip/patch_matmul.py);
+the other families' graphs go through this function unchanged.
 """
 
 from __future__ import annotations

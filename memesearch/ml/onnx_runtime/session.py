@@ -31,6 +31,17 @@ def default_threads() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else 0
 
 
+def spinning() -> bool:
+    """Whether idle intra-op threads spin for the next task (ORT's default) or sleep: MEMESEARCH_SPIN=false.
+
+    Spinning saves a wake-up per operator on quiet cores. On cores shared with other work it
+    costs: a spinning thread holds a core that the thread it waits for needs. CLIP's int8 image
+    tower, one image per call on 2 busy cores (load 6-8): 33-38 ms per image without spinning,
+    63-150 ms with it; at load 1.5 spinning was 16% faster, so it stays the default
+    (bench/bench_clip_levers.py, bench/bench_clip.py, docs/BENCHMARKS.md)."""
+    return os.environ.get("MEMESEARCH_SPIN", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def _use_shared_arena(ort, options) -> None:
     """Allocate this session's tensors from one process-wide CPU arena.
 
@@ -63,6 +74,8 @@ def open_session(path: Path | str, *, threads: int | None = None, low_memory: bo
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # ORT warnings about unused initialisers are noise for users
+    if not spinning():
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if low_memory:
         options.enable_mem_pattern = False
         _use_shared_arena(ort, options)

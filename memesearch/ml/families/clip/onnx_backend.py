@@ -48,21 +48,32 @@ def required_files(dtype: str) -> list[str]:
 
 
 def quantize_file(source: Path, target: Path) -> Path:
-    """Dynamic int8 MatMuls (7-bit weights: ml/onnx_runtime/quantize.py), written atomically."""
+    """Dynamic int8 MatMuls (7-bit weights: ml/onnx_runtime/quantize.py), the patch embedding
+    written as one more MatMul first (clip/patch_matmul.py); written atomically."""
     from memesearch.ml.onnx_runtime.quantize import write_atomically
 
     return write_atomically(target, lambda partial: _quantize_quietly(source, partial))
 
 
 def _quantize_quietly(source: Path, target: str) -> None:
+    import onnx
+
+    from memesearch.ml.families.clip.patch_matmul import patch_convs_to_matmuls
     from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
+    rewritten = Path(target + ".fp32")  # next to the partial file, removed with it
     root = logging.getLogger()
     root.addFilter(_quantizer_advice)
     try:
+        model = onnx.load(str(source))
+        if patch_convs_to_matmuls(model):
+            onnx.save(model, str(rewritten))
+            source = rewritten
+        del model
         quantize_matmuls(source, target)
     finally:
         root.removeFilter(_quantizer_advice)
+        rewritten.unlink(missing_ok=True)
 
 
 def _quantizer_advice(record: logging.LogRecord) -> bool:

@@ -17,6 +17,11 @@ Inside :func:`emulate_ort_int8` every ``torch.nn.functional.linear`` is computed
 
 The per-tensor activation scale depends on the whole tensor a MatMul sees, so the reference
 must feed each linear the same tensor as the ONNX graph does (same batch, same positions).
+
+CLIP's int8 graphs also turn the patch embedding (a Conv whose kernel equals its stride) into
+one more MatMul over the flattened patches (ml/families/clip/patch_matmul.py):
+``emulate_ort_int8(patch_convs=True)`` computes such a ``conv2d`` as :func:`int8_linear` over
+the same patches. The other families keep that Conv in fp32.
 """
 
 from __future__ import annotations
@@ -70,15 +75,42 @@ def int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return out.to(x.dtype)
 
 
+def _int8_patch_conv(original):
+    """``F.conv2d`` that computes a patch-cutting convolution as an int8 MatMul over the patches."""
+
+    def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        kernel = tuple(weight.shape[2:])
+        stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
+        patches_only = (stride == kernel and groups == 1 and not any(_pair(padding)) and set(_pair(dilation)) == {1}
+                        and x.shape[2] % kernel[0] == 0 and x.shape[3] % kernel[1] == 0)
+        if not patches_only:
+            return original(x, weight, bias, stride, padding, dilation, groups)
+        batch, channels, height, width = x.shape
+        rows, cols = height // kernel[0], width // kernel[1]
+        patches = (x.reshape(batch, channels, rows, kernel[0], cols, kernel[1]).permute(0, 2, 4, 1, 3, 5)
+                   .reshape(batch, rows * cols, -1))
+        out = int8_linear(patches, weight.reshape(weight.shape[0], -1), bias)
+        return out.transpose(1, 2).reshape(batch, weight.shape[0], rows, cols)
+
+    return conv2d
+
+
+def _pair(value) -> tuple:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
 @contextlib.contextmanager
-def emulate_ort_int8() -> Iterator[None]:
-    """Within the block every ``F.linear`` (so every ``nn.Linear``) is an ORT int8 MatMul."""
-    original = F.linear
+def emulate_ort_int8(*, patch_convs: bool = False) -> Iterator[None]:
+    """Within the block every ``F.linear`` (so every ``nn.Linear``) is an ORT int8 MatMul, and with
+    ``patch_convs`` every patch-cutting ``F.conv2d`` too (CLIP's int8 graphs)."""
+    original_linear, original_conv = F.linear, F.conv2d
     F.linear = int8_linear
+    if patch_convs:
+        F.conv2d = _int8_patch_conv(original_conv)
     try:
         yield
     finally:
-        F.linear = original
+        F.linear, F.conv2d = original_linear, original_conv
 
 
 def reference_generate(family: str, checkpoint_dir, images, prompt: str, max_new_tokens: int) -> list[list[int]]:
