@@ -106,16 +106,19 @@ def profile_ops(model: Path, feed: dict, threads: int, repeats: int) -> dict:
         for _ in range(repeats):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
-    by_type, total = defaultdict(float), 0.0
+    by_type, nodes, total = defaultdict(float), defaultdict(int), 0.0
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             by_type[event["args"]["op_name"]] += event["dur"]
+            nodes[event["args"]["op_name"]] += 1
             total += event["dur"]
     runs = [e["dur"] for e in events if e.get("name") == "model_run"]
     return {
         "model_run_ms": statistics.median(runs) / 1000 if runs else None,
         "kernels_ms": total / repeats / 1000,
-        "by_op_ms": {op: round(us / repeats / 1000, 3) for op, us in sorted(by_type.items(), key=lambda kv: -kv[1])},
+        "kernels_per_step": sum(nodes.values()) // repeats,
+        "by_op_ms_and_nodes": {op: (round(us / repeats / 1000, 3), nodes[op] // repeats)
+                               for op, us in sorted(by_type.items(), key=lambda kv: -kv[1])},
     }
 
 
