@@ -136,27 +136,31 @@ def test_emulation_is_scoped_to_the_context():
     assert torch.equal(torch.nn.functional.linear(x, weight), plain)
 
 
-def _onnx_int8_tokens(family: str, exported: Path, image, prompt: str) -> list[int]:
+def _onnx_int8_tokens(family: str, exported: Path, image, prompt: str, dtype: str = "int8") -> list[int]:
     onnx_module = importlib.import_module(f"memesearch.ml.families.{family}.onnx_backend")
-    captioner = captioner_class(onnx_module, "onnx")(exported, dtype="int8", threads=1)
+    captioner = captioner_class(onnx_module, "onnx")(exported, dtype=dtype, threads=1)
     request = CaptionRequest(image=image, prompt=prompt, max_new_tokens=TOKENS)
     return list(captioner.caption([request])[0].token_ids)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
-def test_onnx_int8_tokens_follow_the_int8_reference(family, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("family", "dtype"), [*((family, "int8") for family in FAMILIES), ("smolvlm", "q4")])
+def test_onnx_int8_tokens_follow_the_int8_reference(family, dtype, tmp_path, monkeypatch):
+    """q4: SmolVLM's int8 vision + 4-bit weight-only decoder, against the reference with the
+    decoder's weights 4-bit rounded (same threshold)."""
     monkeypatch.setenv("MEMESEARCH_THREADS", "1")
+    quantised = {"int8": True} if dtype == "int8" else {dtype: True}
+    by_dtype = {} if dtype == "int8" else {"dtype": dtype}
     tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
     export = importlib.import_module(f"memesearch.ml.families.{family}.export")
     prompt, image = tiny.TINY_PROMPT, fixed_image()
     equal_int8, equal_fp32, emulation_changed_tokens = [], [], False
     for seed in SEEDS:
         checkpoint = tiny.build_tiny_checkpoint(tmp_path / f"ckpt{seed}", seed=seed)
-        exported = export.export(checkpoint, tmp_path / f"onnx{seed}", int8=True)
-        produced = _onnx_int8_tokens(family, exported, image, prompt)
+        exported = export.export(checkpoint, tmp_path / f"onnx{seed}", **quantised)
+        produced = _onnx_int8_tokens(family, exported, image, prompt, dtype)
         fp32_reference = tiny.reference_generate(checkpoint, [image], prompt, TOKENS)[0]
-        int8_tokens = int8_reference.reference_generate(family, checkpoint, [image], prompt, TOKENS)[0]
+        int8_tokens = int8_reference.reference_generate(family, checkpoint, [image], prompt, TOKENS, **by_dtype)[0]
         assert len(produced) > 0 and len(int8_tokens) > 0
         equal_int8.append(produced == int8_tokens)
         equal_fp32.append(produced == fp32_reference)
@@ -169,28 +173,3 @@ def test_onnx_int8_tokens_follow_the_int8_reference(family, tmp_path, monkeypatc
     assert sum(equal_int8) >= len(SEEDS) - 1, (equal_int8, equal_fp32)
     assert sum(equal_int8) > sum(equal_fp32), (equal_int8, equal_fp32)
 
-
-@pytest.mark.slow
-def test_onnx_q4_tokens_follow_the_q4_reference(tmp_path, monkeypatch):
-    """SmolVLM's q4 graphs (int8 vision, 4-bit weight-only decoder) against their reference,
-    with the same threshold as the int8 graphs above."""
-    monkeypatch.setenv("MEMESEARCH_THREADS", "1")
-    from memesearch.ml.families.smolvlm import export, tiny
-    from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
-
-    prompt, image = tiny.TINY_PROMPT, fixed_image()
-    equal_q4, equal_fp32, emulation_changed_tokens = [], [], False
-    for seed in SEEDS:
-        checkpoint = tiny.build_tiny_checkpoint(tmp_path / f"ckpt{seed}", seed=seed)
-        exported = export.export(checkpoint, tmp_path / f"onnx{seed}", q4=True)
-        request = CaptionRequest(image=image, prompt=prompt, max_new_tokens=TOKENS)
-        produced = list(OnnxSmolVLMCaptioner(exported, dtype="q4", threads=1).caption([request])[0].token_ids)
-        fp32_reference = tiny.reference_generate(checkpoint, [image], prompt, TOKENS)[0]
-        q4_tokens = int8_reference.reference_generate("smolvlm", checkpoint, [image], prompt, TOKENS, dtype="q4")[0]
-        assert len(produced) > 0
-        equal_q4.append(produced == q4_tokens)
-        equal_fp32.append(produced == fp32_reference)
-        emulation_changed_tokens |= q4_tokens != fp32_reference
-    assert emulation_changed_tokens
-    assert sum(equal_q4) >= len(SEEDS) - 1, (equal_q4, equal_fp32)
-    assert sum(equal_q4) > sum(equal_fp32), (equal_q4, equal_fp32)
