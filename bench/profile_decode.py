@@ -1,6 +1,6 @@
 """Where one SmolVLM decode step spends its time: ORT operators by type, and the Python loop around them.
 
-    python bench/profile_decode.py --models-dir /tmp/vlmspeed-cache --dtype int8 --steps 32
+    python bench/profile_decode.py --models-dir /tmp/vlmspeed-cache --dtypes int8 q4 --steps 32
 
 Runs our ONNX captioner (one 512-px tile, as models.yml does) on the benchmark meme with EOS
 disabled and records every decoder call. Prints:
@@ -83,6 +83,7 @@ def loop_split(captioner: OnnxSmolVLMCaptioner, steps: int) -> tuple[dict, Recor
     n = len(decode_s)
     split = {
         "decode_steps": n,
+        "prefill_ms": 1000 * decoder.seconds[0],
         "decoder_run_ms": 1000 * sum(decode_s) / n,
         "decoder_run_median_ms": 1000 * statistics.median(decode_s),
         "embed_ms": 1000 * sum(embed_s) / n,
@@ -126,34 +127,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models-dir", type=Path, default=Path("/tmp/vlmspeed-cache"))
     parser.add_argument("--model", default="smolvlm-256m")
-    parser.add_argument("--dtype", default="int8")
+    parser.add_argument("--dtypes", nargs="+", default=["int8"], help="several: their rounds alternate in one process")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--profile-step", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=20, help="runs of the profiled step (0: no op profile)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(machine_line(), flush=True)
     model_dir = (args.models_dir / args.model / "onnx").resolve()
-    captioner = OnnxSmolVLMCaptioner(model_dir, dtype=args.dtype, threads=args.threads, image_longest_edge=512)
-    captioner.ensure_loaded()
-    captioner.config = replace(captioner.config, eos_token_ids=())  # always decode --steps tokens
-    captioner.generate_ids([CaptionRequest(image=meme_image(), prompt=PROMPTS["smolvlm"], max_new_tokens=4)])
-    splits, feeds = {"numpy": [], "io_binding": []}, []
+    captioners = {}
+    for dtype in args.dtypes:
+        captioner = OnnxSmolVLMCaptioner(model_dir, dtype=dtype, threads=args.threads, image_longest_edge=512)
+        captioner.ensure_loaded()
+        captioner.config = replace(captioner.config, eos_token_ids=())  # always decode --steps tokens
+        captioner.generate_ids([CaptionRequest(image=meme_image(), prompt=PROMPTS["smolvlm"], max_new_tokens=4)])
+        captioners[dtype] = captioner
+    splits = {(dtype, loop): [] for dtype in args.dtypes for loop in ("numpy", "io_binding")}
+    feeds = {}
     for _ in range(args.rounds):
-        for loop, splits_of_loop in splits.items():
-            captioner.io_binding = loop == "io_binding"
-            split, decoder = loop_split(captioner, args.steps)
-            splits_of_loop.append(split)
-            feeds = feeds or decoder.feeds
-    for loop, runs in splits.items():
+        for (dtype, loop), runs in splits.items():
+            captioners[dtype].io_binding = loop == "io_binding"
+            split, decoder = loop_split(captioners[dtype], args.steps)
+            runs.append(split)
+            feeds[dtype] = feeds.get(dtype) or decoder.feeds
+    for (dtype, loop), runs in splits.items():
         median = {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
-        print(json.dumps({"loop": loop, "median_of_rounds_per_step": median}))
-    if feeds:
-        feed = feeds[min(args.profile_step, len(feeds) - 1)]
+        print(json.dumps({"dtype": dtype, "loop": loop, "median_of_rounds_per_step": median}), flush=True)
+    for dtype in args.dtypes if args.repeats else ():
+        feed = feeds[dtype][min(args.profile_step, len(feeds[dtype]) - 1)]
         past = feed["past_key_values.0.key"].shape[2]
-        report = profile_ops(model_dir / onnx_path("decoder_model_merged", args.dtype), feed, args.threads, args.repeats)
-        print(json.dumps({"profiled_step": {"past_length": past, **report}}))
+        report = profile_ops(model_dir / onnx_path("decoder_model_merged", dtype), feed, args.threads, args.repeats)
+        print(json.dumps({"dtype": dtype, "profiled_step": {"past_length": past, **report}}))
 
 
 if __name__ == "__main__":
