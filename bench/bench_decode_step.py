@@ -1,9 +1,11 @@
-"""One SmolVLM decode step, ``session.run`` (numpy in and out) against I/O binding, call by call.
+"""One SmolVLM decode step, call by call: ``session.run`` against I/O binding, and decoders against each other.
 
     python bench/bench_decode_step.py --models-dir /tmp/vlmspeed-cache --dtypes int8 q4 --calls 150
 
 The same decoder session runs the same step (one new token after ``--past`` cached positions,
 random inputs) alternately both ways, so machine load hits both alike; prints the medians.
+With several ``--dtypes`` it then runs their decoders on that step in turn (order reversed
+every call) and prints each one's median against the first's.
 ``run`` copies every present.* output (the whole KV cache) into new numpy arrays; with I/O
 binding they stay OrtValues, as in the captioner's loop (OnnxSmolVLMCaptioner.io_binding).
 """
@@ -85,9 +87,28 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line(), flush=True)
     print("| dtype | past | run() ms | I/O binding ms | ratio | calls each |\n|---|---|---|---|---|---|")
+    model_dir = (args.models_dir / args.model / "onnx").resolve()
     for dtype in args.dtypes:
-        print(compare((args.models_dir / args.model / "onnx").resolve(), dtype, args.past, args.calls, args.threads),
-              flush=True)
+        print(compare(model_dir, dtype, args.past, args.calls, args.threads), flush=True)
+    if len(args.dtypes) > 1:
+        print(across(model_dir, args.dtypes, args.past, args.calls, args.threads))
+
+
+def across(model_dir: Path, dtypes: list[str], past: int, calls: int, threads: int) -> str:
+    sessions = {dtype: open_session(model_dir / onnx_path("decoder_model_merged", dtype), threads=threads,
+                                    low_memory=True) for dtype in dtypes}
+    feed = step_feed(SmolVLMConfig.from_dir(model_dir), sessions[dtypes[0]].get_inputs()[0].shape[-1], past)
+    times = {dtype: [] for dtype in dtypes}
+    for call in range(calls):
+        for dtype in dtypes if call % 2 else dtypes[::-1]:
+            started = time.perf_counter()
+            sessions[dtype].run(None, feed)
+            times[dtype].append(time.perf_counter() - started)
+    first = statistics.median(times[dtypes[0]])
+    lines = [f"\n| decoder (run(), in turn) | ms per step | vs {dtypes[0]} |", "|---|---|---|"]
+    lines += [f"| {dtype} | {1000 * statistics.median(t):.2f} | {statistics.median(t) / first:.3f}x |"
+              for dtype, t in times.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

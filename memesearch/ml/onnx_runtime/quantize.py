@@ -33,7 +33,7 @@ Q4_ACCURACY_LEVEL = 1
 
 
 def quantize_matmuls_4bit(source: Path | str, target: Path | str, *, block_size: int = Q4_BLOCK_SIZE,
-                          symmetric: bool = True) -> None:
+                          symmetric: bool = True, accuracy_level: int = Q4_ACCURACY_LEVEL) -> None:
     """Write ``target``: ``source`` with every MatMul by a 2-D fp32 weight as a 4-bit ``MatMulNBits``.
 
     The weights go through onnxruntime's own block quantiser (``quantize_matmul_4bits``, the C++
@@ -73,7 +73,7 @@ def quantize_matmuls_4bit(source: Path | str, target: Path | str, *, block_size:
         graph.initializer.extend(extra)
         nodes.append(onnx.helper.make_node(
             "MatMulNBits", [node.input[0], *(t.name for t in extra)], list(node.output), name=f"{node.name}_Q4",
-            domain="com.microsoft", K=rows, N=cols, bits=4, block_size=block_size, accuracy_level=Q4_ACCURACY_LEVEL,
+            domain="com.microsoft", K=rows, N=cols, bits=4, block_size=block_size, accuracy_level=accuracy_level,
         ))
         consumers[weight.name] -= 1
         if consumers[weight.name] == 0:
