@@ -4,8 +4,6 @@ Usage:
   .venv/bin/python bench/vlm_models.py smolvlm-256m florence-2-base   # build + export once
   .venv/bin/python bench/bench_vlm.py [--models smolvlm-256m ...] [--runs 3] [--threads 2]
   .venv/bin/python bench/bench_vlm.py --models moondream2 --backends onnx:int8   # one backend
-  .venv/bin/python bench/bench_vlm.py --models smolvlm-256m --backends onnx-numpy:int8 onnx:int8 onnx:q4
-      # SmolVLM only: onnx-numpy = the decode loop without I/O binding (KV cache copied to numpy per step)
 
 Full-size RANDOM-weight models with the real configurations (bench/vlm_models.py; compute does
 not depend on weight values), exported with our own exporters (memesearch/ml/families/*/export.py), run

@@ -6,8 +6,8 @@ Runs our ONNX captioner (one 512-px tile, as models.yml does) on the benchmark m
 disabled and records every decoder call. Prints:
 
 - the loop's time split per decode step: decoder ``run``, the embed graph, and everything else
-  (feeds, KV dict, argmax, mask growth: the Python/numpy overhead), for the loop with the KV
-  cache as numpy arrays and with I/O binding, alternately (``--rounds`` each);
+  (feeds, KV dict, argmax, mask growth: the Python/numpy overhead), medians of ``--rounds``
+  captions; several ``--dtypes`` alternate round by round in one process;
 - one decode step (the feed of step ``--profile-step``) re-run ``--repeats`` times in a session
   with ORT's profiler on, its kernel time grouped by operator type.
 """
@@ -39,7 +39,7 @@ from memesearch.ml.onnx_runtime.session import onnxruntime  # noqa: E402
 
 
 class Recorder:
-    """Times each call of a session method (``run`` / ``run_with_iobinding``) and keeps the feeds."""
+    """Times each ``run`` of a session and keeps the feeds."""
 
     def __init__(self, session) -> None:
         self._session, self.seconds, self.feeds = session, [], []
@@ -50,11 +50,6 @@ class Recorder:
         result = self._session.run(output_names, feed, *args)
         self.seconds.append(time.perf_counter() - started)
         return result
-
-    def run_with_iobinding(self, binding, *args):
-        started = time.perf_counter()
-        self._session.run_with_iobinding(binding, *args)
-        self.seconds.append(time.perf_counter() - started)
 
     def __getattr__(self, name):
         return getattr(self._session, name)
@@ -143,17 +138,15 @@ def main() -> None:
         captioner.config = replace(captioner.config, eos_token_ids=())  # always decode --steps tokens
         captioner.generate_ids([CaptionRequest(image=meme_image(), prompt=PROMPTS["smolvlm"], max_new_tokens=4)])
         captioners[dtype] = captioner
-    splits = {(dtype, loop): [] for dtype in args.dtypes for loop in ("numpy", "io_binding")}
-    feeds = {}
+    splits, feeds = {dtype: [] for dtype in args.dtypes}, {}
     for _ in range(args.rounds):
-        for (dtype, loop), runs in splits.items():
-            captioners[dtype].io_binding = loop == "io_binding"
+        for dtype, runs in splits.items():
             split, decoder = loop_split(captioners[dtype], args.steps)
             runs.append(split)
             feeds[dtype] = feeds.get(dtype) or decoder.feeds
-    for (dtype, loop), runs in splits.items():
+    for dtype, runs in splits.items():
         median = {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
-        print(json.dumps({"dtype": dtype, "loop": loop, "median_of_rounds_per_step": median}), flush=True)
+        print(json.dumps({"dtype": dtype, "median_of_rounds_per_step": median}), flush=True)
     for dtype in args.dtypes if args.repeats else ():
         feed = feeds[dtype][min(args.profile_step, len(feeds[dtype]) - 1)]
         past = feed["past_key_values.0.key"].shape[2]

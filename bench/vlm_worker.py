@@ -77,11 +77,6 @@ class TimedSession:
         self._on_done(time.perf_counter() - started)
         return result
 
-    def run_with_iobinding(self, *args, **kwargs):
-        started = time.perf_counter()
-        self._session.run_with_iobinding(*args, **kwargs)
-        self._on_done(time.perf_counter() - started)
-
     def __getattr__(self, name):
         return getattr(self._session, name)
 
@@ -121,7 +116,6 @@ def onnx_captioner(spec: dict, clock: Clock):
                                          image_longest_edge=spec.get("longest_edge"))
         captioner.ensure_loaded()
         captioner.config = replace(captioner.config, eos_token_ids=())  # always decode `tokens` tokens
-        captioner.io_binding = spec["backend"] != "onnx-numpy"  # onnx-numpy: the KV cache as numpy arrays
         captioner.vision = TimedSession(captioner.vision, clock.vision_done)
         captioner.decoder = TimedSession(captioner.decoder, lambda _s: clock.lm_done())
         run = lambda request: captioner.generate_ids([request])  # noqa: E731
@@ -226,7 +220,7 @@ def main(spec: dict) -> dict:
 
     clock = Clock()
     load_started = time.perf_counter()
-    factory = onnx_captioner if spec["backend"] in ("onnx", "onnx-numpy") else torch_captioner
+    factory = onnx_captioner if spec["backend"] == "onnx" else torch_captioner
     run = factory(spec, clock)
     load_s = time.perf_counter() - load_started
     width, height = spec["image_size"]

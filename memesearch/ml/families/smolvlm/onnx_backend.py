@@ -64,8 +64,6 @@ class OnnxSmolVLMCaptioner(Captioner):
         self.image_longest_edge = image_longest_edge
         self.model_id = f"smolvlm:{self.model_dir.name}"
         self.batch_size = 4
-        #: Keep the KV cache in OrtValues between decode steps (False: numpy round trips, for benchmarks).
-        self.io_binding = True
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -177,8 +175,9 @@ class OnnxSmolVLMCaptioner(Captioner):
             feed = {"inputs_embeds": embeds, "attention_mask": attention_mask, "position_ids": position_ids, **past}
             if "use_cache_branch" in self._decoder_inputs:
                 feed["use_cache_branch"] = np.array([step > 0])
-            logits, present = self._decode_step(feed, output_names)
-            next_tokens = logits[:, -1, :].argmax(axis=-1)
+            outputs = self.decoder.run(output_names, feed)
+            logits = outputs[0][:, -1, :]
+            next_tokens = logits.argmax(axis=-1)
             for row, token in enumerate(next_tokens.tolist()):
                 if finished[row]:
                     continue
@@ -191,7 +190,7 @@ class OnnxSmolVLMCaptioner(Captioner):
                 break
             past = {
                 name.replace("present", "past_key_values", 1): value
-                for name, value in zip(output_names[1:], present)
+                for name, value in zip(output_names[1:], outputs[1:])
                 if name.startswith("present")
             }
             # Finished rows keep decoding a pad token (as generate() does); their output is ignored.
@@ -200,24 +199,3 @@ class OnnxSmolVLMCaptioner(Captioner):
             attention_mask = np.concatenate([attention_mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
             position_ids = position_ids[:, -1:] + 1
         return generated
-
-    def _decode_step(self, feed: dict, output_names: list[str]):
-        """One decoder pass: (logits as numpy, the present.* outputs to feed back as the next past).
-
-        With I/O binding the KV cache stays in ONNX Runtime's OrtValues from one step to the next:
-        ``session.run`` would copy every present tensor (the whole cache, ~8 MB per step for
-        SmolVLM-256M at 170 positions) into new numpy arrays, which the next step reads back."""
-        if not self.io_binding:
-            outputs = self.decoder.run(output_names, feed)
-            return outputs[0], outputs[1:]
-        binding = self.decoder.io_binding()
-        for name, value in feed.items():
-            if isinstance(value, np.ndarray):
-                binding.bind_cpu_input(name, np.ascontiguousarray(value))
-            else:  # an OrtValue from the previous step
-                binding.bind_ortvalue_input(name, value)
-        for name in output_names:
-            binding.bind_output(name, "cpu")
-        self.decoder.run_with_iobinding(binding)
-        outputs = binding.get_outputs()
-        return outputs[0].numpy(), outputs[1:]
