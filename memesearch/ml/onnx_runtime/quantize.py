@@ -38,7 +38,9 @@ def quantize_matmuls_4bit(source: Path | str, target: Path | str, *, block_size:
 
     The weights go through onnxruntime's own block quantiser (``quantize_matmul_4bits``, the C++
     routine ``MatMulNBitsQuantizer`` calls) but the graph is rewritten here: the Python wrapper
-    needs ``onnx_ir``, which the export extra does not install."""
+    needs ``onnx_ir``, which the export extra does not install. Only the default ``accuracy_level``
+    has a parity reference; level 4 (int8 activations per block, faster on VNNI CPUs) is for
+    benchmarks (docs/BENCHMARKS.md, Issue 16 captions)."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
