@@ -171,7 +171,7 @@ def build_checkpoint(name: str, out_dir: Path) -> Path:
 
 
 def export_onnx(name: str, checkpoint_dir: Path, onnx_dir: Path) -> Path:
-    """Our own exporter (with int8 copies); skipped when the int8 decoder already exists."""
+    """Our own exporter (with int8 copies, and q4 ones for SmolVLM); skipped when they exist."""
     onnx_dir = Path(onnx_dir)
     if FAMILIES[name] == "moondream":
         if (onnx_dir / f"{MOONDREAM_BUNDLE}-int8.mf").is_file():
@@ -179,12 +179,18 @@ def export_onnx(name: str, checkpoint_dir: Path, onnx_dir: Path) -> Path:
         from memesearch.ml.families.moondream.export import export as export_moondream
 
         return export_moondream(checkpoint_dir, onnx_dir, int8=True, name=MOONDREAM_BUNDLE)
+    if FAMILIES[name] == "smolvlm":
+        from memesearch.ml.families.smolvlm.export import export, quantize_q4
+
+        if (onnx_dir / "onnx" / "decoder_model_merged_int8.onnx").is_file():
+            if not (onnx_dir / "onnx" / "decoder_model_merged_q4.onnx").is_file():
+                quantize_q4(onnx_dir)  # a cache exported before q4 existed
+            return onnx_dir
+        return export(checkpoint_dir, onnx_dir, int8=True, q4=True)
     if (onnx_dir / "onnx" / "decoder_model_merged_int8.onnx").is_file():
         return onnx_dir
-    if FAMILIES[name] == "smolvlm":
-        from memesearch.ml.families.smolvlm.export import export
-    else:
-        from memesearch.ml.families.florence2.export import export
+    from memesearch.ml.families.florence2.export import export
+
     return export(checkpoint_dir, onnx_dir, int8=True)
 
 

@@ -14,7 +14,9 @@ Two modes:
   MatMuls (memesearch/ml/families/common/int8_reference.py): against fp32, int8 rounding alone
   flips near-tied greedy tokens of a random model. Equal int8 tokens are the usual
   outcome, not a guarantee (ulp differences in the fp32 ops can flip a rounding, see
-  tests/models/test_int8_reference.py), so only fp32 rows count as failed.
+  tests/models/test_int8_reference.py), so only fp32 rows count as failed. SmolVLM also
+  gets a q4 row (int8 vision, 4-bit weight-only decoder), compared with that reference
+  with the decoder's weights 4-bit rounded instead.
 
 The clip family (image-text embeddings, visual search) compares embeddings by cosine
 instead of tokens: see memesearch/ml/check_clip.py.
@@ -42,6 +44,8 @@ from memesearch.ml.registry import ModelSpec
 
 #: Caption families (token parity).
 FAMILIES = ("smolvlm", "florence2", "moondream")
+#: Quantised ONNX dtypes `models check --tiny` exports and compares, besides fp32.
+QUANTISED = {"smolvlm": ("int8", "q4")}
 #: Every family `models check --tiny` knows, caption and image-text.
 ALL_FAMILIES = (*FAMILIES, "clip")
 CHECK_TOKENS = 16
@@ -74,7 +78,9 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
 
         return check_tiny_clip(workdir)
     model = f"tiny-{family}"
-    rows = {key: CheckRow(model, family, *key) for key in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))}
+    quantised = QUANTISED.get(family, ("int8",))
+    keys = (("torch", "fp32"), ("onnx", "fp32"), *(("onnx", dtype) for dtype in quantised))
+    rows = {key: CheckRow(model, family, *key) for key in keys}
     try:
         tiny, export, onnx = _import_family(family)
         import torch  # noqa: F401 - the reference and the exporter need it
@@ -93,14 +99,14 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
         rows["torch", "fp32"].loads = True
         rows["torch", "fp32"].tokens_compared = len(reference)
         rows["torch", "fp32"].ms_per_image = round(ms, 2)
-        exported = export.export(checkpoint, workdir / "onnx", int8=True)
+        exported = export.export(checkpoint, workdir / "onnx", int8=True, **({"q4": True} if "q4" in quantised else {}))
     except Exception as exc:
         for row in rows.values():
             row.error = failure_reason(exc)
             row.loads = False
         return list(rows.values())
     cls = captioner_class(onnx, "onnx")
-    for dtype in ("fp32", "int8"):
+    for dtype in ("fp32", *quantised):
         row = rows["onnx", dtype]
         try:
             captioner = cls(Path(exported), dtype=dtype, threads=1)
@@ -110,10 +116,11 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
             result_tokens, ms = _timed(lambda c=captioner: c.caption([request])[0].token_ids)
             row.ms_per_image = round(ms, 2)
             expected = reference
-            if dtype == "int8":
+            if dtype != "fp32":
                 from memesearch.ml.families.common import int8_reference
 
-                expected = int8_reference.reference_generate(family, checkpoint, [image], prompt, tokens)[0]
+                by_dtype = {} if dtype == "int8" else {"dtype": dtype}
+                expected = int8_reference.reference_generate(family, checkpoint, [image], prompt, tokens, **by_dtype)[0]
             _compare(row, list(result_tokens), expected)
         except Exception as exc:
             row.error = failure_reason(exc)

@@ -82,6 +82,49 @@ def test_int8_linear_is_bit_exact_with_onnxruntime(seed, tmp_path):
     assert not np.array_equal(emulated, torch.nn.functional.linear(torch.from_numpy(x), weight_t, bias_t).numpy())
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_q4_dequantize_is_bit_exact_with_onnxruntime(seed, symmetric, tmp_path):
+    """The weights our q4 graphs hold, read back from the file, equal ``q4_dequantize`` bit for bit,
+    and the MatMulNBits graph computes the fp32 product with them (to summation order)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls_4bit
+
+    rng = np.random.default_rng(seed)
+    outputs, inputs = int(rng.integers(8, 100)), 32 * int(rng.integers(1, 5))
+    weight = (rng.standard_normal((outputs, inputs)) * rng.uniform(0.01, 3)).astype(np.float32)
+    weight[:3] = np.round(weight[:3] * 4) / 4  # exact halves after scaling: the rounding rule matters
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, inputs])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None, outputs])],
+        [numpy_helper.from_array(np.ascontiguousarray(weight.T), "w")],
+    )
+    fp32, q4 = tmp_path / "linear.onnx", tmp_path / "linear_q4.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
+    quantize_matmuls_4bit(fp32, q4, symmetric=symmetric)
+    stored = {init.name: numpy_helper.to_array(init) for init in onnx.load(str(q4)).graph.initializer}
+    packed, scales = stored["w_Q4"], stored["w_scales"]
+    q = np.stack([packed & 15, packed >> 4], axis=-1).reshape(outputs, inputs // 32, 32).astype(np.float32)
+    if symmetric:
+        zero_points = np.full(scales.shape, 8, np.float32)
+    else:
+        zp = stored["w_zero_points"]
+        zero_points = np.stack([zp & 15, zp >> 4], axis=-1).reshape(outputs, -1)[:, : inputs // 32].astype(np.float32)
+    from_file = ((q - zero_points[..., None]) * scales[..., None]).reshape(outputs, inputs)
+    emulated = int8_reference.q4_dequantize(torch.from_numpy(weight), symmetric=symmetric)
+    np.testing.assert_array_equal(emulated.numpy(), from_file)
+    assert not np.array_equal(from_file, weight)
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(q4), options, providers=["CPUExecutionProvider"])
+    for rows in (1, 7):
+        x = rng.standard_normal((1, rows, inputs)).astype(np.float32)
+        expected = torch.nn.functional.linear(torch.from_numpy(x), emulated).numpy()
+        np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_emulation_is_scoped_to_the_context():
     x, weight = torch.randn(1, 3, 8), torch.randn(4, 8)
     plain = torch.nn.functional.linear(x, weight)
@@ -93,27 +136,31 @@ def test_emulation_is_scoped_to_the_context():
     assert torch.equal(torch.nn.functional.linear(x, weight), plain)
 
 
-def _onnx_int8_tokens(family: str, exported: Path, image, prompt: str) -> list[int]:
+def _onnx_int8_tokens(family: str, exported: Path, image, prompt: str, dtype: str = "int8") -> list[int]:
     onnx_module = importlib.import_module(f"memesearch.ml.families.{family}.onnx_backend")
-    captioner = captioner_class(onnx_module, "onnx")(exported, dtype="int8", threads=1)
+    captioner = captioner_class(onnx_module, "onnx")(exported, dtype=dtype, threads=1)
     request = CaptionRequest(image=image, prompt=prompt, max_new_tokens=TOKENS)
     return list(captioner.caption([request])[0].token_ids)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
-def test_onnx_int8_tokens_follow_the_int8_reference(family, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("family", "dtype"), [*((family, "int8") for family in FAMILIES), ("smolvlm", "q4")])
+def test_onnx_int8_tokens_follow_the_int8_reference(family, dtype, tmp_path, monkeypatch):
+    """q4: SmolVLM's int8 vision + 4-bit weight-only decoder, against the reference with the
+    decoder's weights 4-bit rounded (same threshold)."""
     monkeypatch.setenv("MEMESEARCH_THREADS", "1")
+    quantised = {"int8": True} if dtype == "int8" else {dtype: True}
+    by_dtype = {} if dtype == "int8" else {"dtype": dtype}
     tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
     export = importlib.import_module(f"memesearch.ml.families.{family}.export")
     prompt, image = tiny.TINY_PROMPT, fixed_image()
     equal_int8, equal_fp32, emulation_changed_tokens = [], [], False
     for seed in SEEDS:
         checkpoint = tiny.build_tiny_checkpoint(tmp_path / f"ckpt{seed}", seed=seed)
-        exported = export.export(checkpoint, tmp_path / f"onnx{seed}", int8=True)
-        produced = _onnx_int8_tokens(family, exported, image, prompt)
+        exported = export.export(checkpoint, tmp_path / f"onnx{seed}", **quantised)
+        produced = _onnx_int8_tokens(family, exported, image, prompt, dtype)
         fp32_reference = tiny.reference_generate(checkpoint, [image], prompt, TOKENS)[0]
-        int8_tokens = int8_reference.reference_generate(family, checkpoint, [image], prompt, TOKENS)[0]
+        int8_tokens = int8_reference.reference_generate(family, checkpoint, [image], prompt, TOKENS, **by_dtype)[0]
         assert len(produced) > 0 and len(int8_tokens) > 0
         equal_int8.append(produced == int8_tokens)
         equal_fp32.append(produced == fp32_reference)
@@ -125,3 +172,4 @@ def test_onnx_int8_tokens_follow_the_int8_reference(family, tmp_path, monkeypatc
     # more often than they follow the fp32 reference.
     assert sum(equal_int8) >= len(SEEDS) - 1, (equal_int8, equal_fp32)
     assert sum(equal_int8) > sum(equal_fp32), (equal_int8, equal_fp32)
+

@@ -62,7 +62,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def onnx_dir(checkpoint, tmp_path_factory):
-    return export(checkpoint, tmp_path_factory.mktemp("smolvlm_onnx"), int8=True)
+    return export(checkpoint, tmp_path_factory.mktemp("smolvlm_onnx"), int8=True, q4=True)
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +229,7 @@ def test_required_files_name_the_community_layout(onnx_dir):
         "onnx/embed_tokens_q4.onnx",
         "onnx/decoder_model_merged_q4.onnx",
     ]
-    for name in required_files("fp32") + required_files("int8"):
+    for name in required_files("fp32") + required_files("int8") + required_files("q4"):
         assert (onnx_dir / name).is_file(), name
 
 

@@ -22,11 +22,17 @@ CLIP's int8 graphs also turn the patch embedding (a Conv whose kernel equals its
 one more MatMul over the flattened patches (ml/families/clip/patch_matmul.py):
 ``emulate_ort_int8(patch_convs=True)`` computes such a ``conv2d`` as :func:`int8_linear` over
 the same patches. The other families keep that Conv in fp32.
+
+SmolVLM's ``q4`` graphs (``quantize.quantize_matmuls_4bit``) keep the int8 vision encoder and
+make every decoder MatMul a weight-only 4-bit ``MatMulNBits`` with fp32 compute
+(accuracy_level 1): it multiplies the fp32 activations by the dequantised weights, so
+:func:`q4_dequantize` (ORT's block rounding, bit for bit) + a plain fp32 linear emulates it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -99,6 +105,37 @@ def _pair(value) -> tuple:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
+def q4_dequantize(weight: torch.Tensor, *, block_size: int = 32, symmetric: bool = True) -> torch.Tensor:
+    """A linear's (out, in) weight after onnxruntime's 4-bit block quantisation and back.
+
+    As ``quantize_matmul_4bits`` (MLAS) does it, per block of ``block_size`` inputs of one
+    output: symmetric ``scale = m / -8`` with ``m`` the block's max if ``|max| > |min|``, else
+    its min, zero point 8; asymmetric ``scale = (max(hi, 0) - min(lo, 0)) / 15``, zero point
+    ``round(-min / scale)``; ``q = clamp(round_half_away(v * (1 / scale) + zp), 0, 15)``, all
+    in float32. Checked bit for bit against ORT in tests/models/test_int8_reference.py."""
+    out_features, in_features = weight.shape
+    if in_features % block_size:
+        raise ValueError(f"in_features {in_features} is not a multiple of the block size {block_size}")
+    w = weight.float().reshape(out_features, in_features // block_size, block_size)
+    high, low = w.amax(dim=-1), w.amin(dim=-1)
+    if symmetric:
+        scale = torch.where(high.abs() > low.abs(), high, low) / -8
+        zero_point = torch.full_like(scale, 8.0)
+    else:
+        low, high = low.clamp(max=0), high.clamp(min=0)
+        scale = (high - low) / 15
+        safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+        zero_point = _round_half_away(torch.where(scale == 0, low, -low / safe)).clamp(0, 15)
+    reciprocal = torch.where(scale == 0, torch.zeros_like(scale), 1 / torch.where(scale == 0, 1, scale))
+    q = _round_half_away(w * reciprocal[..., None] + zero_point[..., None]).clamp(0, 15)
+    return ((q - zero_point[..., None]) * scale[..., None]).reshape(out_features, in_features).to(weight.dtype)
+
+
+def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """C's ``roundf``: halves away from zero (torch.round rounds them to even)."""
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+
+
 @contextlib.contextmanager
 def emulate_ort_int8(*, patch_convs: bool = False) -> Iterator[None]:
     """Within the block every ``F.linear`` (so every ``nn.Linear``) is an ORT int8 MatMul, and with
@@ -113,8 +150,11 @@ def emulate_ort_int8(*, patch_convs: bool = False) -> Iterator[None]:
         F.linear, F.conv2d = original_linear, original_conv
 
 
-def reference_generate(family: str, checkpoint_dir, images, prompt: str, max_new_tokens: int) -> list[list[int]]:
-    """Greedy tokens of a tiny family's torch reference with every linear emulated as ORT int8."""
+def reference_generate(
+    family: str, checkpoint_dir, images, prompt: str, max_new_tokens: int, *, dtype: str = "int8"
+) -> list[list[int]]:
+    """Greedy tokens of a tiny family's torch reference with every linear emulated as ORT int8
+    (``dtype="q4"``, SmolVLM only: int8 vision, 4-bit weight-only decoder)."""
     import importlib
 
     tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
@@ -124,6 +164,12 @@ def reference_generate(family: str, checkpoint_dir, images, prompt: str, max_new
         reference = tiny.Reference(checkpoint_dir)
         with emulate_ort_int8():
             return [reference.generate(image, prompt, max_new_tokens) for image in images]
+    if dtype == "q4":
+        if family != "smolvlm":
+            raise ValueError(f"no q4 reference for {family}")
+        tiny = importlib.import_module("memesearch.ml.families.smolvlm.tiny")
+        with _smolvlm_one_tile_per_run(), _smolvlm_q4_linears():
+            return tiny.reference_generate(checkpoint_dir, images, prompt, max_new_tokens)
     with emulate_ort_int8(), contextlib.ExitStack() as stack:
         if family == "smolvlm":
             stack.enter_context(_smolvlm_one_tile_per_run())
@@ -157,3 +203,32 @@ def _smolvlm_one_tile_per_run() -> Iterator[None]:
         yield
     finally:
         Idefics3Model.get_image_features = original
+
+
+@contextlib.contextmanager
+def _smolvlm_q4_linears() -> Iterator[None]:
+    """Linears of the vision tower + connector as ORT int8, every other one (the decoder and
+    its LM head) as a fp32 linear with 4-bit block-quantised weights."""
+    from transformers.models.idefics3.modeling_idefics3 import Idefics3Model
+
+    original_linear, original_features = F.linear, Idefics3Model.get_image_features
+    in_vision = [False]
+
+    def linear(x, weight, bias=None):
+        if in_vision[0]:
+            return int8_linear(x, weight, bias)
+        return original_linear(x, q4_dequantize(weight), bias)
+
+    @functools.wraps(original_features)  # generate() reads its signature to route pixel_values
+    def get_image_features(self, *args, **kwargs):
+        in_vision[0] = True
+        try:
+            return original_features(self, *args, **kwargs)
+        finally:
+            in_vision[0] = False
+
+    F.linear, Idefics3Model.get_image_features = linear, get_image_features
+    try:
+        yield
+    finally:
+        F.linear, Idefics3Model.get_image_features = original_linear, original_features

@@ -3,8 +3,9 @@
 Writes ``onnx/vision_encoder.onnx``, ``onnx/embed_tokens.onnx`` and
 ``onnx/decoder_model_merged.onnx`` with the input/output names of
 ``HuggingFaceTB/SmolVLM-256M-Instruct`` (so :class:`OnnxSmolVLMCaptioner` reads either), copies
-the tokenizer / processor / config files, and with ``int8=True`` adds dynamically quantised
-``*_int8.onnx`` copies. Uses the legacy TorchScript exporter (``dynamo=False``), which needs
+the tokenizer / processor / config files, with ``int8=True`` adds dynamically quantised
+``*_int8.onnx`` copies, and with ``q4=True`` ``*_q4.onnx`` ones (the int8 vision encoder, a
+decoder with 4-bit weight-only ``MatMulNBits``). Uses the legacy TorchScript exporter (``dynamo=False``), which needs
 no extra packages.
 """
 
@@ -23,7 +24,7 @@ require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
 
 
 
-def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
+def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False, q4: bool = False) -> Path:
     """Export ``checkpoint_dir`` (a transformers Idefics3 checkpoint) into ``out_dir``."""
     torch = require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
     transformers = require("transformers", extra="export", purpose="Exporting SmolVLM to ONNX")
@@ -47,6 +48,8 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
     _copy_support_files(checkpoint_dir, out_dir)
     if int8:
         quantize_int8(out_dir)
+    if q4:
+        quantize_q4(out_dir)
     return out_dir
 
 
@@ -139,3 +142,22 @@ def quantize_int8(out_dir: Path) -> None:
 
     for part in ONNX_PARTS:
         quantize_matmuls(out_dir / onnx_path(part, "fp32"), out_dir / onnx_path(part, "int8"))
+
+
+def quantize_q4(out_dir: Path) -> None:
+    """Write ``*_q4.onnx``: the vision encoder as int8 (as ``quantize_int8``; 4-bit weights would
+    save little there, its time is in attention over ~1,000 patches), the embeddings unchanged
+    (a Gather) and the decoder's MatMuls as 4-bit blocks, which halves the weights each token reads."""
+    import shutil
+
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls, quantize_matmuls_4bit
+
+    vision_int8 = out_dir / onnx_path("vision_encoder", "int8")
+    if vision_int8.is_file():
+        shutil.copyfile(vision_int8, out_dir / onnx_path("vision_encoder", "q4"))
+    else:
+        quantize_matmuls(out_dir / onnx_path("vision_encoder", "fp32"), out_dir / onnx_path("vision_encoder", "q4"))
+    shutil.copyfile(out_dir / onnx_path("embed_tokens", "fp32"), out_dir / onnx_path("embed_tokens", "q4"))
+    quantize_matmuls_4bit(
+        out_dir / onnx_path("decoder_model_merged", "fp32"), out_dir / onnx_path("decoder_model_merged", "q4")
+    )
