@@ -32,14 +32,15 @@ class CountingFake(FakeCaptioner):
         return super()._caption_batch(requests)
 
 
-def make_core(tmp_path: Path, count: int = 6, lease_s: float = 2) -> Core:
+def make_core(tmp_path: Path, count: int = 6, lease_s: float = 2, database_url: str = "") -> Core:
     from memesearch.library.samples import render_sample_memes
 
     folder = tmp_path / "memes"
     render_sample_memes(folder, count=count, seed=7)
     home = tmp_path / "data"
     write_fake_models(home, delay=0.0)
-    core = Core(Settings(home=home, ocr_enabled=False, job_lease_s=lease_s, job_max_attempts=3))
+    core = Core(Settings(home=home, ocr_enabled=False, job_lease_s=lease_s, job_max_attempts=3,
+                         database_url=database_url))
     core.__dict__["embedder"] = FakeEmbedder()
     core.store.add_folder(str(folder))
     for registered in core.store.list_folders():
@@ -144,6 +145,22 @@ def test_every_meme_of_a_slow_batch_keeps_its_lease(tmp_path, caplog):
         assert len(set(model.images)) == len(model.images) == 8
         assert all(core.store.item_attempts(run.id, meme_id) == 0 for meme_id in core.store.meme_ids())
         assert not [r for r in caplog.records if "lease expired" in r.getMessage()]
+    finally:
+        core.close()
+
+
+def test_two_workers_claim_disjoint_batches_on_postgres(tmp_path, postgres_url):
+    """PostgreSQL hands each worker its own batch (FOR UPDATE SKIP LOCKED): no meme twice."""
+    core = make_core(tmp_path, count=12, database_url=postgres_url)
+    assert core.store.kind == "postgres"
+    model = CountingFake(delay_s=0.1)
+    use_model(core, model)
+    core.captioner("fake").ensure_loaded()
+    try:
+        run = run_to_end(core, concurrency=3)
+        assert (run.state, run.done, run.failed) == ("done", 12, 0)
+        assert sorted(model.calls) == [4, 4, 4] and len(set(model.images)) == 12
+        assert all(len(m.descriptions) == 1 for m in core.store.get_memes(core.store.meme_ids()))
     finally:
         core.close()
 
