@@ -236,14 +236,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/caption-batch", dependencies=guarded, response_model_exclude_none=True,
               summary="Describe several uploaded images in as few model calls as the model allows.")
     async def caption_batch(
-        images: Annotated[list[UploadFile], File(description=f"Image bytes, 1 to {MAX_CAPTION_IMAGES} files; "
-                                                             "never paths.")],
+        images: Annotated[list[UploadFile], File(min_length=1, max_length=MAX_CAPTION_IMAGES,
+                                                 description="Image bytes (JPEG, PNG, WebP, GIF, BMP); never paths.")],
         model: Annotated[str | None, Form(description="Caption model id (models.yml); default: caption_model.")] = None,
         prompt: Annotated[str | None, Form(max_length=2000, description="Override the model's prompt.")] = None,
         max_new_tokens: Annotated[int | None, Form(ge=1, le=1024)] = None,
     ) -> CaptionBatch:
-        if not 1 <= len(images) <= MAX_CAPTION_IMAGES:
-            raise InvalidInputError(f"send 1 to {MAX_CAPTION_IMAGES} images, not {len(images)}")
         uploads = [await read_image(image) for image in images]
         return await runner.run(_guard(_caption_many), pool, settings, uploads, model or settings.caption_model,
                                 prompt, max_new_tokens)
