@@ -14,14 +14,13 @@ from memesearch.config import Settings
 from memesearch.problems import PROBLEM_JSON
 from memesearch.service.app import MAX_CAPTION_IMAGES, create_app
 from tests.service.helpers import write_fake_models
+from tests.service.test_service_api import png_bytes
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40), (10, 10, 10)]
 
 
 def png(colour, size=(48, 32)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(size, colour)
 
 
 @pytest.fixture
