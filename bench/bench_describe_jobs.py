@@ -4,7 +4,7 @@ memes per minute when a worker claims and captions one meme per model call vs a 
 Usage:
   .venv/bin/python bench/vlm_models.py smolvlm-256m --out /tmp/vlmspeed-cache      # build + export once
   .venv/bin/python bench/bench_describe_jobs.py --models-dir /tmp/vlmspeed-cache [--dtype fp32] \
-      [--batches 1 4] [--memes 4] [--tokens 32] [--threads 2] [--direct]
+      [--batches 1 4] [--memes 4] [--tokens 32] [--threads 2] [--repeats 3] [--direct]
 
 Each batch size runs in its own process: a fresh data dir whose models folder links the ONNX
 SmolVLM export (full-size random weights from bench/vlm_models.py; `models.yml` overrides only
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--memes", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each setting, interleaved; the median counts")
     parser.add_argument("--direct", action="store_true", help="also the captioner-only rows (bench_describe_batch.py)")
     args = parser.parse_args()
     from bench_vlm import PROMPTS
@@ -116,35 +118,43 @@ def main() -> None:
     print("machine: " + machine_line())
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n", flush=True)
     onnx_dir = str((args.models_dir / args.model / "onnx").resolve())
-    rows = []
-    for batch in args.batches:
-        paths = [("jobs", Path(__file__), {"models": onnx_dir, "model": args.model, "dtype": args.dtype, "batch": batch,
-                                          "memes": args.memes, "tokens": args.tokens, "threads": args.threads})]
-        if args.direct:
-            paths.append(("captioner", HERE / "bench_describe_batch.py",
-                          {"models": onnx_dir, "dtype": args.dtype, "threads": args.threads, "batch": batch,
-                           "memes": args.memes, "tokens": args.tokens, "prompt": PROMPTS["smolvlm"]}))
-        for path, script, spec in paths:
-            load_before = os.getloadavg()[0]
-            result = run_worker(script, spec, args.threads)
-            if isinstance(result, str):
-                print(f"{path} batch {batch}: {result}", flush=True)
-                continue
-            rows.append((path, batch, result, load_before))
-            print(f"{path} batch {batch}: {result['memes_per_min']:.2f} memes/min, peak RSS {result['peak_rss_mb']} MB, "
-                  f"load {load_before:.2f}/{result['load1']:.2f}", flush=True)
-    print(f"\n| path | dtype | batch | memes per model call (jobs: as made) | memes/min | vs batch {args.batches[0]} | same output | "
-          "peak RSS MB | load1 before/after |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for path, batch, result, load_before in rows:
-        reference = next(r for p, b, r, _ in rows if p == path and b == args.batches[0])
+    rows: dict[tuple[str, int], list] = {}
+    # Repeats interleave the settings (1, 4, 1, 4, ...) so a load change hits all of them alike.
+    for _ in range(args.repeats):
+        for batch in args.batches:
+            paths = [("jobs", Path(__file__), {"models": onnx_dir, "model": args.model, "dtype": args.dtype,
+                                              "batch": batch, "memes": args.memes, "tokens": args.tokens,
+                                              "threads": args.threads})]
+            if args.direct:
+                paths.append(("captioner", HERE / "bench_describe_batch.py",
+                              {"models": onnx_dir, "dtype": args.dtype, "threads": args.threads, "batch": batch,
+                               "memes": args.memes, "tokens": args.tokens, "prompt": PROMPTS["smolvlm"]}))
+            for path, script, spec in paths:
+                load_before = os.getloadavg()[0]
+                result = run_worker(script, spec, args.threads)
+                if isinstance(result, str):
+                    print(f"{path} batch {batch}: {result}", flush=True)
+                    continue
+                result["load_before"] = load_before
+                rows.setdefault((path, batch), []).append(result)
+                print(f"{path} batch {batch}: {result['memes_per_min']:.2f} memes/min, peak RSS {result['peak_rss_mb']} MB, "
+                      f"load {load_before:.2f}/{result['load1']:.2f}", flush=True)
+    print(f"\n| path | dtype | batch | memes per model call (jobs: as made) | memes/min (median of {args.repeats}) | "
+          f"vs batch {args.batches[0]} | each run | same output | peak RSS MB | load1 range |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (path, batch), results in rows.items():
+        reference = rows.get((path, args.batches[0]))
+        if not reference:
+            continue
         key = "texts" if path == "jobs" else "ids"
-        same = result[key] == reference[key]
-        per_call = "/".join(map(str, result["calls"])) if "calls" in result else batch
-        print(f"| {path} | {args.dtype} | {batch} | {per_call} | {result['memes_per_min']:.2f} | "
-              f"{result['memes_per_min'] / reference['memes_per_min']:.2f}x | {'yes' if same else 'NO'} | "
-              f"{result['peak_rss_mb']} | {load_before:.2f}/{result['load1']:.2f} |")
-
+        same = all(r[key] == reference[0][key] for r in results)
+        speeds = [r["memes_per_min"] for r in results]
+        loads = [value for r in results for value in (r["load_before"], r["load1"])]
+        per_call = "/".join(map(str, results[0]["calls"])) if "calls" in results[0] else batch
+        ratio = statistics.median(speeds) / statistics.median(r["memes_per_min"] for r in reference)
+        print(f"| {path} | {args.dtype} | {batch} | {per_call} | {statistics.median(speeds):.2f} | {ratio:.2f}x | "
+              f"{' '.join(f'{v:.1f}' for v in speeds)} | {'yes' if same else 'NO'} | "
+              f"{max(r['peak_rss_mb'] for r in results)} | {min(loads):.1f}-{max(loads):.1f} |")
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
