@@ -114,6 +114,10 @@ class Core:
                     cache[model_id] = load_captioner(model_id, self.settings)
             return cache[model_id]
 
+    def loaded_captioner(self, model_id: str):
+        """The caption model ``captioner(model_id)`` has loaded already, or None (loads nothing)."""
+        return self.__dict__.get("_captioners", {}).get(model_id)
+
     @cached_property
     def read_only(self) -> bool:
         """The data dir cannot be written: read commands work, writes are refused (memesearch.readonly)."""

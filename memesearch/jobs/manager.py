@@ -1,8 +1,11 @@
 """JobManager: start, watch, cancel and retry bulk runs; also the body of the worker task.
 
-A run's items are claimed one meme at a time under a lease that a renewer
-thread keeps fresh while the meme is being processed, so a slow model never
-loses its claim, and a killed worker's claim expires after ``job_lease_s``.
+A run's items are claimed under leases that a renewer thread keeps fresh while
+the memes are being processed, so a slow model never loses its claim, and a
+killed worker's claims expire after ``job_lease_s``. Most runs claim one meme at
+a time; a describe run claims as many as its caption model takes per call (its
+batch size, 1 for quantised models), captions them together and still completes,
+fails or retries each meme on its own.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ class JobManager:
 
     # -- the worker task ------------------------------------------------------------
     def work(self, run_id: int) -> None:
-        """Claim and process the run's items one by one until none is due."""
+        """Claim and process the run's items until none is due."""
         row = self.store.get_run_row(run_id)
         if row is None or row["state"] not in ACTIVE_STATES:
             return
@@ -129,11 +132,27 @@ class JobManager:
         if row["state"] == "queued":
             self.store.update_run(run_id, state="running", started_at=row["started_at"] or time.time())
         while not self.stopping.is_set():
-            claimed = self.store.claim_run_items(run_id, 1, self.settings.job_lease_s)
+            claimed = self.store.claim_run_items(run_id, self._claim_size(row), self.settings.job_lease_s)
             if not claimed:
                 break
-            self._process_item(row, claimed[0])
+            if len(claimed) == 1:
+                self._process_item(row, claimed[0])
+            else:
+                self._process_batch(row, claimed)
         self.finish_if_complete(run_id)
+
+    def _claim_size(self, row: dict) -> int:
+        """Memes to claim at once: a describe run's caption model batch size once that model is
+        loaded (the first meme, alone, loads it; a model that cannot load then fails one meme,
+        not a batch), else 1. This is also how many decoded images a worker thread holds."""
+        if row["kind"] != "describe":
+            return 1
+        captioner = self.core.loaded_captioner(row["model"])
+        if captioner is None:
+            return 1
+        from memesearch.ml.caption_batches import batch_size_of
+
+        return batch_size_of(captioner)
 
     def _process_item(self, row: dict, meme_id: int) -> None:
         run_id = row["id"]
@@ -143,13 +162,40 @@ class JobManager:
             except Exception as exc:
                 self._record_failure(run_id, meme_id, exc)
                 return
+        self._finish_done(run_id, meme_id)
+
+    def _process_batch(self, row: dict, meme_ids: list[int]) -> None:
+        run_id = row["id"]
+        with self.leases.hold(run_id, *meme_ids):
+            try:
+                outcomes = self.processor.process_batch(row, meme_ids)
+            except Exception:  # a bug, not a meme's failure: each meme alone says whose it is
+                log.exception("run %d: a batch of %d memes failed; processing them one at a time", run_id, len(meme_ids))
+                outcomes = None
+        if outcomes is None:
+            for meme_id in meme_ids:
+                self._process_item(row, meme_id)
+            return
+        stopped = False
+        for meme_id in meme_ids:
+            exc = outcomes[meme_id]
+            if exc is None:
+                self._finish_done(run_id, meme_id)
+            elif stopped:  # the model cannot run: the rest of the batch is cancelled, not failed
+                self.store.finish_run_item(run_id, meme_id, "queued")
+                self.store.set_run_items_status(run_id, "queued", "cancelled")
+            else:
+                stopped = self._record_failure(run_id, meme_id, exc)
+
+    def _finish_done(self, run_id: int, meme_id: int) -> None:
         if self.store.finish_run_item(run_id, meme_id, "done"):
             completions.info("completed meme %d of run %d", meme_id, run_id)
 
-    def _record_failure(self, run_id: int, meme_id: int, exc: Exception) -> None:
+    def _record_failure(self, run_id: int, meme_id: int, exc: Exception) -> bool:
+        """Fail, retry later or stop the run; True when the run was stopped."""
         if is_model_level(exc) and self._nothing_done_yet(run_id):
             self._stop_run(run_id, meme_id, exc)
-            return
+            return True
         kind = classify(exc)
         attempts = self.store.item_attempts(run_id, meme_id) + 1
         limit = self.settings.job_max_wait_attempts if kind == "unavailable" else self.settings.job_max_attempts
@@ -161,6 +207,7 @@ class JobManager:
             retry_at = time.time() + backoff_s(attempts - 1)
             self.store.finish_run_item(run_id, meme_id, "queued", message, retry_at=retry_at)
             log.info("run %d: meme %d will be retried (%s, attempt %d): %s", run_id, meme_id, kind, attempts, message)
+        return False
 
     def _nothing_done_yet(self, run_id: int) -> bool:
         row = self.store.get_run_row(run_id)
@@ -252,10 +299,11 @@ class LeaseRenewer:
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def hold(self, run_id: int, meme_id: int) -> Iterator[None]:
-        key = (run_id, meme_id)
+    def hold(self, run_id: int, *meme_ids: int) -> Iterator[None]:
+        keys = [(run_id, meme_id) for meme_id in meme_ids]
         with self._lock:
-            self._held[key] = self._held.get(key, 0) + 1
+            for key in keys:
+                self._held[key] = self._held.get(key, 0) + 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._renew_forever, daemon=True, name="lease-renewer")
                 self._thread.start()
@@ -263,9 +311,10 @@ class LeaseRenewer:
             yield
         finally:
             with self._lock:
-                self._held[key] -= 1
-                if not self._held[key]:
-                    del self._held[key]
+                for key in keys:
+                    self._held[key] -= 1
+                    if not self._held[key]:
+                        del self._held[key]
 
     def _renew_forever(self) -> None:
         while True:

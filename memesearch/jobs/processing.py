@@ -1,4 +1,4 @@
-"""What a worker does for one meme of a run, and how a failure is classified.
+"""What a worker does for the memes of a run, and how a failure is classified.
 
 Each stage is idempotent: work already finished (by this run before a crash, or
 by anyone for an implicit run) is detected from the database and skipped, so a
@@ -75,18 +75,61 @@ class MemeProcessor:
 
     def process(self, run: dict, meme_id: int) -> None:
         """Raises on failure; the caller classifies and records it."""
-        store = self.core.store
         explicit = bool(run["params"].get("explicit"))
         for stage in stages_of(run["kind"], run["model"]):
-            meme = store.get_meme(meme_id)
-            if meme.status != "ok":
-                raise NotFoundError(f"meme {meme_id} is {meme.status} ({meme.path})")
+            meme = self._present(meme_id)
             try:
                 getattr(self, f"_{stage}")(meme, run, explicit)
             except Exception as exc:
-                if classify(exc) == "permanent":
-                    store.mark_stage(meme_id, stage, "failed", reason(exc))
+                self._note_failure(meme_id, stage, exc)
                 raise
+
+    def process_batch(self, run: dict, meme_ids: list[int]) -> dict[int, Exception | None]:
+        """A describe run's memes together: their captions in as few model calls as the model
+        allows (memesearch.ml.caption_batches), then each meme's other stages on its own.
+        Returns each meme's failure (None: done); one meme's failure never fails the others.
+        At most ``len(meme_ids)`` decoded images are held at once."""
+        from memesearch.ml.caption_batches import caption_each
+
+        explicit = bool(run["params"].get("explicit"))
+        outcomes: dict[int, Exception | None] = {}
+        todo: list[tuple[Meme, object]] = []
+        for meme_id in meme_ids:
+            try:
+                meme = self._present(meme_id)
+                if self._needs_caption(meme, run, explicit):
+                    todo.append((meme, self._image(meme)))
+            except Exception as exc:
+                self._note_failure(meme_id, "caption", exc)
+                outcomes[meme_id] = exc
+        if todo:
+            started = time.perf_counter()
+            results = caption_each(self.core.captioner(run["model"]), [image for _, image in todo])
+            self.model_s += time.perf_counter() - started
+            for (meme, _), result in zip(todo, results, strict=True):
+                if isinstance(result, Exception):
+                    self._note_failure(meme.id, "caption", result)
+                    outcomes[meme.id] = result
+                else:
+                    self._store_caption(meme.id, run["model"], result)
+        for meme_id in meme_ids:
+            if meme_id not in outcomes:
+                try:  # the caption is found stored, so only the later stages run
+                    self.process(run, meme_id)
+                    outcomes[meme_id] = None
+                except Exception as exc:
+                    outcomes[meme_id] = exc
+        return outcomes
+
+    def _present(self, meme_id: int) -> Meme:
+        meme = self.core.store.get_meme(meme_id)
+        if meme.status != "ok":
+            raise NotFoundError(f"meme {meme_id} is {meme.status} ({meme.path})")
+        return meme
+
+    def _note_failure(self, meme_id: int, stage: str, exc: Exception) -> None:
+        if classify(exc) == "permanent":
+            self.core.store.mark_stage(meme_id, stage, "failed", reason(exc))
 
     def _image(self, meme: Meme):
         started = time.perf_counter()
@@ -119,17 +162,24 @@ class MemeProcessor:
         extract_one(self.core.store, meme, self.core.settings.max_megapixels)
         self.model_s += time.perf_counter() - started
 
+    @staticmethod
+    def _needs_caption(meme: Meme, run: dict, explicit: bool) -> bool:
+        existing = next((d for d in meme.descriptions if d.model_id == run["model"]), None)
+        # Described already (by this run before a crash, or before the run): not again.
+        return existing is None or (explicit and existing.created_at < run["created_at"])
+
     def _caption(self, meme: Meme, run: dict, explicit: bool) -> None:
-        model = run["model"]
-        existing = next((d for d in meme.descriptions if d.model_id == model), None)
-        if existing is not None and (not explicit or existing.created_at >= run["created_at"]):
-            return  # described already (by this run before a crash, or before the run)
+        if not self._needs_caption(meme, run, explicit):
+            return
         image = self._image(meme)
-        captioner = self.core.captioner(model)
+        captioner = self.core.captioner(run["model"])
         started = time.perf_counter()
         result = captioner.caption_images([image])[0]
         self.model_s += time.perf_counter() - started
-        self.core.store.set_description(meme.id, Description(
+        self._store_caption(meme.id, run["model"], result)
+
+    def _store_caption(self, meme_id: int, model: str, result) -> None:
+        self.core.store.set_description(meme_id, Description(
             model_id=model, text=result.text, backend=result.backend, dtype=result.dtype,
             revision=getattr(result, "revision", ""), ms=result.ms,
         ))

@@ -9,7 +9,10 @@ with ONE scale for the whole input tensor (ORT's DynamicQuantizeLinear), so a me
 would depend on which other memes share its batch; int8 models caption one meme per call.
 
 One bad image must not fail the others: when a batch raises, its images are retried one at a
-time, so the error lands on the image that caused it and the rest get their captions.
+time, so the error lands on the image that caused it and the rest get their captions. The ML
+service's client (memesearch.ml.remote) reports each image's error itself, so nothing is
+retried there, and an unreachable service is every image's error at once (each would wait for
+the same service; the jobs layer retries them later).
 """
 
 from __future__ import annotations
@@ -40,13 +43,18 @@ def batch_size_of(captioner) -> int:
 def caption_each(captioner, images: Sequence[Image.Image]) -> list:
     """One entry per image: its caption result, or the MemeSearchError that image raised.
 
-    ``captioner`` is a ChainCaptioner (``caption_images``). Errors that are not
-    MemeSearchError (bugs) propagate, as they did one image at a time."""
+    ``captioner`` is a ChainCaptioner (``caption_images``) or a RemoteCaptioner (``caption_outcomes``).
+    Errors that are not MemeSearchError (bugs) propagate, as they did one image at a time."""
+    from memesearch.ml.remote import ServiceUnavailableError
+
     images = list(images)
     if not images:
         return []
     try:
-        return list(captioner.caption_images(images))
+        outcomes = getattr(captioner, "caption_outcomes", None)
+        return list(outcomes(images) if outcomes is not None else captioner.caption_images(images))
+    except ServiceUnavailableError as exc:
+        return [exc] * len(images)
     except MemeSearchError as exc:
         if len(images) == 1:
             return [exc]

@@ -161,6 +161,7 @@ def load_fake(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
         delay_s=options.delay_s if options else 0.0,
         fail_every=options.fail_every if options else 0,
     )
+    captioner.batch_size = options.batch_size if options else 1
     return Loaded(captioner, "none", "")
 
 

@@ -89,6 +89,8 @@ class FakeSource(_Strict):
     delay_s: float = Field(default=0.0, ge=0)
     #: Fail every Nth image (0 = never), to exercise error handling.
     fail_every: int = Field(default=0, ge=0)
+    #: Images per model call (the jobs and the service batch up to this many).
+    batch_size: int = Field(default=1, ge=1, le=64)
 
 
 class Sources(_Strict):

@@ -51,6 +51,7 @@ class ServiceClient:
         if not urls:
             raise ConfigError("no ML service URL configured", hint="set MEMESEARCH_ML_URLS=http://host:8765")
         self.urls = [url.rstrip("/") for url in urls]
+        self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.down_for_s = down_for_s
@@ -177,6 +178,15 @@ def _client_error(response: httpx.Response) -> Exception:
     return InvalidInputError(f"the ML service rejected the request (HTTP {status}): {detail}", hint=hint)
 
 
+def _item_error(problem: dict) -> Exception:
+    """The problem of one image of a batch answer, as the error a request with that image alone raises."""
+    status = int(problem.get("status") or 500)
+    detail = str(problem.get("detail") or f"HTTP {status}")
+    if status >= 500:
+        return RemoteModelError(f"the ML service failed: {detail}")
+    return _client_error(httpx.Response(status, json=problem))
+
+
 def encode_image(image: Image.Image) -> bytes:
     """Lossless PNG (fast setting): the service decodes exactly the pixels we hold."""
     buffer = io.BytesIO()
@@ -269,9 +279,15 @@ class RemoteSpec:
 
 
 class RemoteCaptioner(Captioner):
-    """Same surface as ChainCaptioner (``spec.id``, ``caption_images``) for Pipeline and jobs."""
+    """Same surface as ChainCaptioner (``spec.id``, ``caption_images``) for Pipeline and jobs.
+
+    Several images go in one /v1/caption-batch request; the service batches them only as far
+    as its model allows (one per call for quantised weights), so results never depend on how
+    many images a request carried."""
 
     backend = "remote"
+    #: Images per request: what the jobs claim and decode at once when describing remotely.
+    batch_size = 4
 
     def __init__(self, client: ServiceClient, model_id: str) -> None:
         super().__init__()
@@ -280,20 +296,54 @@ class RemoteCaptioner(Captioner):
         self.spec = RemoteSpec(model_id)
 
     def _caption_batch(self, requests: list[CaptionRequest]) -> list[ChainCaptionResult]:
-        return [self._caption_one(request) for request in requests]
+        if len(requests) == 1:
+            return [self._caption_one(requests[0])]
+        outcomes = self._caption_many(requests)
+        failure = next((outcome for outcome in outcomes if isinstance(outcome, Exception)), None)
+        if failure is not None:
+            raise failure
+        return outcomes  # type: ignore[return-value]
 
-    def _caption_one(self, request: CaptionRequest) -> ChainCaptionResult:
+    def caption_outcomes(self, images: list[Image.Image]) -> list:
+        """One entry per image: its caption, or the error the service reported for that image
+        alone (memesearch.ml.caption_batches uses this instead of retrying a batch image by image)."""
+        self.ensure_loaded()
+        outcomes: list = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            outcomes += self._caption_many([CaptionRequest(image=image, prompt="", max_new_tokens=0) for image in chunk])
+        return outcomes
+
+    def _caption_many(self, requests: list[CaptionRequest]) -> list:
+        form = self._form(requests[0])
+        files = [("images", (f"image{i}.png", encode_image(request.image), "image/png")) for i, request in enumerate(requests)]
+        # The service's time grows with the images of the request.
+        timeout = httpx.Timeout(self.client.timeout_s * len(requests), connect=min(self.client.timeout_s, 5.0))
+        payload = self.client.request("POST", "/v1/caption-batch", data=form, files=files, timeout=timeout)
+        if len(payload["results"]) != len(requests):
+            raise RemoteModelError(f"the ML service answered {len(payload['results'])} captions for {len(requests)} images")
+        return [self._result(item["caption"], payload["model_id"]) if item.get("caption") else _item_error(item["problem"])
+                for item in payload["results"]]
+
+    def _form(self, request: CaptionRequest) -> dict[str, str]:
         form = {"model": self.model_id}
         if request.prompt:
             form["prompt"] = request.prompt
         if request.max_new_tokens:
             form["max_new_tokens"] = str(request.max_new_tokens)
+        return form
+
+    def _caption_one(self, request: CaptionRequest) -> ChainCaptionResult:
         files = {"image": ("image.png", encode_image(request.image), "image/png")}
-        payload = self.client.request("POST", "/v1/caption", data=form, files=files)
+        payload = self.client.request("POST", "/v1/caption", data=self._form(request), files=files)
+        return self._result(payload, self.model_id)
+
+    @staticmethod
+    def _result(payload: dict, model_id: str) -> ChainCaptionResult:
         return ChainCaptionResult(
             text=payload["text"], token_ids=payload.get("token_ids", []), backend=payload.get("backend", "remote"),
-            dtype=payload.get("dtype", ""), model_id=payload.get("model_id", self.model_id),
-            revision=payload.get("revision", ""),
+            dtype=payload.get("dtype", ""), model_id=payload.get("model_id", model_id),
+            revision=payload.get("revision", ""), ms=payload.get("ms", 0.0),
         )
 
     def caption_images(self, images: list[Image.Image]) -> list[ChainCaptionResult]:

@@ -43,6 +43,8 @@ from memesearch.unicode_input import Utf8UrlMiddleware, reject_surrogates
 
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 20_000
+#: Images one /v1/caption-batch request may carry (the body size limit applies to them together).
+MAX_CAPTION_IMAGES = 16
 
 
 class ModelFailure(MemeSearchError):
@@ -74,6 +76,28 @@ class EmbedBody(BaseModel):
     texts: list[CleanStr] = Field(max_length=MAX_TEXTS, description="Texts to embed (at most 256).")
     model: CleanStr | None = Field(default=None, description="Embedder name; default: the service's embed_model.")
     mode: str = Field(default="passage", pattern="^(passage|query)$", description="query: search-query prefixing.")
+
+
+class Caption(BaseModel):
+    text: str
+    token_ids: list[int] = Field(description="The generated token ids (empty for backends that have none).")
+    backend: str = Field(description="The backend that ran: onnx, torch, api, fake.")
+    dtype: str = Field(description="Its weight type, e.g. int8 or fp32.")
+    model_id: str
+    revision: str = ""
+    ms: float = Field(description="Model milliseconds per image (a batch's time shared among its images).")
+
+
+class CaptionOutcome(BaseModel):
+    """One image of a batch: its caption, or the problem (RFC 9457) that image alone had."""
+
+    caption: Caption | None = None
+    problem: problems.ProblemDetails | None = None
+
+
+class CaptionBatch(BaseModel):
+    model_id: str
+    results: list[CaptionOutcome] = Field(description="One per uploaded image, in upload order.")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -209,6 +233,19 @@ def create_app(settings: Settings) -> FastAPI:
         return await runner.run(_guard(_caption), pool, settings, data, model or settings.caption_model,
                                 prompt, max_new_tokens)
 
+    @app.post("/v1/caption-batch", dependencies=guarded, response_model_exclude_none=True,
+              summary="Describe several uploaded images in as few model calls as the model allows.")
+    async def caption_batch(
+        images: Annotated[list[UploadFile], File(min_length=1, max_length=MAX_CAPTION_IMAGES,
+                                                 description="Image bytes (JPEG, PNG, WebP, GIF, BMP); never paths.")],
+        model: Annotated[str | None, Form(description="Caption model id (models.yml); default: caption_model.")] = None,
+        prompt: Annotated[str | None, Form(max_length=2000, description="Override the model's prompt.")] = None,
+        max_new_tokens: Annotated[int | None, Form(ge=1, le=1024)] = None,
+    ) -> CaptionBatch:
+        uploads = [await read_image(image) for image in images]
+        return await runner.run(_guard(_caption_many), pool, settings, uploads, model or settings.caption_model,
+                                prompt, max_new_tokens)
+
     return app
 
 
@@ -281,6 +318,57 @@ def _caption(pool: ModelPool, settings: Settings, data: bytes, model: str, promp
         return {"text": result.text, "token_ids": list(result.token_ids), "backend": result.backend,
                 "dtype": result.dtype, "model_id": chain.spec.id, "revision": getattr(result, "revision", ""),
                 "ms": result.ms}
+
+
+class _Prompted:
+    """The chain with one request's prompt and length, as caption_batches calls it."""
+
+    def __init__(self, chain, prompt: str | None, max_new_tokens: int | None) -> None:
+        self.chain = chain
+        self.prompt = prompt or chain.spec.effective_prompt()
+        self.max_new_tokens = max_new_tokens or chain.spec.max_new_tokens
+
+    def caption_images(self, images: list) -> list:
+        return self.chain.caption([CaptionRequest(image=image, prompt=self.prompt, max_new_tokens=self.max_new_tokens)
+                                   for image in images])
+
+
+def _caption_many(pool: ModelPool, settings: Settings, uploads: list[bytes], model: str, prompt: str | None,
+                  max_new_tokens: int | None) -> CaptionBatch:
+    """Batches of the model's safe size (memesearch.ml.caption_batches: 1 for quantised weights),
+    decoded one batch at a time so at most that many images are held; an image that does not
+    decode or that the model fails on gets its own problem and the others their captions."""
+    from memesearch.ml.caption_batches import batch_size_of, caption_each
+
+    outcomes: list[CaptionOutcome] = []
+    with pool.use("caption", model) as chain:
+        prompted = _Prompted(chain, prompt, max_new_tokens)
+        while len(outcomes) < len(uploads):
+            chunk = uploads[len(outcomes):len(outcomes) + batch_size_of(chain)]
+            decoded: list = []
+            for data in chunk:
+                try:
+                    decoded.append(decode_upload(data, settings.max_megapixels))
+                except MemeSearchError as exc:
+                    decoded.append(exc)
+            images = [item for item in decoded if not isinstance(item, Exception)]
+            results = iter(caption_each(prompted, images))
+            for item in decoded:
+                result = item if isinstance(item, Exception) else next(results)
+                outcomes.append(_outcome(result, chain.spec.id))
+        return CaptionBatch(model_id=chain.spec.id, results=outcomes)
+
+
+def _outcome(result, model_id: str) -> CaptionOutcome:
+    if isinstance(result, MemeSearchError):
+        error = result if isinstance(result, (InvalidInputError, NotFoundError)) else ModelFailure(
+            f"model failed: {result.message}")
+        return CaptionOutcome(problem=problems.ProblemDetails(**problems.problem_body(
+            error.status, error.message, slug=problems.slug_for_error(error),
+            **problems.error_extensions(error.hint, None, None))))
+    return CaptionOutcome(caption=Caption(text=result.text, token_ids=list(result.token_ids), backend=result.backend,
+                                          dtype=result.dtype, model_id=model_id,
+                                          revision=getattr(result, "revision", ""), ms=result.ms))
 
 
 def _memory() -> dict:

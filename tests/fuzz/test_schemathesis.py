@@ -29,7 +29,7 @@ load_all_checks()
 ALL_CHECKS = list(CHECKS.get_all())
 # Operations whose schema-valid requests can still be unusable (422) for reasons of content or server state.
 STATE_DEPENDENT = (
-    r"^/v1/(ocr|caption|embed-image)$",  # the uploaded bytes must be a decodable image
+    r"^/v1/(ocr|caption|caption-batch|embed-image)$",  # the uploaded bytes must be a decodable image
     r"^/api/uploads$",  # same
     r"^/api/search/image$",  # same
     r"^/api/folders$",  # the path must be an existing folder on the server
@@ -100,7 +100,7 @@ def _fuzz(operation, mode, checks, headers, calls) -> None:
 
 def test_ml_service_api(service_schema):
     calls = fuzz_every_operation(service_schema)
-    assert {"POST /v1/ocr", "POST /v1/caption", "POST /v1/embed", "GET /v1/models"} <= set(calls)
+    assert {"POST /v1/ocr", "POST /v1/caption", "POST /v1/caption-batch", "POST /v1/embed", "GET /v1/models"} <= set(calls)
     assert sum(calls.values()) >= 30
     tried(sum(calls.values()))
 

@@ -34,6 +34,16 @@ models:
     backends: [fake]
     sources:
       fake: {{fail_every: 3}}
+  fake-batched:
+    family: fake
+    description: fake captioner taking {delay} s per image, 4 images per model call
+    size: "0"
+    prompt: describe
+    language: en
+    generation: {{max_new_tokens: 64}}
+    backends: [fake]
+    sources:
+      fake: {{delay_s: {delay}, batch_size: 4}}
   fake-broken:
     family: fake
     description: fake captioner that always fails

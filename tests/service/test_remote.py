@@ -99,6 +99,40 @@ def test_remote_captions_equal_in_process(client, meme_images):
     assert remote.spec.id == "fake"
 
 
+def test_remote_captioner_sends_its_images_in_one_batch_request(client, meme_images):
+    from memesearch.ml.caption_batches import batch_size_of, caption_each
+
+    paths: list[str] = []
+    client._http.event_hooks["request"].append(lambda request: paths.append(request.url.path))
+    remote = RemoteCaptioner(client, "fake")
+    images = [load_rgb(p, 64) for p in meme_images]
+    first = remote.caption_images(images[:1])  # one image: the plain route; it also "loads" the captioner
+    batched = caption_each(remote, images)
+    assert paths == ["/v1/caption", "/v1/caption-batch"]
+    assert batch_size_of(remote) == RemoteCaptioner.batch_size > 1  # the jobs claim this many at once
+    assert batched[0].text == first[0].text and len({r.text for r in batched}) == len(images)
+
+
+def test_an_image_problem_in_a_batch_answer_is_that_images_error():
+    from memesearch.ml.remote import _item_error
+
+    bad = _item_error({"type": "/problems/bad-image", "title": "t", "status": 422, "detail": "not an image"})
+    assert isinstance(bad, ImageError) and bad.message == "not an image"
+    failed = _item_error({"type": "/problems/model-failed", "title": "t", "status": 500, "detail": "injected failure"})
+    assert isinstance(failed, RemoteModelError) and "injected failure" in failed.message
+
+
+def test_an_unreachable_service_is_every_images_error_without_retrying_each():
+    from memesearch.ml.caption_batches import caption_each
+
+    attempts: list[str] = []
+    client = ServiceClient([f"http://127.0.0.1:{free_port()}"], retries=0, backoff_s=0.01)
+    client._http.event_hooks["request"].append(lambda request: attempts.append(request.url.path))
+    results = caption_each(RemoteCaptioner(client, "fake"), [Image.new("RGB", (8, 8), c) for c in ("red", "blue", "green")])
+    assert all(isinstance(r, ServiceUnavailableError) for r in results) and len(results) == 3
+    assert attempts == ["/v1/caption-batch"]  # one request for the batch, not one more per image
+
+
 def test_core_uses_the_remote_backend_when_urls_are_set(service_url, tmp_path):
     core = Core(Settings(home=tmp_path / "app", ml_urls=[service_url]))
     assert isinstance(core.embedder, RemoteEmbedder)
