@@ -63,12 +63,12 @@ class JobManager:
         if folder_id is not None and all(f.id != folder_id for f in self.store.list_folders()):
             raise NotFoundError(f"no folder with id {folder_id}")
         params = {"explicit": meme_ids is not None, "folder_id": folder_id}
-        run_id = self.store.create_run(kind, model, params)
         if kind == "index":
+            run_id = self.store.create_run(kind, model, params)
             self.enqueue(run_id, 1)  # the first task scans, then fans out
             return self.get(run_id)
         ids = list(dict.fromkeys(meme_ids)) if meme_ids is not None else self._default_targets(kind, model)
-        self.store.add_run_items(run_id, ids)
+        run_id = self.store.create_run(kind, model, params, meme_ids=ids)
         if ids:
             self.enqueue(run_id, min(FANOUT, len(ids)))
         else:

@@ -18,17 +18,25 @@ _ITEM_STATES = ("queued", "running", "done", "failed", "cancelled")
 
 
 class RunsMixin:
-    def create_run(self, kind: str, model: str | None, params: dict) -> int:
+    def create_run(self, kind: str, model: str | None, params: dict, meme_ids: list[int] | None = None) -> int:
+        """A new queued run, with ``meme_ids`` as its items in the same transaction: the reaper
+        must never see the run without them (it would close it as done with nothing to do)."""
         with self.write() as conn:
-            return self._exec(conn, "INSERT INTO runs (kind, model, state, params, created_at) "
-                                    "VALUES (?, ?, 'queued', ?, ?) RETURNING id",
-                              (kind, model, json.dumps(params), time.time())).fetchall()[0]["id"]
+            run_id = self._exec(conn, "INSERT INTO runs (kind, model, state, params, created_at) "
+                                      "VALUES (?, ?, 'queued', ?, ?) RETURNING id",
+                                (kind, model, json.dumps(params), time.time())).fetchall()[0]["id"]
+            if meme_ids:
+                self._insert_run_items(conn, run_id, meme_ids)
+            return run_id
 
     def add_run_items(self, run_id: int, meme_ids: list[int]) -> None:
         with self.write() as conn:
-            self._exec(conn, f"INSERT INTO run_items (run_id, meme_id, status) SELECT ?, value, 'queued' "
-                             f"FROM {self.dialect.list_table()} WHERE TRUE ON CONFLICT DO NOTHING",
-                       (run_id, self.dialect.list_param(meme_ids)))
+            self._insert_run_items(conn, run_id, meme_ids)
+
+    def _insert_run_items(self, conn, run_id: int, meme_ids: list[int]) -> None:
+        self._exec(conn, f"INSERT INTO run_items (run_id, meme_id, status) SELECT ?, value, 'queued' "
+                         f"FROM {self.dialect.list_table()} WHERE TRUE ON CONFLICT DO NOTHING",
+                   (run_id, self.dialect.list_param(meme_ids)))
 
     def update_run(self, run_id: int, **fields) -> None:
         """Set some of: state, error, started_at, finished_at, kicked_at, params (a dict)."""

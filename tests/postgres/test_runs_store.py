@@ -66,3 +66,13 @@ def test_concurrent_claims_never_overlap(store):
         thread.join()
     flat = [meme_id for batch in claimed for meme_id in batch]
     assert sorted(flat) == ids
+
+
+def test_a_run_is_created_with_its_items_at_once(store):
+    """The reaper closes an active run with nothing queued; a run created without its items,
+    then given them, could be closed as done in between (seen as a flaky describe-run test)."""
+    ids = add_memes(store, 3)
+    run_id = store.create_run("describe", "fake", {}, meme_ids=ids + ids[:1])
+    counts = store.get_run_row(run_id)["counts"]
+    assert counts["queued"] == 3 and counts["running"] == 0
+    assert store.claim_run_items(run_id, 5, lease_s=60) == ids
