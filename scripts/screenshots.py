@@ -13,6 +13,7 @@ NAME-phone-THEME.png (390x844); a new page is one line in PAGES.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -132,6 +133,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated page names (default: all)")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
+    # The demo library is described by the deterministic fake model, a developer model the
+    # server hides unless told otherwise (the server process inherits this environment).
+    os.environ["MEMESEARCH_DEV"] = "1"
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)
