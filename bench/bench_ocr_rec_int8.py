@@ -66,7 +66,8 @@ def recogniser_inputs(reader: ocr.RapidOcrEngine, images) -> list:
     """The tensors the recogniser gets while ``images`` are read (one text line each)."""
     session = reader._engine.text_rec.session
     seen, run = [], type(session).__call__
-    session.__class__ = type("Recording", (type(session),), {"__call__": lambda s, x: (seen.append(x.copy()), run(s, x))[1]})
+    recording = {"__call__": lambda self, x: (seen.append(x.copy()), run(self, x))[1]}
+    session.__class__ = type("Recording", (type(session),), recording)
     for image in images:
         reader.read(image)
     session.__class__ = session.__class__.__mro__[1]
