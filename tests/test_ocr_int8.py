@@ -73,3 +73,30 @@ def test_a_models_folder_it_cannot_write_leaves_detection_on_fp32(tmp_path, capl
     assert any("stays fp32" in record.getMessage() for record in caplog.records)
     memes = render_sample_memes(tmp_path / "memes", count=2, seed=4)
     assert engine.read(load_rgb(memes[0].path, max_megapixels=50)).text
+
+
+def test_quantize_qdq_leaves_the_convolutions_not_named_in_fp32(tmp_path):
+    # bench/bench_ocr_rec_int8.py quantises subsets of the recogniser's backbone this way.
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from memesearch.ml.ocr_int8 import quantize_qdq
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(size=(4, channels, 3, 3)).astype(np.float32), f"w{i}")
+               for i, channels in enumerate((3, 4))]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w0"], ["h"], name="Conv.0", pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["h"], ["r"], name="Relu.0"),
+         helper.make_node("Conv", ["r", "w1"], ["y"], name="Conv.1", pads=[1, 1, 1, 1])],
+        "two_convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, None])], weights)
+    source = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(source))
+    lines = [rng.random((1, 3, 8, width), dtype=np.float32) for width in (8, 20, 13)]  # widths vary, as text lines do
+    quantize_qdq(source, str(tmp_path / "int8.onnx"), lines, nodes=["Conv.1"])
+    quantised = onnx.load(str(tmp_path / "int8.onnx")).graph
+    producers = {output: node.op_type for node in quantised.node for output in node.output}
+    convs = {node.name: node for node in quantised.node if node.op_type == "Conv"}
+    assert producers.get(convs["Conv.1"].input[1]) == "DequantizeLinear"
+    assert convs["Conv.0"].input[1] not in producers, "Conv.0 keeps its fp32 weight initializer"

@@ -44,6 +44,14 @@ def int8_detector(source: Path, models_dir: Path, prepare) -> Path:
 
 
 def quantize_detector(source: Path, target: str, prepare) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        quantize_qdq(source, target, _calibration_inputs(Path(scratch), prepare))
+
+
+def quantize_qdq(source: Path, target: str, inputs: list[np.ndarray], *, nodes: list[str] | None = None,
+                 reduce_range: bool = REDUCE_RANGE) -> None:
+    """Write ``target``: the PaddleOCR graph ``source`` (input ``x``) as static int8 QDQ, activation
+    ranges from ``inputs``; only ``nodes`` if given (bench/bench_ocr_rec_int8.py tries subsets)."""
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -58,13 +66,13 @@ def quantize_detector(source: Path, target: str, prepare) -> None:
             return None if tensor is None else {"x": tensor}
 
     with tempfile.TemporaryDirectory() as scratch:
-        upgraded, prepared = Path(scratch) / "det13.onnx", Path(scratch) / "prepared.onnx"
+        upgraded, prepared = Path(scratch) / "opset13.onnx", Path(scratch) / "prepared.onnx"
         onnx.save(version_converter.convert_version(onnx.load(str(source)), OPSET), str(upgraded))
         # Batch norms folded into their convolutions first: fewer tensors to quantise (0.9x CPU).
         quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), target, Inputs(_calibration_inputs(Path(scratch), prepare)),
-                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=True, reduce_range=REDUCE_RANGE, calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(str(prepared), target, Inputs(inputs), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        reduce_range=reduce_range, calibrate_method=CalibrationMethod.MinMax, nodes_to_quantize=nodes)
 
 
 def _calibration_inputs(folder: Path, prepare) -> list[np.ndarray]:
