@@ -10,7 +10,9 @@ tile a call (as OnnxSmolVLMCaptioner runs it), the variants in turn, call after 
 
 * unfused: quantize_matmuls alone (int8 graphs derived before the fusion);
 * MHA + mask: ml/onnx_runtime/attention_fusion.py keeping the patch mask;
-* shipped: what smolvlm/export.quantize_vision writes (MHA without the mask: CPU flash attention).
+* MHA: without the mask (ORT's CPU flash attention);
+* shipped: what smolvlm/export.quantize_vision writes (MHA without the mask, then FastGelu and
+  SkipLayerNormalization fusions).
 
 Prints the median wall and CPU time of each (CPU counts both threads) and the largest
 difference of its features from the unfused graph's.
@@ -38,12 +40,14 @@ def derive(model_dir: Path, work: Path) -> dict[str, Path]:
     from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
     work.mkdir(parents=True, exist_ok=True)
-    paths = {"unfused": work / "unfused.onnx", "MHA + mask": work / "mha_mask.onnx", "shipped": work / "shipped.onnx"}
+    paths = {"unfused": work / "unfused.onnx", "MHA + mask": work / "mha_mask.onnx", "MHA": work / "mha.onnx",
+             "shipped": work / "shipped.onnx"}
     quantize_matmuls(model_dir / "onnx/vision_encoder.onnx", paths["unfused"])
     heads = json.loads((model_dir / "config.json").read_text())["vision_config"]["num_attention_heads"]
-    model = onnx.load(str(paths["unfused"]))
-    fuse_attention(model, heads)
-    onnx.save(model, str(paths["MHA + mask"]))
+    for name, without_mask in (("MHA + mask", False), ("MHA", True)):
+        model = onnx.load(str(paths["unfused"]))
+        fuse_attention(model, heads, without_mask=without_mask)
+        onnx.save(model, str(paths[name]))
     quantize_vision(model_dir, paths["shipped"])
     return paths
 
