@@ -10,9 +10,10 @@ tile a call (as OnnxSmolVLMCaptioner runs it), the variants in turn, call after 
 
 * unfused: quantize_matmuls alone (int8 graphs derived before the fusion);
 * MHA + mask: ml/onnx_runtime/attention_fusion.py keeping the patch mask;
-* MHA: without the mask (ORT's CPU flash attention);
-* shipped: what smolvlm/export.quantize_vision writes (MHA without the mask, then FastGelu and
-  SkipLayerNormalization fusions).
+* shipped: what smolvlm/export.quantize_vision writes (MHA without the mask: ORT's CPU flash
+  attention);
+* + FastGelu: shipped, then onnxruntime.transformers' FastGelu and SkipLayerNormalization
+  fusions (fp32 ops only; measured no gain, not shipped).
 
 Prints the median wall and CPU time of each (CPU counts both threads) and the largest
 difference of its features from the unfused graph's.
@@ -40,16 +41,28 @@ def derive(model_dir: Path, work: Path) -> dict[str, Path]:
     from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
     work.mkdir(parents=True, exist_ok=True)
-    paths = {"unfused": work / "unfused.onnx", "MHA + mask": work / "mha_mask.onnx", "MHA": work / "mha.onnx",
-             "shipped": work / "shipped.onnx"}
+    paths = {"unfused": work / "unfused.onnx", "MHA + mask": work / "mha_mask.onnx", "shipped": work / "shipped.onnx",
+             "+ FastGelu": work / "fastgelu.onnx"}
     quantize_matmuls(model_dir / "onnx/vision_encoder.onnx", paths["unfused"])
     heads = json.loads((model_dir / "config.json").read_text())["vision_config"]["num_attention_heads"]
-    for name, without_mask in (("MHA + mask", False), ("MHA", True)):
-        model = onnx.load(str(paths["unfused"]))
-        fuse_attention(model, heads, without_mask=without_mask)
-        onnx.save(model, str(paths[name]))
+    model = onnx.load(str(paths["unfused"]))
+    fuse_attention(model, heads)
+    onnx.save(model, str(paths["MHA + mask"]))
     quantize_vision(model_dir, paths["shipped"])
+    onnx.save(fuse_gelu_and_norms(onnx.load(str(paths["shipped"]))), str(paths["+ FastGelu"]))
     return paths
+
+
+def fuse_gelu_and_norms(model):
+    """onnxruntime.transformers' FastGelu and SkipLayerNormalization fusions; its attention fusion
+    stays off (it would merge the Q/K/V projections into one MatMul with one weight scale)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_by_fusion
+
+    options = FusionOptions("bert")
+    options.enable_attention = False
+    options.enable_embed_layer_norm = False
+    return optimize_by_fusion(model, "bert", optimization_options=options).model
 
 
 def main() -> None:

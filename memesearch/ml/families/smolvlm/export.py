@@ -12,7 +12,6 @@ no extra packages.
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from pathlib import Path
 
@@ -151,37 +150,18 @@ def quantize_int8(out_dir: Path) -> None:
 def quantize_vision(out_dir: Path, target: Path) -> None:
     """The int8 vision encoder: int8 MatMuls, then each layer's attention products fused into one
     MultiHeadAttention without the patch mask (ml/onnx_runtime/attention_fusion.py: the captioner
-    feeds whole tiles), GELU and residual LayerNorms fused too. Graphs derived before these
-    fusions keep the same int8 MatMuls: they stay valid, only slower."""
+    feeds whole tiles). Graphs derived before this fusion keep the same int8 MatMuls: they stay valid,
+    only slower."""
     import onnx
 
     from memesearch.ml.onnx_runtime.attention_fusion import fuse_attention
     from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
     quantize_matmuls(out_dir / onnx_path("vision_encoder", "fp32"), target)
-    heads = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))["vision_config"]["num_attention_heads"]
+    config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
     model = onnx.load(str(target))
-    fuse_attention(model, heads, without_mask=True)
-    onnx.save(_fuse_gelu_and_norms(model), str(target))
-
-
-def _fuse_gelu_and_norms(model):
-    """onnxruntime.transformers' FastGelu and SkipLayerNormalization fusions (4% less CPU for
-    the 256M encoder; fp32 ops only, so the int8 reference still holds). Its attention fusion
-    stays off: it would merge the Q/K/V projections into one MatMul with one weight scale."""
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_by_fusion
-
-    options = FusionOptions("bert")
-    options.enable_attention = False
-    options.enable_embed_layer_norm = False
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its "model producer not matched" notice is about the quantiser's name
-    try:
-        return optimize_by_fusion(model, "bert", optimization_options=options).model
-    finally:
-        root.setLevel(level)
+    if fuse_attention(model, config["vision_config"]["num_attention_heads"], without_mask=True):
+        onnx.save(model, str(target))
 
 
 def quantize_q4(out_dir: Path) -> None:
