@@ -282,3 +282,45 @@ def test_single_tile_setting_matches_torch(checkpoint, onnx_dir):
 def test_torch_backend_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ModelUnavailableError, match="cannot load SmolVLM"):
         TorchSmolVLMCaptioner(tmp_path).ensure_loaded()
+
+
+def test_int8_vision_attention_is_fused_and_equals_the_unfused_graph(onnx_dir, tmp_path):
+    """export.quantize_vision: one MultiHeadAttention per layer; the fusion keeps the int8 MatMuls,
+    and with the mask kept it equals the unfused graph on a partly masked tile."""
+    import onnx
+    import onnxruntime as ort
+
+    from memesearch.ml.families.smolvlm.assets import onnx_path
+    from memesearch.ml.onnx_runtime.attention_fusion import fuse_attention
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
+
+    config = json.loads((onnx_dir / "config.json").read_text())["vision_config"]
+    shipped = onnx.load(str(onnx_dir / onnx_path("vision_encoder", "int8")))
+    ops = [node.op_type for node in shipped.graph.node]
+    assert ops.count("MultiHeadAttention") == config["num_hidden_layers"]
+    assert "Softmax" not in ops
+
+    unfused = tmp_path / "unfused.onnx"
+    quantize_matmuls(onnx_dir / onnx_path("vision_encoder", "fp32"), unfused)
+    model = onnx.load(str(unfused))
+    integer_matmuls = sum(node.op_type == "MatMulInteger" for node in model.graph.node)
+    assert fuse_attention(model, config["num_attention_heads"]) == config["num_hidden_layers"]
+    assert sum(node.op_type == "MatMulInteger" for node in model.graph.node) == integer_matmuls
+    fused = tmp_path / "fused.onnx"
+    onnx.save(model, str(fused))
+
+    size = config["image_size"]
+    rng = np.random.default_rng(0)
+    mask = np.ones((1, 1, size, size), np.bool_)
+    mask[..., size // 2 :, :] = False  # the lower half is padding
+    whole = np.ones_like(mask)
+    pixels = rng.standard_normal((1, 1, 3, size, size)).astype(np.float32)
+    runs = {path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            for path in (unfused, fused, onnx_dir / onnx_path("vision_encoder", "int8"))}
+    expected, got = (runs[path].run(None, {"pixel_values": pixels, "pixel_attention_mask": mask})[0]
+                     for path in (unfused, fused))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # Without the mask (the shipped graph) it equals the unfused graph on whole tiles.
+    expected, got = (runs[path].run(None, {"pixel_values": pixels, "pixel_attention_mask": whole})[0]
+                     for path in (unfused, onnx_dir / onnx_path("vision_encoder", "int8")))
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)

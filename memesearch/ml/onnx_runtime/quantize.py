@@ -9,6 +9,7 @@ cannot overflow (2 × 255 × 64 < 32767), so int8 results are the same on every 
 int8 reference (ml/families/common/int8_reference.py) matches them bit for bit. uint8 weights are
 exact too but ran 1.6× slower (CLIP, bench/bench_clip.py). CLIP first rewrites its patch
 embedding Conv as a MatMul so that it is quantised too (ml/families/clip/patch_matmul.py);
+SmolVLM's exporter fuses the attention of its int8 vision encoder afterwards (ml/onnx_runtime/attention_fusion.py);
 the other families' graphs go through this function unchanged.
 """
 

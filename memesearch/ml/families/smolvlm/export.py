@@ -141,7 +141,27 @@ def quantize_int8(out_dir: Path) -> None:
     from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
 
     for part in ONNX_PARTS:
-        quantize_matmuls(out_dir / onnx_path(part, "fp32"), out_dir / onnx_path(part, "int8"))
+        if part == "vision_encoder":
+            quantize_vision(out_dir, out_dir / onnx_path(part, "int8"))
+        else:
+            quantize_matmuls(out_dir / onnx_path(part, "fp32"), out_dir / onnx_path(part, "int8"))
+
+
+def quantize_vision(out_dir: Path, target: Path) -> None:
+    """The int8 vision encoder: int8 MatMuls, then each layer's attention products fused into one
+    MultiHeadAttention without the patch mask (ml/onnx_runtime/attention_fusion.py: the captioner
+    feeds whole tiles). Graphs derived before this fusion keep the same int8 MatMuls: they stay valid,
+    only slower."""
+    import onnx
+
+    from memesearch.ml.onnx_runtime.attention_fusion import fuse_attention
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
+
+    quantize_matmuls(out_dir / onnx_path("vision_encoder", "fp32"), target)
+    config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    model = onnx.load(str(target))
+    if fuse_attention(model, config["vision_config"]["num_attention_heads"], without_mask=True):
+        onnx.save(model, str(target))
 
 
 def quantize_q4(out_dir: Path) -> None:
@@ -150,13 +170,13 @@ def quantize_q4(out_dir: Path) -> None:
     (a Gather) and the decoder's MatMuls as 4-bit blocks, which halves the weights each token reads."""
     import shutil
 
-    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls, quantize_matmuls_4bit
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls_4bit
 
     vision_int8 = out_dir / onnx_path("vision_encoder", "int8")
     if vision_int8.is_file():
         shutil.copyfile(vision_int8, out_dir / onnx_path("vision_encoder", "q4"))
     else:
-        quantize_matmuls(out_dir / onnx_path("vision_encoder", "fp32"), out_dir / onnx_path("vision_encoder", "q4"))
+        quantize_vision(out_dir, out_dir / onnx_path("vision_encoder", "q4"))
     shutil.copyfile(out_dir / onnx_path("embed_tokens", "fp32"), out_dir / onnx_path("embed_tokens", "q4"))
     quantize_matmuls_4bit(
         out_dir / onnx_path("decoder_model_merged", "fp32"), out_dir / onnx_path("decoder_model_merged", "q4")
