@@ -41,6 +41,9 @@ from memesearch.service.limits import BodyLimitMiddleware, Busy, InferenceRunner
 from memesearch.service.pool import OCR_ENGINE_NAME, ModelPool
 from memesearch.unicode_input import Utf8UrlMiddleware, reject_surrogates
 
+#: Form fields that hold numbers in the caption routes (an empty value is refused, not defaulted).
+NUMBER_FORM_FIELDS = ("max_new_tokens",)
+
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 20_000
 #: Images one /v1/caption-batch request may carry (the body size limit applies to them together).
@@ -171,6 +174,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     guarded = [Depends(check_token)]
 
+    async def no_blank_numbers(request: Request) -> None:
+        """FastAPI reads an empty form field as "not given", so ``max_new_tokens=`` would pass as
+        the default; a number field sent empty is a client mistake and is said so (422)."""
+        form = await request.form()  # parsed once: Starlette caches it for the route's own fields
+        for name in NUMBER_FORM_FIELDS:
+            value = form.get(name)
+            if isinstance(value, str) and not value.strip():
+                raise InvalidInputError(f"{name} is empty", hint="leave it out, or send a whole number")
+
+    captioning = [*guarded, Depends(no_blank_numbers)]
+
     if not public_docs:
         @app.get("/openapi.json", dependencies=guarded, include_in_schema=False)
         def openapi() -> JSONResponse:
@@ -222,7 +236,7 @@ def create_app(settings: Settings) -> FastAPI:
         data = await read_image(image)
         return await runner.run(_guard(_ocr), pool, settings, data)
 
-    @app.post("/v1/caption", dependencies=guarded, summary="Describe an uploaded image with a caption model.")
+    @app.post("/v1/caption", dependencies=captioning, summary="Describe an uploaded image with a caption model.")
     async def caption(
         image: Annotated[UploadFile, File(description="Image bytes (JPEG, PNG, WebP, GIF, BMP).")],
         model: Annotated[str | None, Form(description="Caption model id (models.yml); default: caption_model.")] = None,
@@ -233,7 +247,7 @@ def create_app(settings: Settings) -> FastAPI:
         return await runner.run(_guard(_caption), pool, settings, data, model or settings.caption_model,
                                 prompt, max_new_tokens)
 
-    @app.post("/v1/caption-batch", dependencies=guarded, response_model_exclude_none=True,
+    @app.post("/v1/caption-batch", dependencies=captioning, response_model_exclude_none=True,
               summary="Describe several uploaded images in as few model calls as the model allows.")
     async def caption_batch(
         images: Annotated[list[UploadFile], File(min_length=1, max_length=MAX_CAPTION_IMAGES,

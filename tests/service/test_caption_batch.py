@@ -125,3 +125,16 @@ def test_the_route_is_documented(client):
     operation = client.get("/openapi.json").json()["paths"]["/v1/caption-batch"]["post"]
     assert "multipart/form-data" in operation["requestBody"]["content"]
     assert {"200", "422", "413", "503"} <= set(operation["responses"])
+
+
+@pytest.mark.parametrize("route", ["/v1/caption", "/v1/caption-batch"])
+def test_an_empty_number_field_is_refused_not_defaulted(client, route):
+    """FastAPI reads an empty form field as absent; sending ``max_new_tokens=`` is a client
+    mistake and must not be captioned with the model's default length."""
+    field = "image" if route == "/v1/caption" else "images"
+    response = client.post(route, files=[(field, ("m.png", png(COLOURS[0]), "image/png"))],
+                           data={"model": "fake-batched", "max_new_tokens": ""})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    assert "max_new_tokens" in response.json()["detail"]
+    assert batch(client, [png(COLOURS[0])], max_new_tokens="8").status_code == 200
