@@ -355,6 +355,7 @@ def _caption_many(pool: ModelPool, settings: Settings, uploads: list[bytes], mod
     from memesearch.ml.caption_batches import batch_size_of, caption_each
 
     outcomes: list[CaptionOutcome] = []
+    unusable: list[MemeSearchError] = []  # images that did not decode
     with pool.use("caption", model) as chain:
         prompted = _Prompted(chain, prompt, max_new_tokens)
         while len(outcomes) < len(uploads):
@@ -370,6 +371,11 @@ def _caption_many(pool: ModelPool, settings: Settings, uploads: list[bytes], mod
             for item in decoded:
                 result = item if isinstance(item, Exception) else next(results)
                 outcomes.append(_outcome(result, chain.spec.id))
+                if isinstance(item, Exception):
+                    unusable.append(item)
+        if len(unusable) == len(uploads):
+            # Not one image to describe: the request itself is unusable, as for /v1/caption.
+            raise unusable[0]
         return CaptionBatch(model_id=chain.spec.id, results=outcomes)
 
 

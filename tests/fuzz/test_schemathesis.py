@@ -43,13 +43,6 @@ _CONFIG = SchemathesisConfig.from_dict({"operations": [
     {"include-path-regex": regex,
      "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]}}}
     for regex in STATE_DEPENDENT
-] + [
-    # A batch answers 200 with one result per image, each image's own problem included, so a
-    # generated "invalid" part (text where a file is expected: in multipart both are just bytes)
-    # is answered as that image's /problems/bad-image, not by refusing the request. Positive
-    # checks (schema of every answer, no server error) still run; the request-level refusals
-    # are tested in tests/service/test_caption_batch.py.
-    {"include-path-regex": r"^/v1/caption-batch$", "checks": {"negative_data_rejection": {"enabled": False}}},
 ]})
 
 

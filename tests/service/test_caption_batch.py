@@ -138,3 +138,13 @@ def test_an_empty_number_field_is_refused_not_defaulted(client, route):
     assert response.headers["content-type"].startswith(PROBLEM_JSON)
     assert "max_new_tokens" in response.json()["detail"]
     assert batch(client, [png(COLOURS[0])], max_new_tokens="8").status_code == 200
+
+
+def test_a_batch_with_no_usable_image_is_refused_like_one_bad_image(client):
+    """Some bad images: 200 with their own problems; none usable: the request itself is 422."""
+    response = batch(client, [b"not an image", b"\x89PNG broken"])
+    assert response.status_code == 422
+    assert response.json()["type"] == "/problems/bad-image"
+    mixed = batch(client, [b"not an image", png(COLOURS[1])])
+    assert mixed.status_code == 200
+    assert [("problem" in r, "caption" in r) for r in mixed.json()["results"]] == [(True, False), (False, True)]
