@@ -1,0 +1,162 @@
+"""Bulk describe levers, side by side in one run: concurrent caption streams sharing one set of
+ONNX sessions, batch size, per-row (q4) weights, and where a meme's time goes.
+
+Usage:
+  .venv/bin/python bench/vlm_models.py smolvlm-256m --out /tmp/vlmspeed-cache      # build + export once
+  .venv/bin/python bench/bench_describe_levers.py --models-dir /tmp/vlmspeed-cache \
+      [--rows fp32:2:1:1 fp32:1:2:1 int8:2:1:1 ...] [--memes 8] [--tokens 32] [--repeats 1]
+
+A row is DTYPE:THREADS:STREAMS:BATCH: the captioner's sessions open with THREADS intra-op
+threads, STREAMS threads caption batches of BATCH memes concurrently through those same
+sessions (memesearch.ml.caption_streams, as `describe all` runs it). DTYPE q4acc4 is the q4
+decoder with MatMulNBits' accuracy_level set to 4 (int8 compute, A quantised per row and block),
+written next to the export once. Each row runs in its own process (peak RSS is its own); the
+first row of each dtype is that dtype's reference: "same ids" compares every meme's token ids
+with it, "vs ref" the memes per minute. "vision %" is the share of one stream's wall time spent
+in the vision encoder (single-stream rows only). --memes memes, --tokens forced tokens (EOS ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def q4_accuracy_dir(onnx_dir: Path, level: int) -> Path:
+    """A copy of the export whose q4 decoder's MatMulNBits nodes use ``accuracy_level``; the
+    other files are links. Made once (next to the export)."""
+    import onnx
+
+    target = onnx_dir.parent / f"onnx-q4acc{level}"
+    graph_file = target / "onnx" / "decoder_model_merged_q4.onnx"
+    if graph_file.is_file():
+        return target
+    (target / "onnx").mkdir(parents=True, exist_ok=True)
+    for path in onnx_dir.rglob("*"):
+        link = target / path.relative_to(onnx_dir)
+        if path.is_file() and link != graph_file and not link.exists():
+            link.symlink_to(path)
+    model = onnx.load(str(onnx_dir / "onnx" / "decoder_model_merged_q4.onnx"))
+
+    def walk(graph) -> None:
+        for node in graph.node:
+            for attribute in node.attribute:
+                if node.op_type == "MatMulNBits" and attribute.name == "accuracy_level":
+                    attribute.i = level
+                for sub in [attribute.g] * attribute.HasField("g") + list(attribute.graphs):
+                    walk(sub)
+
+    walk(model.graph)
+    onnx.save(model, str(graph_file))
+    return target
+
+
+def worker(spec: dict) -> dict:
+    sys.path.insert(0, str(HERE.parent))
+    from bench_describe_batch import memes
+    from memesearch.ml.base import CaptionRequest
+    from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
+
+    captioner = OnnxSmolVLMCaptioner(Path(spec["models"]), dtype=spec["dtype"], threads=spec["threads"],
+                                     image_longest_edge=512)
+    captioner.ensure_loaded()
+    captioner.config = replace(captioner.config, eos_token_ids=())  # always decode `tokens` tokens
+    captioner.batch_size, captioner.streams = spec["batch"], spec["streams"]
+    vision_s = []
+    encode = captioner._image_features
+
+    def timed(pixels):
+        started = time.perf_counter()
+        try:
+            return encode(pixels)
+        finally:
+            vision_s.append(time.perf_counter() - started)
+
+    captioner._image_features = timed
+    requests = [CaptionRequest(image=image, prompt=spec["prompt"], max_new_tokens=spec["tokens"])
+                for image in memes(spec["memes"])]
+    captioner.caption(requests[: spec["batch"] * spec["streams"]])  # warm-up
+    vision_s.clear()
+    started = time.perf_counter()
+    results = captioner.caption(requests)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "memes_per_min": len(requests) / seconds * 60,
+            "vision_share": sum(vision_s) / seconds if spec["streams"] == 1 else None,
+            "vision_ms": 1000 * statistics.median(vision_s),
+            "ids": [r.token_ids for r in results],
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "load1": os.getloadavg()[0]}
+
+
+def main() -> None:
+    from machine import machine_line
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smolvlm-256m")
+    parser.add_argument("--models-dir", type=Path, default=HERE / "out" / "models")
+    parser.add_argument("--rows", nargs="+", default=["fp32:2:1:1", "fp32:2:1:4", "fp32:1:2:1", "fp32:1:2:2",
+                                                      "int8:2:1:1", "int8:1:2:1"])
+    parser.add_argument("--memes", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each row, interleaved; the median counts")
+    args = parser.parse_args()
+    from bench_vlm import PROMPTS
+
+    print(f"# bulk describe levers  {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    print("machine: " + machine_line())
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n", flush=True)
+    onnx_dir = (args.models_dir / args.model / "onnx").resolve()
+    results: dict[str, list] = {}
+    for _ in range(args.repeats):
+        for row in args.rows:
+            dtype, threads, streams, batch = row.split(":")
+            models = onnx_dir
+            if dtype.startswith("q4acc"):
+                models, dtype = q4_accuracy_dir(onnx_dir, int(dtype[5:])), "q4"
+            spec = {"models": str(models), "dtype": dtype, "threads": int(threads), "streams": int(streams),
+                    "batch": int(batch), "memes": args.memes, "tokens": args.tokens, "prompt": PROMPTS["smolvlm"]}
+            load_before = os.getloadavg()[0]
+            env = {**os.environ, "OMP_NUM_THREADS": threads}
+            done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if not lines:
+                print(f"{row}: failed: {done.stderr.strip().splitlines()[-3:]}", flush=True)
+                continue
+            result = {**json.loads(lines[0][7:]), "load_before": load_before}
+            results.setdefault(row, []).append(result)
+            print(f"{row}: {result['memes_per_min']:.2f} memes/min, vision {result['vision_ms']:.0f} ms/meme, "
+                  f"peak RSS {result['peak_rss_mb']} MB, load {load_before:.2f}/{result['load1']:.2f}", flush=True)
+    print(f"\n| dtype | intra-op threads | streams | batch per stream | memes/min (median of {args.repeats}) | vs ref | "
+          "each run | same ids as ref | vision ms/meme | vision % (1 stream) | peak RSS MB | load1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    references: dict[str, list] = {}
+    for row, runs in results.items():
+        dtype, threads, streams, batch = row.split(":")
+        reference = references.setdefault(dtype, runs)
+        speed = statistics.median(r["memes_per_min"] for r in runs)
+        ratio = speed / statistics.median(r["memes_per_min"] for r in reference)
+        same = all(r["ids"] == reference[0]["ids"] for r in runs)
+        share = runs[0]["vision_share"]
+        loads = [value for r in runs for value in (r["load_before"], r["load1"])]
+        print(f"| {dtype} | {threads} | {streams} | {batch} | {speed:.2f} | {ratio:.2f}x | "
+              f"{' '.join('%.1f' % r['memes_per_min'] for r in runs)} | {'yes' if same else 'NO'} | "
+              f"{statistics.median(r['vision_ms'] for r in runs):.0f} | {'' if share is None else '%.0f%%' % (100 * share)} | "
+              f"{max(r['peak_rss_mb'] for r in runs)} | {min(loads):.1f}-{max(loads):.1f} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
+    else:
+        main()
