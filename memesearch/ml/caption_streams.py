@@ -12,6 +12,7 @@ exact, run one meme per stream.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -30,3 +31,23 @@ def run_streams(batches: Sequence[Batch], run: Callable[[Batch], Result], stream
     with ThreadPoolExecutor(max_workers=min(streams, len(batches)), thread_name_prefix="caption-stream") as pool:
         futures = [pool.submit(run, batch) for batch in batches]
         return [future.result() for future in futures]
+
+
+def auto_streams(requested: int, cores: int | None = None) -> int:
+    """Streams for a caption model: ``requested`` when > 0, else 2 on 2 or more cores.
+
+    Two, not one per core: each stream holds its own activations (~0.1-0.2 GB for SmolVLM-256M
+    at one 512-px tile), and two already keep both cores of the measured 2-core machine busy
+    (docs/BENCHMARKS.md, "bulk describe levers"); more cores split between the two streams."""
+    if requested > 0:
+        return requested
+    return 2 if (cores or os.cpu_count() or 1) >= 2 else 1
+
+
+def threads_per_stream(threads: int | None, streams: int, cores: int | None = None) -> int | None:
+    """Intra-op threads for sessions that ``streams`` runs share: the cores divided between the
+    streams (at least 1), so that streams do not oversubscribe the cores (2 streams of 2 threads
+    on 2 cores ran at about the speed of one stream). ``None`` keeps onnxruntime's default."""
+    if streams <= 1:
+        return threads
+    return max(1, (threads or cores or os.cpu_count() or 1) // streams)

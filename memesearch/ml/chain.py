@@ -68,6 +68,15 @@ def _image_options(cls: type, spec: ModelSpec) -> dict:
     return {}
 
 
+def _stream_options(cls: type, settings: Settings) -> dict:
+    """Caption streams (memesearch.ml.caption_streams), for the captioners that run them."""
+    if "streams" in inspect.signature(cls.__init__).parameters:
+        from memesearch.ml.caption_streams import auto_streams
+
+        return {"streams": auto_streams(settings.caption_streams)}
+    return {}
+
+
 def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
     chosen = onnx_dtype(spec, dtype)
     if dtype is None:
@@ -82,7 +91,8 @@ def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
             hint=f"memesearch models pull {spec.id}" + ("" if chosen == spec.sources.onnx.default_dtype else f" --dtype {chosen}"),
         )
     cls = families.captioner_class(module, "onnx")
-    captioner = cls(model_dir(spec, settings.models_dir), dtype=chosen, threads=_threads(settings), **_image_options(cls, spec))
+    captioner = cls(model_dir(spec, settings.models_dir), dtype=chosen, threads=_threads(settings),
+                    **_image_options(cls, spec), **_stream_options(cls, settings))
     captioner.ensure_loaded()
     return Loaded(captioner, chosen, spec.sources.onnx.revision)
 
@@ -230,7 +240,12 @@ class ChainCaptioner(Captioner):
         self.active = backend
         self.backend = backend
         self.dtype = loaded.dtype
-        self.batch_size = loaded.captioner.batch_size
+        # The chain splits a claimed chunk into its model's batches (1 meme for quantised weights)
+        # and runs them on the model's streams.
+        from memesearch.ml.caption_batches import per_stream_batch
+
+        self.batch_size = per_stream_batch(loaded.dtype, loaded.captioner.batch_size)
+        self.streams = loaded.captioner.streams
         log.info("caption model %s runs on %s (%s)", self.spec.id, backend, loaded.dtype)
 
     def unavailable_error(self) -> ModelUnavailableError:
