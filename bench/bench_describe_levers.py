@@ -6,14 +6,15 @@ Usage:
   .venv/bin/python bench/bench_describe_levers.py --models-dir /tmp/vlmspeed-cache \
       [--rows fp32:2:1:1 fp32:1:2:1 int8:2:1:1 ...] [--memes 8] [--tokens 32] [--repeats 1]
 
-A row is DTYPE:THREADS:STREAMS:BATCH: the captioner's sessions open with THREADS intra-op
-threads, STREAMS threads caption batches of BATCH memes concurrently through those same
-sessions (memesearch.ml.caption_streams, as `describe all` runs it). DTYPE q4acc4 is the q4
+A row is DTYPE:THREADS:STREAMS:BATCH[:nospin]: the captioner's sessions open with THREADS intra-op
+threads (idle threads sleep instead of spinning with :nospin), STREAMS threads caption batches
+of BATCH memes concurrently through those same sessions (memesearch.ml.caption_streams, as
+`describe all` runs it). DTYPE q4acc4 is the q4
 decoder with MatMulNBits' accuracy_level set to 4 (int8 compute, A quantised per row and block),
 written next to the export once. Each row runs in its own process (peak RSS is its own); the
 first row of each dtype is that dtype's reference: "same ids" compares every meme's token ids
-with it, "vs ref" the memes per minute. "vision %" is the share of one stream's wall time spent
-in the vision encoder (single-stream rows only). --memes memes, --tokens forced tokens (EOS ignored).
+with it, "vs ref" the memes per minute. "vision / prompt / steps %" is the share of the wall time spent
+in the vision encoder, the decoder's prompt run and its token steps (single-stream rows only). --memes memes, --tokens forced tokens (EOS ignored).
 """
 
 from __future__ import annotations
@@ -84,15 +85,38 @@ def worker(spec: dict) -> dict:
             vision_s.append(time.perf_counter() - started)
 
     captioner._image_features = timed
+    decoder_s = {"prefill": 0.0, "steps": 0.0}
+
+    class TimedDecoder:
+        """The decoder session, timing its first run per batch (the prompt) apart from the steps."""
+
+        def __init__(self, session) -> None:
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def run(self, names, feed):
+            started = time.perf_counter()
+            try:
+                return self.session.run(names, feed)
+            finally:
+                first = feed["past_key_values.0.key"].shape[2] == 0
+                decoder_s["prefill" if first else "steps"] += time.perf_counter() - started
+
+    captioner.decoder = TimedDecoder(captioner.decoder)
     requests = [CaptionRequest(image=image, prompt=spec["prompt"], max_new_tokens=spec["tokens"])
                 for image in memes(spec["memes"])]
     captioner.caption(requests[: spec["batch"] * spec["streams"]])  # warm-up
     vision_s.clear()
+    decoder_s.update(prefill=0.0, steps=0.0)
     started = time.perf_counter()
     results = captioner.caption(requests)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "memes_per_min": len(requests) / seconds * 60,
             "vision_share": sum(vision_s) / seconds if spec["streams"] == 1 else None,
+            "prefill_share": decoder_s["prefill"] / seconds if spec["streams"] == 1 else None,
+            "steps_share": decoder_s["steps"] / seconds if spec["streams"] == 1 else None,
             "vision_ms": 1000 * statistics.median(vision_s),
             "ids": [r.token_ids for r in results],
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -120,14 +144,14 @@ def main() -> None:
     results: dict[str, list] = {}
     for _ in range(args.repeats):
         for row in args.rows:
-            dtype, threads, streams, batch = row.split(":")
+            dtype, threads, streams, batch, *flags = row.split(":")
             models = onnx_dir
             if dtype.startswith("q4acc"):
                 models, dtype = q4_accuracy_dir(onnx_dir, int(dtype[5:])), "q4"
             spec = {"models": str(models), "dtype": dtype, "threads": int(threads), "streams": int(streams),
                     "batch": int(batch), "memes": args.memes, "tokens": args.tokens, "prompt": PROMPTS["smolvlm"]}
             load_before = os.getloadavg()[0]
-            env = {**os.environ, "OMP_NUM_THREADS": threads}
+            env = {**os.environ, "OMP_NUM_THREADS": threads, **({"MEMESEARCH_SPIN": "0"} if "nospin" in flags else {})}
             done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if not lines:
@@ -138,20 +162,22 @@ def main() -> None:
             print(f"{row}: {result['memes_per_min']:.2f} memes/min, vision {result['vision_ms']:.0f} ms/meme, "
                   f"peak RSS {result['peak_rss_mb']} MB, load {load_before:.2f}/{result['load1']:.2f}", flush=True)
     print(f"\n| dtype | intra-op threads | streams | batch per stream | memes/min (median of {args.repeats}) | vs ref | "
-          "each run | same ids as ref | vision ms/meme | vision % (1 stream) | peak RSS MB | load1 |")
+          "each run | same ids as ref | vision ms/meme | 1 stream: vision / prompt / steps % | peak RSS MB | load1 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     references: dict[str, list] = {}
     for row, runs in results.items():
-        dtype, threads, streams, batch = row.split(":")
+        dtype, threads, streams, batch, *flags = row.split(":")
+        threads += " (no spin)" if "nospin" in flags else ""
         reference = references.setdefault(dtype, runs)
         speed = statistics.median(r["memes_per_min"] for r in runs)
         ratio = speed / statistics.median(r["memes_per_min"] for r in reference)
         same = all(r["ids"] == reference[0]["ids"] for r in runs)
-        share = runs[0]["vision_share"]
+        shares = [runs[0].get(key) for key in ("vision_share", "prefill_share", "steps_share")]
+        share = None if shares[0] is None else " / ".join("%.0f" % (100 * value) for value in shares)
         loads = [value for r in runs for value in (r["load_before"], r["load1"])]
         print(f"| {dtype} | {threads} | {streams} | {batch} | {speed:.2f} | {ratio:.2f}x | "
               f"{' '.join('%.1f' % r['memes_per_min'] for r in runs)} | {'yes' if same else 'NO'} | "
-              f"{statistics.median(r['vision_ms'] for r in runs):.0f} | {'' if share is None else '%.0f%%' % (100 * share)} | "
+              f"{statistics.median(r['vision_ms'] for r in runs):.0f} | {share or ''} | "
               f"{max(r['peak_rss_mb'] for r in runs)} | {min(loads):.1f}-{max(loads):.1f} |")
 
 
