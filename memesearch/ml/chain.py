@@ -23,6 +23,7 @@ from memesearch.config import Settings
 from memesearch.errors import ConfigError, InvalidInputError, ModelUnavailableError, require
 from memesearch.ml import families
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.ml.caption_streams import auto_streams, per_stream_batch
 from memesearch.ml.failures import BackendRunError, failure_reason, user_fix
 from memesearch.ml.model_files import MissingFilesError, installed_dtype, missing_files, model_dir, onnx_dtype
 from memesearch.ml.registry import ApiSource, ModelSpec, get_spec
@@ -71,8 +72,6 @@ def _image_options(cls: type, spec: ModelSpec) -> dict:
 def _stream_options(cls: type, settings: Settings) -> dict:
     """Caption streams (memesearch.ml.caption_streams), for the captioners that run them."""
     if "streams" in inspect.signature(cls.__init__).parameters:
-        from memesearch.ml.caption_streams import auto_streams
-
         return {"streams": auto_streams(settings.caption_streams)}
     return {}
 
@@ -242,8 +241,6 @@ class ChainCaptioner(Captioner):
         self.dtype = loaded.dtype
         # The chain splits a claimed chunk into its model's batches (1 meme for quantised weights)
         # and runs them on the model's streams.
-        from memesearch.ml.caption_batches import per_stream_batch
-
         self.batch_size = per_stream_batch(loaded.dtype, loaded.captioner.batch_size)
         self.streams = loaded.captioner.streams
         log.info("caption model %s runs on %s (%s)", self.spec.id, backend, loaded.dtype)

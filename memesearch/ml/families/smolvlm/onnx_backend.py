@@ -18,8 +18,7 @@ import numpy as np
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
-from memesearch.ml.caption_batches import per_stream_batch
-from memesearch.ml.caption_streams import threads_per_stream
+from memesearch.ml.caption_streams import per_stream_batch, threads_per_stream
 from memesearch.ml.onnx_runtime.session import open_session
 from memesearch.ml.families.smolvlm.assets import (
     ONNX_PARTS,
