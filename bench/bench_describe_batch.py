@@ -53,7 +53,13 @@ def worker(spec: dict) -> dict:
     captioner.batch_size = spec["batch"]
     requests = [CaptionRequest(image=image, prompt=spec["prompt"], max_new_tokens=spec["tokens"])
                 for image in memes(spec["memes"])]
-    captioner.caption(requests[: spec["batch"]])  # warm-up
+    return measure(captioner, requests, spec["batch"])
+
+
+def measure(captioner, requests, warm_up: int, after_warm_up=lambda: None) -> dict:
+    """Caption the first ``warm_up`` requests (not timed), then all of them: speed, ids, peak RSS, load."""
+    captioner.caption(requests[:warm_up])
+    after_warm_up()
     started = time.perf_counter()
     results = captioner.caption(requests)
     seconds = time.perf_counter() - started

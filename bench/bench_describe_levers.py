@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -65,7 +64,7 @@ def q4_accuracy_dir(onnx_dir: Path, level: int) -> Path:
 
 def worker(spec: dict) -> dict:
     sys.path.insert(0, str(HERE.parent))
-    from bench_describe_batch import memes
+    from bench_describe_batch import measure, memes
     from memesearch.ml.base import CaptionRequest
     from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
 
@@ -107,20 +106,17 @@ def worker(spec: dict) -> dict:
     captioner.decoder = TimedDecoder(captioner.decoder)
     requests = [CaptionRequest(image=image, prompt=spec["prompt"], max_new_tokens=spec["tokens"])
                 for image in memes(spec["memes"])]
-    captioner.caption(requests[: spec["batch"] * spec["streams"]])  # warm-up
-    vision_s.clear()
-    decoder_s.update(prefill=0.0, steps=0.0)
-    started = time.perf_counter()
-    results = captioner.caption(requests)
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "memes_per_min": len(requests) / seconds * 60,
-            "vision_share": sum(vision_s) / seconds if spec["streams"] == 1 else None,
-            "prefill_share": decoder_s["prefill"] / seconds if spec["streams"] == 1 else None,
-            "steps_share": decoder_s["steps"] / seconds if spec["streams"] == 1 else None,
-            "vision_ms": 1000 * statistics.median(vision_s),
-            "ids": [r.token_ids for r in results],
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "load1": os.getloadavg()[0]}
+
+    def reset() -> None:
+        vision_s.clear()
+        decoder_s.update(prefill=0.0, steps=0.0)
+
+    result = measure(captioner, requests, spec["batch"] * spec["streams"], reset)
+    one_stream = spec["streams"] == 1  # shares of wall time only mean something without overlap
+    for key, seconds in (("vision_share", sum(vision_s)), ("prefill_share", decoder_s["prefill"]),
+                         ("steps_share", decoder_s["steps"])):
+        result[key] = seconds / result["seconds"] if one_stream else None
+    return {**result, "vision_ms": 1000 * statistics.median(vision_s)}
 
 
 def main() -> None:
