@@ -41,7 +41,9 @@ def memes(count: int):
             for i in range(count)]
 
 
-def worker(spec: dict) -> dict:
+def forced_captioner(spec: dict):
+    """Our loaded ONNX SmolVLM (one 512-px tile, ``spec["batch"]`` memes per call) that always
+    decodes ``spec["tokens"]`` tokens, and ``spec["memes"]`` requests for different memes."""
     sys.path.insert(0, str(HERE.parent))
     from memesearch.ml.base import CaptionRequest
     from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
@@ -53,6 +55,11 @@ def worker(spec: dict) -> dict:
     captioner.batch_size = spec["batch"]
     requests = [CaptionRequest(image=image, prompt=spec["prompt"], max_new_tokens=spec["tokens"])
                 for image in memes(spec["memes"])]
+    return captioner, requests
+
+
+def worker(spec: dict) -> dict:
+    captioner, requests = forced_captioner(spec)
     return measure(captioner, requests, spec["batch"])
 
 

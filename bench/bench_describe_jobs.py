@@ -92,8 +92,8 @@ def worker(spec: dict) -> dict:
     return result
 
 
-def run_worker(script: Path, spec: dict, threads: int) -> dict | str:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+def run_worker(script: Path, spec: dict, threads: int, env: dict | None = None) -> dict | str:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}
     done = subprocess.run([sys.executable, str(script), "--worker", json.dumps(spec)], capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     return json.loads(lines[0][7:]) if lines else f"failed: {done.stderr.strip().splitlines()[-1:]}"

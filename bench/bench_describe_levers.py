@@ -23,10 +23,8 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -63,16 +61,10 @@ def q4_accuracy_dir(onnx_dir: Path, level: int) -> Path:
 
 
 def worker(spec: dict) -> dict:
-    sys.path.insert(0, str(HERE.parent))
-    from bench_describe_batch import measure, memes
-    from memesearch.ml.base import CaptionRequest
-    from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
+    from bench_describe_batch import forced_captioner, measure
 
-    captioner = OnnxSmolVLMCaptioner(Path(spec["models"]), dtype=spec["dtype"], threads=spec["threads"],
-                                     image_longest_edge=512)
-    captioner.ensure_loaded()
-    captioner.config = replace(captioner.config, eos_token_ids=())  # always decode `tokens` tokens
-    captioner.batch_size, captioner.streams = spec["batch"], spec["streams"]
+    captioner, requests = forced_captioner(spec)
+    captioner.streams = spec["streams"]
     vision_s = []
     encode = captioner._image_features
 
@@ -104,8 +96,6 @@ def worker(spec: dict) -> dict:
                 decoder_s["prefill" if first else "steps"] += time.perf_counter() - started
 
     captioner.decoder = TimedDecoder(captioner.decoder)
-    requests = [CaptionRequest(image=image, prompt=spec["prompt"], max_new_tokens=spec["tokens"])
-                for image in memes(spec["memes"])]
 
     def reset() -> None:
         vision_s.clear()
@@ -120,6 +110,7 @@ def worker(spec: dict) -> dict:
 
 
 def main() -> None:
+    from bench_describe_jobs import run_worker
     from machine import machine_line
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -147,13 +138,11 @@ def main() -> None:
             spec = {"models": str(models), "dtype": dtype, "threads": int(threads), "streams": int(streams),
                     "batch": int(batch), "memes": args.memes, "tokens": args.tokens, "prompt": PROMPTS["smolvlm"]}
             load_before = os.getloadavg()[0]
-            env = {**os.environ, "OMP_NUM_THREADS": threads, **({"MEMESEARCH_SPIN": "0"} if "nospin" in flags else {})}
-            done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env)
-            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if not lines:
-                print(f"{row}: failed: {done.stderr.strip().splitlines()[-3:]}", flush=True)
+            result = run_worker(Path(__file__), spec, int(threads), {"MEMESEARCH_SPIN": "0"} if "nospin" in flags else {})
+            if isinstance(result, str):
+                print(f"{row}: {result}", flush=True)
                 continue
-            result = {**json.loads(lines[0][7:]), "load_before": load_before}
+            result["load_before"] = load_before
             results.setdefault(row, []).append(result)
             print(f"{row}: {result['memes_per_min']:.2f} memes/min, vision {result['vision_ms']:.0f} ms/meme, "
                   f"peak RSS {result['peak_rss_mb']} MB, load {load_before:.2f}/{result['load1']:.2f}", flush=True)
