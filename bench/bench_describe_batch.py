@@ -15,10 +15,8 @@ whether every batch size produced exactly the token ids of batch 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -26,6 +24,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from worker_process import main_or_worker, print_header, run_worker  # noqa: E402
 
 
 def memes(count: int):
@@ -77,8 +77,6 @@ def measure(captioner, requests, warm_up: int, after_warm_up=lambda: None) -> di
 
 
 def main() -> None:
-    from machine import machine_line
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smolvlm-256m")
     parser.add_argument("--models-dir", type=Path, default=HERE / "out" / "models")
@@ -90,22 +88,17 @@ def main() -> None:
     args = parser.parse_args()
     from bench_vlm import PROMPTS
 
-    print(f"# bulk describe benchmark  {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-    print("machine: " + machine_line())
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n", flush=True)
+    print_header("bulk describe benchmark")
     rows, reference = [], None
     for batch in args.batches:
         spec = {"models": str((args.models_dir / args.model / "onnx").resolve()), "dtype": args.dtype,
                 "threads": args.threads, "batch": batch, "memes": args.memes, "tokens": args.tokens,
                 "prompt": PROMPTS["smolvlm"]}
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         load_before = os.getloadavg()[0]
-        done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        if not lines:
-            print(f"batch {batch}: failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+        result = run_worker(Path(__file__), spec, args.threads)
+        if isinstance(result, str):
+            print(f"batch {batch}: {result}", flush=True)
             continue
-        result = json.loads(lines[0][7:])
         reference = reference or result
         same = result["ids"] == reference["ids"]
         rows.append((batch, result, same, load_before))
@@ -120,7 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
-    else:
-        main()
+    main_or_worker(worker, main)

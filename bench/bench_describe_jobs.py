@@ -19,11 +19,9 @@ the embed stage (the fake embedder: text embedding is not what is measured) are 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from worker_process import main_or_worker, print_header, run_worker  # noqa: E402
 
 
 def prepare(spec: dict, root: Path):
@@ -92,16 +92,7 @@ def worker(spec: dict) -> dict:
     return result
 
 
-def run_worker(script: Path, spec: dict, threads: int, env: dict | None = None) -> dict | str:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}
-    done = subprocess.run([sys.executable, str(script), "--worker", json.dumps(spec)], capture_output=True, text=True, env=env)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    return json.loads(lines[0][7:]) if lines else f"failed: {done.stderr.strip().splitlines()[-1:]}"
-
-
 def main() -> None:
-    from machine import machine_line
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smolvlm-256m")
     parser.add_argument("--models-dir", type=Path, default=HERE / "out" / "models")
@@ -117,9 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     from bench_vlm import PROMPTS
 
-    print(f"# bulk describe through the jobs  {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-    print("machine: " + machine_line())
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n", flush=True)
+    print_header("bulk describe through the jobs")
     onnx_dir = str((args.models_dir / args.model / "onnx").resolve())
     rows: dict[tuple[str, int, int], list] = {}
     # Repeats interleave the settings (1, 4, 1, 4, ...) so a load change hits all of them alike.
@@ -159,8 +148,7 @@ def main() -> None:
               f"{' '.join(f'{v:.1f}' for v in speeds)} | {'yes' if same else 'NO'} | "
               f"{max(r['peak_rss_mb'] for r in results)} | {min(loads):.1f}-{max(loads):.1f} |")
 
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
-    else:
-        main()
+    main_or_worker(worker, main)

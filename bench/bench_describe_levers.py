@@ -20,7 +20,6 @@ in the vision encoder, the decoder's prompt run and its token steps (single-stre
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from worker_process import main_or_worker, print_header, run_worker  # noqa: E402
 
 
 def q4_accuracy_dir(onnx_dir: Path, level: int) -> Path:
@@ -110,9 +110,6 @@ def worker(spec: dict) -> dict:
 
 
 def main() -> None:
-    from bench_describe_jobs import run_worker
-    from machine import machine_line
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smolvlm-256m")
     parser.add_argument("--models-dir", type=Path, default=HERE / "out" / "models")
@@ -124,9 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     from bench_vlm import PROMPTS
 
-    print(f"# bulk describe levers  {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-    print("machine: " + machine_line())
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n", flush=True)
+    print_header("bulk describe levers")
     onnx_dir = (args.models_dir / args.model / "onnx").resolve()
     results: dict[str, list] = {}
     for _ in range(args.repeats):
@@ -167,7 +162,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
-    else:
-        main()
+    main_or_worker(worker, main)

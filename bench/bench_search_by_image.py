@@ -43,7 +43,8 @@ def hash_scan(size: int, repeats: int) -> None:
     import os
 
     from memesearch.library.hashing import hamming
-    from memesearch.search.by_image import DUPLICATE_BITS, _close_hashes
+    from memesearch.search.by_image import DUPLICATE_BITS
+    from memesearch.search.close_hashes import close_hashes
 
     store = SqliteStore(Path(tempfile.mkdtemp(prefix="hash-scan-")) / "library.db")
     rng = np.random.default_rng(2)
@@ -59,12 +60,12 @@ def hash_scan(size: int, repeats: int) -> None:
         return {meme_id: distance for meme_id, distance in close.items() if distance <= DUPLICATE_BITS}
 
     started = time.perf_counter()
-    first = _close_hashes(store, queries[0])
+    first = close_hashes(store, queries[0], DUPLICATE_BITS)
     cold = (time.perf_counter() - started) * 1000
     assert first == python_loop(queries[0])
     timings: dict[str, list[float]] = {"python loop": [], "numpy scan": [], "of which the change check": []}
     for query in queries:  # interleaved, so both see the same load
-        for name, scan in (("python loop", python_loop), ("numpy scan", lambda q: _close_hashes(store, q)),
+        for name, scan in (("python loop", python_loop), ("numpy scan", lambda q: close_hashes(store, q, DUPLICATE_BITS)),
                            ("of which the change check", lambda q: store.phashes_signature())):
             started = time.perf_counter()
             scan(query)

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from memesearch.errors import InvalidInputError, ModelUnavailableError
 from memesearch.library.decode import probe_bytes
-from memesearch.library.hashing import dhash, hamming_many, hash_array, is_hash
+from memesearch.library.hashing import dhash
+from memesearch.search.close_hashes import close_hashes
 from memesearch.search.engine import MAX_LIMIT, SearchHit, SearchResult, rrf_fuse
 from memesearch.store.templates import TemplateStore
 from memesearch.text import spaceless
@@ -152,7 +152,7 @@ def rank_matches(core, query: _Query) -> list[tuple[int, float, str]]:
     for row in store.memes_with_sha(query.sha256):
         if row["status"] == "ok":
             claim(int(row["id"]), "exact", 1.0)
-    close = _close_hashes(store, query.phash)
+    close = close_hashes(store, query.phash, DUPLICATE_BITS)
     verified, colour_ranked = _verified_pictures(templates, query)
     captions = {meme.id: meme.ocr_text for meme in store.get_memes([*close, *(i for i, _ in verified)])}
     # A hash only sees an 8×9 grid: one caption line changes a few bits at most, and every
@@ -238,30 +238,6 @@ def _looks_same(core, query: _Query, meme_ids: list[int]) -> list[tuple[int, int
             if verdict.same and float(mine.vector @ theirs.vector) >= SAME_LOOK:
                 found.append((meme.id, verdict.inliers))
     return found
-
-
-_hash_indexes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (signature, ids, hashes)
-_hash_lock = threading.Lock()
-
-
-def _close_hashes(store, phash: str) -> dict[int, int]:
-    """meme id -> Hamming distance of every present meme within DUPLICATE_BITS of ``phash``: one
-    numpy scan of the library's hashes, kept between searches until a meme's hash or status changes."""
-    signature = store.phashes_signature()
-    with _hash_lock:
-        cached = _hash_indexes.get(store)
-        if cached is None or cached[0] != signature:
-            rows = store.phashes()
-            try:
-                hashes = hash_array([value for _, value in rows])
-            except ValueError:  # a malformed stored hash (not written by dhash) is never close
-                rows = [(meme_id, value) for meme_id, value in rows if is_hash(value)]
-                hashes = hash_array([value for _, value in rows])
-            cached = _hash_indexes[store] = (signature, np.array([meme_id for meme_id, _ in rows], dtype=np.int64), hashes)
-    _, ids, hashes = cached
-    distances = hamming_many(phash, hashes)
-    near = np.flatnonzero(distances <= DUPLICATE_BITS)
-    return {int(ids[i]): int(distances[i]) for i in near}
 
 
 _colour_indexes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (signature, index)

@@ -176,7 +176,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def no_blank_numbers(request: Request) -> None:
         """FastAPI reads an empty form field as "not given", so ``max_new_tokens=`` would pass as
-        the default; a number field sent empty is a client mistake and is said so (422)."""
+        the default; a number field sent empty is a client mistake and is said so (422).
+
+        Not expressible as a Form() constraint or validator: FastAPI drops empty form strings while
+        extracting the body, before pydantic runs (fastapi.dependencies.utils._get_multidict_value,
+        for plain Form fields and form models alike), so no validator ever sees the empty value."""
         form = await request.form()  # parsed once: Starlette caches it for the route's own fields
         for name in NUMBER_FORM_FIELDS:
             value = form.get(name)

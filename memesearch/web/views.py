@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from markupsafe import Markup, escape
 
 from memesearch.library.data_dir import is_internal
-from memesearch.library.hashing import hamming
+from memesearch.library.hashing import is_hash
+from memesearch.search.close_hashes import close_hashes
 from memesearch.search.query import parse_query
 from memesearch.store.models import Folder, Meme
 
@@ -67,16 +68,11 @@ def hit_text(hit) -> str:
 
 def near_duplicates(store: Store, meme: Meme, limit: int = 24) -> list[tuple[int, int]]:
     """(id, differing bits) of memes that look the same (perceptual hash), closest first."""
-    if not meme.phash:
+    if not meme.phash or not is_hash(meme.phash):
         return []
-    found = []
-    for other_id, other_hash in store.phashes():
-        if other_id == meme.id:
-            continue
-        distance = hamming(meme.phash, other_hash)
-        if distance <= NEAR_DUPLICATE_BITS:
-            found.append((other_id, distance))
-    return sorted(found, key=lambda item: (item[1], item[0]))[:limit]
+    close = close_hashes(store, meme.phash, NEAR_DUPLICATE_BITS)
+    close.pop(meme.id, None)
+    return sorted(close.items(), key=lambda item: (item[1], item[0]))[:limit]
 
 
 def servable_path(meme: Meme, folders: list[Folder], data_dir: Path, uploads_dir: Path) -> Path | None:

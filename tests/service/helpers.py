@@ -11,55 +11,26 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 
-FAKE_MODELS_YML = """
-models:
-  fake-slow:
-    family: fake
-    description: fake captioner that takes {delay} s per image
-    size: "0"
-    prompt: describe
-    language: en
-    generation: {{max_new_tokens: 64}}
-    backends: [fake]
-    sources:
-      fake: {{delay_s: {delay}}}
-  fake-flaky:
-    family: fake
-    description: fake captioner failing every third image
-    size: "0"
-    prompt: describe
-    language: en
-    generation: {{max_new_tokens: 64}}
-    backends: [fake]
-    sources:
-      fake: {{fail_every: 3}}
-  fake-batched:
-    family: fake
-    description: fake captioner taking {delay} s per image, 4 images per model call
-    size: "0"
-    prompt: describe
-    language: en
-    generation: {{max_new_tokens: 64}}
-    backends: [fake]
-    sources:
-      fake: {{delay_s: {delay}, batch_size: 4}}
-  fake-broken:
-    family: fake
-    description: fake captioner that always fails
-    size: "0"
-    prompt: describe
-    language: en
-    generation: {{max_new_tokens: 64}}
-    backends: [fake]
-    sources:
-      fake: {{fail_every: 1}}
-"""
+def fake_models(delay: float) -> dict:
+    """models.yml for the fake captioners the jobs and service tests ask for by name."""
+    variants = {  # name: (description, options of the fake backend)
+        "fake-slow": (f"fake captioner that takes {delay} s per image", {"delay_s": delay}),
+        "fake-flaky": ("fake captioner failing every third image", {"fail_every": 3}),
+        "fake-batched": (f"fake captioner taking {delay} s per image, 4 images per model call",
+                         {"delay_s": delay, "batch_size": 4}),
+        "fake-broken": ("fake captioner that always fails", {"fail_every": 1}),
+    }
+    return {"models": {name: {"family": "fake", "description": description, "size": "0", "prompt": "describe",
+                              "language": "en", "generation": {"max_new_tokens": 64}, "backends": ["fake"],
+                              "sources": {"fake": options}}
+                       for name, (description, options) in variants.items()}}
 
 
 def write_fake_models(home: Path, delay: float = 1.0) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    (home / "models.yml").write_text(FAKE_MODELS_YML.format(delay=delay), encoding="utf-8")
+    (home / "models.yml").write_text(yaml.safe_dump(fake_models(delay), sort_keys=False), encoding="utf-8")
 
 
 def link_models(home: Path, shared_models_dir: Path) -> None:

@@ -142,3 +142,40 @@ def test_files_are_served_only_for_registered_memes(client, web_core, web_templa
 def test_highlight_escapes_and_marks():
     marked = str(highlight("<b>one does not</b> simply", ["simply", "one"]))
     assert marked == "&lt;b&gt;<mark>one</mark> does not&lt;/b&gt; <mark>simply</mark>"
+
+
+def test_near_duplicates_are_every_meme_within_the_bits_of_a_full_hash_scan(client, web_core, web_template, tmp_path):
+    """The meme page and the API list as near duplicates exactly the memes a plain scan of every
+    stored hash finds within NEAR_DUPLICATE_BITS, closest first; re-saved copies scanned after a
+    first lookup show up (the kept hash array is reloaded)."""
+    from PIL import Image, ImageEnhance
+
+    from memesearch.library.hashing import hamming
+    from memesearch.library.scanner import scan_folder
+    from memesearch.web.views import NEAR_DUPLICATE_BITS, near_duplicates
+
+    _, _, samples = web_template
+    store = web_core.store
+    original = next(i for i in store.meme_ids() if store.get_meme(i).path == str(samples[0].path))
+    before = near_duplicates(store, store.get_meme(original))  # fills the kept hash array
+    copies = tmp_path / "resaved"
+    copies.mkdir()
+    with Image.open(samples[0].path) as image:
+        picture = image.convert("RGB")
+    picture.resize((picture.width * 3 // 4, picture.height * 3 // 4)).save(copies / "smaller.jpg", quality=70)
+    ImageEnhance.Brightness(picture).enhance(1.1).save(copies / "brighter.png")
+    scan_folder(store, store.add_folder(str(copies)), web_core.settings)
+    copy_ids = {i for i in store.meme_ids() if store.get_meme(i).path.startswith(str(copies))}
+
+    meme = store.get_meme(original)
+    scanned = sorted(((other, hamming(meme.phash, phash)) for other, phash in store.phashes() if other != original),
+                     key=lambda item: (item[1], item[0]))
+    expected = [(other, bits) for other, bits in scanned if bits <= NEAR_DUPLICATE_BITS]
+    found = near_duplicates(store, meme)
+    assert found == expected
+    assert copy_ids <= {other for other, _ in found} and not copy_ids & {other for other, _ in before}
+    api = client.get(f"/api/memes/{original}/duplicates").json()
+    assert [(n["id"], n["distance"]) for n in api["near"]] == expected
+    page = client.get(f"/memes/{original}").text
+    for other, bits in expected:
+        assert f'href="/memes/{other}" title="{bits} of 64 bits differ"' in page

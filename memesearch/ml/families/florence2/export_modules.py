@@ -60,30 +60,8 @@ def _flatten_cache(cache, layers: int) -> list:
     return flat
 
 
-class DecoderWithoutCache(_nn.Module):
-    """First step: computes self- and cross-attention keys/values from scratch."""
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.decoder = model.model.language_model.decoder
-        self.lm_head = model.lm_head
-        self.layers = model.config.text_config.decoder_layers
-
-    def forward(self, inputs_embeds, encoder_hidden_states, encoder_attention_mask):
-        transformers = require("transformers", extra="export", purpose="Exporting Florence-2 to ONNX")
-        cache = transformers.EncoderDecoderCache(transformers.DynamicCache(), transformers.DynamicCache())
-        output = self.decoder(
-            inputs_embeds=inputs_embeds,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            cache=cache,
-            use_cache=True,
-        )
-        return (self.lm_head(output.last_hidden_state), *_flatten_cache(output.cache, self.layers))
-
-
-class DecoderWithCache(_nn.Module):
-    """Later steps: appends to the self-attention cache, reuses the cross-attention one."""
+class _Decoder(_nn.Module):
+    """The BART decoder and LM head: logits and the flattened cache after one step."""
 
     def __init__(self, model, layers: int) -> None:
         super().__init__()
@@ -91,12 +69,7 @@ class DecoderWithCache(_nn.Module):
         self.lm_head = model.lm_head
         self.layers = layers
 
-    def forward(self, inputs_embeds, encoder_hidden_states, encoder_attention_mask, *past):
-        transformers = require("transformers", extra="export", purpose="Exporting Florence-2 to ONNX")
-        per_layer = [tuple(past[4 * layer : 4 * layer + 4]) for layer in range(self.layers)]
-        cache = transformers.EncoderDecoderCache(per_layer)
-        for layer in range(self.layers):
-            cache.is_updated[layer] = True  # never recompute cross-attention from the encoder states
+    def _step(self, inputs_embeds, encoder_hidden_states, encoder_attention_mask, cache):
         output = self.decoder(
             inputs_embeds=inputs_embeds,
             encoder_hidden_states=encoder_hidden_states,
@@ -105,3 +78,27 @@ class DecoderWithCache(_nn.Module):
             use_cache=True,
         )
         return (self.lm_head(output.last_hidden_state), *_flatten_cache(output.cache, self.layers))
+
+
+class DecoderWithoutCache(_Decoder):
+    """First step: computes self- and cross-attention keys/values from scratch."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model, model.config.text_config.decoder_layers)
+
+    def forward(self, inputs_embeds, encoder_hidden_states, encoder_attention_mask):
+        transformers = require("transformers", extra="export", purpose="Exporting Florence-2 to ONNX")
+        cache = transformers.EncoderDecoderCache(transformers.DynamicCache(), transformers.DynamicCache())
+        return self._step(inputs_embeds, encoder_hidden_states, encoder_attention_mask, cache)
+
+
+class DecoderWithCache(_Decoder):
+    """Later steps: appends to the self-attention cache, reuses the cross-attention one."""
+
+    def forward(self, inputs_embeds, encoder_hidden_states, encoder_attention_mask, *past):
+        transformers = require("transformers", extra="export", purpose="Exporting Florence-2 to ONNX")
+        per_layer = [tuple(past[4 * layer : 4 * layer + 4]) for layer in range(self.layers)]
+        cache = transformers.EncoderDecoderCache(per_layer)
+        for layer in range(self.layers):
+            cache.is_updated[layer] = True  # never recompute cross-attention from the encoder states
+        return self._step(inputs_embeds, encoder_hidden_states, encoder_attention_mask, cache)

@@ -31,30 +31,16 @@ from memesearch.ml.families.florence2.inputs import (
     construct_prompt,
     preprocess_images,
 )
+from memesearch.ml.onnx_runtime import community_files
 from memesearch.ml.onnx_runtime.session import open_session
 
 DEFAULT_PROMPT = "<MORE_DETAILED_CAPTION>"
 COMPONENTS = ("vision_encoder", "embed_tokens", "encoder_model", "decoder_model_merged")
-#: File-name suffix per dtype, as published in the onnx-community repos.
-DTYPE_SUFFIXES = {
-    "fp32": "",
-    "fp16": "_fp16",
-    "int8": "_int8",
-    "uint8": "_uint8",
-    "quantized": "_quantized",
-    "q4": "_q4",
-    "q4f16": "_q4f16",
-    "bnb4": "_bnb4",
-}
 CONFIG_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json")
 
 
 def onnx_file(component: str, dtype: str) -> str:
-    if dtype not in DTYPE_SUFFIXES:
-        raise ModelUnavailableError(
-            f"unknown Florence-2 ONNX dtype {dtype!r}", hint=f"use one of {', '.join(DTYPE_SUFFIXES)}"
-        )
-    return f"onnx/{component}{DTYPE_SUFFIXES[dtype]}.onnx"
+    return community_files.onnx_file(component, dtype, "Florence-2")
 
 
 def required_files(dtype: str) -> list[str]:

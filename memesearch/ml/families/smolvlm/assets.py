@@ -14,18 +14,8 @@ from pathlib import Path
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.families.smolvlm.preprocess import ImageSettings
+from memesearch.ml.onnx_runtime import community_files
 
-#: dtype name -> file-name suffix used by the community ONNX exports.
-DTYPE_SUFFIXES = {
-    "fp32": "",
-    "fp16": "_fp16",
-    "int8": "_int8",
-    "uint8": "_uint8",
-    "quantized": "_quantized",
-    "q4": "_q4",
-    "q4f16": "_q4f16",
-    "bnb4": "_bnb4",
-}
 ONNX_PARTS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
 CONFIG_FILES = (
     "config.json",
@@ -37,15 +27,11 @@ CONFIG_FILES = (
 
 
 def dtype_suffix(dtype: str) -> str:
-    try:
-        return DTYPE_SUFFIXES[dtype]
-    except KeyError:
-        known = ", ".join(DTYPE_SUFFIXES)
-        raise ModelUnavailableError(f"unknown SmolVLM ONNX dtype {dtype!r}", hint=f"use one of: {known}") from None
+    return community_files.dtype_suffix(dtype, "SmolVLM")
 
 
 def onnx_path(part: str, dtype: str) -> str:
-    return f"onnx/{part}{dtype_suffix(dtype)}.onnx"
+    return community_files.onnx_file(part, dtype, "SmolVLM")
 
 
 def required_files(dtype: str) -> list[str]:
