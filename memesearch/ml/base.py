@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from memesearch.ml.caption_streams import run_streams
+
 
 class LazyModel(ABC):
     """Loads its weights on first use, exactly once, even under concurrency."""
@@ -142,8 +144,6 @@ class Captioner(LazyModel):
     streams: int = 1
 
     def caption(self, requests: Sequence[CaptionRequest]) -> list[CaptionResult]:
-        from memesearch.ml.caption_streams import run_streams
-
         self.ensure_loaded()
         batches = [list(batch) for batch in _batches(requests, self.batch_size)]
         return [result for produced in run_streams(batches, self._timed_batch, self.streams) for result in produced]
