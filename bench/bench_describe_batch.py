@@ -41,7 +41,9 @@ def memes(count: int):
             for i in range(count)]
 
 
-def worker(spec: dict) -> dict:
+def forced_captioner(spec: dict):
+    """Our loaded ONNX SmolVLM (one 512-px tile, ``spec["batch"]`` memes per call) that always
+    decodes ``spec["tokens"]`` tokens, and ``spec["memes"]`` requests for different memes."""
     sys.path.insert(0, str(HERE.parent))
     from memesearch.ml.base import CaptionRequest
     from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
@@ -53,7 +55,18 @@ def worker(spec: dict) -> dict:
     captioner.batch_size = spec["batch"]
     requests = [CaptionRequest(image=image, prompt=spec["prompt"], max_new_tokens=spec["tokens"])
                 for image in memes(spec["memes"])]
-    captioner.caption(requests[: spec["batch"]])  # warm-up
+    return captioner, requests
+
+
+def worker(spec: dict) -> dict:
+    captioner, requests = forced_captioner(spec)
+    return measure(captioner, requests, spec["batch"])
+
+
+def measure(captioner, requests, warm_up: int, after_warm_up=lambda: None) -> dict:
+    """Caption the first ``warm_up`` requests (not timed), then all of them: speed, ids, peak RSS, load."""
+    captioner.caption(requests[:warm_up])
+    after_warm_up()
     started = time.perf_counter()
     results = captioner.caption(requests)
     seconds = time.perf_counter() - started

@@ -4,7 +4,7 @@ memes per minute when a worker claims and captions one meme per model call vs a 
 Usage:
   .venv/bin/python bench/vlm_models.py smolvlm-256m --out /tmp/vlmspeed-cache      # build + export once
   .venv/bin/python bench/bench_describe_jobs.py --models-dir /tmp/vlmspeed-cache [--dtype fp32] \
-      [--batches 1 4] [--memes 4] [--tokens 32] [--threads 2] [--repeats 3] [--direct]
+      [--batches 1 4] [--streams 1 2] [--memes 4] [--tokens 32] [--threads 2] [--repeats 3] [--direct]
 
 Each batch size runs in its own process: a fresh data dir whose models folder links the ONNX
 SmolVLM export (full-size random weights from bench/vlm_models.py; `models.yml` overrides only
@@ -62,7 +62,8 @@ def worker(spec: dict) -> dict:
     from memesearch.ml.fake import FakeEmbedder
 
     folder, home, warm_up = prepare(spec, Path(tempfile.mkdtemp(prefix="bench_describe_jobs_")))
-    core = Core(Settings(home=home, ocr_enabled=False, threads=spec["threads"], job_lease_s=600))
+    core = Core(Settings(home=home, ocr_enabled=False, threads=spec["threads"], job_lease_s=600,
+                         caption_streams=spec.get("streams", 1)))
     core.__dict__["embedder"] = FakeEmbedder()
     scan_folder(core.store, core.store.add_folder(str(folder)), core.settings)
     chain = core.captioner(spec["model"])
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=HERE / "out" / "models")
     parser.add_argument("--dtype", default="fp32")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--streams", type=int, nargs="+", default=[1],
+                        help="caption streams (settings.caption_streams) of the jobs rows; each with every batch size")
     parser.add_argument("--memes", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
@@ -107,14 +110,14 @@ def main() -> None:
 
     print_header("bulk describe through the jobs")
     onnx_dir = str((args.models_dir / args.model / "onnx").resolve())
-    rows: dict[tuple[str, int], list] = {}
+    rows: dict[tuple[str, int, int], list] = {}
     # Repeats interleave the settings (1, 4, 1, 4, ...) so a load change hits all of them alike.
     for _ in range(args.repeats):
-        for batch in args.batches:
+        for batch, streams in [(b, s) for s in args.streams for b in args.batches]:
             paths = [("jobs", Path(__file__), {"models": onnx_dir, "model": args.model, "dtype": args.dtype,
                                               "batch": batch, "memes": args.memes, "tokens": args.tokens,
-                                              "threads": args.threads})]
-            if args.direct:
+                                              "threads": args.threads, "streams": streams})]
+            if args.direct and streams == args.streams[0]:
                 paths.append(("captioner", HERE / "bench_describe_batch.py",
                               {"models": onnx_dir, "dtype": args.dtype, "threads": args.threads, "batch": batch,
                                "memes": args.memes, "tokens": args.tokens, "prompt": PROMPTS["smolvlm"]}))
@@ -125,14 +128,14 @@ def main() -> None:
                     print(f"{path} batch {batch}: {result}", flush=True)
                     continue
                 result["load_before"] = load_before
-                rows.setdefault((path, batch), []).append(result)
-                print(f"{path} batch {batch}: {result['memes_per_min']:.2f} memes/min, peak RSS {result['peak_rss_mb']} MB, "
+                rows.setdefault((path, batch, spec.get("streams", 1)), []).append(result)
+                print(f"{path} batch {batch} streams {spec.get('streams', 1)}: {result['memes_per_min']:.2f} memes/min, peak RSS {result['peak_rss_mb']} MB, "
                       f"load {load_before:.2f}/{result['load1']:.2f}", flush=True)
-    print(f"\n| path | dtype | batch | memes per model call (jobs: as made) | memes/min (median of {args.repeats}) | "
-          f"vs batch {args.batches[0]} | each run | same output | peak RSS MB | load1 range |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for (path, batch), results in rows.items():
-        reference = rows.get((path, args.batches[0]))
+    print(f"\n| path | dtype | batch | streams | memes per model call (jobs: as made) | memes/min (median of {args.repeats}) | "
+          f"vs batch {args.batches[0]} streams {args.streams[0]} | each run | same output | peak RSS MB | load1 range |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (path, batch, streams), results in rows.items():
+        reference = rows.get((path, args.batches[0], args.streams[0]))
         if not reference:
             continue
         key = "texts" if path == "jobs" else "ids"
@@ -141,7 +144,7 @@ def main() -> None:
         loads = [value for r in results for value in (r["load_before"], r["load1"])]
         per_call = "/".join(map(str, results[0]["calls"])) if "calls" in results[0] else batch
         ratio = statistics.median(speeds) / statistics.median(r["memes_per_min"] for r in reference)
-        print(f"| {path} | {args.dtype} | {batch} | {per_call} | {statistics.median(speeds):.2f} | {ratio:.2f}x | "
+        print(f"| {path} | {args.dtype} | {batch} | {streams} | {per_call} | {statistics.median(speeds):.2f} | {ratio:.2f}x | "
               f"{' '.join(f'{v:.1f}' for v in speeds)} | {'yes' if same else 'NO'} | "
               f"{max(r['peak_rss_mb'] for r in results)} | {min(loads):.1f}-{max(loads):.1f} |")
 

@@ -21,9 +21,9 @@ def print_header(title: str) -> None:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n", flush=True)
 
 
-def run_worker(script: Path, spec: dict, threads: int) -> dict | str:
-    """One setting in its own process: its RESULT, or `failed: <last stderr line>`."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+def run_worker(script: Path, spec: dict, threads: int, env: dict | None = None) -> dict | str:
+    """One setting in its own process (``env``: extra environment): its RESULT, or `failed: <last stderr line>`."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}
     done = subprocess.run([sys.executable, str(script), "--worker", json.dumps(spec)], capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     return json.loads(lines[0][7:]) if lines else f"failed: {done.stderr.strip().splitlines()[-1:]}"

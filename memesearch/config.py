@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     threads: int = Field(default=0, description="Inference threads per model; 0 = onnxruntime default.")
     spin: bool = Field(default=True, description="Idle onnxruntime threads spin for the next operator (faster on quiet cores); "
                        "false lets them sleep, much faster when other work shares the cores (docs/BENCHMARKS.md, CLIP levers).")
+    caption_streams: int = Field(
+        default=0,
+        description="Caption batches run at once by bulk describe, sharing one loaded model (the cores are divided "
+                    "between them); 0 = 2 on 2 or more cores, 1 = off (docs/BENCHMARKS.md, bulk describe levers).",
+    )
     ocr_workers: int = Field(
         default=0,
         description="Processes that read text while indexing (one onnxruntime thread each); 0 = one per core, at most 8.",

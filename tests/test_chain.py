@@ -28,10 +28,11 @@ class IdentityOnnxCaptioner(Captioner):
 
     backend = "onnx"
 
-    def __init__(self, model_dir: Path, *, dtype: str = "fp32", threads: int | None = None) -> None:
+    def __init__(self, model_dir: Path, *, dtype: str = "fp32", threads: int | None = None, streams: int = 1) -> None:
         super().__init__()
         self.model_dir = Path(model_dir)
         self.dtype = dtype
+        self.batch_size, self.streams = 4, streams
 
     def _load(self) -> None:
         self.session = open_session(self.model_dir / "onnx" / f"model_{self.dtype}.onnx", threads=1)
@@ -110,6 +111,16 @@ def install_files(settings: Settings, dtype: str = "fp32", *, corrupt: bool = Fa
 
 def image() -> Image.Image:
     return Image.new("RGB", (32, 32), (10, 200, 10))
+
+
+def test_the_chain_runs_its_models_streams_with_quantised_weights_one_meme_per_batch(tmp_path, family):
+    from memesearch.ml.caption_batches import batch_size_of
+
+    settings = Settings(home=tmp_path / "data", caption_streams=3)
+    install_files(settings, "int8")
+    captioner = chain.load_captioner(make_spec(["onnx"]), settings, dtype="int8")
+    assert (captioner.streams, captioner.batch_size, batch_size_of(captioner)) == (3, 1, 3)
+    assert [r.text for r in captioner.caption_images([image()] * 3)] == ["onnx says 3"] * 3
 
 
 def test_first_working_backend_runs_and_results_say_where_they_came_from(settings, family):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from memesearch.ml.caption_streams import run_streams
+
 
 class LazyModel(ABC):
     """Loads its weights on first use, exactly once, even under concurrency."""
@@ -138,20 +140,23 @@ class Captioner(LazyModel):
     backend: str = ""
     dtype: str = "fp32"
     batch_size: int = 1
+    #: Batches captioned at once through the same loaded model (memesearch.ml.caption_streams).
+    streams: int = 1
 
     def caption(self, requests: Sequence[CaptionRequest]) -> list[CaptionResult]:
         self.ensure_loaded()
-        results: list[CaptionResult] = []
-        for batch in _batches(requests, self.batch_size):
-            started = time.perf_counter()
-            produced = self._caption_batch(list(batch))
-            per_item_ms = (time.perf_counter() - started) * 1000 / max(len(batch), 1)
-            for result in produced:
-                result.backend = result.backend or self.backend
-                result.dtype = result.dtype or self.dtype
-                result.ms = per_item_ms
-            results.extend(produced)
-        return results
+        batches = [list(batch) for batch in _batches(requests, self.batch_size)]
+        return [result for produced in run_streams(batches, self._timed_batch, self.streams) for result in produced]
+
+    def _timed_batch(self, batch: list[CaptionRequest]) -> list[CaptionResult]:
+        started = time.perf_counter()
+        produced = self._caption_batch(batch)
+        per_item_ms = (time.perf_counter() - started) * 1000 / max(len(batch), 1)
+        for result in produced:
+            result.backend = result.backend or self.backend
+            result.dtype = result.dtype or self.dtype
+            result.ms = per_item_ms
+        return produced
 
     @abstractmethod
     def _caption_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:

@@ -7,6 +7,8 @@ equals one-at-a-time output token for token (tests/models/test_caption_batches.p
 graphs and torch, not quantised ones. Our int8 graphs quantise each MatMul's activations
 with ONE scale for the whole input tensor (ORT's DynamicQuantizeLinear), so a meme's tokens
 would depend on which other memes share its batch; int8 models caption one meme per call.
+Caption streams (memesearch.ml.caption_streams) run several model calls at once through the
+same loaded model, so a chunk handed to the captioner is its batch size times its streams.
 
 One bad image must not fail the others: when a batch raises, its images are retried one at a
 time, so the error lands on the image that caused it and the rest get their captions. The ML
@@ -23,21 +25,20 @@ from collections.abc import Sequence
 from PIL import Image
 
 from memesearch.errors import MemeSearchError
+from memesearch.ml.caption_streams import per_stream_batch
 
 log = logging.getLogger(__name__)
 
-#: Quantised weight types: their activation scales (per tensor, or kernels that differ with
-#: the batch's row count) make a batched row differ from the same row run alone.
-BATCH_INEXACT_DTYPES = frozenset({"int8", "uint8", "quantized", "q8", "q4", "q4f16", "bnb4"})
-
 
 def batch_size_of(captioner) -> int:
-    """How many images to hand the captioner at once: its backend's batch size once loaded
-    (the first call, with one image, loads it and so decides the weight type), and 1 for
-    weight types whose results would depend on the batch (see the module docstring)."""
-    if not getattr(captioner, "is_loaded", False) or getattr(captioner, "dtype", "") in BATCH_INEXACT_DTYPES:
+    """How many images to hand the captioner at once: once loaded (the first call, with one
+    image, loads it and so decides the weight type), its backend's batch size (1 for weight
+    types whose results would depend on the batch, see the module docstring) times its
+    streams (batches run at once, memesearch.ml.caption_streams)."""
+    if not getattr(captioner, "is_loaded", False):
         return 1
-    return max(1, int(getattr(captioner, "batch_size", 1) or 1))
+    per_stream = per_stream_batch(getattr(captioner, "dtype", ""), getattr(captioner, "batch_size", 1))
+    return per_stream * max(1, int(getattr(captioner, "streams", 1) or 1))
 
 
 def caption_each(captioner, images: Sequence[Image.Image]) -> list:

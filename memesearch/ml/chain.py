@@ -23,6 +23,7 @@ from memesearch.config import Settings
 from memesearch.errors import ConfigError, InvalidInputError, ModelUnavailableError, require
 from memesearch.ml import families
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.ml.caption_streams import auto_streams, per_stream_batch
 from memesearch.ml.failures import BackendRunError, failure_reason, user_fix
 from memesearch.ml.model_files import MissingFilesError, installed_dtype, missing_files, model_dir, onnx_dtype
 from memesearch.ml.registry import ApiSource, ModelSpec, get_spec
@@ -68,6 +69,13 @@ def _image_options(cls: type, spec: ModelSpec) -> dict:
     return {}
 
 
+def _stream_options(cls: type, settings: Settings) -> dict:
+    """Caption streams (memesearch.ml.caption_streams), for the captioners that run them."""
+    if "streams" in inspect.signature(cls.__init__).parameters:
+        return {"streams": auto_streams(settings.caption_streams)}
+    return {}
+
+
 def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
     chosen = onnx_dtype(spec, dtype)
     if dtype is None:
@@ -82,7 +90,8 @@ def load_onnx(spec: ModelSpec, settings: Settings, dtype: str | None) -> Loaded:
             hint=f"memesearch models pull {spec.id}" + ("" if chosen == spec.sources.onnx.default_dtype else f" --dtype {chosen}"),
         )
     cls = families.captioner_class(module, "onnx")
-    captioner = cls(model_dir(spec, settings.models_dir), dtype=chosen, threads=_threads(settings), **_image_options(cls, spec))
+    captioner = cls(model_dir(spec, settings.models_dir), dtype=chosen, threads=_threads(settings),
+                    **_image_options(cls, spec), **_stream_options(cls, settings))
     captioner.ensure_loaded()
     return Loaded(captioner, chosen, spec.sources.onnx.revision)
 
@@ -230,7 +239,10 @@ class ChainCaptioner(Captioner):
         self.active = backend
         self.backend = backend
         self.dtype = loaded.dtype
-        self.batch_size = loaded.captioner.batch_size
+        # The chain splits a claimed chunk into its model's batches (1 meme for quantised weights)
+        # and runs them on the model's streams.
+        self.batch_size = per_stream_batch(loaded.dtype, loaded.captioner.batch_size)
+        self.streams = loaded.captioner.streams
         log.info("caption model %s runs on %s (%s)", self.spec.id, backend, loaded.dtype)
 
     def unavailable_error(self) -> ModelUnavailableError:

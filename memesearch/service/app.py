@@ -353,7 +353,7 @@ class _Prompted:
 
 def _caption_many(pool: ModelPool, settings: Settings, uploads: list[bytes], model: str, prompt: str | None,
                   max_new_tokens: int | None) -> CaptionBatch:
-    """Batches of the model's safe size (memesearch.ml.caption_batches: 1 for quantised weights),
+    """Chunks of the model's safe size (memesearch.ml.caption_batches: 1 for quantised weights, times its streams),
     decoded one batch at a time so at most that many images are held; an image that does not
     decode or that the model fails on gets its own problem and the others their captions."""
     from memesearch.ml.caption_batches import batch_size_of, caption_each

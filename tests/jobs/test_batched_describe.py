@@ -103,6 +103,20 @@ def test_quantised_models_are_claimed_one_meme_at_a_time(core):
     assert run.done == 6 and model.calls == [1] * 6
 
 
+def test_streams_claim_a_batch_per_stream_and_quantised_models_one_meme_per_stream(tmp_path):
+    from memesearch.ml.caption_batches import batch_size_of
+
+    for dtype, batch_size, calls in (("fp32", 2, [1, 2, 2, 1]), ("int8", 4, [1] * 6)):
+        core = make_core(tmp_path / dtype)
+        model = CountingFake()
+        model.streams = 2
+        use_model(core, model, dtype=dtype, batch_size=batch_size)
+        run = run_to_end(core)
+        assert (run.done, model.calls) == (6, calls)
+        assert batch_size_of(core.captioner("fake")) == 2 * (batch_size if dtype == "fp32" else 1)
+        core.close()
+
+
 def test_an_unreadable_meme_fails_alone_in_its_batch(core):
     model = CountingFake()
     use_model(core, model)

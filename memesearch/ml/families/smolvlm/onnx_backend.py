@@ -18,6 +18,7 @@ import numpy as np
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
+from memesearch.ml.caption_streams import per_stream_batch, threads_per_stream
 from memesearch.ml.onnx_runtime.session import open_session
 from memesearch.ml.families.smolvlm.assets import (
     ONNX_PARTS,
@@ -53,9 +54,12 @@ class OnnxSmolVLMCaptioner(Captioner):
         dtype: str = "fp32",
         threads: int | None = None,
         image_longest_edge: int | None = None,
+        streams: int = 1,
     ) -> None:
         """``image_longest_edge`` overrides the processor's first resize (2048 px upstream, i.e.
-        4x4 tiles of 512 px + 1 global tile); 512 gives a single tile, ~15x fewer image tokens."""
+        4x4 tiles of 512 px + 1 global tile); 512 gives a single tile, ~15x fewer image tokens.
+        ``streams`` batches run at once through the same sessions (memesearch.ml.caption_streams),
+        which then get the cores divided between the streams as intra-op threads."""
         super().__init__()
         dtype_suffix(dtype)  # fail fast on an unknown dtype
         self.model_dir = Path(model_dir)
@@ -63,7 +67,10 @@ class OnnxSmolVLMCaptioner(Captioner):
         self.threads = threads
         self.image_longest_edge = image_longest_edge
         self.model_id = f"smolvlm:{self.model_dir.name}"
-        self.batch_size = 4
+        # Quantised activations are scaled per tensor: a batched int8 row would depend on its
+        # companions, so those weight types run one meme per batch (and per stream).
+        self.batch_size = per_stream_batch(dtype, 4)
+        self.streams = max(1, streams)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -85,8 +92,9 @@ class OnnxSmolVLMCaptioner(Captioner):
             raise ModelUnavailableError(f"cannot load {self.model_dir / 'tokenizer.json'}: {exc}") from exc
         # low_memory: the vision encoder and the decoder run one after the other, so one shared
         # arena serves both (a 13-tile caption peaked at ~1.07 GB with one arena per graph).
+        threads = threads_per_stream(self.threads, self.streams)
         sessions = {
-            part: open_session(self.model_dir / onnx_path(part, self.dtype), threads=self.threads, low_memory=True)
+            part: open_session(self.model_dir / onnx_path(part, self.dtype), threads=threads, low_memory=True)
             for part in ONNX_PARTS
         }
         self.vision = sessions["vision_encoder"]
