@@ -53,10 +53,14 @@ class Settings(BaseSettings):
     threads: int = Field(default=0, description="Inference threads per model; 0 = onnxruntime default.")
     spin: bool = Field(default=True, description="Idle onnxruntime threads spin for the next operator (faster on quiet cores); "
                        "false lets them sleep, much faster when other work shares the cores (docs/BENCHMARKS.md, CLIP levers).")
+    # Off by default: streams split the cores, so a single caption (the describe button, /v1/caption)
+    # runs on one stream's share (0.71x its speed) and each stream holds its own activations
+    # (+~0.2 GB); bulk describe gains 1.25x (docs/BENCHMARKS.md, bulk describe levers).
     caption_streams: int = Field(
-        default=0,
+        default=1,
         description="Caption batches run at once by bulk describe, sharing one loaded model (the cores are divided "
-                    "between them); 0 = 2 on 2 or more cores, 1 = off (docs/BENCHMARKS.md, bulk describe levers).",
+                    "between them, so single captions get slower); 1 = off, 0 = 2 on 2 or more cores "
+                    "(docs/BENCHMARKS.md, bulk describe levers).",
     )
     ocr_workers: int = Field(
         default=0,
