@@ -23,7 +23,7 @@ import numpy as np
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
-from memesearch.ml.onnx_runtime.session import open_session
+from memesearch.ml.onnx_runtime.session import onnxruntime, open_session
 from memesearch.ml.families.smolvlm.assets import (
     ONNX_PARTS,
     SmolVLMConfig,
@@ -70,6 +70,8 @@ class OnnxSmolVLMCaptioner(Captioner):
         self.image_longest_edge = image_longest_edge
         self.model_id = f"smolvlm:{self.model_dir.name}"
         self.batch_size = 4
+        #: GroupQueryAttention decoders: one preallocated KV buffer per layer, written in place.
+        self.share_kv_buffer = True
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -209,27 +211,67 @@ class OnnxSmolVLMCaptioner(Captioner):
         real tokens per row. Each row's cache is valid up to its own length (the graph's rotary
         positions and causal window follow ``seqlens_k``), so rows need no mask and no position ids."""
         batch = embeds.shape[0]
-        past = self._empty_past(batch)
+        if self.share_kv_buffer:
+            run = _SharedKVCache(self.decoder, self.config, batch, embeds.shape[1] + max_new_tokens, self._past_type)
+        else:
+            run = _GrowingKVCache(self.decoder, self._empty_past(batch))
         totals = lengths.astype(np.int32)  # tokens per row once this step's inputs are in the cache
         tokens = _Tokens(limits, self.config.eos_token_ids)
-        output_names = [node.name for node in self.decoder.get_outputs()]
         for step in range(max_new_tokens):
             if tokens.done:
                 break
             # total_sequence_length: the padded prompt length at first (the graph's prompt case),
             # then the longest row's.
             total = embeds.shape[1] if step == 0 else int(totals.max())
-            feed = {"inputs_embeds": embeds, "seqlens_k": totals - 1,
-                    "total_sequence_length": np.array(total, dtype=np.int32), **past}
-            outputs = self.decoder.run(output_names, feed)
-            next_tokens = outputs[0][:, -1, :].argmax(axis=-1)
+            logits = run({"inputs_embeds": embeds, "seqlens_k": totals - 1,
+                          "total_sequence_length": np.array(total, dtype=np.int32)})
+            next_tokens = logits[:, -1, :].argmax(axis=-1)
             tokens.add(next_tokens)
             if tokens.done or step == max_new_tokens - 1:
                 break
-            past = _as_past(output_names, outputs)
             embeds = self._next_feed(next_tokens, tokens.finished)
             totals = totals + 1
         return tokens.generated
+
+
+class _GrowingKVCache:
+    """Runs a step with ``run()``: each step's present.* (cache + new token) is the next past."""
+
+    def __init__(self, session, past: dict[str, np.ndarray]) -> None:
+        self.session, self.past = session, past
+        self.output_names = [node.name for node in session.get_outputs()]
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        outputs = self.session.run(self.output_names, {**feed, **self.past})
+        self.past = _as_past(self.output_names, outputs)
+        return outputs[0]
+
+
+class _SharedKVCache:
+    """Runs a step with I/O binding, past.* and present.* bound to one preallocated buffer per
+    layer and kind: GroupQueryAttention then writes the new keys/values in place instead of copying
+    the whole cache into a new present tensor every step (past_present_share_buffer)."""
+
+    def __init__(self, session, config: SmolVLMConfig, batch: int, capacity: int, dtype) -> None:
+        ort = onnxruntime()
+        self.session = session
+        shape = (batch, config.num_kv_heads, capacity, config.head_dim)
+        # Zeroed, not just allocated: rows beyond a sequence's length are never attended to, but
+        # uninitialised memory could hold NaNs, and 0 * NaN is NaN.
+        self.arrays = {f"{i}.{kind}": np.zeros(shape, dtype=dtype)
+                       for i in range(config.num_layers) for kind in ("key", "value")}
+        self.buffers = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in self.arrays.items()}
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        binding = self.session.io_binding()
+        for name, value in feed.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output("logits", "cpu")
+        for name, buffer in self.buffers.items():
+            binding.bind_ortvalue_input(f"past_key_values.{name}", buffer)
+            binding.bind_ortvalue_output(f"present.{name}", buffer)
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0].numpy()
 
 
 def _as_past(output_names: list[str], outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
