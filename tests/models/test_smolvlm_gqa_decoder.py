@@ -92,13 +92,13 @@ def test_right_padded_prefill_and_steps_equal_the_torch_text_model(model, decode
         total = int(totals.max())
 
 
-def test_each_layer_is_a_dozen_nodes(decoder):
+def test_each_layer_is_thirteen_nodes(decoder):
     """The point of the graph: one GroupQueryAttention per layer, no traced mask/rotary/concat glue."""
     text, _, path = decoder
     ops = Counter(node.op_type for node in onnx.load(str(path)).graph.node)
     assert ops["GroupQueryAttention"] == text.layers
     assert ops["MatMul"] == 7 * text.layers + 1  # q k v o gate up down, and the LM head
-    assert sum(ops.values()) <= 12 * text.layers + 12
+    assert sum(ops.values()) <= 13 * text.layers + 20  # + the rotary caches, the last-token gather
     assert not {"Softmax", "Concat", "Transpose", "Where"} & set(ops)
 
 

@@ -3,7 +3,7 @@
 The TorchScript export of the decoder traces transformers' eager attention, its mask building,
 rotary embedding and KV concatenation: ~100 nodes per layer, 2,969 kernels per generated token,
 of which the quantised MatMuls were only a third of the time (docs/BENCHMARKS.md, issue 16).
-Here each layer is a dozen nodes: RMS norms carrying the residual
+Here each layer is 13 nodes: RMS norms carrying the residual
 (``SkipSimplifiedLayerNormalization``), the q/k/v/o/gate/up/down MatMuls and one
 ``com.microsoft.GroupQueryAttention`` that applies the rotary embedding, appends to the KV cache
 and attends. The MatMuls stay separate, plain ``x @ W^T`` with one weight each, so
@@ -48,7 +48,6 @@ class TextConfig:
     head_dim: int
     rms_eps: float
     rope_theta: float
-    max_positions: int
 
     @classmethod
     def from_config(cls, text: Mapping) -> TextConfig:
@@ -66,28 +65,27 @@ class TextConfig:
             problems.append("biased projections")
         if float(text.get("partial_rotary_factor", 1.0)) != 1.0:
             problems.append("partial rotary")
+        heads = int(text["num_attention_heads"])
+        head_dim = int(text.get("head_dim") or int(text["hidden_size"]) // heads)
+        if head_dim % 16:  # GroupQueryAttention's rotary kernel needs it
+            problems.append(f"head_dim {head_dim} (not a multiple of 16)")
         if problems:
             raise UnsupportedDecoder("text model not supported by the GroupQueryAttention decoder: " + ", ".join(problems))
-        heads = int(text["num_attention_heads"])
         return cls(
             layers=int(text["num_hidden_layers"]),
             hidden=int(text["hidden_size"]),
             heads=heads,
             kv_heads=int(text.get("num_key_value_heads") or heads),
-            head_dim=int(text.get("head_dim") or int(text["hidden_size"]) // heads),
+            head_dim=head_dim,
             rms_eps=float(text.get("rms_norm_eps", 1e-6)),
             rope_theta=float(theta),
-            max_positions=int(text.get("max_position_embeddings", 8192)),
         )
 
 
-def rotary_caches(config: TextConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(max_positions, head_dim / 2) cos and sin, as Llama's default rotary embedding computes
-    them in float32: angle = position * inv_freq, inv_freq = 1 / theta^(2i / head_dim)."""
+def inverse_frequencies(config: TextConfig) -> np.ndarray:
+    """Llama's default rotary frequencies, 1 / theta^(2i / head_dim), as float32."""
     exponents = np.arange(0, config.head_dim, 2, dtype=np.int64).astype(np.float32) / config.head_dim
-    inv_freq = (1.0 / (config.rope_theta ** exponents.astype(np.float64))).astype(np.float32)
-    angles = np.arange(config.max_positions, dtype=np.float32)[:, None] * inv_freq[None, :]
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    return (1.0 / (config.rope_theta ** exponents.astype(np.float64))).astype(np.float32)
 
 
 def build_decoder(weights: Mapping[str, np.ndarray], config: TextConfig):
@@ -118,9 +116,20 @@ def build_decoder(weights: Mapping[str, np.ndarray], config: TextConfig):
              name=f"{prefix}/SkipNorm", epsilon=config.rms_eps)
         return normed, summed
 
-    cos, sin = rotary_caches(config)
-    constant("cos_cache", cos)
-    constant("sin_cache", sin)
+    # GroupQueryAttention's cos/sin caches, (total_sequence_length, head_dim / 2): computed per
+    # run (a few thousand cos/sin) rather than stored, since GQA refuses a cache shorter than the
+    # sequence and max_position_embeddings does not bound it (a tiny model's prompt can exceed it).
+    # angle = position * inv_freq in float32, as transformers' rotary embedding computes it.
+    constant("inv_freq", inverse_frequencies(config)[None, :])
+    for name, value in (("rope/zero", 0), ("rope/step", 1)):
+        constant(name, np.array(value, dtype=np.int32))
+    node("Range", ["rope/zero", "total_sequence_length", "rope/step"], ["rope/positions"], name="rope/Range")
+    node("Cast", ["rope/positions"], ["rope/positions_float"], name="rope/Cast", to=TensorProto.FLOAT)
+    constant("rope/column", np.array([1], dtype=np.int64))
+    node("Unsqueeze", ["rope/positions_float", "rope/column"], ["rope/position_column"], name="rope/Unsqueeze")
+    node("Mul", ["rope/position_column", "inv_freq"], ["rope/angles"], name="rope/Angles")
+    node("Cos", ["rope/angles"], ["cos_cache"], name="rope/Cos")
+    node("Sin", ["rope/angles"], ["sin_cache"], name="rope/Sin")
     first_norm = constant("layers.0.input_layernorm.weight", weights["layers.0.input_layernorm.weight"])
     node("SimplifiedLayerNormalization", ["inputs_embeds", first_norm], ["layers.0/input_norm"],
          name="layers.0/input_norm", axis=-1, epsilon=config.rms_eps, stash_type=1)
