@@ -131,18 +131,23 @@ def main() -> None:
     parser.add_argument("--profile-step", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20, help="runs of the profiled step (0: no op profile)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--kv-copy", action="store_true",
+                        help="GroupQueryAttention decoders also with the KV cache copied each step (no shared buffer)")
     parser.add_argument("--baseline-dir", type=Path,
                         help="a second models dir (e.g. the traced decoders): its captioners alternate with these")
     args = parser.parse_args()
     print(machine_line(), flush=True)
     model_dir = (args.models_dir / args.model / "onnx").resolve()
-    runs = {dtype: (model_dir, dtype) for dtype in args.dtypes}
+    runs = {dtype: (model_dir, dtype, True) for dtype in args.dtypes}
+    if args.kv_copy:
+        runs.update({f"{dtype} (KV copied)": (model_dir, dtype, False) for dtype in args.dtypes})
     if args.baseline_dir:
         baseline = (args.baseline_dir / args.model / "onnx").resolve()
-        runs.update({f"{dtype} ({args.baseline_dir})": (baseline, dtype) for dtype in args.dtypes})
+        runs.update({f"{dtype} ({args.baseline_dir})": (baseline, dtype, True) for dtype in args.dtypes})
     captioners = {}
-    for label, (folder, dtype) in runs.items():
+    for label, (folder, dtype, shared) in runs.items():
         captioner = OnnxSmolVLMCaptioner(folder, dtype=dtype, threads=args.threads, image_longest_edge=512)
+        captioner.share_kv_buffer = shared
         captioner.ensure_loaded()
         captioner.config = replace(captioner.config, eos_token_ids=())  # always decode --steps tokens
         captioner.generate_ids([CaptionRequest(image=meme_image(), prompt=PROMPTS["smolvlm"], max_new_tokens=4)])
@@ -156,7 +161,7 @@ def main() -> None:
     for label, rounds in splits.items():
         median = {key: round(statistics.median(run[key] for run in rounds), 3) for key in rounds[0]}
         print(json.dumps({"decoder": label, "median_of_rounds_per_step": median}), flush=True)
-    for label, (folder, dtype) in runs.items() if args.repeats else ():
+    for label, (folder, dtype, shared) in runs.items() if args.repeats and shared else ():
         feed = feeds[label][min(args.profile_step, len(feeds[label]) - 1)]
         past = feed["past_key_values.0.key"].shape[2]
         report = profile_ops(folder / onnx_path("decoder_model_merged", dtype), feed, args.threads, args.repeats)
