@@ -97,12 +97,15 @@ def main() -> None:
     print(machine_line(), flush=True)
     print("| dtype | past | run() ms | I/O binding ms | ratio | calls each |\n|---|---|---|---|---|---|")
     model_dir = (args.models_dir / args.model / "onnx").resolve()
-    for dtype in args.dtypes:
-        print(compare(model_dir, dtype, args.past, args.calls, args.threads), flush=True)
+    folders = [model_dir]
     decoders = [(dtype, model_dir, dtype) for dtype in args.dtypes]
     if args.baseline_dir:
         baseline = (args.baseline_dir / args.model / "onnx").resolve()
+        folders.append(baseline)
         decoders += [(f"{dtype} ({args.baseline_dir})", baseline, dtype) for dtype in args.dtypes]
+    for folder in folders:  # one session at a time
+        for dtype in args.dtypes:
+            print(compare(folder, dtype, args.past, args.calls, args.threads), folder, flush=True)
     if len(decoders) > 1:
         print(across(decoders, args.past, args.calls, args.threads))
 
