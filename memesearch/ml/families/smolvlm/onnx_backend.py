@@ -260,18 +260,20 @@ class _SharedKVCache:
         # uninitialised memory could hold NaNs, and 0 * NaN is NaN.
         self.arrays = {f"{i}.{kind}": np.zeros(shape, dtype=dtype)
                        for i in range(config.num_layers) for kind in ("key", "value")}
-        self.buffers = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in self.arrays.items()}
+        # One binding for the whole caption: the 60 buffers are bound once (rebinding them every
+        # step cost ~0.4 ms of Python per token), each step rebinds only its own inputs.
+        self.binding = session.io_binding()
+        self.binding.bind_output("logits", "cpu")  # first: get_outputs()[0]
+        self.buffers = [ort.OrtValue.ortvalue_from_numpy(array) for array in self.arrays.values()]
+        for name, buffer in zip(self.arrays, self.buffers):
+            self.binding.bind_ortvalue_input(f"past_key_values.{name}", buffer)
+            self.binding.bind_ortvalue_output(f"present.{name}", buffer)
 
     def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        binding = self.session.io_binding()
         for name, value in feed.items():
-            binding.bind_cpu_input(name, value)
-        binding.bind_output("logits", "cpu")
-        for name, buffer in self.buffers.items():
-            binding.bind_ortvalue_input(f"past_key_values.{name}", buffer)
-            binding.bind_ortvalue_output(f"present.{name}", buffer)
-        self.session.run_with_iobinding(binding)
-        return binding.get_outputs()[0].numpy()
+            self.binding.bind_cpu_input(name, value)
+        self.session.run_with_iobinding(self.binding)
+        return self.binding.get_outputs()[0].numpy()
 
 
 def _as_past(output_names: list[str], outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
