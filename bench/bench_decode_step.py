@@ -1,11 +1,14 @@
 """One SmolVLM decode step, call by call: ``session.run`` against I/O binding, and decoders against each other.
 
     python bench/bench_decode_step.py --models-dir /tmp/vlmspeed-cache --dtypes int8 q4 --calls 150
+    python bench/bench_decode_step.py --models-dir /tmp/gqa-cache --baseline-dir /tmp/vlmspeed-cache --dtypes int8
 
 The same decoder session runs the same step (one new token after ``--past`` cached positions,
 random inputs) alternately both ways, so machine load hits both alike; prints the medians.
 With several ``--dtypes`` it then runs their decoders on that step in turn (order reversed
-every call) and prints each one's median against the first's.
+every call) and prints each one's median against the first's; ``--baseline-dir`` adds the
+decoders of another export (e.g. the traced community-style graph against the GroupQueryAttention
+one, smolvlm/decoder_graph.py) to that comparison.
 ``run`` copies every present.* output (the whole KV cache) into new numpy arrays; with I/O
 binding they stay OrtValues, as in the captioner's loop (OnnxSmolVLMCaptioner.io_binding).
 """
@@ -30,10 +33,16 @@ from memesearch.ml.families.smolvlm.assets import SmolVLMConfig, onnx_path  # no
 from memesearch.ml.onnx_runtime.session import onnxruntime, open_session  # noqa: E402
 
 
-def step_feed(config: SmolVLMConfig, hidden: int, past: int) -> dict:
+def step_feed(config: SmolVLMConfig, session, past: int) -> dict:
+    """One new token after ``past`` cached ones, in the inputs of ``session``'s kind of decoder."""
     rng = np.random.default_rng(0)
-    feed = {"inputs_embeds": rng.standard_normal((1, 1, hidden)).astype(np.float32),
-            "attention_mask": np.ones((1, past + 1), np.int64), "position_ids": np.array([[past]], np.int64)}
+    inputs = {node.name: node for node in session.get_inputs()}
+    hidden = inputs["inputs_embeds"].shape[-1]
+    feed = {"inputs_embeds": rng.standard_normal((1, 1, hidden)).astype(np.float32)}
+    if "seqlens_k" in inputs:  # the GroupQueryAttention decoder
+        feed.update(seqlens_k=np.array([past], np.int32), total_sequence_length=np.array(past + 1, np.int32))
+    else:
+        feed.update(attention_mask=np.ones((1, past + 1), np.int64), position_ids=np.array([[past]], np.int64))
     for layer in range(config.num_layers):
         for kind in ("key", "value"):
             shape = (1, config.num_kv_heads, past, config.head_dim)
@@ -45,8 +54,7 @@ def compare(model_dir: Path, dtype: str, past: int, calls: int, threads: int) ->
     ort = onnxruntime()
     session = open_session(model_dir / onnx_path("decoder_model_merged", dtype), threads=threads, low_memory=True)
     config = SmolVLMConfig.from_dir(model_dir)
-    hidden = next(node.shape[-1] for node in session.get_inputs() if node.name == "inputs_embeds")
-    feed = step_feed(config, hidden, past)
+    feed = step_feed(config, session, past)
     outputs = [node.name for node in session.get_outputs()]
     as_ort = {name: ort.OrtValue.ortvalue_from_numpy(value) for name, value in feed.items() if name.startswith("past")}
 
@@ -84,30 +92,42 @@ def main() -> None:
     parser.add_argument("--past", type=int, default=168, help="cached positions (a 512-px meme's prompt + 32 tokens ~ 170)")
     parser.add_argument("--calls", type=int, default=150)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline-dir", type=Path, help="a second models dir whose decoders join the comparison")
     args = parser.parse_args()
     print(machine_line(), flush=True)
     print("| dtype | past | run() ms | I/O binding ms | ratio | calls each |\n|---|---|---|---|---|---|")
     model_dir = (args.models_dir / args.model / "onnx").resolve()
-    for dtype in args.dtypes:
-        print(compare(model_dir, dtype, args.past, args.calls, args.threads), flush=True)
-    if len(args.dtypes) > 1:
-        print(across(model_dir, args.dtypes, args.past, args.calls, args.threads))
+    folders = [model_dir]
+    decoders = [(dtype, model_dir, dtype) for dtype in args.dtypes]
+    if args.baseline_dir:
+        baseline = (args.baseline_dir / args.model / "onnx").resolve()
+        folders.append(baseline)
+        decoders += [(f"{dtype} ({args.baseline_dir})", baseline, dtype) for dtype in args.dtypes]
+    for folder in folders:  # one session at a time
+        for dtype in args.dtypes:
+            print(compare(folder, dtype, args.past, args.calls, args.threads), folder, flush=True)
+    if len(decoders) > 1:
+        print(across(decoders, args.past, args.calls, args.threads))
 
 
-def across(model_dir: Path, dtypes: list[str], past: int, calls: int, threads: int) -> str:
-    sessions = {dtype: open_session(model_dir / onnx_path("decoder_model_merged", dtype), threads=threads,
-                                    low_memory=True) for dtype in dtypes}
-    feed = step_feed(SmolVLMConfig.from_dir(model_dir), sessions[dtypes[0]].get_inputs()[0].shape[-1], past)
-    times = {dtype: [] for dtype in dtypes}
+def across(decoders: list[tuple[str, Path, str]], past: int, calls: int, threads: int) -> str:
+    """(label, models dir, dtype) decoders run on the same step in turn; medians against the first."""
+    runs = {}
+    for label, model_dir, dtype in decoders:
+        session = open_session(model_dir / onnx_path("decoder_model_merged", dtype), threads=threads, low_memory=True)
+        runs[label] = (session, step_feed(SmolVLMConfig.from_dir(model_dir), session, past))
+    labels = list(runs)
+    times = {label: [] for label in labels}
     for call in range(calls):
-        for dtype in dtypes if call % 2 else dtypes[::-1]:
+        for label in labels if call % 2 else labels[::-1]:
+            session, feed = runs[label]
             started = time.perf_counter()
-            sessions[dtype].run(None, feed)
-            times[dtype].append(time.perf_counter() - started)
-    first = statistics.median(times[dtypes[0]])
-    lines = [f"\n| decoder (run(), in turn) | ms per step | vs {dtypes[0]} |", "|---|---|---|"]
-    lines += [f"| {dtype} | {1000 * statistics.median(t):.2f} | {statistics.median(t) / first:.3f}x |"
-              for dtype, t in times.items()]
+            session.run(None, feed)
+            times[label].append(time.perf_counter() - started)
+    first = statistics.median(times[labels[0]])
+    lines = [f"\n| decoder (run(), in turn) | ms per step | vs {labels[0]} |", "|---|---|---|"]
+    lines += [f"| {label} | {1000 * statistics.median(t):.2f} | {statistics.median(t) / first:.3f}x |"
+              for label, t in times.items()]
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """Where one SmolVLM decode step spends its time: ORT operators by type, and the Python loop around them.
 
     python bench/profile_decode.py --models-dir /tmp/vlmspeed-cache --dtypes int8 q4 --steps 32
+    python bench/profile_decode.py --models-dir /tmp/gqa-cache --baseline-dir /tmp/vlmspeed-cache --dtypes int8
 
 Runs our ONNX captioner (one 512-px tile, as models.yml does) on the benchmark meme with EOS
 disabled and records every decoder call. Prints:
@@ -51,6 +52,12 @@ class Recorder:
         self.seconds.append(time.perf_counter() - started)
         return result
 
+    def run_with_iobinding(self, binding, *args):  # the GQA loop's shared KV buffers: timed, no feed kept
+        started = time.perf_counter()
+        result = self._session.run_with_iobinding(binding, *args)
+        self.seconds.append(time.perf_counter() - started)
+        return result
+
     def __getattr__(self, name):
         return getattr(self._session, name)
 
@@ -60,7 +67,8 @@ def loop_split(captioner: OnnxSmolVLMCaptioner, steps: int) -> tuple[dict, Recor
     decoder, embed = Recorder(captioner.decoder), Recorder(captioner.embed)
     captioner.decoder, captioner.embed = decoder, embed
     started_at = {}
-    original_greedy = captioner._greedy
+    loop = "_greedy_gqa" if captioner._gqa else "_greedy"  # which loop the decoder's inputs call for
+    original_greedy = getattr(captioner, loop)
 
     def timed_greedy(*args, **kwargs):
         started_at["greedy"] = time.perf_counter()
@@ -68,9 +76,10 @@ def loop_split(captioner: OnnxSmolVLMCaptioner, steps: int) -> tuple[dict, Recor
         started_at["greedy_s"] = time.perf_counter() - started_at["greedy"]
         return result
 
-    captioner._greedy = timed_greedy
+    setattr(captioner, loop, timed_greedy)
     captioner.generate_ids([request])
-    captioner.decoder, captioner.embed, captioner._greedy = decoder._session, embed._session, original_greedy
+    captioner.decoder, captioner.embed = decoder._session, embed._session
+    setattr(captioner, loop, original_greedy)
     # The first decoder call is the prefill; the embed call before it is the prompt's.
     decode_s = decoder.seconds[1:]
     embed_s = embed.seconds[1:]
@@ -128,30 +137,44 @@ def main() -> None:
     parser.add_argument("--profile-step", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20, help="runs of the profiled step (0: no op profile)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--kv-copy", action="store_true",
+                        help="GroupQueryAttention decoders also with the KV cache copied each step (no shared buffer)")
+    parser.add_argument("--baseline-dir", type=Path,
+                        help="a second models dir (e.g. the traced decoders): its captioners alternate with these")
     args = parser.parse_args()
     print(machine_line(), flush=True)
     model_dir = (args.models_dir / args.model / "onnx").resolve()
+    runs = {dtype: (model_dir, dtype, True) for dtype in args.dtypes}
+    if args.kv_copy:
+        runs.update({f"{dtype} (KV copied)": (model_dir, dtype, False) for dtype in args.dtypes})
+    if args.baseline_dir:
+        baseline = (args.baseline_dir / args.model / "onnx").resolve()
+        runs.update({f"{dtype} ({args.baseline_dir})": (baseline, dtype, True) for dtype in args.dtypes})
     captioners = {}
-    for dtype in args.dtypes:
-        captioner = OnnxSmolVLMCaptioner(model_dir, dtype=dtype, threads=args.threads, image_longest_edge=512)
+    for label, (folder, dtype, shared) in runs.items():
+        captioner = OnnxSmolVLMCaptioner(folder, dtype=dtype, threads=args.threads, image_longest_edge=512)
+        captioner.share_kv_buffer = shared
         captioner.ensure_loaded()
         captioner.config = replace(captioner.config, eos_token_ids=())  # always decode --steps tokens
         captioner.generate_ids([CaptionRequest(image=meme_image(), prompt=PROMPTS["smolvlm"], max_new_tokens=4)])
-        captioners[dtype] = captioner
-    splits, feeds = {dtype: [] for dtype in args.dtypes}, {}
+        captioners[label] = captioner
+    splits, feeds = {label: [] for label in runs}, {}
     for _ in range(args.rounds):
-        for dtype, runs in splits.items():
-            split, decoder = loop_split(captioners[dtype], args.steps)
-            runs.append(split)
-            feeds[dtype] = feeds.get(dtype) or decoder.feeds
-    for dtype, runs in splits.items():
-        median = {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
-        print(json.dumps({"dtype": dtype, "median_of_rounds_per_step": median}), flush=True)
-    for dtype in args.dtypes if args.repeats else ():
-        feed = feeds[dtype][min(args.profile_step, len(feeds[dtype]) - 1)]
+        for label, rounds in splits.items():
+            split, decoder = loop_split(captioners[label], args.steps)
+            rounds.append(split)
+            feeds[label] = feeds.get(label) or decoder.feeds
+    for label, rounds in splits.items():
+        median = {key: round(statistics.median(run[key] for run in rounds), 3) for key in rounds[0]}
+        print(json.dumps({"decoder": label, "median_of_rounds_per_step": median}), flush=True)
+    for label, (folder, dtype, shared) in runs.items() if args.repeats and shared else ():
+        if not feeds[label]:  # bound KV buffers leave no feeds: record them from a run() loop
+            captioners[label].share_kv_buffer = False
+            feeds[label] = loop_split(captioners[label], args.steps)[1].feeds
+        feed = feeds[label][min(args.profile_step, len(feeds[label]) - 1)]
         past = feed["past_key_values.0.key"].shape[2]
-        report = profile_ops(model_dir / onnx_path("decoder_model_merged", dtype), feed, args.threads, args.repeats)
-        print(json.dumps({"dtype": dtype, "profiled_step": {"past_length": past, **report}}))
+        report = profile_ops(folder / onnx_path("decoder_model_merged", dtype), feed, args.threads, args.repeats)
+        print(json.dumps({"decoder": label, "profiled_step": {"past_length": past, **report}}))
 
 
 if __name__ == "__main__":

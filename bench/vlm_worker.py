@@ -77,6 +77,12 @@ class TimedSession:
         self._on_done(time.perf_counter() - started)
         return result
 
+    def run_with_iobinding(self, *args, **kwargs):  # SmolVLM's GroupQueryAttention loop binds its KV buffers
+        started = time.perf_counter()
+        result = self._session.run_with_iobinding(*args, **kwargs)
+        self._on_done(time.perf_counter() - started)
+        return result
+
     def __getattr__(self, name):
         return getattr(self._session, name)
 

@@ -2,7 +2,7 @@
 
 A tiny random SmolVLM (real classes and chat template) is exported with our exporter and run
 through our ONNX loop: a batch mixes single-tile and multi-tile memes (so prompts differ in
-length and rows are left-padded) and must give exactly the ids of one-at-a-time runs.
+length and rows are padded) and must give exactly the ids of one-at-a-time runs.
 """
 
 from __future__ import annotations

@@ -145,8 +145,9 @@ def test_multi_tile_image_matches_torch(checkpoint, captioner):
     assert [r.token_ids for r in captioner.caption(requests_for(BIG))] == expected
 
 
-def test_batch_of_two_with_left_padding_matches_torch(checkpoint, captioner):
-    # TALL has 3 tiles and WIDE 5, so their prompts differ in length and TALL is left-padded.
+def test_batch_of_two_with_padding_matches_torch(checkpoint, captioner):
+    # TALL has 3 tiles and WIDE 5, so their prompts differ in length and TALL is padded (right
+    # padding for our GQA decoder; the community loop left-pads, test_smolvlm_gqa_decoder.py).
     tall, wide = preprocess_image(TALL, captioner.config.image), preprocess_image(WIDE, captioner.config.image)
     assert tall.pixel_values.shape[0] != wide.pixel_values.shape[0]
     expected = reference_generate(checkpoint, [TALL, WIDE], TINY_PROMPT, MAX_NEW_TOKENS)

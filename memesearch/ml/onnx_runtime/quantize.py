@@ -26,10 +26,13 @@ REDUCE_RANGE = True
 
 def quantize_matmuls(source: Path | str, target: Path | str) -> None:
     """Write ``target``: ``source`` with every MatMul's weight quantised to int8 (7 bits)."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # DefaultTensorType: onnx's shape inference knows no type for the outputs of ORT's own ops
+    # (SmolVLM's GroupQueryAttention decoder, smolvlm/decoder_graph.py); all our graphs are fp32.
     quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-                     reduce_range=REDUCE_RANGE)
+                     reduce_range=REDUCE_RANGE, extra_options={"DefaultTensorType": TensorProto.FLOAT})
 
 
 def write_atomically(target: Path, write: Callable[[str], None]) -> Path:

@@ -1,8 +1,11 @@
 """Export a SmolVLM / Idefics3 checkpoint to the community ONNX layout.
 
 Writes ``onnx/vision_encoder.onnx``, ``onnx/embed_tokens.onnx`` and
-``onnx/decoder_model_merged.onnx`` with the input/output names of
-``HuggingFaceTB/SmolVLM-256M-Instruct`` (so :class:`OnnxSmolVLMCaptioner` reads either), copies
+``onnx/decoder_model_merged.onnx`` in the file layout of ``HuggingFaceTB/SmolVLM-256M-Instruct``.
+The decoder is by default our own GroupQueryAttention graph (smolvlm/decoder_graph.py: ~12 nodes
+per layer, right-padded batches); ``gqa=False``, or a text model that graph does not support,
+traces the community decoder's inputs and outputs instead (:class:`OnnxSmolVLMCaptioner` runs
+both, and the community downloads, telling them apart by their inputs). Copies
 the tokenizer / processor / config files, with ``int8=True`` adds dynamically quantised
 ``*_int8.onnx`` copies, and with ``q4=True`` ``*_q4.onnx`` ones (the int8 vision encoder, a
 decoder with 4-bit weight-only ``MatMulNBits``). Uses the legacy TorchScript exporter (``dynamo=False``), which needs
@@ -24,7 +27,7 @@ require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
 
 
 
-def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False, q4: bool = False) -> Path:
+def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False, q4: bool = False, gqa: bool = True) -> Path:
     """Export ``checkpoint_dir`` (a transformers Idefics3 checkpoint) into ``out_dir``."""
     torch = require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
     transformers = require("transformers", extra="export", purpose="Exporting SmolVLM to ONNX")
@@ -44,7 +47,9 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False, q4: bool 
         warnings.simplefilter("ignore", DeprecationWarning)
         _export_vision(torch, VisionEncoderExport(model), config, out_dir / onnx_path("vision_encoder", "fp32"))
         _export_embed(torch, EmbedTokensExport(model), out_dir / onnx_path("embed_tokens", "fp32"))
-        _export_decoder(torch, DecoderExport(model), config, out_dir / onnx_path("decoder_model_merged", "fp32"))
+        decoder_path = out_dir / onnx_path("decoder_model_merged", "fp32")
+        if not (gqa and _write_gqa_decoder(model, decoder_path)):
+            _export_decoder(torch, DecoderExport(model), config, decoder_path)
     _copy_support_files(checkpoint_dir, out_dir)
     if int8:
         quantize_int8(out_dir)
@@ -88,6 +93,23 @@ def _export_embed(torch, module, path: Path) -> None:
         opset_version=OPSET,
         dynamo=False,
     )
+
+
+def _write_gqa_decoder(model, path: Path) -> bool:
+    """Write the GroupQueryAttention decoder; False (nothing written) for a text model it does not support."""
+    import onnx
+
+    from memesearch.ml.families.smolvlm.decoder_graph import TextConfig, UnsupportedDecoder, build_decoder
+
+    try:
+        text = TextConfig.from_config(model.config.text_config.to_dict())
+    except UnsupportedDecoder as exc:
+        warnings.warn(f"{exc}; exporting the traced decoder instead")
+        return False
+    weights = {name: tensor.detach().numpy() for name, tensor in model.model.text_model.state_dict().items()}
+    weights["lm_head.weight"] = model.lm_head.weight.detach().numpy()
+    onnx.save(build_decoder(weights, text), str(path))
+    return True
 
 
 def _export_decoder(torch, module, config, path: Path) -> None:

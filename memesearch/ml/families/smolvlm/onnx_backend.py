@@ -3,8 +3,13 @@
 Three community ONNX graphs (``onnx/vision_encoder``, ``onnx/embed_tokens``,
 ``onnx/decoder_model_merged``) driven like transformers' ``generate(do_sample=False)``:
 the image tiles go through the vision encoder, their features replace the ``<image>`` token
-embeddings, and the decoder runs greedily with its KV cache. A batch is left-padded; the
-attention mask hides the padding and position ids are ``cumsum(mask) - 1``.
+embeddings, and the decoder runs greedily with its KV cache. Two kinds of decoder graph, told
+apart by their inputs:
+
+* the community one (``attention_mask``, ``position_ids``; HuggingFace downloads and our traced
+  export): a batch is left-padded, the mask hides the padding, position ids are ``cumsum(mask) - 1``;
+* our GroupQueryAttention one (``seqlens_k``, ``total_sequence_length``; smolvlm/decoder_graph.py,
+  what our exporter writes): a batch is right-padded and each row's length is all it needs.
 
 Run time needs onnxruntime, tokenizers, numpy and Pillow only.
 """
@@ -19,7 +24,7 @@ import numpy as np
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
 from memesearch.ml.caption_streams import per_stream_batch, threads_per_stream
-from memesearch.ml.onnx_runtime.session import open_session
+from memesearch.ml.onnx_runtime.session import onnxruntime, open_session
 from memesearch.ml.families.smolvlm.assets import (
     ONNX_PARTS,
     SmolVLMConfig,
@@ -27,6 +32,7 @@ from memesearch.ml.families.smolvlm.assets import (
     onnx_path,
     required_files,
 )
+from memesearch.ml.families.smolvlm.decoder_graph import GQA_INPUTS
 from memesearch.ml.families.smolvlm.preprocess import preprocess_image
 from memesearch.ml.families.smolvlm.prompt import clean_caption, model_prompt
 
@@ -71,6 +77,8 @@ class OnnxSmolVLMCaptioner(Captioner):
         # companions, so those weight types run one meme per batch (and per stream).
         self.batch_size = per_stream_batch(dtype, 4)
         self.streams = max(1, streams)
+        #: GroupQueryAttention decoders: one preallocated KV buffer per layer, written in place.
+        self.share_kv_buffer = True
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -101,6 +109,7 @@ class OnnxSmolVLMCaptioner(Captioner):
         self.embed = sessions["embed_tokens"]
         self.decoder = sessions["decoder_model_merged"]
         self._decoder_inputs = {node.name for node in self.decoder.get_inputs()}
+        self._gqa = all(name in self._decoder_inputs for name in GQA_INPUTS)
         self._pixel_type = _float_type(self.vision, "pixel_values")
         self._embeds_type = _float_type(self.decoder, "inputs_embeds")
         self._past_type = _float_type(self.decoder, "past_key_values.0.key")
@@ -123,7 +132,7 @@ class OnnxSmolVLMCaptioner(Captioner):
             text = model_prompt(request.prompt, image.rows, image.cols, self.config.image_seq_len)
             prompt_ids.append(self.tokenizer.encode(text, add_special_tokens=True).ids)
             features.append(self._image_features(image.pixel_values))
-        input_ids, attention_mask = self._left_pad(prompt_ids)
+        input_ids, attention_mask = self._pad(prompt_ids, right=self._gqa)
         embeds = self._embed(input_ids)
         image_slots = input_ids == self.config.image_token_id
         image_features = np.concatenate([f.reshape(-1, f.shape[-1]) for f in features])
@@ -136,6 +145,8 @@ class OnnxSmolVLMCaptioner(Captioner):
         embeds[image_slots] = image_features.astype(embeds.dtype)
         max_new_tokens = max(request.max_new_tokens for request in requests)
         limits = [request.max_new_tokens for request in requests]
+        if self._gqa:
+            return self._greedy_gqa(embeds, attention_mask.sum(axis=1), max_new_tokens, limits)
         return self._greedy(embeds, attention_mask, max_new_tokens, limits)
 
     def _image_features(self, pixel_values: np.ndarray) -> np.ndarray:
@@ -155,55 +166,152 @@ class OnnxSmolVLMCaptioner(Captioner):
     def _embed(self, input_ids: np.ndarray) -> np.ndarray:
         return self.embed.run(None, {"input_ids": input_ids})[0].astype(self._embeds_type)
 
-    def _left_pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    def _pad(self, sequences: list[list[int]], *, right: bool) -> tuple[np.ndarray, np.ndarray]:
         length = max(len(ids) for ids in sequences)
         input_ids = np.full((len(sequences), length), self.config.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(sequences), length), dtype=np.int64)
         for row, ids in enumerate(sequences):
-            input_ids[row, length - len(ids) :] = ids
-            attention_mask[row, length - len(ids) :] = 1
+            where = slice(0, len(ids)) if right else slice(length - len(ids), length)
+            input_ids[row, where] = ids
+            attention_mask[row, where] = 1
         return input_ids, attention_mask
+
+    def _empty_past(self, batch: int) -> dict[str, np.ndarray]:
+        cfg = self.config
+        empty = np.zeros((batch, cfg.num_kv_heads, 0, cfg.head_dim), dtype=self._past_type)
+        return {f"past_key_values.{i}.{kind}": empty for i in range(cfg.num_layers) for kind in ("key", "value")}
+
+    def _next_feed(self, next_tokens: np.ndarray, finished: list[bool]) -> np.ndarray:
+        """Embeddings of the tokens fed back; finished rows keep decoding a pad token (as generate()
+        does), their output is ignored."""
+        return self._embed(np.where(finished, self.config.pad_token_id, next_tokens).astype(np.int64)[:, None])
 
     def _greedy(
         self, embeds: np.ndarray, attention_mask: np.ndarray, max_new_tokens: int, limits: list[int]
     ) -> list[list[int]]:
-        cfg = self.config
         batch = embeds.shape[0]
-        empty = np.zeros((batch, cfg.num_kv_heads, 0, cfg.head_dim), dtype=self._past_type)
-        past = {f"past_key_values.{i}.{kind}": empty for i in range(cfg.num_layers) for kind in ("key", "value")}
+        past = self._empty_past(batch)
         # Same as transformers: padding positions get 0, real tokens count from 0.
         position_ids = np.where(attention_mask == 1, np.cumsum(attention_mask, axis=-1) - 1, 0)
-        eos = set(cfg.eos_token_ids)
-        generated: list[list[int]] = [[] for _ in range(batch)]
-        finished = [limit <= 0 for limit in limits]
+        tokens = _Tokens(limits, self.config.eos_token_ids)
         output_names = [node.name for node in self.decoder.get_outputs()]
         for step in range(max_new_tokens):
-            if all(finished):
+            if tokens.done:
                 break
             feed = {"inputs_embeds": embeds, "attention_mask": attention_mask, "position_ids": position_ids, **past}
             if "use_cache_branch" in self._decoder_inputs:
                 feed["use_cache_branch"] = np.array([step > 0])
             outputs = self.decoder.run(output_names, feed)
-            logits = outputs[0][:, -1, :]
-            next_tokens = logits.argmax(axis=-1)
-            for row, token in enumerate(next_tokens.tolist()):
-                if finished[row]:
-                    continue
-                if token in eos:
-                    finished[row] = True
-                else:
-                    generated[row].append(token)
-                    finished[row] = len(generated[row]) >= limits[row]
-            if all(finished) or step == max_new_tokens - 1:
+            next_tokens = outputs[0][:, -1, :].argmax(axis=-1)
+            tokens.add(next_tokens)
+            if tokens.done or step == max_new_tokens - 1:
                 break
-            past = {
-                name.replace("present", "past_key_values", 1): value
-                for name, value in zip(output_names[1:], outputs[1:])
-                if name.startswith("present")
-            }
-            # Finished rows keep decoding a pad token (as generate() does); their output is ignored.
-            feed_tokens = np.where(finished, cfg.pad_token_id, next_tokens).astype(np.int64)[:, None]
-            embeds = self._embed(feed_tokens)
+            past = _as_past(output_names, outputs)
+            embeds = self._next_feed(next_tokens, tokens.finished)
             attention_mask = np.concatenate([attention_mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
             position_ids = position_ids[:, -1:] + 1
-        return generated
+        return tokens.generated
+
+    def _greedy_gqa(
+        self, embeds: np.ndarray, lengths: np.ndarray, max_new_tokens: int, limits: list[int]
+    ) -> list[list[int]]:
+        """The loop of the GroupQueryAttention decoder: ``embeds`` right-padded, ``lengths`` the
+        real tokens per row. Each row's cache is valid up to its own length (the graph's rotary
+        positions and causal window follow ``seqlens_k``), so rows need no mask and no position ids."""
+        batch = embeds.shape[0]
+        if self.share_kv_buffer:
+            run = _SharedKVCache(self.decoder, self.config, batch, embeds.shape[1] + max_new_tokens, self._past_type)
+        else:
+            run = _GrowingKVCache(self.decoder, self._empty_past(batch))
+        totals = lengths.astype(np.int32)  # tokens per row once this step's inputs are in the cache
+        tokens = _Tokens(limits, self.config.eos_token_ids)
+        for step in range(max_new_tokens):
+            if tokens.done:
+                break
+            # total_sequence_length: the padded prompt length at first (the graph's prompt case),
+            # then the longest row's.
+            total = embeds.shape[1] if step == 0 else int(totals.max())
+            logits = run({"inputs_embeds": embeds, "seqlens_k": totals - 1,
+                          "total_sequence_length": np.array(total, dtype=np.int32)})
+            next_tokens = logits[:, -1, :].argmax(axis=-1)
+            tokens.add(next_tokens)
+            if tokens.done or step == max_new_tokens - 1:
+                break
+            embeds = self._next_feed(next_tokens, tokens.finished)
+            totals = totals + 1
+        return tokens.generated
+
+
+class _GrowingKVCache:
+    """Runs a step with ``run()``: each step's present.* (cache + new token) is the next past."""
+
+    def __init__(self, session, past: dict[str, np.ndarray]) -> None:
+        self.session, self.past = session, past
+        self.output_names = [node.name for node in session.get_outputs()]
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        outputs = self.session.run(self.output_names, {**feed, **self.past})
+        self.past = _as_past(self.output_names, outputs)
+        return outputs[0]
+
+
+class _SharedKVCache:
+    """Runs a step with I/O binding, past.* and present.* bound to one preallocated buffer per
+    layer and kind: GroupQueryAttention then writes the new keys/values in place instead of copying
+    the whole cache into a new present tensor every step (past_present_share_buffer)."""
+
+    def __init__(self, session, config: SmolVLMConfig, batch: int, capacity: int, dtype) -> None:
+        ort = onnxruntime()
+        self.session = session
+        shape = (batch, config.num_kv_heads, capacity, config.head_dim)
+        # Zeroed, not just allocated: rows beyond a sequence's length are never attended to, but
+        # uninitialised memory could hold NaNs, and 0 * NaN is NaN.
+        self.arrays = {f"{i}.{kind}": np.zeros(shape, dtype=dtype)
+                       for i in range(config.num_layers) for kind in ("key", "value")}
+        # One binding for the whole caption: the 60 buffers are bound once (rebinding them every
+        # step cost ~0.4 ms of Python per token), each step rebinds only its own inputs.
+        self.binding = session.io_binding()
+        self.binding.bind_output("logits", "cpu")  # first: get_outputs()[0]
+        self.buffers = [ort.OrtValue.ortvalue_from_numpy(array) for array in self.arrays.values()]
+        for name, buffer in zip(self.arrays, self.buffers):
+            self.binding.bind_ortvalue_input(f"past_key_values.{name}", buffer)
+            self.binding.bind_ortvalue_output(f"present.{name}", buffer)
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        for name, value in feed.items():
+            self.binding.bind_cpu_input(name, value)
+        self.session.run_with_iobinding(self.binding)
+        return self.binding.get_outputs()[0].numpy()
+
+
+def _as_past(output_names: list[str], outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The ``present.*`` outputs of a step as the next step's ``past_key_values.*`` inputs."""
+    return {
+        name.replace("present", "past_key_values", 1): value
+        for name, value in zip(output_names, outputs)
+        if name.startswith("present")
+    }
+
+
+class _Tokens:
+    """Greedy tokens per row: a row is finished at EOS (not kept) or at its own token limit."""
+
+    def __init__(self, limits: list[int], eos_token_ids) -> None:
+        self.limits = limits
+        self.eos = set(eos_token_ids)
+        self.generated: list[list[int]] = [[] for _ in limits]
+        self.finished = [limit <= 0 for limit in limits]
+
+    @property
+    def done(self) -> bool:
+        return all(self.finished)
+
+    def add(self, next_tokens: np.ndarray) -> None:
+        for row, token in enumerate(next_tokens.tolist()):
+            if self.finished[row]:
+                continue
+            if token in self.eos:
+                self.finished[row] = True
+            else:
+                self.generated[row].append(token)
+                self.finished[row] = len(self.generated[row]) >= self.limits[row]
