@@ -72,6 +72,11 @@ _max_megapixels = 0.0
 def _start_worker(min_confidence: float, max_megapixels: float, models_dir: str | None = None) -> None:
     global _engine, _max_megapixels
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    import cv2
+
+    # One OpenCV thread, like onnxruntime's: parallelism comes from the worker processes,
+    # and rapidocr's small resizes and crops only pay for a thread pool's hand-offs.
+    cv2.setNumThreads(1)
     from memesearch.ml.ocr import RapidOcrEngine
 
     _engine = RapidOcrEngine(threads=1, min_confidence=min_confidence,

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -115,6 +116,7 @@ class RapidOcrEngine(OcrEngine):
             # something was detected: read a word now, so that a broken model fails
             # at load time and the first real read is not slow.
             self._engine(_warm_up_image())
+            _use_fast_detector_input(self._engine.text_det)  # the detector exists from the first read on
         except Exception as exc:  # rapidocr raises plain ValueError/FileNotFoundError/ORT errors
             raise ModelUnavailableError(f"cannot start rapidocr: {exc}") from exc
 
@@ -146,8 +148,9 @@ class RapidOcrEngine(OcrEngine):
         )
 
     def _detect_lines(self, image: Image.Image, scale: float) -> list[_Line]:
-        # rapidocr treats numpy input as OpenCV BGR; PIL gives RGB, so swap channels.
-        bgr = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
+        # rapidocr treats numpy input as OpenCV BGR; PIL gives RGB, so swap channels
+        # (cvtColor: one SIMD pass, ~40x cheaper than copying a reversed numpy view).
+        bgr = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)
         output = self._engine(bgr)
         if output.boxes is None or output.txts is None or len(output.txts) == 0:
             return []
@@ -177,6 +180,31 @@ def detector_input(image: Image.Image) -> np.ndarray:
     fitted, _ = _fit_size(image.convert("RGB"))
     bgr = np.ascontiguousarray(np.asarray(fitted)[:, :, ::-1])
     return DetPreProcess(DET_LIMIT_SIDE, "max", DET_MEAN, DET_STD)(bgr)
+
+
+def _use_fast_detector_input(text_det) -> None:
+    """Make rapidocr's detector normalise its input in one float32 OpenCV pass.
+
+    Its own DetPreProcess normalises in float64 numpy, transposes and casts: ~14 ms CPU
+    per 576 x 576 meme, against ~1.3 ms for ``cv2.dnn.blobFromImage`` (the same tensor to
+    within one float32 rounding). rapidocr builds a DetPreProcess per image through
+    ``get_preprocess``, so that is what we replace; the resize stays rapidocr's own.
+    """
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    mean, std = [float(m) for m in text_det.mean], [float(s) for s in text_det.std]
+    if len(set(std)) != 1:
+        return  # blobFromImage has one scale for all channels: keep rapidocr's own
+
+    class FastDetPreProcess(DetPreProcess):
+        def __call__(self, img: np.ndarray) -> np.ndarray | None:
+            resized = self.resize(img)
+            if resized is None:
+                return None
+            # (x / 255 - mean) / std == (x - 255 mean) / (255 std), as NCHW float32
+            return cv2.dnn.blobFromImage(resized, 1.0 / (255.0 * std[0]), mean=tuple(255.0 * m for m in mean))
+
+    text_det.get_preprocess = lambda: FastDetPreProcess(text_det.limit_side_len, text_det.limit_type, mean, std)
 
 
 def _warm_up_image() -> np.ndarray:
