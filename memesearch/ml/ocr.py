@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import OcrEngine, OcrResult
 from memesearch.ml.onnx_runtime.session import default_threads, onnxruntime
+from memesearch.ml.rapidocr_import import rapidocr_class
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class RapidOcrEngine(OcrEngine):
         }
         onnxruntime()  # rapidocr opens its own sessions: telemetry off first
         try:
-            self._engine = rapidocr.RapidOCR(params=params)
+            self._engine = rapidocr_class(rapidocr)(params=params)
             # rapidocr opens each session on first use, and the recogniser only once
             # something was detected: read a word now, so that a broken model fails
             # at load time and the first real read is not slow.
