@@ -134,7 +134,7 @@ def test_engine_id_names_engine_and_models():
 
 
 def test_detector_input_matches_rapidocrs_own_normalisation(engine):
-    """The one-pass OpenCV normalisation feeds the detector the tensor rapidocr's would."""
+    """The lookup-table normalisation feeds the detector exactly the tensor rapidocr's would."""
     from rapidocr.ch_ppocr_det.utils import DetPreProcess
 
     text_det = engine._engine.text_det
@@ -142,9 +142,9 @@ def test_detector_input_matches_rapidocrs_own_normalisation(engine):
     bgr = rng.integers(0, 256, (500, 700, 3), dtype=np.uint8)
     fast = text_det.get_preprocess()(bgr)
     own = DetPreProcess(text_det.limit_side_len, text_det.limit_type, text_det.mean, text_det.std)(bgr)
-    assert type(text_det.get_preprocess()).__name__ == "FastDetPreProcess"
+    assert type(text_det.get_preprocess()).__name__ == "TablePreProcess"
     assert fast.shape == own.shape == (1, 3, 512, 704) and fast.dtype == own.dtype == np.float32
-    np.testing.assert_allclose(fast, own, atol=1e-6)
+    assert np.array_equal(fast, own)  # bit for bit: the same boxes, the same text
 
 
 def test_rapidocr_model_catalogue_still_answers_after_the_fast_import():
