@@ -131,3 +131,39 @@ def test_missing_bundled_model_is_a_clear_error(monkeypatch):
 
 def test_engine_id_names_engine_and_models():
     assert RapidOcrEngine.engine_id == "rapidocr-3/ppocrv6-small"
+
+
+def test_detector_input_matches_rapidocrs_own_normalisation(engine):
+    """The lookup-table normalisation feeds the detector exactly the tensor rapidocr's would."""
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    text_det = engine._engine.text_det
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (500, 700, 3), dtype=np.uint8)
+    fast = text_det.get_preprocess()(bgr)
+    own = DetPreProcess(text_det.limit_side_len, text_det.limit_type, text_det.mean, text_det.std)(bgr)
+    assert type(text_det.get_preprocess()).__name__ == "TablePreProcess"
+    assert fast.shape == own.shape == (1, 3, 512, 704) and fast.dtype == own.dtype == np.float32
+    assert np.array_equal(fast, own)  # bit for bit: the same boxes, the same text
+
+
+def test_rapidocr_model_catalogue_still_answers_after_the_fast_import():
+    """The catalogue read as plain YAML during import still resolves model keys and download URLs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import rapidocr\n"
+        "from memesearch.ml.rapidocr_import import rapidocr_class\n"
+        "rapidocr_class(rapidocr)\n"
+        "from omegaconf import OmegaConf\n"
+        "from rapidocr.inference_engine.base import FileInfo, InferSession\n"
+        "from rapidocr.utils.typings import EngineType, LangRec, ModelType, OCRVersion, TaskType\n"
+        "info = FileInfo(engine_type=EngineType.ONNXRUNTIME, ocr_version=OCRVersion.PPOCRV6,\n"
+        "                task_type=TaskType.REC, lang_type=LangRec.CH, model_type=ModelType.SMALL)\n"
+        "url = InferSession.get_model_url(info)['model_dir']\n"
+        "assert OmegaConf.load.__name__ == 'load' and 'omegaconf' in OmegaConf.load.__module__\n"
+        "print(url)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().endswith("PP-OCRv6_rec_small.onnx")

@@ -11,12 +11,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import OcrEngine, OcrResult
 from memesearch.ml.onnx_runtime.session import default_threads, onnxruntime
+from memesearch.ml.rapidocr_import import rapidocr_class
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +112,12 @@ class RapidOcrEngine(OcrEngine):
         }
         onnxruntime()  # rapidocr opens its own sessions: telemetry off first
         try:
-            self._engine = rapidocr.RapidOCR(params=params)
+            self._engine = rapidocr_class(rapidocr)(params=params)
             # rapidocr opens each session on first use, and the recogniser only once
             # something was detected: read a word now, so that a broken model fails
             # at load time and the first real read is not slow.
             self._engine(_warm_up_image())
+            _use_fast_detector_input(self._engine.text_det)  # the detector exists from the first read on
         except Exception as exc:  # rapidocr raises plain ValueError/FileNotFoundError/ORT errors
             raise ModelUnavailableError(f"cannot start rapidocr: {exc}") from exc
 
@@ -146,8 +149,9 @@ class RapidOcrEngine(OcrEngine):
         )
 
     def _detect_lines(self, image: Image.Image, scale: float) -> list[_Line]:
-        # rapidocr treats numpy input as OpenCV BGR; PIL gives RGB, so swap channels.
-        bgr = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
+        # rapidocr treats numpy input as OpenCV BGR; PIL gives RGB, so swap channels
+        # (cvtColor: one SIMD pass, ~40x cheaper than copying a reversed numpy view).
+        bgr = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)
         output = self._engine(bgr)
         if output.boxes is None or output.txts is None or len(output.txts) == 0:
             return []
@@ -177,6 +181,34 @@ def detector_input(image: Image.Image) -> np.ndarray:
     fitted, _ = _fit_size(image.convert("RGB"))
     bgr = np.ascontiguousarray(np.asarray(fitted)[:, :, ::-1])
     return DetPreProcess(DET_LIMIT_SIDE, "max", DET_MEAN, DET_STD)(bgr)
+
+
+def _use_fast_detector_input(text_det) -> None:
+    """Make rapidocr's detector normalise its input through a 256-entry lookup table.
+
+    Its own DetPreProcess normalises every pixel in float64 numpy, then transposes and
+    casts: ~11 ms CPU for a 576 x 576 meme. A pixel has 256 possible values per channel, so
+    the table holds rapidocr's own normalisation of each (the same arithmetic: bit-identical
+    tensors, the same text) and ``cv2.LUT`` applies it in ~1.5 ms with the transpose.
+    rapidocr builds a DetPreProcess per image through ``get_preprocess``: that is what we
+    replace; the resize stays rapidocr's own.
+    """
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    make = text_det.get_preprocess
+    levels = np.repeat(np.arange(256, dtype=np.uint8).reshape(1, 256, 1), 3, axis=2)
+    table = make().normalize(levels).astype(np.float32)  # (1, 256, 3): one entry per value and channel
+
+    class TablePreProcess(DetPreProcess):
+        def __call__(self, img: np.ndarray) -> np.ndarray | None:
+            resized = self.resize(img)
+            if resized is None:
+                return None
+            normalised = cv2.LUT(resized, table)  # HWC float32
+            return np.ascontiguousarray(normalised.transpose(2, 0, 1))[np.newaxis]
+
+    text_det.get_preprocess = lambda: TablePreProcess(text_det.limit_side_len, text_det.limit_type,
+                                                      text_det.mean, text_det.std)
 
 
 def _warm_up_image() -> np.ndarray:
