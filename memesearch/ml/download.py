@@ -134,7 +134,7 @@ def status(spec: ModelSpec, models_dir: Path, dtype: str | None = None) -> Files
 
 
 def _offline_error(spec: ModelSpec, files: list[RemoteFile], why: str) -> DownloadError:
-    urls = "\n".join(f"    {file_url(spec, remote)}" for remote in files)
+    urls = "\n".join(f"    {file_url(spec, remote)}" + ("  (optional)" if remote.optional else "") for remote in files)
     names = ", ".join(remote.repo_path for remote in files)
     packed = " (.gz files may be unpacked or not)" if any(r.repo_path.endswith(".gz") for r in files) else ""
     return DownloadError(

@@ -94,6 +94,9 @@ def test_int8_pull_equals_our_exporters_int8_graph_and_the_int8_reference(checkp
     derived = model_dir / gqa_decoder_file("int8")
     assert f"decoder: GroupQueryAttention ({gqa_decoder_file('int8')})" in output
     assert not (model_dir / gqa_decoder_file("fp32")).exists()  # only the chosen dtype is derived
+    # `models list` (which shows the default dtype, int8) names the decoder in one line.
+    listed = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "home"), "models", "list"])
+    assert f"{MODEL} decoder: GroupQueryAttention ({gqa_decoder_file('int8')})" in " ".join(listed.output.split())
     # The same quantised weights as the exporter's own int8 GroupQueryAttention decoder.
     exported = export(checkpoint, tmp_path / "ours", int8=True, gqa=True)
     ours = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(exported / onnx_path("decoder_model_merged", "int8"))).graph.initializer}
@@ -173,3 +176,36 @@ def test_without_a_usable_checkpoint_the_pull_succeeds_on_the_community_decoder(
         (model_dir / CHECKPOINT).unlink()
         model_dir, output = pull(tmp_path / "home", source, "fp32")
         assert (model_dir / gqa_decoder_file("fp32")).is_file() and "GroupQueryAttention" in output
+
+
+@pytest.mark.parametrize("hub_has_checkpoint", [True, False])
+def test_hub_pull_fetches_the_checkpoint_at_the_pinned_revision(hub_has_checkpoint, community, tmp_path, monkeypatch):
+    """Through the real download code against a local stand-in for the hub: model.safetensors comes
+    from the same repo and revision; a hub without it (404) still gives a working pull."""
+    from memesearch.ml.download import status
+    from memesearch.ml.model_files import required_files
+    from memesearch.ml.registry import get_spec
+    from tests.hub_server import FakeHub
+
+    spec = get_spec(MODEL)
+    names = required_files(spec, "fp32") + ([CHECKPOINT] if hub_has_checkpoint else [])
+    hub = FakeHub(spec.sources.onnx.repo, spec.sources.onnx.revision, {n: (community / n).read_bytes() for n in names})
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    try:
+        result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "home"), "models", "pull", MODEL, "--dtype", "fp32"])
+    finally:
+        hub.close()
+    assert result.exit_code == 0, result.output
+    fetched = {path for path, _ in hub.gets()}
+    checkpoint_url = f"/{spec.sources.onnx.repo}/resolve/{spec.sources.onnx.revision}/{CHECKPOINT}"
+    assert (checkpoint_url in fetched) == hub_has_checkpoint
+    model_dir = tmp_path / "home" / "models" / MODEL
+    files = status(spec, tmp_path / "home" / "models", "fp32")
+    assert files.complete
+    if hub_has_checkpoint:
+        assert (model_dir / gqa_decoder_file("fp32")).is_file() and CHECKPOINT in files.present
+        assert files.total_bytes >= (community / CHECKPOINT).stat().st_size  # the size shown counts it
+    else:
+        assert not (model_dir / gqa_decoder_file("fp32")).exists() and files.optional_missing == [CHECKPOINT]
+        assert "not downloaded" in files.decoder
