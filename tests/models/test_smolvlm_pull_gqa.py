@@ -99,8 +99,10 @@ def test_int8_pull_equals_our_exporters_int8_graph_and_the_int8_reference(checkp
     assert f"{MODEL} decoder: GroupQueryAttention ({gqa_decoder_file('int8')})" in " ".join(listed.output.split())
     # The same quantised weights as the exporter's own int8 GroupQueryAttention decoder.
     exported = export(checkpoint, tmp_path / "ours", int8=True, gqa=True)
-    ours = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(exported / onnx_path("decoder_model_merged", "int8"))).graph.initializer}
-    pulled = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(derived)).graph.initializer}
+    ours, pulled = (
+        {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+        for path in (exported / onnx_path("decoder_model_merged", "int8"), derived)
+    )
     assert ours.keys() == pulled.keys() and any(a.dtype == np.int8 for a in pulled.values())
     for name, array in ours.items():
         np.testing.assert_array_equal(pulled[name], array, err_msg=name)
@@ -135,7 +137,8 @@ def test_bf16_checkpoint_gives_the_weights_of_its_fp32_upcast(checkpoint, tmp_pa
         assert from_bf16[name].dtype == np.float32
         np.testing.assert_array_equal(from_bf16[name], array, err_msg=name)
     # Not vacuous: bf16 rounding changed the weights.
-    assert not np.array_equal(from_bf16["layers.0.self_attn.q_proj.weight"], original["layers.0.self_attn.q_proj.weight"])
+    q_proj = "layers.0.self_attn.q_proj.weight"
+    assert not np.array_equal(from_bf16[q_proj], original[q_proj])
 
 
 def test_tied_embeddings_serve_as_lm_head(checkpoint, tmp_path):
@@ -193,7 +196,8 @@ def test_hub_pull_fetches_the_checkpoint_at_the_pinned_revision(hub_has_checkpoi
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     try:
-        result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "home"), "models", "pull", MODEL, "--dtype", "fp32"])
+        home = str(tmp_path / "home")
+        result = CliRunner().invoke(app, ["--data-dir", home, "models", "pull", MODEL, "--dtype", "fp32"])
     finally:
         hub.close()
     assert result.exit_code == 0, result.output

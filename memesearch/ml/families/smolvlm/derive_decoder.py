@@ -83,7 +83,8 @@ def text_weights(path: Path) -> dict[str, np.ndarray]:
         keys = list(handle.keys())
     prefix = next((p for p in TEXT_PREFIXES if f"{p}norm.weight" in keys), None)
     if prefix is None:
-        raise DerivationError(f"{path.name} holds no text model (no {' / '.join(p + 'norm.weight' for p in TEXT_PREFIXES)})")
+        names = " / ".join(prefix + "norm.weight" for prefix in TEXT_PREFIXES)
+        raise DerivationError(f"{path.name} holds no text model (no {names})")
     head = "lm_head.weight" if "lm_head.weight" in keys else f"{prefix}embed_tokens.weight"
     wanted = [key for key in keys if key.startswith(prefix) and not key.endswith("embed_tokens.weight")]
     tensors = read_tensors(path, [*wanted, head])
