@@ -97,6 +97,11 @@ def test_int8_pull_equals_our_exporters_int8_graph_and_the_int8_reference(checkp
     # `models list` (which shows the default dtype, int8) names the decoder in one line.
     listed = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "home"), "models", "list"])
     assert f"{MODEL} decoder: GroupQueryAttention ({gqa_decoder_file('int8')})" in " ".join(listed.output.split())
+    from memesearch.config import Settings
+    from memesearch.web.models_info import model_rows
+
+    row = next(r for r in model_rows(Settings(home=tmp_path / "home")) if r["id"] == MODEL)  # the Models page's
+    assert row["decoder"] == f"decoder: GroupQueryAttention ({gqa_decoder_file('int8')})"
     # The same quantised weights as the exporter's own int8 GroupQueryAttention decoder.
     exported = export(checkpoint, tmp_path / "ours", int8=True, gqa=True)
     ours, pulled = (
