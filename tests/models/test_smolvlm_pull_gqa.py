@@ -29,7 +29,7 @@ from memesearch.ml.check_rows import fixed_image  # noqa: E402
 from memesearch.ml.families.common import int8_reference  # noqa: E402
 from memesearch.ml.families.smolvlm import onnx_backend  # noqa: E402
 from memesearch.ml.families.smolvlm.assets import onnx_path  # noqa: E402
-from memesearch.ml.families.smolvlm.derive_decoder import CHECKPOINT, gqa_decoder_file, text_weights  # noqa: E402
+from memesearch.ml.families.smolvlm.derive_decoder import CHECKPOINT, TextWeights, gqa_decoder_file  # noqa: E402
 from memesearch.ml.families.smolvlm.export import export  # noqa: E402
 from memesearch.ml.families.smolvlm.tiny import TINY_PROMPT, build_tiny_checkpoint, reference_generate  # noqa: E402
 
@@ -134,9 +134,9 @@ def test_bf16_checkpoint_gives_the_weights_of_its_fp32_upcast(checkpoint, tmp_pa
     model = transformers.Idefics3ForConditionalGeneration.from_pretrained(checkpoint).eval()
     model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
     model.to(torch.float32).save_pretrained(tmp_path / "upcast")
-    from_bf16 = text_weights(tmp_path / "bf16" / CHECKPOINT)
-    upcast = text_weights(tmp_path / "upcast" / CHECKPOINT)
-    original = text_weights(checkpoint / CHECKPOINT)
+    from_bf16 = dict(TextWeights(tmp_path / "bf16" / CHECKPOINT))
+    upcast = dict(TextWeights(tmp_path / "upcast" / CHECKPOINT))
+    original = dict(TextWeights(checkpoint / CHECKPOINT))
     assert from_bf16.keys() == upcast.keys() and "lm_head.weight" in from_bf16 and "norm.weight" in from_bf16
     for name, array in upcast.items():
         assert from_bf16[name].dtype == np.float32
@@ -152,7 +152,7 @@ def test_tied_embeddings_serve_as_lm_head(checkpoint, tmp_path):
     tensors = load_file(str(checkpoint / CHECKPOINT))
     del tensors["lm_head.weight"]
     save_file(tensors, str(tmp_path / CHECKPOINT))
-    weights = text_weights(tmp_path / CHECKPOINT)
+    weights = dict(TextWeights(tmp_path / CHECKPOINT))
     np.testing.assert_array_equal(weights["lm_head.weight"], tensors["model.text_model.embed_tokens.weight"])
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 import struct
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -49,51 +50,55 @@ def checkpoint_files(dtype: str) -> list[str]:
     return [CHECKPOINT] if dtype in DERIVED_DTYPES else []
 
 
-def read_tensors(path: Path, names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Tensors of a safetensors file as float32 (all, or ``names``). numpy has no bfloat16, so
-    ``safe_open(framework="np")`` refuses BF16 tensors: their raw 16 bits are read at the offsets
-    the file's header gives and shifted into the top half of a float32, which is exact."""
-    from safetensors import safe_open
+class TextWeights(Mapping):
+    """The checkpoint's text-model weights named as build_decoder wants them (``layers.0...``,
+    ``norm.weight``) plus ``lm_head.weight`` (the input embeddings when the checkpoint ties them
+    and stores no lm_head), each read as float32 only when asked for: the graph then holds the
+    one full copy (a dict of all of them first peaked at 3.0 GB for 256M, int8).
 
-    tensors, bf16 = {}, []
-    with safe_open(str(path), framework="np") as handle:
-        for name in names if names is not None else list(handle.keys()):
-            if handle.get_slice(name).get_dtype() == "BF16":
-                bf16.append(name)
-            else:
-                tensors[name] = np.asarray(handle.get_tensor(name), dtype=np.float32)
-    if bf16:
-        with open(path, "rb") as file:
-            header_size = struct.unpack("<Q", file.read(8))[0]
-            header = json.loads(file.read(header_size))
-        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_size)
-        for name in bf16:
-            start, end = header[name]["data_offsets"]
-            bits = data[start:end].view("<u2").astype(np.uint32) << 16
-            tensors[name] = bits.view(np.float32).reshape(header[name]["shape"])
-    return tensors
+    numpy has no bfloat16, so ``safe_open(framework="np")`` refuses BF16 tensors: their raw 16
+    bits are read at the offsets the file's header gives and shifted into the top half of a
+    float32, which is exact."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        self._handle = safe_open(str(self.path), framework="np")
+        keys = list(self._handle.keys())
+        prefix = next((p for p in TEXT_PREFIXES if f"{p}norm.weight" in keys), None)
+        if prefix is None:
+            names = " / ".join(p + "norm.weight" for p in TEXT_PREFIXES)
+            raise DerivationError(f"{self.path.name} holds no text model (no {names})")
+        self._keys = {key[len(prefix):]: key for key in keys
+                      if key.startswith(prefix) and not key.endswith("embed_tokens.weight")}
+        self._keys["lm_head.weight"] = "lm_head.weight" if "lm_head.weight" in keys else f"{prefix}embed_tokens.weight"
+        with open(self.path, "rb") as file:  # the format: u64 header size, JSON header, data
+            self._header_size = struct.unpack("<Q", file.read(8))[0]
+            self._header = json.loads(file.read(self._header_size))
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        key = self._keys[name]
+        if self._handle.get_slice(key).get_dtype() != "BF16":
+            return np.asarray(self._handle.get_tensor(key), dtype=np.float32)
+        entry = self._header[key]
+        start, end = entry["data_offsets"]
+        with open(self.path, "rb") as file:
+            file.seek(8 + self._header_size + start)
+            bits = np.frombuffer(file.read(end - start), dtype="<u2").astype(np.uint32) << 16
+        return bits.view(np.float32).reshape(entry["shape"])
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._handle.get_slice(self._keys[name]).get_shape())
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
-def text_weights(path: Path) -> dict[str, np.ndarray]:
-    """The text model's weights named as build_decoder wants them, plus ``lm_head.weight``
-    (the input embeddings when the checkpoint ties them and so stores no lm_head)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="np") as handle:
-        keys = list(handle.keys())
-    prefix = next((p for p in TEXT_PREFIXES if f"{p}norm.weight" in keys), None)
-    if prefix is None:
-        names = " / ".join(prefix + "norm.weight" for prefix in TEXT_PREFIXES)
-        raise DerivationError(f"{path.name} holds no text model (no {names})")
-    head = "lm_head.weight" if "lm_head.weight" in keys else f"{prefix}embed_tokens.weight"
-    wanted = [key for key in keys if key.startswith(prefix) and not key.endswith("embed_tokens.weight")]
-    tensors = read_tensors(path, [*wanted, head])
-    weights = {key[len(prefix):]: tensors[key] for key in wanted}
-    weights["lm_head.weight"] = tensors[head]
-    return weights
-
-
-def _check_shapes(weights: dict[str, np.ndarray], text) -> None:
+def _check_shapes(weights: TextWeights, text) -> None:
     expected = {"self_attn.q_proj.weight": (text.heads * text.head_dim, text.hidden),
                 "self_attn.k_proj.weight": (text.kv_heads * text.head_dim, text.hidden)}
     for layer in range(text.layers):
@@ -101,10 +106,10 @@ def _check_shapes(weights: dict[str, np.ndarray], text) -> None:
             key = f"layers.{layer}.{name}"
             if key not in weights:
                 raise DerivationError(f"the checkpoint has no {key}")
-            if tuple(weights[key].shape) != shape:
-                raise DerivationError(f"{key} is {tuple(weights[key].shape)}, config.json says {shape}")
-    if weights["lm_head.weight"].shape[1] != text.hidden:
-        raise DerivationError(f"lm_head.weight is {weights['lm_head.weight'].shape}, hidden size {text.hidden}")
+            if weights.shape(key) != shape:
+                raise DerivationError(f"{key} is {weights.shape(key)}, config.json says {shape}")
+    if weights.shape("lm_head.weight")[1] != text.hidden:
+        raise DerivationError(f"lm_head.weight is {weights.shape('lm_head.weight')}, hidden size {text.hidden}")
 
 
 def derive(model_dir: Path, dtype: str) -> Path:
@@ -124,7 +129,7 @@ def derive(model_dir: Path, dtype: str) -> Path:
             text = TextConfig.from_config(config["text_config"])
         except (OSError, ValueError, KeyError) as exc:
             raise DerivationError(f"config.json: {exc}") from exc
-        weights = text_weights(model_dir / CHECKPOINT)
+        weights = TextWeights(model_dir / CHECKPOINT)
         _check_shapes(weights, text)
         graph = build_decoder(weights, text)
         if dtype == "fp32":
