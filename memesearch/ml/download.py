@@ -89,16 +89,16 @@ def remote_files(spec: ModelSpec, dtype: str) -> list[RemoteFile]:
         raise ConfigError(f"model {spec.id!r} has no downloadable ONNX files (backends: {', '.join(spec.backends)})")
     if dtype in source.files:
         return [RemoteFile(name, name.removesuffix(".gz")) for name in source.files[dtype]]
-    optional = [RemoteFile(name, name, optional=True) for name in _family_hook(spec, "checkpoint_files", dtype) or []]
+    extra = _family_hook(spec, "checkpoint_files")
+    optional = [RemoteFile(name, name, optional=True) for name in (extra(dtype) if extra else [])]
     return [RemoteFile(name, name) for name in required_files(spec, dtype)] + optional
 
 
-def _family_hook(spec: ModelSpec, name: str, *args):
-    """The family onnx module's ``name(*args)``, or None where the family has no such hook."""
+def _family_hook(spec: ModelSpec, name: str):
+    """The family onnx module's function ``name``, or None where the family has no such hook."""
     from memesearch.ml import families
 
-    hook = getattr(families.family_module("onnx", spec.family), name, None)
-    return hook(*args) if hook else None
+    return getattr(families.family_module("onnx", spec.family), name, None)
 
 
 def endpoint() -> str:
@@ -128,8 +128,9 @@ def status(spec: ModelSpec, models_dir: Path, dtype: str | None = None) -> Files
             result.total_bytes += path.stat().st_size
         else:
             (result.optional_missing if remote.optional else result.missing).append(remote.local_path)
-    if result.complete and directory.is_dir():
-        result.decoder = _family_hook(spec, "decoder_line", directory, chosen)
+    describe = _family_hook(spec, "decoder_line")
+    if describe and result.complete and directory.is_dir():
+        result.decoder = describe(directory, chosen)
     return result
 
 
@@ -229,8 +230,13 @@ def pull(
                 _download(spec, files, target, transfer=transfer, on_progress=draw, cancel=cancel)
         else:
             _download(spec, files, target, transfer=transfer, on_progress=on_progress, cancel=cancel)
-    if not status(spec, models_dir, chosen).missing:
-        _family_hook(spec, "after_pull", target, chosen)
+    after = _family_hook(spec, "after_pull")
+    if after and not status(spec, models_dir, chosen).missing:
+        if on_progress is None:  # a terminal: the work after the download can take a minute
+            with (console or Console(stderr=True)).status(f"{spec.id}: preparing the downloaded files ..."):
+                after(target, chosen)
+        else:
+            after(target, chosen)
     return status(spec, models_dir, chosen)
 
 
