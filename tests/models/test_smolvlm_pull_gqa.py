@@ -186,10 +186,26 @@ def test_without_a_usable_checkpoint_the_pull_succeeds_on_the_community_decoder(
         assert (model_dir / gqa_decoder_file("fp32")).is_file() and "GroupQueryAttention" in output
 
 
-@pytest.mark.parametrize("hub_has_checkpoint", [True, False])
-def test_hub_pull_fetches_the_checkpoint_at_the_pinned_revision(hub_has_checkpoint, community, tmp_path, monkeypatch):
-    """Through the real download code against a local stand-in for the hub: model.safetensors comes
-    from the same repo and revision; a hub without it (404) still gives a working pull."""
+def web_pull(home) -> None:
+    import time
+
+    from memesearch.config import Settings
+    from memesearch.web.models_info import pull_status, start_pull
+
+    background, settings = {}, Settings(home=home)
+    start_pull(background, settings, MODEL, "fp32")
+    deadline = time.monotonic() + 120
+    while (state := pull_status(background, settings, MODEL))["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert state["state"] == "done", state
+
+
+@pytest.mark.parametrize(("hub_has_checkpoint", "via"), [(True, "cli"), (True, "web"), (False, "cli")])
+def test_hub_pull_fetches_the_checkpoint_at_the_pinned_revision(hub_has_checkpoint, via, community, tmp_path,
+                                                                 monkeypatch):
+    """Through the real download code against a local stand-in for the hub, from the CLI or the
+    Models page's pull job: model.safetensors comes from the same repo and revision; a hub
+    without it (404) still gives a working pull."""
     from memesearch.ml.download import status
     from memesearch.ml.model_files import required_files
     from memesearch.ml.registry import get_spec
@@ -201,11 +217,14 @@ def test_hub_pull_fetches_the_checkpoint_at_the_pinned_revision(hub_has_checkpoi
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     try:
-        home = str(tmp_path / "home")
-        result = CliRunner().invoke(app, ["--data-dir", home, "models", "pull", MODEL, "--dtype", "fp32"])
+        if via == "cli":
+            home = str(tmp_path / "home")
+            result = CliRunner().invoke(app, ["--data-dir", home, "models", "pull", MODEL, "--dtype", "fp32"])
+            assert result.exit_code == 0, result.output
+        else:
+            web_pull(tmp_path / "home")
     finally:
         hub.close()
-    assert result.exit_code == 0, result.output
     fetched = {path for path, _ in hub.gets()}
     checkpoint_url = f"/{spec.sources.onnx.repo}/resolve/{spec.sources.onnx.revision}/{CHECKPOINT}"
     assert (checkpoint_url in fetched) == hub_has_checkpoint
