@@ -48,6 +48,7 @@ def list_models(
                 "size": spec.size,
                 "files": present,
                 "backend": backend,
+                "decoder": files.decoder,
                 "default": spec.id == settings.caption_model,
                 "description": spec.description,
             }
@@ -61,6 +62,9 @@ def list_models(
     for row in rows:
         table.add_row("*" if row["default"] else "", row["id"], row["family"], row["size"], row["files"], row["backend"])
     console.print(table)
+    for row in rows:
+        if row["decoder"]:
+            console.print(f"{row['id']} {row['decoder']}", highlight=False)
     console.print("* = default (MEMESEARCH_CAPTION_MODEL). Download files with `memesearch models pull ID`.")
 
 
@@ -87,6 +91,8 @@ def pull_model(
     console.print(
         f"{spec.id} ({result.dtype}): {len(result.present)} file(s), {_megabytes(result.total_bytes)} in {result.directory}"
     )
+    if result.decoder:
+        console.print(f"{spec.id} {result.decoder}", highlight=False)
 
 
 @models_app.command("check")

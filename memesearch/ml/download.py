@@ -7,6 +7,11 @@ selects a mirror). Bytes are streamed into ``.partial/`` with live progress
 Without network the command fails within seconds (a short connectivity probe,
 a 2 s connect timeout) and says exactly which files to fetch by hand and how to
 install them with ``--from DIR``.
+
+A family may add optional files (``checkpoint_files(dtype)`` in its onnx module: SmolVLM's
+``model.safetensors``) and work done after the pull (``after_pull(folder, dtype)``: SmolVLM
+derives its faster decoder from that checkpoint). The model runs without them, so an optional
+file the hub or ``--from`` folder lacks, or a failed ``after_pull``, never fails the pull.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class RemoteFile:
     repo_path: str
     #: Path inside the model directory (gunzipped name for .gz).
     local_path: str
+    #: Not needed to run the model (skipped when absent from the hub or a --from folder).
+    optional: bool = False
 
 
 @dataclass
@@ -66,6 +73,10 @@ class FilesStatus:
     total_bytes: int = 0
     #: Why the file list is unknown (family code not installed), else None.
     unknown_reason: str | None = None
+    #: Optional files (see the module docstring) not present.
+    optional_missing: list[str] = field(default_factory=list)
+    #: The family's one line on which graphs will run (SmolVLM: its decoder), when complete.
+    decoder: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -78,7 +89,16 @@ def remote_files(spec: ModelSpec, dtype: str) -> list[RemoteFile]:
         raise ConfigError(f"model {spec.id!r} has no downloadable ONNX files (backends: {', '.join(spec.backends)})")
     if dtype in source.files:
         return [RemoteFile(name, name.removesuffix(".gz")) for name in source.files[dtype]]
-    return [RemoteFile(name, name) for name in required_files(spec, dtype)]
+    extra = _family_hook(spec, "checkpoint_files")
+    optional = [RemoteFile(name, name, optional=True) for name in (extra(dtype) if extra else [])]
+    return [RemoteFile(name, name) for name in required_files(spec, dtype)] + optional
+
+
+def _family_hook(spec: ModelSpec, name: str):
+    """The family onnx module's function ``name``, or None where the family has no such hook."""
+    from memesearch.ml import families
+
+    return getattr(families.family_module("onnx", spec.family), name, None)
 
 
 def endpoint() -> str:
@@ -97,22 +117,25 @@ def status(spec: ModelSpec, models_dir: Path, dtype: str | None = None) -> Files
     if spec.sources.onnx is None:
         return result
     try:
-        names = [remote.local_path for remote in remote_files(spec, chosen)]
+        files = remote_files(spec, chosen)
     except ModelUnavailableError as exc:
         result.unknown_reason = exc.message
         return result
-    for name in names:
-        path = directory / name
+    for remote in files:
+        path = directory / remote.local_path
         if path.is_file():
-            result.present.append(name)
+            result.present.append(remote.local_path)
             result.total_bytes += path.stat().st_size
         else:
-            result.missing.append(name)
+            (result.optional_missing if remote.optional else result.missing).append(remote.local_path)
+    describe = _family_hook(spec, "decoder_line")
+    if describe and result.complete and directory.is_dir():
+        result.decoder = describe(directory, chosen)
     return result
 
 
 def _offline_error(spec: ModelSpec, files: list[RemoteFile], why: str) -> DownloadError:
-    urls = "\n".join(f"    {file_url(spec, remote)}" for remote in files)
+    urls = "\n".join(f"    {file_url(spec, remote)}" + ("  (optional)" if remote.optional else "") for remote in files)
     names = ", ".join(remote.repo_path for remote in files)
     packed = " (.gz files may be unpacked or not)" if any(r.repo_path.endswith(".gz") for r in files) else ""
     return DownloadError(
@@ -207,6 +230,13 @@ def pull(
                 _download(spec, files, target, transfer=transfer, on_progress=draw, cancel=cancel)
         else:
             _download(spec, files, target, transfer=transfer, on_progress=on_progress, cancel=cancel)
+    after = _family_hook(spec, "after_pull")
+    if after and not status(spec, models_dir, chosen).missing:
+        if on_progress is None:  # a terminal: the work after the download can take a minute
+            with (console or Console(stderr=True)).status(f"{spec.id}: preparing the downloaded files ..."):
+                after(target, chosen)
+        else:
+            after(target, chosen)
     return status(spec, models_dir, chosen)
 
 
@@ -299,7 +329,15 @@ def _download(spec: ModelSpec, files: list[RemoteFile], target: Path, *, transfe
     notify = on_progress or (lambda _transfer: None)
     with _client() as client:
         try:
-            sizes = {remote.repo_path: _remote_size(client, file_url(spec, remote)) for remote in todo}
+            sizes = {}
+            for remote in list(todo):
+                try:
+                    sizes[remote.repo_path] = _remote_size(client, file_url(spec, remote))
+                except DownloadError:
+                    if not remote.optional:
+                        raise
+                    todo.remove(remote)  # not on the hub (a checkpoint in another format): runs without it
+                    transfer.files_total -= 1
         except httpx.HTTPError as exc:
             raise _offline_error(spec, files, f"asking the hub for file sizes failed ({exc.__class__.__name__}: {exc})") from exc
         known = [size for size in sizes.values() if size is not None]
@@ -423,7 +461,7 @@ def _copy_from(spec: ModelSpec, files: list[RemoteFile], folder: Path, target: P
     names = [Path(remote.local_path).name for remote in files]
     found = {remote.local_path: _find_in(folder, remote, flat_ok=names.count(Path(remote.local_path).name) == 1)
              for remote in files}
-    missing = [name for name, path in found.items() if path is None]
+    missing = [remote.local_path for remote in files if found[remote.local_path] is None and not remote.optional]
     if missing:
         present = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
         lines = []
@@ -435,4 +473,5 @@ def _copy_from(spec: ModelSpec, files: list[RemoteFile], folder: Path, target: P
             hint="names must match the hub files exactly (dtype suffixes such as _int8 included)",
         )
     for remote in files:
-        _install(found[remote.local_path], target / remote.local_path)
+        if found[remote.local_path] is not None:
+            _install(found[remote.local_path], target / remote.local_path)

@@ -62,6 +62,7 @@ def model_rows(settings) -> list[dict]:
             "files": present, "bytes": files.total_bytes if files else 0,
             "downloadable": spec.sources.onnx is not None, "complete": bool(files and files.complete),
             "backend": backend, "ready": backend != "none", "unavailable_because": reasons,
+            "decoder": files.decoder if files else None,
             "default": spec.id == settings.caption_model,
             "download_label": download_label(spec), "download_mb": download_size_mb(spec),
         })

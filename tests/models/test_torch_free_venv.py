@@ -2,7 +2,9 @@
 
 Tiny models of all three families are built and exported here (with torch),
 then captioned in a fresh venv holding only `pip install -e .`; the tokens must
-equal the ones the same ONNX files give in this process.
+equal the ones the same ONNX files give in this process. There, too, a SmolVLM folder in
+the community layout (traced decoder) plus its model.safetensors gets its GroupQueryAttention
+decoder derived, as `models pull` does (smolvlm/derive_decoder.py), and runs it.
 """
 
 from __future__ import annotations
@@ -45,9 +47,16 @@ SCRIPT = textwrap.dedent(
 
     clip = ClipOnnxEmbedder(Path(sys.argv[2]), dtype="int8", threads=1)
     out["clip"] = [clip.embed_images([fixed_image()]).tolist(), clip.embed_texts(["a photo of a cat"]).tolist()]
+    from memesearch.ml.families.smolvlm.derive_decoder import after_pull
+    from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner
+
+    after_pull(Path(sys.argv[3]), "int8")
+    pulled = OnnxSmolVLMCaptioner(Path(sys.argv[3]), dtype="int8", threads=1)
+    request = CaptionRequest(image=fixed_image(), prompt=sys.argv[4], max_new_tokens=%d)
+    out["pulled"] = {"tokens": list(pulled.caption([request])[0].token_ids), "gqa": pulled._gqa}
     out["torch_imported"] = "torch" in sys.modules or "transformers" in sys.modules
     print(json.dumps(out))
-    """ % TOKENS
+    """ % (TOKENS, TOKENS)
 )
 
 
@@ -62,6 +71,18 @@ def exported(tmp_path_factory):
         prompt = getattr(tiny, "TINY_PROMPT", "")
         models[family] = (str(folder), prompt)
     return models
+
+
+@pytest.fixture(scope="module")
+def community_smolvlm(tmp_path_factory):
+    """A SmolVLM folder as a pull leaves it before derivation: traced int8 decoder + model.safetensors."""
+    import shutil
+
+    work = tmp_path_factory.mktemp("pulled")
+    checkpoint = family_module("tiny", "smolvlm").build_tiny_checkpoint(work / "checkpoint", seed=0)
+    folder = family_module("export", "smolvlm").export(checkpoint, work / "onnx", int8=True, gqa=False)
+    shutil.copyfile(checkpoint / "model.safetensors", folder / "model.safetensors")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +104,15 @@ def torch_free_python(tmp_path_factory) -> Path:
     return python
 
 
-def test_onnx_backends_run_without_torch(exported, clip_export, torch_free_python):
+def test_onnx_backends_run_without_torch(exported, clip_export, community_smolvlm, torch_free_python):
     here = {}
     for family, (folder, prompt) in exported.items():
         captioner = captioner_class(family_module("onnx", family), "onnx")(Path(folder), dtype="fp32", threads=1)
         request = CaptionRequest(image=fixed_image(), prompt=prompt, max_new_tokens=TOKENS)
         here[family] = list(captioner.caption([request])[0].token_ids)
     done = subprocess.run(
-        [str(torch_free_python), "-c", SCRIPT, json.dumps(exported), str(clip_export)],
+        [str(torch_free_python), "-c", SCRIPT, json.dumps(exported), str(clip_export), str(community_smolvlm),
+         exported["smolvlm"][1]],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -104,3 +126,10 @@ def test_onnx_backends_run_without_torch(exported, clip_export, torch_free_pytho
     for there, mine in zip(result["clip"], clip_here):
         np.testing.assert_allclose(np.asarray(there), mine, atol=1e-6)
     assert all(len(tokens) > 0 for tokens in here.values())
+    # The decoder derived there, from the safetensors alone, gives the tokens it gives here.
+    from memesearch.ml.families.smolvlm.derive_decoder import gqa_decoder_file
+
+    assert (community_smolvlm / gqa_decoder_file("int8")).is_file() and result["pulled"]["gqa"] is True
+    pulled = captioner_class(family_module("onnx", "smolvlm"), "onnx")(community_smolvlm, dtype="int8", threads=1)
+    request = CaptionRequest(image=fixed_image(), prompt=exported["smolvlm"][1], max_new_tokens=TOKENS)
+    assert pulled.caption([request])[0].token_ids == result["pulled"]["tokens"] and pulled._gqa

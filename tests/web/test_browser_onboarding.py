@@ -146,7 +146,7 @@ def test_generate_with_a_missing_model_offers_the_download(browser, server):
         expect(status).to_contain_text("The model smolvlm-256m is not downloaded yet.")
         expect(page.locator("#regenerate-progress")).to_be_hidden()  # no bar that fills up on failure
         link = status.locator("a")
-        expect(link).to_have_text("Download smolvlm-256m (about 138 MB)")
+        expect(link).to_have_text("Download smolvlm-256m (about 651 MB)")
         shot(page, "meme-generate-not-downloaded")
         link.click()
         # The Models page starts that download; this hub has no such files: one sentence, details folded.

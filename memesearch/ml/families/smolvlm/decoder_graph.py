@@ -90,9 +90,12 @@ def inverse_frequencies(config: TextConfig) -> np.ndarray:
 
 def build_decoder(weights: Mapping[str, np.ndarray], config: TextConfig):
     """The decoder ModelProto (fp32). ``weights``: text-model parameter names -> arrays."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import IR_VERSION, ModelProto, TensorProto, helper, numpy_helper
 
-    nodes, initializers = [], []
+    # Weights go straight into the model's graph: make_graph / make_model would copy them twice
+    # more (three copies of 540 MB at once for the 256M model).
+    model = ModelProto(ir_version=IR_VERSION)  # as make_model sets it
+    nodes, initializers = [], model.graph.initializer
 
     def constant(name: str, array: np.ndarray) -> str:
         initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
@@ -183,5 +186,9 @@ def build_decoder(weights: Mapping[str, np.ndarray], config: TextConfig):
     node("GatherElements", [normed, "last/gather_index"], ["last/hidden"], name="last/Gather", axis=1)
     linear("last/hidden", "lm_head.weight", "logits")
 
-    graph = helper.make_graph(nodes, "smolvlm_decoder_gqa", inputs, outputs, initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.graph.name = "smolvlm_decoder_gqa"
+    model.graph.node.extend(nodes)
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(outputs)
+    model.opset_import.extend([helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    return model

@@ -11,11 +11,15 @@ apart by their inputs:
 * our GroupQueryAttention one (``seqlens_k``, ``total_sequence_length``; smolvlm/decoder_graph.py,
   what our exporter writes): a batch is right-padded and each row's length is all it needs.
 
+A pulled model's GroupQueryAttention decoder, derived from its checkpoint
+(``onnx/decoder_gqa*.onnx``, smolvlm/derive_decoder.py), is preferred to its community one.
+
 Run time needs onnxruntime, tokenizers, numpy and Pillow only.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,10 +37,16 @@ from memesearch.ml.families.smolvlm.assets import (
     required_files,
 )
 from memesearch.ml.families.smolvlm.decoder_graph import GQA_INPUTS
+from memesearch.ml.families.smolvlm.derive_decoder import after_pull, checkpoint_files, decoder_choice, decoder_line
 from memesearch.ml.families.smolvlm.preprocess import preprocess_image
 from memesearch.ml.families.smolvlm.prompt import clean_caption, model_prompt
 
-__all__ = ["DEFAULT_PROMPT", "OnnxSmolVLMCaptioner", "required_files"]
+# required_files, checkpoint_files, after_pull and decoder_line: the family hooks of downloads (ml/download.py).
+__all__ = ["DEFAULT_PROMPT", "OnnxSmolVLMCaptioner", "after_pull", "checkpoint_files", "decoder_line", "required_files"]
+
+log = logging.getLogger(__name__)
+#: (model folder, dtype) pairs whose community-decoder fallback was logged: once per process.
+_FALLBACK_LOGGED: set[tuple[str, str]] = set()
 
 DEFAULT_PROMPT = "Describe this meme in one or two sentences, including any text it shows."
 
@@ -101,15 +111,22 @@ class OnnxSmolVLMCaptioner(Captioner):
         # low_memory: the vision encoder and the decoder run one after the other, so one shared
         # arena serves both (a 13-tile caption peaked at ~1.07 GB with one arena per graph).
         threads = threads_per_stream(self.threads, self.streams)
+        paths = {part: onnx_path(part, self.dtype) for part in ONNX_PARTS}
+        paths["decoder_model_merged"], why_community = decoder_choice(self.model_dir, self.dtype)
+        self.decoder_file = paths["decoder_model_merged"]
         sessions = {
-            part: open_session(self.model_dir / onnx_path(part, self.dtype), threads=threads, low_memory=True)
-            for part in ONNX_PARTS
+            part: open_session(self.model_dir / path, threads=threads, low_memory=True) for part, path in paths.items()
         }
         self.vision = sessions["vision_encoder"]
         self.embed = sessions["embed_tokens"]
         self.decoder = sessions["decoder_model_merged"]
         self._decoder_inputs = {node.name for node in self.decoder.get_inputs()}
         self._gqa = all(name in self._decoder_inputs for name in GQA_INPUTS)
+        # An exported folder's decoder_model_merged may be our graph already: only a traced one is worth a note.
+        if not self._gqa and (key := (str(self.model_dir), self.dtype)) not in _FALLBACK_LOGGED:
+            _FALLBACK_LOGGED.add(key)
+            why = why_community or f"{self.decoder_file} has no GroupQueryAttention inputs"
+            log.warning("%s (%s) runs the slower community decoder: %s", self.model_id, self.dtype, why)
         self._pixel_type = _float_type(self.vision, "pixel_values")
         self._embeds_type = _float_type(self.decoder, "inputs_embeds")
         self._past_type = _float_type(self.decoder, "past_key_values.0.key")

@@ -1,0 +1,195 @@
+"""The GroupQueryAttention decoder for pulled SmolVLM models, made from the checkpoint without torch.
+
+HuggingFace's community ONNX files carry the traced decoder (~100 nodes a layer; our
+decoder_graph.py one decodes about twice as fast, docs/BENCHMARKS.md). So ``models pull``
+also fetches the checkpoint's ``model.safetensors`` (same repo and revision) and writes our
+graph from its text-model weights next to the community files, as
+``onnx/decoder_gqa{suffix}.onnx`` (fp32, int8, q4). The community files are never changed:
+the runtime prefers the derived decoder and falls back to the community one, saying why,
+when it is absent (``decoder_choice``). A failed derivation leaves a ``.failed.txt`` note
+with the reason instead of failing the pull.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from memesearch.ml.families.smolvlm.assets import dtype_suffix, onnx_path
+from memesearch.ml.families.smolvlm.decoder_graph import TextConfig, build_decoder
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "model.safetensors"
+#: Dtypes with a derived decoder; the others (fp16, ...) keep the community one.
+DERIVED_DTYPES = ("fp32", "int8", "q4")
+#: Where Idefics3 checkpoints keep the text model (transformers' save_pretrained writes the first).
+TEXT_PREFIXES = ("model.text_model.", "text_model.", "model.language_model.")
+
+
+class DerivationError(ValueError):
+    """The checkpoint cannot give a GroupQueryAttention decoder."""
+
+
+def gqa_decoder_file(dtype: str) -> str:
+    return f"onnx/decoder_gqa{dtype_suffix(dtype)}.onnx"
+
+
+def failure_note_file(dtype: str) -> str:
+    return gqa_decoder_file(dtype).removesuffix(".onnx") + ".failed.txt"
+
+
+def checkpoint_files(dtype: str) -> list[str]:
+    """Extra files a pull fetches for ``dtype``: optional, the community files run without them."""
+    return [CHECKPOINT] if dtype in DERIVED_DTYPES else []
+
+
+class TextWeights(Mapping):
+    """The checkpoint's text-model weights named as build_decoder wants them (``layers.0...``,
+    ``norm.weight``) plus ``lm_head.weight`` (the input embeddings when the checkpoint ties them
+    and stores no lm_head), each read as float32 only when asked for: the graph then holds the
+    one full copy (reading them all first peaked at 2.5 GB for 256M, int8; now 1.8 GB).
+
+    numpy has no bfloat16, so ``safe_open(framework="np")`` refuses BF16 tensors: their raw 16
+    bits are read at the offsets the file's header gives and shifted into the top half of a
+    float32, which is exact."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        self._handle = safe_open(str(self.path), framework="np")
+        keys = list(self._handle.keys())
+        prefix = next((p for p in TEXT_PREFIXES if f"{p}norm.weight" in keys), None)
+        if prefix is None:
+            names = " / ".join(p + "norm.weight" for p in TEXT_PREFIXES)
+            raise DerivationError(f"{self.path.name} holds no text model (no {names})")
+        self._keys = {key[len(prefix):]: key for key in keys
+                      if key.startswith(prefix) and not key.endswith("embed_tokens.weight")}
+        self._keys["lm_head.weight"] = "lm_head.weight" if "lm_head.weight" in keys else f"{prefix}embed_tokens.weight"
+        with open(self.path, "rb") as file:  # the format: u64 header size, JSON header, data
+            self._header_size = struct.unpack("<Q", file.read(8))[0]
+            self._header = json.loads(file.read(self._header_size))
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        key = self._keys[name]
+        if self._handle.get_slice(key).get_dtype() != "BF16":
+            return np.asarray(self._handle.get_tensor(key), dtype=np.float32)
+        entry = self._header[key]
+        start, end = entry["data_offsets"]
+        with open(self.path, "rb") as file:
+            file.seek(8 + self._header_size + start)
+            bits = np.frombuffer(file.read(end - start), dtype="<u2").astype(np.uint32) << 16
+        return bits.view(np.float32).reshape(entry["shape"])
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._handle.get_slice(self._keys[name]).get_shape())
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _check_shapes(weights: TextWeights, text) -> None:
+    expected = {"self_attn.q_proj.weight": (text.heads * text.head_dim, text.hidden),
+                "self_attn.k_proj.weight": (text.kv_heads * text.head_dim, text.hidden)}
+    for layer in range(text.layers):
+        for name, shape in expected.items():
+            key = f"layers.{layer}.{name}"
+            if key not in weights:
+                raise DerivationError(f"the checkpoint has no {key}")
+            if weights.shape(key) != shape:
+                raise DerivationError(f"{key} is {weights.shape(key)}, config.json says {shape}")
+    if weights.shape("lm_head.weight")[1] != text.hidden:
+        raise DerivationError(f"lm_head.weight is {weights.shape('lm_head.weight')}, hidden size {text.hidden}")
+
+
+def derive(model_dir: Path, dtype: str) -> Path:
+    """Write ``gqa_decoder_file(dtype)`` from ``model.safetensors`` + ``config.json`` (once, atomically)."""
+    import onnx
+
+    from memesearch.ml.onnx_runtime.quantize import derive_once, quantize_matmuls, quantize_matmuls_4bit
+
+    if dtype not in DERIVED_DTYPES:
+        raise DerivationError(f"no GroupQueryAttention decoder for dtype {dtype}")
+    model_dir = Path(model_dir)
+    target = model_dir / gqa_decoder_file(dtype)
+
+    def write(partial: str) -> None:
+        try:
+            config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+            text = TextConfig.from_config(config["text_config"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise DerivationError(f"config.json: {exc}") from exc
+        weights = TextWeights(model_dir / CHECKPOINT)
+        _check_shapes(weights, text)
+        graph = build_decoder(weights, text)
+        if dtype == "fp32":
+            onnx.save(graph, partial)
+            return
+        # The quantisers read a file: the fp32 graph goes to a scratch file beside the target
+        # (the models folder has room for it; /tmp may not).
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gqa-") as scratch:
+            fp32 = Path(scratch) / "decoder_gqa.onnx"
+            onnx.save(graph, str(fp32))
+            del graph, weights
+            (quantize_matmuls if dtype == "int8" else quantize_matmuls_4bit)(fp32, partial)
+
+    return derive_once(target, write)
+
+
+def after_pull(model_dir: Path, dtype: str) -> str | None:
+    """Derive the decoder after a pull; never raises (the community files work without it).
+    Returns one line for the user; a failure is also kept as a note the runtime reports."""
+    model_dir = Path(model_dir)
+    if dtype not in DERIVED_DTYPES:
+        return None
+    note = model_dir / failure_note_file(dtype)
+    if not (model_dir / CHECKPOINT).is_file():
+        return decoder_line(model_dir, dtype)
+    try:
+        derive(model_dir, dtype)
+    except Exception as exc:  # any failure (a broken file, an unsupported model, a full disk): the pull still works
+        reason = f"deriving {gqa_decoder_file(dtype)} from {CHECKPOINT} failed: {exc}"
+        log.warning("%s; the community decoder runs instead", reason)
+        try:
+            note.write_text(reason + "\n", encoding="utf-8")
+        except OSError:  # a full or read-only disk: the log line is all there is
+            pass
+    else:
+        note.unlink(missing_ok=True)
+    return decoder_line(model_dir, dtype)
+
+
+def decoder_choice(model_dir: Path, dtype: str) -> tuple[str, str | None]:
+    """The decoder file the runtime runs for ``dtype`` and, for the community one, why."""
+    model_dir = Path(model_dir)
+    if dtype not in DERIVED_DTYPES:
+        return onnx_path("decoder_model_merged", dtype), f"no GroupQueryAttention decoder is derived for {dtype}"
+    if (model_dir / gqa_decoder_file(dtype)).is_file():
+        return gqa_decoder_file(dtype), None
+    note = model_dir / failure_note_file(dtype)
+    pull = f"`memesearch models pull {model_dir.name} --dtype {dtype}`"
+    if note.is_file():
+        reason = note.read_text(encoding="utf-8").strip() + f" (delete {CHECKPOINT} and run {pull} to retry)"
+    elif not (model_dir / CHECKPOINT).is_file():
+        reason = f"{CHECKPOINT} is not downloaded ({pull} fetches it and derives the faster decoder)"
+    else:
+        reason = f"{gqa_decoder_file(dtype)} is not derived yet ({pull} derives it)"
+    return onnx_path("decoder_model_merged", dtype), reason
+
+
+def decoder_line(model_dir: Path, dtype: str) -> str:
+    """One line for people: which decoder this dtype runs."""
+    path, reason = decoder_choice(model_dir, dtype)
+    if reason is None:
+        return f"decoder: GroupQueryAttention ({path})"
+    return f"decoder: community ({path}): {reason}"
