@@ -26,7 +26,6 @@ from typer.testing import CliRunner  # noqa: E402
 from memesearch.cli import app  # noqa: E402
 from memesearch.ml.base import CaptionRequest  # noqa: E402
 from memesearch.ml.check_rows import fixed_image  # noqa: E402
-from memesearch.ml.families.common import int8_reference  # noqa: E402
 from memesearch.ml.families.smolvlm import onnx_backend  # noqa: E402
 from memesearch.ml.families.smolvlm.assets import onnx_path  # noqa: E402
 from memesearch.ml.families.smolvlm.derive_decoder import CHECKPOINT, TextWeights, gqa_decoder_file  # noqa: E402
@@ -88,7 +87,7 @@ def test_fp32_pull_derives_the_gqa_decoder_and_matches_transformers(checkpoint, 
     assert tokens == reference_generate(checkpoint, [fixed_image()], TINY_PROMPT, TOKENS)[0]
 
 
-def test_int8_pull_equals_our_exporters_int8_graph_and_the_int8_reference(checkpoint, community, tmp_path, monkeypatch):
+def test_int8_pull_equals_our_exporters_int8_graph(checkpoint, community, tmp_path, monkeypatch):
     monkeypatch.setenv("MEMESEARCH_THREADS", "1")
     model_dir, output = pull(tmp_path / "home", community, "int8")
     derived = model_dir / gqa_decoder_file("int8")
@@ -113,8 +112,11 @@ def test_int8_pull_equals_our_exporters_int8_graph_and_the_int8_reference(checkp
         np.testing.assert_array_equal(pulled[name], array, err_msg=name)
     captioner, tokens = caption(model_dir, "int8")
     assert captioner._gqa and captioner.decoder_file == gqa_decoder_file("int8")
-    expected = int8_reference.reference_generate("smolvlm", checkpoint, [fixed_image()], TINY_PROMPT, TOKENS)[0]
-    assert len(tokens) > 0 and tokens == expected
+    # The same tokens as our exporter's int8 model (same weights, same graph: exact on any CPU). Its
+    # parity with the int8 reference is test_int8_reference's, over several seeds: one seed alone
+    # can flip a near-tied token between CPUs.
+    _, exported_tokens = caption(exported, "int8")
+    assert len(tokens) > 0 and tokens == exported_tokens
 
 
 def test_q4_pull_derives_a_4bit_decoder(community, tmp_path):
