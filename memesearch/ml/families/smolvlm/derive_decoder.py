@@ -146,15 +146,13 @@ def derive(model_dir: Path, dtype: str) -> Path:
     return derive_once(target, write)
 
 
-def after_pull(model_dir: Path, dtype: str) -> str | None:
+def after_pull(model_dir: Path, dtype: str) -> None:
     """Derive the decoder after a pull; never raises (the community files work without it).
-    Returns one line for the user; a failure is also kept as a note the runtime reports."""
+    A failure is kept as a note that ``decoder_choice`` (the runtime, the pull's status) reports."""
     model_dir = Path(model_dir)
-    if dtype not in DERIVED_DTYPES:
-        return None
+    if dtype not in DERIVED_DTYPES or not (model_dir / CHECKPOINT).is_file():
+        return
     note = model_dir / failure_note_file(dtype)
-    if not (model_dir / CHECKPOINT).is_file():
-        return decoder_line(model_dir, dtype)
     try:
         derive(model_dir, dtype)
     except Exception as exc:  # any failure (a broken file, an unsupported model, a full disk): the pull still works
@@ -166,7 +164,6 @@ def after_pull(model_dir: Path, dtype: str) -> str | None:
             pass
     else:
         note.unlink(missing_ok=True)
-    return decoder_line(model_dir, dtype)
 
 
 def decoder_choice(model_dir: Path, dtype: str) -> tuple[str, str | None]:

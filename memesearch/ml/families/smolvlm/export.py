@@ -2,7 +2,7 @@
 
 Writes ``onnx/vision_encoder.onnx``, ``onnx/embed_tokens.onnx`` and
 ``onnx/decoder_model_merged.onnx`` in the file layout of ``HuggingFaceTB/SmolVLM-256M-Instruct``.
-The decoder is by default our own GroupQueryAttention graph (smolvlm/decoder_graph.py: ~12 nodes
+The decoder is by default our own GroupQueryAttention graph (smolvlm/decoder_graph.py: 13 nodes
 per layer, right-padded batches); ``gqa=False``, or a text model that graph does not support,
 traces the community decoder's inputs and outputs instead (:class:`OnnxSmolVLMCaptioner` runs
 both, and the community downloads, telling them apart by their inputs). Copies
