@@ -53,6 +53,7 @@ def forced_captioner(spec: dict):
     captioner.ensure_loaded()
     captioner.config = replace(captioner.config, eos_token_ids=())  # always decode `tokens` tokens
     captioner.batch_size = spec["batch"]
+    captioner.exact_batches_only = False  # measure batching quantised weights too (ids compared below)
     requests = [CaptionRequest(image=image, prompt=spec["prompt"], max_new_tokens=spec["tokens"])
                 for image in memes(spec["memes"])]
     return captioner, requests

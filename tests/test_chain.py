@@ -119,7 +119,7 @@ def test_the_chain_runs_its_models_streams_with_quantised_weights_one_meme_per_b
     settings = Settings(home=tmp_path / "data", caption_streams=3)
     install_files(settings, "int8")
     captioner = chain.load_captioner(make_spec(["onnx"]), settings, dtype="int8")
-    assert (captioner.streams, captioner.batch_size, batch_size_of(captioner)) == (3, 1, 3)
+    assert (captioner.streams, captioner.call_batch, batch_size_of(captioner)) == (3, 1, 3)
     assert [r.text for r in captioner.caption_images([image()] * 3)] == ["onnx says 3"] * 3
 
 

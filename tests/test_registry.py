@@ -39,6 +39,21 @@ def test_shipped_registry_has_every_model_with_a_working_fallback_order():
         assert clip.relevance_floor is not None and clip.image_floor is not None
 
 
+def test_every_smolvlm_download_that_fetches_the_checkpoint_counts_it():
+    """A pull of fp32 / int8 / q4 also fetches model.safetensors (smolvlm/derive_decoder.py), its
+    biggest file: the download size the Models page and the onboarding show must include it."""
+    from memesearch.ml.families.smolvlm.derive_decoder import CHECKPOINT, checkpoint_files
+    from memesearch.ml.readiness import download_size_mb
+
+    smolvlms = [spec for spec in list_specs() if spec.family == "smolvlm"]
+    assert {spec.id for spec in smolvlms} == {"smolvlm-256m", "smolvlm-500m"}
+    for spec in smolvlms:
+        for dtype, info in spec.sources.onnx.dtypes.items():
+            if checkpoint_files(dtype):
+                assert CHECKPOINT in info.files_mb, (spec.id, dtype)
+                assert download_size_mb(spec, dtype) >= info.files_mb[CHECKPOINT]
+
+
 def test_unknown_key_is_rejected_with_file_and_line(tmp_path):
     path = write_override(
         tmp_path,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from memesearch.ml.caption_streams import run_streams
+from memesearch.ml.caption_streams import per_stream_batch, run_streams
 
 
 class LazyModel(ABC):
@@ -139,13 +139,23 @@ class Captioner(LazyModel):
     model_id: str = ""
     backend: str = ""
     dtype: str = "fp32"
+    #: Memes the model takes in one call where its weights allow batching (see ``call_batch``).
     batch_size: int = 1
     #: Batches captioned at once through the same loaded model (memesearch.ml.caption_streams).
     streams: int = 1
+    #: Benchmarks that measure what batching quantised weights would do turn this off.
+    exact_batches_only: bool = True
+
+    @property
+    def call_batch(self) -> int:
+        """Memes one model call takes. The one place the weight type limits it (1 for quantised
+        weights, memesearch.ml.caption_batches says why): every captioner, a chain, a backend used
+        alone and the jobs' claims (``batch_size_of``) read it here."""
+        return per_stream_batch(self.dtype, self.batch_size) if self.exact_batches_only else self.batch_size
 
     def caption(self, requests: Sequence[CaptionRequest]) -> list[CaptionResult]:
         self.ensure_loaded()
-        batches = [list(batch) for batch in _batches(requests, self.batch_size)]
+        batches = [list(batch) for batch in _batches(requests, self.call_batch)]
         return [result for produced in run_streams(batches, self._timed_batch, self.streams) for result in produced]
 
     def _timed_batch(self, batch: list[CaptionRequest]) -> list[CaptionResult]:

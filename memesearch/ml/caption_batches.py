@@ -25,20 +25,17 @@ from collections.abc import Sequence
 from PIL import Image
 
 from memesearch.errors import MemeSearchError
-from memesearch.ml.caption_streams import per_stream_batch
-
 log = logging.getLogger(__name__)
 
 
 def batch_size_of(captioner) -> int:
     """How many images to hand the captioner at once: once loaded (the first call, with one
-    image, loads it and so decides the weight type), its backend's batch size (1 for weight
-    types whose results would depend on the batch, see the module docstring) times its
-    streams (batches run at once, memesearch.ml.caption_streams)."""
+    image, loads it and so decides the weight type), the memes one model call takes
+    (``Captioner.call_batch``: 1 for weight types whose results would depend on the batch, see
+    the module docstring) times its streams (batches run at once, memesearch.ml.caption_streams)."""
     if not getattr(captioner, "is_loaded", False):
         return 1
-    per_stream = per_stream_batch(getattr(captioner, "dtype", ""), getattr(captioner, "batch_size", 1))
-    return per_stream * max(1, int(getattr(captioner, "streams", 1) or 1))
+    return captioner.call_batch * max(1, int(getattr(captioner, "streams", 1) or 1))
 
 
 def caption_each(captioner, images: Sequence[Image.Image]) -> list:

@@ -23,7 +23,7 @@ from memesearch.config import Settings
 from memesearch.errors import ConfigError, InvalidInputError, ModelUnavailableError, require
 from memesearch.ml import families
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
-from memesearch.ml.caption_streams import auto_streams, per_stream_batch
+from memesearch.ml.caption_streams import auto_streams
 from memesearch.ml.failures import BackendRunError, failure_reason, user_fix
 from memesearch.ml.model_files import MissingFilesError, installed_dtype, missing_files, model_dir, onnx_dtype
 from memesearch.ml.registry import ApiSource, ModelSpec, get_spec
@@ -239,9 +239,9 @@ class ChainCaptioner(Captioner):
         self.active = backend
         self.backend = backend
         self.dtype = loaded.dtype
-        # The chain splits a claimed chunk into its model's batches (1 meme for quantised weights)
-        # and runs them on the model's streams.
-        self.batch_size = per_stream_batch(loaded.dtype, loaded.captioner.batch_size)
+        # The chain splits a claimed chunk into its model's batches (``call_batch``: 1 meme for
+        # quantised weights, from the dtype just set) and runs them on the model's streams.
+        self.batch_size = loaded.captioner.batch_size
         self.streams = loaded.captioner.streams
         log.info("caption model %s runs on %s (%s)", self.spec.id, backend, loaded.dtype)
 

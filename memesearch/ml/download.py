@@ -231,7 +231,9 @@ def pull(
         else:
             _download(spec, files, target, transfer=transfer, on_progress=on_progress, cancel=cancel)
     after = _family_hook(spec, "after_pull")
-    if after and not status(spec, models_dir, chosen).missing:
+    # Both ways above raise unless every required file is installed, so the work after the pull
+    # needs no status of its own: the one status below, taken after it, shows its outcome.
+    if after:
         if on_progress is None:  # a terminal: the work after the download can take a minute
             with (console or Console(stderr=True)).status(f"{spec.id}: preparing the downloaded files ..."):
                 after(target, chosen)

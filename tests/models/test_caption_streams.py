@@ -64,7 +64,7 @@ def test_streamed_ids_equal_one_at_a_time(onnx_dir, dtype, per_stream):
     captioner = RecordingCaptioner(onnx_dir, dtype=dtype, threads=2, streams=2)
     captioner.ensure_loaded()
     # int8 batches would depend on their companions (test_caption_batches.py): one meme per stream.
-    assert (captioner.batch_size, batch_size_of(captioner)) == (per_stream, 2 * per_stream)
+    assert (captioner.call_batch, batch_size_of(captioner)) == (per_stream, 2 * per_stream)
     assert captioner.vision.get_session_options().intra_op_num_threads == 1  # 2 threads split over 2 streams
     streamed = [result.token_ids for result in captioner.caption(requests_for(MEMES))]
     assert streamed == alone_ids(onnx_dir, dtype)

@@ -239,3 +239,59 @@ def test_hub_pull_fetches_the_checkpoint_at_the_pinned_revision(hub_has_checkpoi
     else:
         assert not (model_dir / gqa_decoder_file("fp32")).exists() and files.optional_missing == [CHECKPOINT]
         assert "not downloaded" in files.decoder
+
+
+def test_a_pull_bringing_another_checkpoint_derives_the_decoder_again(checkpoint, community, tmp_path, caplog,
+                                                                      monkeypatch):
+    """The derived decoder records what it was made from: a re-pull of the same files keeps it, a
+    checkpoint with other weights (a new pinned revision) or a newer recipe derives it again, and
+    a new checkpoint that cannot be derived leaves the community decoder (never a failed pull)."""
+    from safetensors.numpy import load_file, save_file
+
+    from memesearch.ml.families.smolvlm import derive_decoder
+
+    source = tmp_path / "source"
+    shutil.copytree(community, source)
+    model_dir, _ = pull(tmp_path / "home", source, "fp32")
+    derived = model_dir / gqa_decoder_file("fp32")
+    made = derived.stat().st_mtime_ns
+    old_tokens = caption(model_dir, "fp32")[1]
+    pull(tmp_path / "home", source, "fp32")  # the same files again (copied anew: a new mtime)
+    assert derived.stat().st_mtime_ns == made  # same sha256: kept
+
+    # Another checkpoint: the same model with its lm_head negated (other tokens for sure).
+    other = tmp_path / "other-checkpoint"
+    shutil.copytree(checkpoint, other)
+    tensors = load_file(str(checkpoint / CHECKPOINT))
+    tensors["lm_head.weight"] = -tensors["lm_head.weight"]
+    save_file(tensors, str(other / CHECKPOINT), metadata={"format": "pt"})
+    shutil.copyfile(other / CHECKPOINT, source / CHECKPOINT)
+    # Swapped by hand, not pulled: the runtime sees it (size or mtime) and runs the community decoder.
+    shutil.copyfile(other / CHECKPOINT, model_dir / CHECKPOINT)
+    path, reason = derive_decoder.decoder_choice(model_dir, "fp32")
+    assert path == onnx_path("decoder_model_merged", "fp32") and f"another {CHECKPOINT}" in reason
+    with caplog.at_level(logging.INFO, logger=derive_decoder.__name__):
+        _, output = pull(tmp_path / "home", source, "fp32")
+    assert f"decoder: GroupQueryAttention ({gqa_decoder_file('fp32')})" in output
+    assert any(f"another {CHECKPOINT}: deriving it again" in r.getMessage() for r in caplog.records)
+    captioner, tokens = caption(model_dir, "fp32")
+    assert captioner._gqa and tokens != old_tokens
+    assert tokens == reference_generate(other, [fixed_image()], TINY_PROMPT, TOKENS)[0]
+
+    # A newer recipe derives it again too.
+    made = derived.stat().st_mtime_ns
+    monkeypatch.setattr(derive_decoder, "RECIPE", derive_decoder.RECIPE + 1)
+    assert "recipe" in derive_decoder.decoder_choice(model_dir, "fp32")[1]
+    pull(tmp_path / "home", source, "fp32")
+    assert derived.stat().st_mtime_ns != made and derive_decoder.decoder_choice(model_dir, "fp32")[1] is None
+
+    # A new checkpoint that cannot be derived: the stale decoder goes, the pull still works.
+    data = (other / CHECKPOINT).read_bytes()
+    (source / CHECKPOINT).write_bytes(data[: len(data) // 2])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=derive_decoder.__name__):
+        _, output = pull(tmp_path / "home", source, "fp32")
+    assert not derived.exists() and "decoder: community (onnx/decoder_model_merged.onnx)" in output
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1 and "failed" in output
+    captioner, tokens = caption(model_dir, "fp32")
+    assert not captioner._gqa and tokens == old_tokens

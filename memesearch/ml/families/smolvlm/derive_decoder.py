@@ -8,10 +8,17 @@ graph from its text-model weights next to the community files, as
 the runtime prefers the derived decoder and falls back to the community one, saying why,
 when it is absent (``decoder_choice``). A failed derivation leaves a ``.failed.txt`` note
 with the reason instead of failing the pull.
+
+Each derived file has a ``.source.json`` record beside it: the recipe version and the sha256 of
+the ``config.json`` and ``model.safetensors`` it was made from. A pull that brings another
+checkpoint (a new pinned revision, another ``--from`` folder) or a newer recipe derives it
+again; until then the runtime, which compares the checkpoint's size and mtime (a stat, no
+hashing), runs the community decoder and says why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import struct
@@ -29,6 +36,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "model.safetensors"
 #: Dtypes with a derived decoder; the others (fp16, ...) keep the community one.
 DERIVED_DTYPES = ("fp32", "int8", "q4")
+#: Bump when the graph derived from the same checkpoint changes (decoder_graph.py, the
+#: quantisers): pulls then derive the decoders that an older recipe made again.
+RECIPE = 1
 #: Where Idefics3 checkpoints keep the text model (transformers' save_pretrained writes the first).
 TEXT_PREFIXES = ("model.text_model.", "text_model.", "model.language_model.")
 
@@ -43,6 +53,64 @@ def gqa_decoder_file(dtype: str) -> str:
 
 def failure_note_file(dtype: str) -> str:
     return gqa_decoder_file(dtype).removesuffix(".onnx") + ".failed.txt"
+
+
+def source_record_file(dtype: str) -> str:
+    return gqa_decoder_file(dtype).removesuffix(".onnx") + ".source.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_record(model_dir: Path, dtype: str) -> dict:
+    try:
+        record = json.loads((model_dir / source_record_file(dtype)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _current_source(model_dir: Path, known: dict) -> dict:
+    """The record of what a decoder derived now is made from; the checkpoint is hashed only when
+    its size or mtime differ from ``known``'s (a re-pull of the same files costs a stat)."""
+    stat = (model_dir / CHECKPOINT).stat()
+    seen = known.get("checkpoint") or {}
+    unchanged = seen.get("size") == stat.st_size and seen.get("mtime_ns") == stat.st_mtime_ns and seen.get("sha256")
+    return {"recipe": RECIPE, "config_sha256": _sha256(model_dir / "config.json"),
+            "checkpoint": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                           "sha256": seen["sha256"] if unchanged else _sha256(model_dir / CHECKPOINT)}}
+
+
+def _mismatch(record: dict, current: dict) -> str | None:
+    """Why a decoder derived per ``record`` is not what ``current``'s files give, or None."""
+    if not record:
+        return "has no record of the checkpoint it was made from"
+    if record.get("recipe") != current["recipe"]:
+        return f"was made by derivation recipe {record.get('recipe')}, this memesearch uses {current['recipe']}"
+    if record.get("config_sha256") != current["config_sha256"]:
+        return "was made from another config.json"
+    if (record.get("checkpoint") or {}).get("sha256") != current["checkpoint"]["sha256"]:
+        return f"was made from another {CHECKPOINT}"
+    return None
+
+
+def _stale_at_run_time(model_dir: Path, dtype: str) -> str | None:
+    """The runtime's check of a derived decoder, without hashing the checkpoint: a size or mtime
+    other than the record's counts as another checkpoint (the next pull hashes it to be sure)."""
+    record = _read_record(model_dir, dtype)
+    seen = record.get("checkpoint") or {}
+    checkpoint, config = model_dir / CHECKPOINT, model_dir / "config.json"
+    # A checkpoint deleted after the pull (to save space) leaves the derived decoder standing alone.
+    stat = checkpoint.stat() if checkpoint.is_file() else None
+    same = stat is None or (seen.get("size"), seen.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
+    current = {"recipe": RECIPE, "config_sha256": _sha256(config) if config.is_file() else record.get("config_sha256"),
+               "checkpoint": {"sha256": seen.get("sha256") if same else None}}
+    return _mismatch(record, current)
 
 
 def checkpoint_files(dtype: str) -> list[str]:
@@ -113,15 +181,34 @@ def _check_shapes(weights: TextWeights, text) -> None:
 
 
 def derive(model_dir: Path, dtype: str) -> Path:
-    """Write ``gqa_decoder_file(dtype)`` from ``model.safetensors`` + ``config.json`` (once, atomically)."""
+    """Write ``gqa_decoder_file(dtype)`` from ``model.safetensors`` + ``config.json`` (atomically),
+    unless it is already derived from these files by this recipe; then its source record."""
     import onnx
 
-    from memesearch.ml.onnx_runtime.quantize import derive_once, quantize_matmuls, quantize_matmuls_4bit
+    from memesearch.ml.onnx_runtime.quantize import (
+        derive_once,
+        quantize_matmuls,
+        quantize_matmuls_4bit,
+        write_atomically,
+    )
 
     if dtype not in DERIVED_DTYPES:
         raise DerivationError(f"no GroupQueryAttention decoder for dtype {dtype}")
     model_dir = Path(model_dir)
     target = model_dir / gqa_decoder_file(dtype)
+    record_path = model_dir / source_record_file(dtype)
+    try:
+        known = _read_record(model_dir, dtype)
+        current = _current_source(model_dir, known)
+    except OSError as exc:
+        raise DerivationError(str(exc)) from exc
+    stale = _mismatch(known, current) if target.is_file() else None
+    if stale:
+        log.info("%s %s: deriving it again", gqa_decoder_file(dtype), stale)
+        # The record goes first: a crash in between leaves a decoder without a record, which
+        # neither the runtime nor the next pull trusts.
+        record_path.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
 
     def write(partial: str) -> None:
         try:
@@ -143,7 +230,10 @@ def derive(model_dir: Path, dtype: str) -> Path:
             del graph, weights
             (quantize_matmuls if dtype == "int8" else quantize_matmuls_4bit)(fp32, partial)
 
-    return derive_once(target, write)
+    derive_once(target, write)
+    if current != known:
+        write_atomically(record_path, lambda partial: Path(partial).write_text(json.dumps(current), encoding="utf-8"))
+    return target
 
 
 def after_pull(model_dir: Path, dtype: str) -> None:
@@ -171,10 +261,13 @@ def decoder_choice(model_dir: Path, dtype: str) -> tuple[str, str | None]:
     model_dir = Path(model_dir)
     if dtype not in DERIVED_DTYPES:
         return onnx_path("decoder_model_merged", dtype), f"no GroupQueryAttention decoder is derived for {dtype}"
-    if (model_dir / gqa_decoder_file(dtype)).is_file():
-        return gqa_decoder_file(dtype), None
-    note = model_dir / failure_note_file(dtype)
     pull = f"`memesearch models pull {model_dir.name} --dtype {dtype}`"
+    if (model_dir / gqa_decoder_file(dtype)).is_file():
+        stale = _stale_at_run_time(model_dir, dtype)
+        if stale is None:
+            return gqa_decoder_file(dtype), None
+        return onnx_path("decoder_model_merged", dtype), f"{gqa_decoder_file(dtype)} {stale} ({pull} derives it again)"
+    note = model_dir / failure_note_file(dtype)
     if note.is_file():
         reason = note.read_text(encoding="utf-8").strip() + f" (delete {CHECKPOINT} and run {pull} to retry)"
     elif not (model_dir / CHECKPOINT).is_file():

@@ -27,7 +27,7 @@ import numpy as np
 
 from memesearch.errors import ModelUnavailableError
 from memesearch.ml.base import CaptionRequest, CaptionResult, Captioner
-from memesearch.ml.caption_streams import per_stream_batch, threads_per_stream
+from memesearch.ml.caption_streams import threads_per_stream
 from memesearch.ml.onnx_runtime.session import onnxruntime, open_session
 from memesearch.ml.families.smolvlm.assets import (
     ONNX_PARTS,
@@ -83,9 +83,8 @@ class OnnxSmolVLMCaptioner(Captioner):
         self.threads = threads
         self.image_longest_edge = image_longest_edge
         self.model_id = f"smolvlm:{self.model_dir.name}"
-        # Quantised activations are scaled per tensor: a batched int8 row would depend on its
-        # companions, so those weight types run one meme per batch (and per stream).
-        self.batch_size = per_stream_batch(dtype, 4)
+        # Exact weight types batch 4 memes; quantised ones take 1 a call (Captioner.call_batch).
+        self.batch_size = 4
         self.streams = max(1, streams)
         #: GroupQueryAttention decoders: one preallocated KV buffer per layer, written in place.
         self.share_kv_buffer = True
