@@ -55,23 +55,11 @@ def engine(models_dir: Path, rec_model: str | None = None) -> ocr.RapidOcrEngine
 
     rapidocr.RapidOCR = Patched
     try:
-        reader = ocr.RapidOcrEngine(threads=1, models_dir=models_dir)
+        reader = ocr.RapidOcrEngine(threads=1, models_dir=models_dir, int8_recognition=False)
         reader.ensure_loaded()
     finally:
         rapidocr.RapidOCR = original
     return reader
-
-
-def recogniser_inputs(reader: ocr.RapidOcrEngine, images) -> list:
-    """The tensors the recogniser gets while ``images`` are read (one text line each)."""
-    session = reader._engine.text_rec.session
-    seen, run = [], type(session).__call__
-    recording = {"__call__": lambda self, x: (seen.append(x.copy()), run(self, x))[1]}
-    session.__class__ = type("Recording", (type(session),), recording)
-    for image in images:
-        reader.read(image)
-    session.__class__ = session.__class__.__mro__[1]
-    return seen
 
 
 def main() -> None:
@@ -92,7 +80,7 @@ def main() -> None:
         folder = Path(scratch)
         inputs = []
         for seed in args.calibration_seeds:
-            inputs += recogniser_inputs(readers["fp32"], rendered(seed, args.calibration_memes, folder)[0])
+            inputs += ocr.recognizer_inputs(readers["fp32"], rendered(seed, args.calibration_memes, folder)[0])
         print(f"calibration: {len(inputs)} lines from seeds {args.calibration_seeds}")
         for subset in args.subsets:
             for bits in args.weight_bits:
