@@ -11,6 +11,7 @@ import re
 import statistics
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -101,14 +102,9 @@ def test_a_models_folder_it_cannot_write_leaves_detection_on_fp32(tmp_path, capl
     assert engine.read(load_rgb(memes[0].path, max_megapixels=50)).text
 
 
-def test_quantize_qdq_leaves_the_convolutions_not_named_in_fp32(tmp_path):
-    # bench/bench_ocr_rec_int8.py quantises subsets of the recogniser's backbone this way.
-    import numpy as np
+def _two_convs(tmp_path: Path, rng) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
-    from memesearch.ml.ocr_int8 import quantize_qdq
-
-    rng = np.random.default_rng(0)
     weights = [numpy_helper.from_array(rng.normal(size=(4, channels, 3, 3)).astype(np.float32), f"w{i}")
                for i, channels in enumerate((3, 4))]
     graph = helper.make_graph(
@@ -119,6 +115,28 @@ def test_quantize_qdq_leaves_the_convolutions_not_named_in_fp32(tmp_path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, None])], weights)
     source = tmp_path / "two.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(source))
+    return source
+
+
+def test_percentile_ranges_are_numpys_percentiles_of_all_values(tmp_path):
+    from memesearch.ml.ocr_int8 import percentile_ranges
+
+    rng = np.random.default_rng(1)
+    lines = [rng.standard_cauchy((1, 3, 8, width)).astype(np.float32) for width in (40, 300, 17, 120)]
+    ranges = percentile_ranges(_two_convs(tmp_path, rng), lines, ["Conv.0"], 99.0)
+    everything = np.concatenate([line.ravel() for line in lines]).astype(np.float64)
+    assert set(ranges) == {"x", "h"}, "the named convolution's input and output"
+    [x] = ranges["x"]
+    assert (float(x["rmin"]), float(x["rmax"])) == tuple(np.float32(np.percentile(everything, [1.0, 99.0])))
+    assert everything.min() < x["rmin"] and x["rmax"] < everything.max(), "the rarest values are left out"
+
+
+def test_quantize_qdq_leaves_the_convolutions_not_named_in_fp32(tmp_path):
+    # bench/bench_ocr_rec_int8.py quantises subsets of the recogniser's backbone this way.
+    from memesearch.ml.ocr_int8 import quantize_qdq
+
+    rng = np.random.default_rng(0)
+    source = _two_convs(tmp_path, rng)
     lines = [rng.random((1, 3, 8, width), dtype=np.float32) for width in (8, 20, 13)]  # widths vary, as text lines do
     quantize_qdq(source, str(tmp_path / "int8.onnx"), lines, nodes=["Conv.1"])
     quantised = onnx.load(str(tmp_path / "int8.onnx")).graph
