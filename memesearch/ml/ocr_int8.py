@@ -13,8 +13,9 @@ later convolutions (Conv.18-53) as static QDQ with 8-bit weights, activation ran
 line crops our engine feeds the recogniser while reading sample memes, each range cut to the
 0.01-99.99th percentile of the values seen (plain min/max ranges read up to 1 point worse).
 ~0.79x OCR CPU; word recall +1.2 to -1.2 points against fp32 on six rendered sets, never below
-the code before issue 16 (docs/BENCHMARKS.md, session 14). 8-bit weights are what keeps its recall (7-bit ones lose more), and they are exact only
-with VNNI (quantize.py), so other CPUs keep fp32.
+the code before issue 16 (docs/BENCHMARKS.md, session 14). 8-bit weights are what keeps its
+recall (7-bit ones lose more), and they are exact only with VNNI (quantize.py), so other CPUs
+keep fp32.
 """
 
 from __future__ import annotations
