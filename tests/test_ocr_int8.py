@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import statistics
 from pathlib import Path
 
@@ -191,15 +192,30 @@ def test_cpus_without_vnni_keep_fp32_recognition(int8, tmp_path, monkeypatch):
     assert not list((models / "ocr").glob("PP-OCRv6_rec_small.*")), "nothing derived"
 
 
-def test_the_setting_turns_int8_recognition_off(int8, tmp_path, monkeypatch):
+def test_the_setting_turns_int8_recognition_off_in_the_app_and_its_ocr_workers(int8, tmp_path, monkeypatch):
+    from memesearch.app import Core
+    from memesearch.library.scanner import scan_folder
+    from memesearch.ml.fake import FakeEmbedder
+    from memesearch.ocr_workers import MIN_MEMES_FOR_WORKERS
+    from memesearch.pipeline import Pipeline
+    from memesearch.store.sqlite import SqliteStore
+
     monkeypatch.setattr(ocr_int8, "has_vnni", lambda: True)
     monkeypatch.setenv("MEMESEARCH_OCR_INT8_RECOGNITION", "false")
-    settings = Settings(home=tmp_path / "data")
-    engine = RapidOcrEngine(threads=1, models_dir=_models_with_detector(int8, tmp_path),
-                            int8_recognition=settings.ocr_int8_recognition)
+    settings = Settings(home=tmp_path / "data", ocr_workers=2)
+    _models_with_detector(int8, tmp_path)
+    shutil.copytree(tmp_path / "models", settings.models_dir)
+    engine = Core(settings).ocr
     engine.ensure_loaded()
     assert (engine.detector_dtype, engine.recognizer_dtype) == ("int8", "fp32")
-    assert not list((tmp_path / "models" / "ocr").glob("PP-OCRv6_rec_small.*"))
+    # The OCR worker processes get the setting too (there has_vnni is this CPU's own answer).
+    render_sample_memes(tmp_path / "memes", count=MIN_MEMES_FOR_WORKERS, seed=6)
+    store = SqliteStore(tmp_path / "store.db")
+    store.add_folder(str(tmp_path / "memes"))
+    scan_folder(store, store.list_folders()[0], settings)
+    report = Pipeline(store, settings, ocr=engine, embedder=FakeEmbedder()).run_ocr()
+    assert not report.failed
+    assert not list((settings.models_dir / "ocr").glob("PP-OCRv6_rec_small.*")), "nothing derived anywhere"
 
 
 def _falls_back(engine: RapidOcrEngine, tmp_path: Path, caplog, reason: str) -> None:

@@ -100,7 +100,8 @@ class RapidOcrEngine(OcrEngine):
                 self.recognizer_dtype = "int8"
                 return
             except ModelUnavailableError as exc:  # a damaged cached graph: fp32 still reads
-                log.warning("OCR recognition stays fp32: cannot open %s: %s", rec_int8, exc)
+                log.warning("OCR recognition stays fp32: cannot open %s (delete it to make it again): %s",
+                            rec_int8, exc)
         self._engine = self._open(det_path, rec_path)
 
     def _open(self, det_path: Path, rec_path: Path):
