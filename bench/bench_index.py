@@ -102,12 +102,12 @@ def main() -> None:
 
     cores = len(os.sched_getaffinity(0))
     print(machine_line())
-    if args.models_dir:  # the int8 text detector is derived once per models dir: not part of any row
+    if args.models_dir:  # the int8 OCR graphs are derived once per models dir: not part of any row
         from memesearch.ml.ocr import RapidOcrEngine
 
         engine = RapidOcrEngine(threads=1, models_dir=args.models_dir.resolve())
         engine.ensure_loaded()
-        print(f"OCR text detection: {engine.detector_dtype}")
+        print(f"OCR text detection: {engine.detector_dtype}, recognition: {engine.recognizer_dtype}")
     with tempfile.TemporaryDirectory() as scratch:
         if args.folder:
             folder, captions = args.folder.resolve(), {}

@@ -78,12 +78,12 @@ def main() -> None:
     parser.add_argument("--memes", type=int, default=20)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models-dir", type=Path, help="a memesearch models dir: text detection runs int8 (derived there once)")
+    parser.add_argument("--models-dir", type=Path, help="a memesearch models dir: text detection (and recognition, on VNNI CPUs) runs int8, derived there once")
     args = parser.parse_args()
     if args.models_dir:  # derive the int8 detector before anything is timed
         engine = RapidOcrEngine(threads=1, models_dir=args.models_dir)
         engine.ensure_loaded()
-        print(f"   detection: {engine.detector_dtype}")
+        print(f"   detection: {engine.detector_dtype}, recognition: {engine.recognizer_dtype}")
 
     for key, value in machine_facts().items():
         print(f"{key:>12}: {value}")

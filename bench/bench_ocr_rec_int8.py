@@ -1,7 +1,7 @@
 """Mixed-precision int8 text recognition: which convolutions can be int8 without losing word recall?
 
 Usage:  .venv/bin/python bench/bench_ocr_rec_int8.py --models-dir DIR [--memes 60] [--seeds 0 1]
-            [--subsets all c0_17 c18_53 ...] [--weight-bits 7 8]
+            [--subsets all c0_17 c18_53 ...] [--weight-bits 7 8] [--percentile 99.99]
 
 The recogniser's line inputs are recorded while rendered memes (calibration seeds, not the
 measured ones) are read, and each subset of its convolutions is quantised to static int8 QDQ
@@ -9,6 +9,8 @@ with them (memesearch.ml.ocr_int8.quantize_qdq: per-channel weights, MinMax rang
 sequence part (SVTR neck, attention, CTC head) stays fp32. Then every measured meme is read by
 every graph in turn (paired, one process, 1 thread, int8 detection for all): CPU time and word
 recall per seed, against the bundled fp32 recogniser. Writes the graphs to a temporary folder.
+``--percentile`` sets activation ranges from that percentile of the values instead of their
+extremes. What memesearch ships (ml/ocr_int8.py): ``--subsets c18_53 --weight-bits 8 --percentile 99.99``.
 """
 
 from __future__ import annotations
@@ -55,23 +57,11 @@ def engine(models_dir: Path, rec_model: str | None = None) -> ocr.RapidOcrEngine
 
     rapidocr.RapidOCR = Patched
     try:
-        reader = ocr.RapidOcrEngine(threads=1, models_dir=models_dir)
+        reader = ocr.RapidOcrEngine(threads=1, models_dir=models_dir, int8_recognition=False)
         reader.ensure_loaded()
     finally:
         rapidocr.RapidOCR = original
     return reader
-
-
-def recogniser_inputs(reader: ocr.RapidOcrEngine, images) -> list:
-    """The tensors the recogniser gets while ``images`` are read (one text line each)."""
-    session = reader._engine.text_rec.session
-    seen, run = [], type(session).__call__
-    recording = {"__call__": lambda self, x: (seen.append(x.copy()), run(self, x))[1]}
-    session.__class__ = type("Recording", (type(session),), recording)
-    for image in images:
-        reader.read(image)
-    session.__class__ = session.__class__.__mro__[1]
-    return seen
 
 
 def main() -> None:
@@ -83,6 +73,7 @@ def main() -> None:
     parser.add_argument("--calibration-memes", type=int, default=30)
     parser.add_argument("--subsets", nargs="+", default=list(SUBSETS), choices=list(SUBSETS))
     parser.add_argument("--weight-bits", type=int, nargs="+", default=[7, 8], choices=[7, 8])
+    parser.add_argument("--percentile", type=float, help="activation ranges from this percentile (default: min/max)")
     args = parser.parse_args()
     import rapidocr
 
@@ -92,12 +83,13 @@ def main() -> None:
         folder = Path(scratch)
         inputs = []
         for seed in args.calibration_seeds:
-            inputs += recogniser_inputs(readers["fp32"], rendered(seed, args.calibration_memes, folder)[0])
+            inputs += ocr.recognizer_inputs(readers["fp32"], rendered(seed, args.calibration_memes, folder)[0])
         print(f"calibration: {len(inputs)} lines from seeds {args.calibration_seeds}")
         for subset in args.subsets:
             for bits in args.weight_bits:
                 target = str(folder / f"{subset}-w{bits}.onnx")
-                quantize_qdq(fp32, target, inputs, nodes=[f"Conv.{i}" for i in SUBSETS[subset]], reduce_range=bits == 7)
+                quantize_qdq(fp32, target, inputs, nodes=[f"Conv.{i}" for i in SUBSETS[subset]], reduce_range=bits == 7,
+                             percentile=args.percentile)
                 readers[f"{subset} w{bits}"] = engine(args.models_dir, target)
         for seed in args.seeds:
             images, texts = rendered(seed, args.memes, folder)

@@ -9,6 +9,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from memesearch.ml.cpu import cpu_flags
+
 # Flags that decide which int8/fp32 kernels onnxruntime and oneDNN pick.
 INTERESTING_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
                      "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
@@ -16,17 +18,16 @@ PACKAGES = ("numpy", "onnxruntime", "torch", "transformers", "rapidocr", "opencv
 
 
 def cpu_model_and_flags() -> tuple[str, list[str]]:
-    cpu, flags = platform.processor() or "unknown", []
+    cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("unknown", platform.processor()):
+            if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                present = set(line.split(":", 1)[1].split())
-                flags = [flag for flag in INTERESTING_FLAGS if flag in present]
+                break
     except OSError:
         pass
-    return cpu, flags
+    present = cpu_flags()
+    return cpu, [flag for flag in INTERESTING_FLAGS if flag in present]
 
 
 def package_version(name: str) -> str:

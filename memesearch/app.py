@@ -60,7 +60,7 @@ class Core:
         from memesearch.ml.ocr import RapidOcrEngine
 
         return RapidOcrEngine(threads=self.settings.threads or None, min_confidence=self.settings.ocr_min_confidence,
-                              models_dir=self.settings.models_dir)
+                              models_dir=self.settings.models_dir, int8_recognition=self.settings.ocr_int8_recognition)
 
     @property
     def visual(self):

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     )
     ocr_enabled: bool = Field(default=True, description="Run OCR while indexing.")
     ocr_min_confidence: float = Field(default=0.5, description="Drop OCR lines below this confidence.")
+    ocr_int8_recognition: bool = Field(
+        default=True,
+        description="On CPUs with VNNI, OCR reads text lines with an int8 recogniser derived once in the models dir "
+                    "(~0.8x OCR CPU; word recall +1.2 to -1.2 points against fp32 on rendered memes: docs/BENCHMARKS.md, "
+                    "issue 16); false keeps fp32 recognition.",
+    )
     threads: int = Field(default=0, description="Inference threads per model; 0 = onnxruntime default.")
     spin: bool = Field(default=True, description="Idle onnxruntime threads spin for the next operator (faster on quiet cores); "
                        "false lets them sleep, much faster when other work shares the cores (docs/BENCHMARKS.md, CLIP levers).")

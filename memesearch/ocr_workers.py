@@ -69,7 +69,8 @@ _engine = None
 _max_megapixels = 0.0
 
 
-def _start_worker(min_confidence: float, max_megapixels: float, models_dir: str | None = None) -> None:
+def _start_worker(min_confidence: float, max_megapixels: float, models_dir: str | None = None,
+                  int8_recognition: bool = True) -> None:
     global _engine, _max_megapixels
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     import cv2
@@ -80,7 +81,7 @@ def _start_worker(min_confidence: float, max_megapixels: float, models_dir: str 
     from memesearch.ml.ocr import RapidOcrEngine
 
     _engine = RapidOcrEngine(threads=1, min_confidence=min_confidence,
-                             models_dir=Path(models_dir) if models_dir else None)
+                             models_dir=Path(models_dir) if models_dir else None, int8_recognition=int8_recognition)
     _max_megapixels = max_megapixels
 
 
@@ -123,9 +124,9 @@ class OcrWorkers:
     task = staticmethod(_read_one)
 
     def __init__(self, workers: int, *, min_confidence: float, max_megapixels: float,
-                 models_dir: Path | None = None) -> None:
+                 models_dir: Path | None = None, int8_recognition: bool = True) -> None:
         self.workers = workers
-        self._init_args = (min_confidence, max_megapixels, str(models_dir) if models_dir else None)
+        self._init_args = (min_confidence, max_megapixels, str(models_dir) if models_dir else None, int8_recognition)
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> OcrWorkers:

@@ -102,7 +102,7 @@ class Pipeline:
 
         ocr = self.ocr
         with OcrWorkers(workers, min_confidence=ocr.min_confidence, max_megapixels=self.settings.max_megapixels,
-                        models_dir=ocr.models_dir) as pool:
+                        models_dir=ocr.models_dir, int8_recognition=ocr.int8_recognition) as pool:
             for outcome in pool.read(to_read()):
                 meme = memes.pop(outcome.meme_id)
                 if outcome.engine_down:

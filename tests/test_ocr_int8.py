@@ -1,21 +1,27 @@
-"""The int8 text detector (memesearch.ml.ocr_int8): derived once from rapidocr's bundled fp32
-graph into the models folder, the same bytes every time, reading as well as fp32; a folder it
-cannot write to leaves OCR on the fp32 graph with a logged reason."""
+"""The int8 text detector and recogniser (memesearch.ml.ocr_int8): derived once from rapidocr's
+bundled fp32 graphs into the models folder, the same bytes every time, reading (about) as well as
+fp32; the recogniser only on CPUs with VNNI and while the setting allows it; a folder it cannot
+write to, a damaged cached graph or a failing quantiser leave OCR on the fp32 graphs with a
+logged reason."""
 
 from __future__ import annotations
 
 import logging
 import re
+import shutil
 import statistics
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
 import rapidocr
+from memesearch.config import Settings
 from memesearch.library.decode import load_rgb
 from memesearch.library.sample_captions import SPACELESS_CAPTION
 from memesearch.library.samples import render_sample_memes
+from memesearch.ml import cpu, ocr_int8
 from memesearch.ml.ocr import DET_MODEL_FILE, RapidOcrEngine, detector_input
 from memesearch.ml.ocr_int8 import quantize_detector
 
@@ -28,15 +34,37 @@ def _recall(expected: str, read: str) -> float:
 @pytest.fixture(scope="module")
 def int8(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
-    engine = RapidOcrEngine(threads=1, models_dir=models)
-    engine.ensure_loaded()
+    # Both graphs are derived on any CPU here (VNNI or not, making them is the same); whether
+    # int8 recognition reads well is only checked where it runs, on VNNI CPUs.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ocr_int8, "has_vnni", lambda: True)
+        engine = RapidOcrEngine(threads=1, models_dir=models)
+        engine.ensure_loaded()
     return engine, models
+
+
+def _graph(models: Path, kind: str) -> Path:
+    [graph] = (models / "ocr").glob(f"PP-OCRv6_{kind}_small.*.onnx")
+    return graph
+
+
+def _models_with_detector(int8, tmp_path) -> Path:
+    """A fresh models folder holding only the int8 detector (so tests do not derive it again)."""
+    detector = _graph(int8[1], "det")
+    (tmp_path / "models" / "ocr").mkdir(parents=True)
+    (tmp_path / "models" / "ocr" / detector.name).write_bytes(detector.read_bytes())
+    return tmp_path / "models"
+
+
+def _read_well(engine: RapidOcrEngine, tmp_path: Path, count: int = 12, seed: int = 2) -> float:
+    memes = [m for m in render_sample_memes(tmp_path / f"memes{seed}", count=count, seed=seed) if m.text != SPACELESS_CAPTION]
+    return statistics.mean(_recall(m.text, engine.read(load_rgb(m.path, max_megapixels=50)).text) for m in memes)
 
 
 def test_the_detector_is_quantised_once_into_the_models_folder(int8):
     engine, models = int8
     assert engine.detector_dtype == "int8"
-    [graph] = (models / "ocr").glob("*.onnx")
+    graph = _graph(models, "det")
     ops = {node.op_type for node in onnx.load(str(graph)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     written = graph.stat().st_mtime_ns
@@ -47,7 +75,7 @@ def test_the_detector_is_quantised_once_into_the_models_folder(int8):
 
 def test_quantising_is_deterministic(int8, tmp_path):
     _, models = int8
-    [graph] = (models / "ocr").glob("*.onnx")
+    graph = _graph(models, "det")
     fp32 = Path(rapidocr.__file__).resolve().parent / "models" / DET_MODEL_FILE
     quantize_detector(fp32, str(tmp_path / "again.onnx"), detector_input)
     assert (tmp_path / "again.onnx").read_bytes() == graph.read_bytes()
@@ -75,14 +103,9 @@ def test_a_models_folder_it_cannot_write_leaves_detection_on_fp32(tmp_path, capl
     assert engine.read(load_rgb(memes[0].path, max_megapixels=50)).text
 
 
-def test_quantize_qdq_leaves_the_convolutions_not_named_in_fp32(tmp_path):
-    # bench/bench_ocr_rec_int8.py quantises subsets of the recogniser's backbone this way.
-    import numpy as np
+def _two_convs(tmp_path: Path, rng) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
-    from memesearch.ml.ocr_int8 import quantize_qdq
-
-    rng = np.random.default_rng(0)
     weights = [numpy_helper.from_array(rng.normal(size=(4, channels, 3, 3)).astype(np.float32), f"w{i}")
                for i, channels in enumerate((3, 4))]
     graph = helper.make_graph(
@@ -93,6 +116,28 @@ def test_quantize_qdq_leaves_the_convolutions_not_named_in_fp32(tmp_path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, None])], weights)
     source = tmp_path / "two.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(source))
+    return source
+
+
+def test_percentile_ranges_are_numpys_percentiles_of_all_values(tmp_path):
+    from memesearch.ml.ocr_int8 import percentile_ranges
+
+    rng = np.random.default_rng(1)
+    lines = [rng.standard_cauchy((1, 3, 8, width)).astype(np.float32) for width in (40, 300, 17, 120)]
+    ranges = percentile_ranges(_two_convs(tmp_path, rng), lines, ["Conv.0"], 99.0)
+    everything = np.concatenate([line.ravel() for line in lines]).astype(np.float64)
+    assert set(ranges) == {"x", "h"}, "the named convolution's input and output"
+    [x] = ranges["x"]
+    assert (float(x["rmin"]), float(x["rmax"])) == tuple(np.float32(np.percentile(everything, [1.0, 99.0])))
+    assert everything.min() < x["rmin"] and x["rmax"] < everything.max(), "the rarest values are left out"
+
+
+def test_quantize_qdq_leaves_the_convolutions_not_named_in_fp32(tmp_path):
+    # bench/bench_ocr_rec_int8.py quantises subsets of the recogniser's backbone this way.
+    from memesearch.ml.ocr_int8 import quantize_qdq
+
+    rng = np.random.default_rng(0)
+    source = _two_convs(tmp_path, rng)
     lines = [rng.random((1, 3, 8, width), dtype=np.float32) for width in (8, 20, 13)]  # widths vary, as text lines do
     quantize_qdq(source, str(tmp_path / "int8.onnx"), lines, nodes=["Conv.1"])
     quantised = onnx.load(str(tmp_path / "int8.onnx")).graph
@@ -100,3 +145,101 @@ def test_quantize_qdq_leaves_the_convolutions_not_named_in_fp32(tmp_path):
     convs = {node.name: node for node in quantised.node if node.op_type == "Conv"}
     assert producers.get(convs["Conv.1"].input[1]) == "DequantizeLinear"
     assert convs["Conv.0"].input[1] not in producers, "Conv.0 keeps its fp32 weight initializer"
+
+
+def test_the_recognizer_is_quantised_once_into_the_models_folder(int8, monkeypatch):
+    engine, models = int8
+    assert engine.recognizer_dtype == "int8"
+    graph = _graph(models, "rec")
+    convs = {node.name: node for node in onnx.load(str(graph)).graph.node if node.op_type == "Conv"}
+    producers = {output: node.op_type for node in onnx.load(str(graph)).graph.node for output in node.output}
+    assert producers.get(convs["Conv.53"].input[1]) == "DequantizeLinear", "the backbone's late convolutions are int8"
+    assert convs["Conv.0"].input[1] not in producers, "its stem stays fp32"
+    written = graph.stat().st_mtime_ns
+    monkeypatch.setattr(ocr_int8, "has_vnni", lambda: True)
+    monkeypatch.setattr(ocr_int8, "quantize_qdq", lambda *args, **kwargs: pytest.fail("quantised again"))
+    again = RapidOcrEngine(threads=1, models_dir=models)
+    again.ensure_loaded()
+    assert again.recognizer_dtype == "int8" and graph.stat().st_mtime_ns == written, "reused, not redone"
+
+
+def test_making_the_recognizer_is_deterministic(int8, tmp_path, monkeypatch):
+    # Two fresh folders with a smaller calibration set (the recipe is the same, it is only quicker).
+    monkeypatch.setattr(ocr_int8, "has_vnni", lambda: True)
+    monkeypatch.setattr(ocr_int8, "RECOGNIZER_CALIBRATION", {5: 3, 7: 3})
+    graphs = []
+    for run in ("first", "second"):
+        engine = RapidOcrEngine(threads=1, models_dir=_models_with_detector(int8, tmp_path / run))
+        engine.ensure_loaded()
+        assert engine.recognizer_dtype == "int8"
+        graphs.append(_graph(tmp_path / run / "models", "rec").read_bytes())
+    assert graphs[0] == graphs[1]
+
+
+@pytest.mark.skipif(not cpu.has_vnni(), reason="int8 recognition runs only on CPUs with VNNI (this one has none)")
+def test_int8_recognition_reads_captions_about_as_well_as_fp32(int8, tmp_path):
+    engine = int8[0]  # int8 detection and recognition; int8 texts may differ a little between CPUs
+    with_int8, with_fp32 = _read_well(engine, tmp_path), _read_well(RapidOcrEngine(threads=1), tmp_path)
+    assert with_int8 >= 0.8 and with_int8 >= with_fp32 - 0.03, (with_int8, with_fp32)
+
+
+def test_cpus_without_vnni_keep_fp32_recognition(int8, tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: {"avx2", "fma", "avx512f"})
+    models = _models_with_detector(int8, tmp_path)
+    engine = RapidOcrEngine(threads=1, models_dir=models)
+    engine.ensure_loaded()
+    assert (engine.detector_dtype, engine.recognizer_dtype) == ("int8", "fp32")
+    assert not list((models / "ocr").glob("PP-OCRv6_rec_small.*")), "nothing derived"
+
+
+def test_the_setting_turns_int8_recognition_off_in_the_app_and_its_ocr_workers(int8, tmp_path, monkeypatch):
+    from memesearch.app import Core
+    from memesearch.library.scanner import scan_folder
+    from memesearch.ml.fake import FakeEmbedder
+    from memesearch.ocr_workers import MIN_MEMES_FOR_WORKERS
+    from memesearch.pipeline import Pipeline
+    from memesearch.store.sqlite import SqliteStore
+
+    monkeypatch.setattr(ocr_int8, "has_vnni", lambda: True)
+    monkeypatch.setenv("MEMESEARCH_OCR_INT8_RECOGNITION", "false")
+    settings = Settings(home=tmp_path / "data", ocr_workers=2)
+    _models_with_detector(int8, tmp_path)
+    shutil.copytree(tmp_path / "models", settings.models_dir)
+    engine = Core(settings).ocr
+    engine.ensure_loaded()
+    assert (engine.detector_dtype, engine.recognizer_dtype) == ("int8", "fp32")
+    # The OCR worker processes get the setting too (there has_vnni is this CPU's own answer).
+    render_sample_memes(tmp_path / "memes", count=MIN_MEMES_FOR_WORKERS, seed=6)
+    store = SqliteStore(tmp_path / "store.db")
+    store.add_folder(str(tmp_path / "memes"))
+    scan_folder(store, store.list_folders()[0], settings)
+    report = Pipeline(store, settings, ocr=engine, embedder=FakeEmbedder()).run_ocr()
+    assert not report.failed
+    assert not list((settings.models_dir / "ocr").glob("PP-OCRv6_rec_small.*")), "nothing derived anywhere"
+
+
+def _falls_back(engine: RapidOcrEngine, tmp_path: Path, caplog, reason: str) -> None:
+    with caplog.at_level(logging.WARNING, logger="memesearch.ml.ocr"):
+        engine.ensure_loaded()
+    assert engine.recognizer_dtype == "fp32"
+    assert any("recognition stays fp32" in r.getMessage() and reason in r.getMessage() for r in caplog.records), caplog.text
+    assert _read_well(engine, tmp_path, count=4, seed=4) >= 0.8
+
+
+def test_a_damaged_cached_recognizer_leaves_recognition_on_fp32(int8, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(ocr_int8, "has_vnni", lambda: True)
+    models = _models_with_detector(int8, tmp_path)
+    (models / "ocr" / _graph(int8[1], "rec").name).write_bytes(b"half a graph")
+    _falls_back(RapidOcrEngine(threads=1, models_dir=models), tmp_path, caplog, "cannot open")
+
+
+def test_a_failing_quantiser_leaves_recognition_on_fp32(int8, tmp_path, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("quantiser bug")
+
+    monkeypatch.setattr(ocr_int8, "has_vnni", lambda: True)
+    monkeypatch.setattr(ocr_int8, "RECOGNIZER_CALIBRATION", {5: 2})
+    monkeypatch.setattr(ocr_int8, "quantize_qdq", broken)
+    models = _models_with_detector(int8, tmp_path)
+    _falls_back(RapidOcrEngine(threads=1, models_dir=models), tmp_path, caplog, "quantiser bug")
+    assert not list((models / "ocr").glob("PP-OCRv6_rec_small.*.onnx")), "no half-written graph left"

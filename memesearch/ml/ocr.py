@@ -70,14 +70,16 @@ class RapidOcrEngine(OcrEngine):
     backend = "onnx"
 
     def __init__(self, *, threads: int | None = None, min_confidence: float = 0.5,
-                 models_dir: Path | None = None) -> None:
+                 models_dir: Path | None = None, int8_recognition: bool = True) -> None:
         """With ``models_dir``, text detection runs an int8 graph derived there once
-        (memesearch.ml.ocr_int8); without it, or if that fails, the bundled fp32 one."""
+        (memesearch.ml.ocr_int8), and so does recognition on CPUs with VNNI unless
+        ``int8_recognition`` is off; without it, or if that fails, the bundled fp32 ones."""
         super().__init__()
         self.threads = default_threads() if threads is None else threads
         self.min_confidence = min_confidence
         self.models_dir = models_dir
-        self.detector_dtype = "fp32"
+        self.int8_recognition = int8_recognition
+        self.detector_dtype = self.recognizer_dtype = "fp32"
         self._engine = None
 
     def _load(self) -> None:
@@ -90,6 +92,21 @@ class RapidOcrEngine(OcrEngine):
                     f"the OCR model {path.name} is missing from the rapidocr package ({model_dir})",
                     hint="reinstall rapidocr 3.x (its wheel bundles the PP-OCRv6 small models)",
                 )
+        det_path = self._detector(det_path)
+        rec_int8 = self._recognizer(det_path, rec_path)
+        if rec_int8 is not None:
+            try:
+                self._engine = self._open(det_path, rec_int8)
+                self.recognizer_dtype = "int8"
+                return
+            except ModelUnavailableError as exc:  # a damaged cached graph: fp32 still reads
+                log.warning("OCR recognition stays fp32: cannot open %s (delete it to make it again): %s",
+                            rec_int8, exc)
+        self._engine = self._open(det_path, rec_path)
+
+    def _open(self, det_path: Path, rec_path: Path):
+        """A started rapidocr engine with these two graphs (a word read already)."""
+        rapidocr = require("rapidocr", extra="ocr", purpose="Reading text in images")
         params = {
             # rapidocr logs every model load at INFO and warns on each image without
             # text; both are expected here, so only real errors get through.
@@ -97,7 +114,7 @@ class RapidOcrEngine(OcrEngine):
             # Caption text is upright; the angle classifier costs time and can flip lines.
             "Global.use_cls": False,
             "Global.text_score": 0.0,  # we filter by min_confidence ourselves
-            "Det.model_path": str(self._detector(det_path)),
+            "Det.model_path": str(det_path),
             "Det.limit_type": "max",
             "Det.limit_side_len": DET_LIMIT_SIDE,
             "Rec.model_path": str(rec_path),
@@ -112,14 +129,15 @@ class RapidOcrEngine(OcrEngine):
         }
         onnxruntime()  # rapidocr opens its own sessions: telemetry off first
         try:
-            self._engine = rapidocr_class(rapidocr)(params=params)
+            engine = rapidocr_class(rapidocr)(params=params)
             # rapidocr opens each session on first use, and the recogniser only once
             # something was detected: read a word now, so that a broken model fails
             # at load time and the first real read is not slow.
-            self._engine(_warm_up_image())
-            _use_fast_detector_input(self._engine.text_det)  # the detector exists from the first read on
+            engine(_warm_up_image())
+            _use_fast_detector_input(engine.text_det)  # the detector exists from the first read on
         except Exception as exc:  # rapidocr raises plain ValueError/FileNotFoundError/ORT errors
             raise ModelUnavailableError(f"cannot start rapidocr: {exc}") from exc
+        return engine
 
     def _detector(self, fp32: Path) -> Path:
         if self.models_dir is None:
@@ -133,6 +151,22 @@ class RapidOcrEngine(OcrEngine):
             return fp32
         self.detector_dtype = "int8"
         return path
+
+    def _recognizer(self, det_path: Path, fp32: Path) -> Path | None:
+        """The int8 recogniser (derived on first use by reading sample memes with the fp32 one), or None."""
+        if self.models_dir is None or not self.int8_recognition:
+            return None
+        from memesearch.ml.ocr_int8 import int8_recognizer
+
+        def record(images) -> list[np.ndarray]:
+            self._engine = self._open(det_path, fp32)
+            return recognizer_inputs(self, images)
+
+        try:
+            return int8_recognizer(fp32, Path(self.models_dir), record)
+        except Exception as exc:  # noqa: BLE001 - as for the detector: fp32 still reads
+            log.warning("OCR recognition stays fp32: cannot make its int8 graph in %s: %s", self.models_dir, exc)
+            return None
 
     def _read(self, image: Image.Image) -> OcrResult:
         fitted, scale = _fit_size(image)
@@ -181,6 +215,29 @@ def detector_input(image: Image.Image) -> np.ndarray:
     fitted, _ = _fit_size(image.convert("RGB"))
     bgr = np.ascontiguousarray(np.asarray(fitted)[:, :, ::-1])
     return DetPreProcess(DET_LIMIT_SIDE, "max", DET_MEAN, DET_STD)(bgr)
+
+
+def recognizer_inputs(engine: RapidOcrEngine, images) -> list[np.ndarray]:
+    """The tensors ``engine``'s recogniser gets while it reads ``images`` (one text line each):
+    int8 calibration and bench/bench_ocr_rec_int8.py record them."""
+    text_rec, seen = engine._engine.text_rec, []
+    session = text_rec.session
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(session, name)
+
+        def __call__(self, tensor):
+            seen.append(tensor.copy())
+            return session(tensor)
+
+    text_rec.session = Recording()
+    try:
+        for image in images:
+            engine._read(image.convert("RGB"))
+    finally:
+        text_rec.session = session
+    return seen
 
 
 def _use_fast_detector_input(text_det) -> None:

@@ -148,7 +148,7 @@ def build_model(settings: Settings, kind: str, name: str) -> tuple[object, str]:
         from memesearch.ml.ocr import RapidOcrEngine
 
         engine = RapidOcrEngine(threads=threads, min_confidence=settings.ocr_min_confidence,
-                                models_dir=settings.models_dir)
+                                models_dir=settings.models_dir, int8_recognition=settings.ocr_int8_recognition)
         engine.ensure_loaded()
         return engine, engine.backend
     if kind == "image_text":
