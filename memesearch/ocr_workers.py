@@ -84,6 +84,14 @@ def _start_worker(min_confidence: float, max_megapixels: float, models_dir: str 
     _max_megapixels = max_megapixels
 
 
+def _load_engine() -> None:
+    """Load the models ahead of the first meme (a model that cannot load is reported by that read)."""
+    try:
+        _engine.ensure_loaded()
+    except ModelUnavailableError:
+        pass
+
+
 def _read_one(meme_id: int, path: str, with_features: bool = False) -> Outcome:
     from memesearch.library.decode import load_rgb, one_line_reason
 
@@ -139,6 +147,14 @@ class OcrWorkers:
             # Queued reads are dropped; a worker finishes at most the meme it is on.
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+    def start(self) -> None:
+        """Spawn the processes and have each load its models now (~0.5 s CPU each), while the
+        caller still works (the scan decoding new files): the first reads then start at once."""
+        if self._pool is None:
+            self._pool = self._new_pool(self.workers)
+            for _ in range(self.workers):  # one task per process: the pool spawns one for each
+                self._pool.submit(_load_engine)
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         # spawn, not fork: the parent may already run onnxruntime or database threads.

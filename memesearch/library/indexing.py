@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from memesearch.app import Core
 from memesearch.library.scanner import scan_folder
+from memesearch.ocr_workers import MIN_MEMES_FOR_WORKERS
 
 # (stage, done, total or None): the same callback Pipeline's stages take.
 Progress = Callable[[str, int, int | None], None]
@@ -23,13 +24,25 @@ def run_index(core: Core, *, progress: Progress | None = None, captioner=None) -
     texts and (when a visual search model is installed) pictures: whatever is pending. Returns a
     JSON-able summary. Incremental: finished work is kept, so an interrupted run resumes."""
     report = progress or _no_progress
+    try:
+        return _run_index(core, report, captioner)
+    finally:
+        core.pipeline.close_ocr_workers()  # started during the scan, if the OCR stage never came
+
+
+def _run_index(core: Core, report: Progress, captioner) -> dict:
     store = core.store
     summaries = []
+    new_files = {"n": 0}
     for folder in store.list_folders():
         counter = {"n": 0}
 
         def on_file(event: str, path: str, counter=counter) -> None:
             counter["n"] += 1
+            if event == "indexed":  # a new or changed file: OCR work ahead
+                new_files["n"] += 1
+                if new_files["n"] == MIN_MEMES_FOR_WORKERS:  # enough to read in worker processes:
+                    core.pipeline.start_ocr_workers()  # they load their models while the scan goes on
             report("scan", counter["n"], None)
 
         summaries.append(scan_folder(store, folder, core.settings, on_file).as_dict())
