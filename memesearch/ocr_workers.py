@@ -82,14 +82,14 @@ def _start_worker(min_confidence: float, max_megapixels: float, models_dir: str 
     _engine = RapidOcrEngine(threads=1, min_confidence=min_confidence,
                              models_dir=Path(models_dir) if models_dir else None)
     _max_megapixels = max_megapixels
-
-
-def _load_engine() -> None:
-    """Load the models ahead of the first meme (a model that cannot load is reported by that read)."""
-    try:
+    try:  # the models load now, while the parent may still be scanning, not at the first meme
         _engine.ensure_loaded()
     except ModelUnavailableError:
-        pass
+        pass  # the first read raises it again, and the parent stops the stage with its reason
+
+
+def _started() -> None:
+    """A task that does nothing: submitting one per process makes the pool spawn them all."""
 
 
 def _read_one(meme_id: int, path: str, with_features: bool = False) -> Outcome:
@@ -154,7 +154,7 @@ class OcrWorkers:
         if self._pool is None:
             self._pool = self._new_pool(self.workers)
             for _ in range(self.workers):  # one task per process: the pool spawns one for each
-                self._pool.submit(_load_engine)
+                self._pool.submit(_started)
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         # spawn, not fork: the parent may already run onnxruntime or database threads.

@@ -8,6 +8,7 @@ database and the next run picks up exactly what is left.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,10 @@ class Pipeline:
             started.close()
             started = None
         with started or self._new_ocr_workers(workers) as pool:
+            # The parent mostly waits on the workers here: it loads the embedder meanwhile,
+            # so the embed stage after OCR does not start with a model load.
+            preload = threading.Thread(target=self._preload_embedder, name="preload-embedder", daemon=True)
+            preload.start()
             for outcome in pool.read(to_read()):
                 meme = memes.pop(outcome.meme_id)
                 if outcome.engine_down:
@@ -143,6 +148,13 @@ class Pipeline:
                     report.done += 1
                 if progress:
                     progress("ocr", report.done + report.skipped + len(report.failed), len(pending))
+        preload.join()  # long done on any real folder; the stage ends with the embedder ready
+
+    def _preload_embedder(self) -> None:
+        try:
+            self.embedder.ensure_loaded()
+        except Exception as exc:  # noqa: BLE001 - the embed stage loads it again and reports why it fails
+            log.debug("embedder not preloaded: %s", exc)
 
     def _ocr_one(self, meme: Meme, report: StageReport) -> None:
         """One meme; whatever its file or the OCR engine raises for it is recorded, and the run goes on.

@@ -202,3 +202,41 @@ def _assert_exit(pids: set[int], timeout: float = 30.0) -> None:
     while {child.pid for child in multiprocessing.active_children()} & pids and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not {child.pid for child in multiprocessing.active_children()} & pids
+
+
+def test_the_embedder_loads_while_the_workers_read(tmp_path, memes):
+    """The embed stage that follows OCR finds its model loaded: the parent loaded it while it
+    waited on the workers (in another thread, so the OCR results kept coming meanwhile)."""
+    import threading
+
+    class RecordingEmbedder(FakeEmbedder):
+        loaded_by: str | None = None
+
+        def _load(self) -> None:
+            type(self).loaded_by = threading.current_thread().name
+
+    source, samples = memes
+    store, settings = _library(tmp_path, source, ocr_workers=2)
+    embedder = RecordingEmbedder()
+    assert not embedder.is_loaded
+    report = Pipeline(store, settings, ocr=RapidOcrEngine(), embedder=embedder).run_ocr()
+    assert report.done == len(samples)
+    assert embedder.is_loaded and RecordingEmbedder.loaded_by == "preload-embedder"
+    store.close()
+
+
+def test_an_embedder_that_cannot_load_does_not_stop_ocr(tmp_path, memes):
+    """Its failure belongs to the embed stage, which loads it again and reports why."""
+    from memesearch.errors import ModelUnavailableError
+
+    class BrokenEmbedder(FakeEmbedder):
+        def _load(self) -> None:
+            raise ModelUnavailableError("no embedding model here")
+
+    source, samples = memes
+    store, settings = _library(tmp_path, source, ocr_workers=2)
+    embedder = BrokenEmbedder()
+    report = Pipeline(store, settings, ocr=RapidOcrEngine(), embedder=embedder).run_ocr()
+    assert report.done == len(samples) and report.failed == []
+    assert not embedder.is_loaded
+    store.close()
