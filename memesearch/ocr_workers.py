@@ -83,14 +83,6 @@ def _start_worker(min_confidence: float, max_megapixels: float, models_dir: str 
     _engine = RapidOcrEngine(threads=1, min_confidence=min_confidence,
                              models_dir=Path(models_dir) if models_dir else None, int8_recognition=int8_recognition)
     _max_megapixels = max_megapixels
-    try:  # the models load now, while the parent may still be scanning, not at the first meme
-        _engine.ensure_loaded()
-    except ModelUnavailableError:
-        pass  # the first read raises it again, and the parent stops the stage with its reason
-
-
-def _started() -> None:
-    """A task that does nothing: submitting one per process makes the pool spawn them all."""
 
 
 def _read_one(meme_id: int, path: str, with_features: bool = False) -> Outcome:
@@ -148,14 +140,6 @@ class OcrWorkers:
             # Queued reads are dropped; a worker finishes at most the meme it is on.
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-
-    def start(self) -> None:
-        """Spawn the processes and have each load its models now (~0.5 s CPU each), while the
-        caller still works (the scan decoding new files): the first reads then start at once."""
-        if self._pool is None:
-            self._pool = self._new_pool(self.workers)
-            for _ in range(self.workers):  # one task per process: the pool spawns one for each
-                self._pool.submit(_started)
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         # spawn, not fork: the parent may already run onnxruntime or database threads.

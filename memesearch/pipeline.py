@@ -20,7 +20,7 @@ from memesearch.library.decode import load_rgb, one_line_reason
 from memesearch.library.scanner import mark_unreadable
 from memesearch.ml.base import Embedder, OcrEngine
 from memesearch.ml.ocr import RapidOcrEngine
-from memesearch.ocr_workers import MIN_MEMES_FOR_WORKERS, OcrWorkers, Outcome, template_features, worker_count
+from memesearch.ocr_workers import OcrWorkers, Outcome, template_features, worker_count
 from memesearch.store.models import Meme
 from memesearch.store.templates import TemplateStore
 from memesearch.text import content_hash
@@ -65,25 +65,6 @@ class Pipeline:
         self.ocr = ocr
         self.embedder = embedder
         self._features_with_ocr = 0  # template features stored by the OCR stage, reported by run_templates
-        self._ocr_workers: OcrWorkers | None = None  # started early by start_ocr_workers
-
-    def start_ocr_workers(self) -> None:
-        """Start the OCR processes before the OCR stage (run_index does so once the scan has
-        found enough new files): they load their models while the scan decodes the rest."""
-        if self._ocr_workers is None and isinstance(self.ocr, RapidOcrEngine):
-            workers = worker_count(self.settings.ocr_workers, MIN_MEMES_FOR_WORKERS)
-            if workers > 1:
-                self._ocr_workers = self._new_ocr_workers(workers)
-                self._ocr_workers.start()
-
-    def close_ocr_workers(self) -> None:
-        if self._ocr_workers is not None:
-            self._ocr_workers.close()
-            self._ocr_workers = None
-
-    def _new_ocr_workers(self, workers: int) -> OcrWorkers:
-        return OcrWorkers(workers, min_confidence=self.ocr.min_confidence, max_megapixels=self.settings.max_megapixels,
-                          models_dir=self.ocr.models_dir, int8_recognition=self.ocr.int8_recognition)
 
     def run_ocr(self, progress: StageProgress | None = None) -> StageReport:
         report = StageReport("ocr")
@@ -91,9 +72,7 @@ class Pipeline:
             return report
         pending = self.store.pending("ocr")
         workers = worker_count(self.settings.ocr_workers, len(pending)) if isinstance(self.ocr, RapidOcrEngine) else 1
-        if workers == 1:
-            self.close_ocr_workers()  # started for a scan whose new files turned out to need no OCR
-        else:
+        if workers > 1:
             self._ocr_in_workers(pending, workers, report, progress)
             return report
         for position, meme_id in enumerate(pending, start=1):
@@ -122,11 +101,9 @@ class Pipeline:
                 memes[meme_id] = meme
                 yield meme_id, meme.path, templates.needs_features(meme_id)
 
-        started, self._ocr_workers = self._ocr_workers, None
-        if started is not None and started.workers != workers:
-            started.close()
-            started = None
-        with started or self._new_ocr_workers(workers) as pool:
+        ocr = self.ocr
+        with OcrWorkers(workers, min_confidence=ocr.min_confidence, max_megapixels=self.settings.max_megapixels,
+                        models_dir=ocr.models_dir, int8_recognition=ocr.int8_recognition) as pool:
             # The parent mostly waits on the workers here: it loads the embedder meanwhile,
             # so the embed stage after OCR does not start with a model load.
             preload = threading.Thread(target=self._preload_embedder, name="preload-embedder", daemon=True)

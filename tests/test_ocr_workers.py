@@ -161,49 +161,6 @@ def test_template_features_come_from_the_worker_s_decode_and_equal_the_stage_s_o
     store.close()
 
 
-def test_workers_started_before_the_stage_read_the_memes(tmp_path, memes):
-    """run_index starts the OCR processes during the scan; the OCR stage then reads with them."""
-    import multiprocessing
-
-    source, samples = memes
-    store, settings = _library(tmp_path, source, ocr_workers=2)
-    pipeline = Pipeline(store, settings, ocr=RapidOcrEngine(), embedder=FakeEmbedder())
-    pipeline.start_ocr_workers()
-    started = {child.pid for child in multiprocessing.active_children()}
-    assert len(started) == 2
-    report = pipeline.run_ocr()
-    assert report.done == len(samples) and report.failed == []
-    assert all(_texts(tmp_path / "store.db").values()), "every rendered caption is read"
-    _assert_exit(started)
-    store.close()
-
-
-def test_workers_started_for_a_scan_that_leaves_no_ocr_work_are_stopped(tmp_path, memes):
-    import multiprocessing
-
-    source, _ = memes
-    store, settings = _library(tmp_path, source, ocr_workers=2)
-    Pipeline(store, settings, ocr=RapidOcrEngine(), embedder=FakeEmbedder()).run_ocr()  # all read
-    pipeline = Pipeline(store, settings, ocr=RapidOcrEngine(), embedder=FakeEmbedder())
-    pipeline.start_ocr_workers()
-    started = {child.pid for child in multiprocessing.active_children()}
-    report = pipeline.run_ocr()
-    assert report.done == 0 and report.failed == []
-    _assert_exit(started)
-    store.close()
-
-
-def _assert_exit(pids: set[int], timeout: float = 30.0) -> None:
-    """The worker processes end once the stage is over (Ctrl-C or a crash must not leave them)."""
-    import multiprocessing
-    import time
-
-    deadline = time.monotonic() + timeout
-    while {child.pid for child in multiprocessing.active_children()} & pids and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not {child.pid for child in multiprocessing.active_children()} & pids
-
-
 def test_the_embedder_loads_while_the_workers_read(tmp_path, memes):
     """The embed stage that follows OCR finds its model loaded: the parent loaded it while it
     waited on the workers (in another thread, so the OCR results kept coming meanwhile)."""

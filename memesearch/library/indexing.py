@@ -5,14 +5,10 @@ the CLI only adds progress bars (through ``progress``) and prints the summary.""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from memesearch.app import Core
 from memesearch.library.scanner import scan_folder
-from memesearch.ocr_workers import MIN_MEMES_FOR_WORKERS
-
-log = logging.getLogger(__name__)
 
 # (stage, done, total or None): the same callback Pipeline's stages take.
 Progress = Callable[[str, int, int | None], None]
@@ -27,36 +23,13 @@ def run_index(core: Core, *, progress: Progress | None = None, captioner=None) -
     texts and (when a visual search model is installed) pictures: whatever is pending. Returns a
     JSON-able summary. Incremental: finished work is kept, so an interrupted run resumes."""
     report = progress or _no_progress
-    try:
-        return _run_index(core, report, captioner)
-    finally:  # workers started during the scan whose OCR stage never came (an error, Ctrl-C) stop here
-        pipeline = core.__dict__.get("pipeline")  # Core.pipeline, if it was made (making it can fail)
-        if pipeline is not None:
-            pipeline.close_ocr_workers()
-
-
-def _start_ocr_workers(core: Core) -> None:
-    """Only a head start: whatever stops it (a misconfigured model, no processes left) is
-    met again, and reported, by the stage itself after the scan, never in the middle of it."""
-    try:
-        core.pipeline.start_ocr_workers()
-    except Exception as exc:  # noqa: BLE001
-        log.debug("OCR workers not started during the scan: %s", exc)
-
-
-def _run_index(core: Core, report: Progress, captioner) -> dict:
     store = core.store
     summaries = []
-    new_files = {"n": 0}
     for folder in store.list_folders():
         counter = {"n": 0}
 
         def on_file(event: str, path: str, counter=counter) -> None:
             counter["n"] += 1
-            if event == "indexed":  # a new or changed file: OCR work ahead
-                new_files["n"] += 1
-                if new_files["n"] == MIN_MEMES_FOR_WORKERS:  # enough to read in worker processes:
-                    _start_ocr_workers(core)  # they load their models while the scan goes on
             report("scan", counter["n"], None)
 
         summaries.append(scan_folder(store, folder, core.settings, on_file).as_dict())
