@@ -243,3 +243,57 @@ def test_a_failing_quantiser_leaves_recognition_on_fp32(int8, tmp_path, monkeypa
     models = _models_with_detector(int8, tmp_path)
     _falls_back(RapidOcrEngine(threads=1, models_dir=models), tmp_path, caplog, "quantiser bug")
     assert not list((models / "ocr").glob("PP-OCRv6_rec_small.*.onnx")), "no half-written graph left"
+
+
+def _recorder(engine_models: Path, calls: list):
+    """A fp32-recognition engine (behind the int8 detector) whose recorded inputs feed ``record``."""
+    from memesearch.ml.ocr import recognizer_inputs
+
+    engine = RapidOcrEngine(threads=1, models_dir=engine_models, int8_recognition=False)
+    engine.ensure_loaded()
+
+    def record(images):
+        calls.append(len(images))
+        return recognizer_inputs(engine, images)
+
+    return record
+
+
+def test_the_stored_ranges_are_what_calibration_measures(int8):
+    """ocr_rec_ranges.json holds the ranges of the bundled recogniser as the full calibration
+    measures them now (scripts/ocr_rec_ranges.py made it; fp32 rounding may differ by CPU)."""
+    import json
+
+    from memesearch.ml.ocr import bundled_models
+
+    source = bundled_models()[1]
+    table = json.loads(ocr_int8.RECOGNIZER_RANGES.read_text())
+    assert table["source_sha256"] == ocr_int8._sha256(source), "rapidocr's recogniser changed: run scripts/ocr_rec_ranges.py"
+    assert table["recipe"] == ocr_int8.RECOGNIZER_RECIPE
+    measured = ocr_int8.recognizer_ranges(source, _recorder(int8[1], []))
+    assert measured.keys() == table["ranges"].keys()
+    np.testing.assert_allclose([measured[name] for name in sorted(measured)],
+                               [table["ranges"][name] for name in sorted(measured)], rtol=1e-4, atol=1e-6)
+
+
+def test_stored_ranges_make_the_graph_from_one_line_and_stale_ones_are_not_used(int8, tmp_path, monkeypatch):
+    import json
+
+    from memesearch.ml.ocr import bundled_models
+
+    source = bundled_models()[1]
+    calls: list[int] = []
+    record = _recorder(int8[1], calls)
+    ocr_int8.quantize_recognizer(source, str(tmp_path / "stored.onnx"), record)
+    assert calls == [1], "with stored ranges one sample meme is read"
+    assert (tmp_path / "stored.onnx").read_bytes() == _graph(int8[1], "rec").read_bytes(), "the graph the app made"
+
+    # A table of another graph (rapidocr updated its model): calibration runs on the samples.
+    stale = json.loads(ocr_int8.RECOGNIZER_RANGES.read_text()) | {"source_sha256": "0" * 64}
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    monkeypatch.setattr(ocr_int8, "RECOGNIZER_RANGES", tmp_path / "stale.json")
+    monkeypatch.setattr(ocr_int8, "RECOGNIZER_CALIBRATION", {5: 2, 7: 2})
+    calls.clear()
+    ocr_int8.quantize_recognizer(source, str(tmp_path / "calibrated.onnx"), record)
+    assert calls == [4], "the calibration set was read"
+    assert (tmp_path / "calibrated.onnx").read_bytes() != (tmp_path / "stored.onnx").read_bytes()

@@ -83,15 +83,7 @@ class RapidOcrEngine(OcrEngine):
         self._engine = None
 
     def _load(self) -> None:
-        rapidocr = require("rapidocr", extra="ocr", purpose="Reading text in images")
-        model_dir = Path(rapidocr.__file__).resolve().parent / "models"
-        det_path, rec_path = model_dir / DET_MODEL_FILE, model_dir / REC_MODEL_FILE
-        for path in (det_path, rec_path):
-            if not path.is_file():
-                raise ModelUnavailableError(
-                    f"the OCR model {path.name} is missing from the rapidocr package ({model_dir})",
-                    hint="reinstall rapidocr 3.x (its wheel bundles the PP-OCRv6 small models)",
-                )
+        det_path, rec_path = bundled_models()
         det_path = self._detector(det_path)
         rec_int8 = self._recognizer(det_path, rec_path)
         if rec_int8 is not None:
@@ -215,6 +207,20 @@ def detector_input(image: Image.Image) -> np.ndarray:
     fitted, _ = _fit_size(image.convert("RGB"))
     bgr = np.ascontiguousarray(np.asarray(fitted)[:, :, ::-1])
     return DetPreProcess(DET_LIMIT_SIDE, "max", DET_MEAN, DET_STD)(bgr)
+
+
+def bundled_models() -> tuple[Path, Path]:
+    """The fp32 detector and recogniser inside the rapidocr wheel."""
+    rapidocr = require("rapidocr", extra="ocr", purpose="Reading text in images")
+    model_dir = Path(rapidocr.__file__).resolve().parent / "models"
+    paths = model_dir / DET_MODEL_FILE, model_dir / REC_MODEL_FILE
+    for path in paths:
+        if not path.is_file():
+            raise ModelUnavailableError(
+                f"the OCR model {path.name} is missing from the rapidocr package ({model_dir})",
+                hint="reinstall rapidocr 3.x (its wheel bundles the PP-OCRv6 small models)",
+            )
+    return paths
 
 
 def recognizer_inputs(engine: RapidOcrEngine, images) -> list[np.ndarray]:

@@ -21,6 +21,7 @@ keep fp32.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -49,6 +50,9 @@ RECOGNIZER_CALIBRATION = {5: 30, 7: 30}
 RECOGNIZER_PERCENTILE = 99.99
 #: In the cached file's name, as RECIPE is for the detector.
 RECOGNIZER_RECIPE = "int8w8-p9999-r1"
+#: Those ranges, measured once for the recogniser rapidocr bundles (scripts/ocr_rec_ranges.py):
+#: making the graph then takes ~2 s instead of ~45 s of calibration on a user's first index.
+RECOGNIZER_RANGES = Path(__file__).with_name("ocr_rec_ranges.json")
 
 
 def int8_detector(source: Path, models_dir: Path, prepare) -> Path:
@@ -67,7 +71,7 @@ def int8_recognizer(source: Path, models_dir: Path, record) -> Path | None:
 
 
 def _derive(source: Path, models_dir: Path, recipe: str, write) -> Path:
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    digest = _sha256(source)[:12]
     target = models_dir / "ocr" / f"{source.stem}.{digest}.{recipe}.onnx"
     if not target.is_file():
         log.info("quantising the OCR model %s to int8 (once)", source.name)
@@ -80,25 +84,65 @@ def quantize_detector(source: Path, target: str, prepare) -> None:
 
 
 def quantize_recognizer(source: Path, target: str, record) -> None:
+    """With the stored ranges of this exact graph (RECOGNIZER_RANGES), ~2 s: one sample line only
+    feeds quantize_static's own calibration pass, whose values the stored ranges replace (the
+    bytes equal those of a full calibration, tests/test_ocr_int8.py). Without them (another
+    rapidocr model), the full calibration: ~45 s and ~1 GB once."""
+    stored = stored_recognizer_ranges(source)
+    if stored is None:
+        log.info("no stored activation ranges for %s: calibrating on sample memes (about a minute, once)", source.name)
+        inputs = record(calibration_images(RECOGNIZER_CALIBRATION))
+    else:
+        inputs = record(calibration_images({CALIBRATION_SEED: 1}))[:1]
+    quantize_qdq(source, target, inputs, nodes=RECOGNIZER_NODES, reduce_range=False,
+                 percentile=RECOGNIZER_PERCENTILE, ranges=stored)
+
+
+def calibration_images(counts: dict[int, int]) -> list:
+    """Rendered sample memes, ``counts`` of each seed, decoded as indexing decodes them."""
     from memesearch.library.decode import load_rgb
     from memesearch.library.samples import render_sample_memes
 
     with tempfile.TemporaryDirectory() as scratch:
-        images = [load_rgb(meme.path, max_megapixels=50) for seed, count in RECOGNIZER_CALIBRATION.items()
-                  for meme in render_sample_memes(Path(scratch) / str(seed), count=count, seed=seed)]
-    quantize_qdq(source, target, record(images), nodes=RECOGNIZER_NODES, reduce_range=False,
-                 percentile=RECOGNIZER_PERCENTILE)
+        return [load_rgb(meme.path, max_megapixels=50) for seed, count in counts.items()
+                for meme in render_sample_memes(Path(scratch) / str(seed), count=count, seed=seed)]
+
+
+def recognizer_ranges(source: Path, record) -> dict[str, list[float]]:
+    """The activation ranges full calibration gives the recogniser ``source``, as stored in
+    RECOGNIZER_RANGES (scripts/ocr_rec_ranges.py writes them)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = _prepared(source, Path(scratch))
+        found = percentile_ranges(prepared, record(calibration_images(RECOGNIZER_CALIBRATION)),
+                                  RECOGNIZER_NODES, RECOGNIZER_PERCENTILE)
+    return {name: [float(bounds[0]["rmin"]), float(bounds[0]["rmax"])] for name, bounds in sorted(found.items())}
+
+
+def stored_recognizer_ranges(source: Path) -> dict | None:
+    """RECOGNIZER_RANGES as quantize_static's overrides, if they were measured on this very graph
+    with this recipe; else None."""
+    try:
+        table = json.loads(RECOGNIZER_RANGES.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the stored OCR activation ranges %s: %s", RECOGNIZER_RANGES, exc)
+        return None
+    if table.get("source_sha256") != _sha256(source) or table.get("recipe") != RECOGNIZER_RECIPE:
+        return None
+    return {name: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for name, (low, high) in table["ranges"].items()}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def quantize_qdq(source: Path, target: str, inputs: list[np.ndarray], *, nodes: list[str] | None = None,
-                 reduce_range: bool = REDUCE_RANGE, percentile: float | None = None) -> None:
+                 reduce_range: bool = REDUCE_RANGE, percentile: float | None = None,
+                 ranges: dict | None = None) -> None:
     """Write ``target``: the PaddleOCR graph ``source`` (input ``x``) as static int8 QDQ, activation
     ranges from ``inputs`` (their extremes, or with ``percentile`` that percentile of the values
-    around each of ``nodes``); only ``nodes`` if given (bench/bench_ocr_rec_int8.py tries subsets)."""
-    import onnx
-    from onnx import version_converter
+    around each of ``nodes``) unless ``ranges`` gives them; only ``nodes`` if given
+    (bench/bench_ocr_rec_int8.py tries subsets)."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Inputs(CalibrationDataReader):
         def __init__(self, tensors: list[np.ndarray]) -> None:
@@ -109,15 +153,26 @@ def quantize_qdq(source: Path, target: str, inputs: list[np.ndarray], *, nodes: 
             return None if tensor is None else {"x": tensor}
 
     with tempfile.TemporaryDirectory() as scratch:
-        upgraded, prepared = Path(scratch) / "opset13.onnx", Path(scratch) / "prepared.onnx"
-        onnx.save(version_converter.convert_version(onnx.load(str(source)), OPSET), str(upgraded))
-        # Batch norms folded into their convolutions first: fewer tensors to quantise (0.9x CPU).
-        quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
-        ranges = percentile_ranges(prepared, inputs, nodes, percentile) if percentile else None
+        prepared = _prepared(source, Path(scratch))
+        if ranges is None and percentile:
+            ranges = percentile_ranges(prepared, inputs, nodes, percentile)
         quantize_static(str(prepared), target, Inputs(inputs), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         reduce_range=reduce_range, calibrate_method=CalibrationMethod.MinMax, nodes_to_quantize=nodes,
                         extra_options=ranges and {"TensorQuantOverrides": ranges})
+
+
+def _prepared(source: Path, scratch: Path) -> Path:
+    """``source`` at opset 13 with its batch norms folded into the convolutions (fewer tensors to
+    quantise: 0.9x CPU), in ``scratch``: the graph quantize_static and the ranges work on."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    upgraded, prepared = scratch / "opset13.onnx", scratch / "prepared.onnx"
+    onnx.save(version_converter.convert_version(onnx.load(str(source)), OPSET), str(upgraded))
+    quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
+    return prepared
 
 
 def percentile_ranges(model_path: Path, inputs: list[np.ndarray], nodes: list[str], percentile: float) -> dict:
