@@ -288,3 +288,55 @@ def test_read_error_is_recorded_not_raised(lib, monkeypatch):
     summary = _scan(lib)
     assert [Path(p).name for p, _ in summary.errors] == ["a.png"] and "Permission denied" in summary.errors[0][1]
     assert store.counts()["ok"] == 1
+
+
+def _rows(db: Path) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return sorted(conn.execute("SELECT path, status, COALESCE(error, ''), sha256, phash, width, height FROM memes"))
+
+
+def test_files_inspected_in_threads_are_stored_as_one_thread_stores_them(tmp_path, settings, monkeypatch):
+    """New files are hashed and decoded a few at a time in threads; every record (good files and
+    bad ones alike) is what the one-thread scan stores, and files are stored in walk order."""
+    results = {}
+    for threads in (1, 4):
+        folder = tmp_path / f"memes{threads}"
+        for index in range(9):
+            _png(folder / f"m{index}.png", color=(index * 25, 40, 90), size=(64 + index, 48))
+        _png(folder / "good.png")
+        for name, data in _bad_files(folder).items():
+            (folder / name).write_bytes(data)
+        monkeypatch.setattr(scanner, "INSPECT_THREADS", threads)
+        store = SqliteStore(tmp_path / f"db{threads}.sqlite")
+        order: list[str] = []
+        scan_folder(store, store.add_folder(str(folder)), settings, lambda event, path: order.append(Path(path).name))
+        store.close()
+        results[threads] = ([(Path(p).name, *rest) for p, *rest in _rows(tmp_path / f"db{threads}.sqlite")], order)
+    assert results[4] == results[1]
+    assert len(results[4][0]) == 16 and sum(row[1] == "error" for row in results[4][0]) == 6
+
+
+def test_an_interrupted_threaded_scan_stops_at_once(lib, monkeypatch):
+    """Ctrl-C (here: raised by the progress callback) stops the scan with only a few files read ahead."""
+    folder, store, registered, settings = lib
+    for index in range(40):
+        _png(folder / f"m{index:02}.png", color=(index * 6, 0, 0))
+    inspected: list[str] = []
+    real = scanner.inspect_file
+
+    def counting(path, *args):
+        inspected.append(path.name)
+        return real(path, *args)
+
+    def interrupt(event, path):
+        if event == "indexed":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(scanner, "INSPECT_THREADS", 2)
+    monkeypatch.setattr(scanner, "inspect_file", counting)
+    with pytest.raises(KeyboardInterrupt):
+        scan_folder(store, registered, settings, interrupt)
+    assert store.counts()["total"] == 1, "the file in hand is stored, nothing after it"
+    assert len(inspected) <= 2 * 2 + 2, "only the window of files ahead was read"
