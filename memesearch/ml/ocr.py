@@ -145,7 +145,8 @@ class RapidOcrEngine(OcrEngine):
         return path
 
     def _recognizer(self, det_path: Path, fp32: Path) -> Path | None:
-        """The int8 recogniser (derived on first use by reading sample memes with the fp32 one), or None."""
+        """The int8 recogniser, or None. Derived on first use (memesearch.ml.ocr_int8): ``record``
+        reads sample memes with the fp32 recogniser behind ``det_path`` and hands back its inputs."""
         if self.models_dir is None or not self.int8_recognition:
             return None
         from memesearch.ml.ocr_int8 import int8_recognizer
