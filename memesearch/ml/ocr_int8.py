@@ -79,8 +79,8 @@ def _derive(source: Path, models_dir: Path, recipe: str, write) -> Path:
 
 
 def quantize_detector(source: Path, target: str, prepare) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        quantize_qdq(source, target, _calibration_inputs(Path(scratch), prepare))
+    images = calibration_images({CALIBRATION_SEED: CALIBRATION_MEMES})
+    quantize_qdq(source, target, [prepare(image) for image in images])
 
 
 def quantize_recognizer(source: Path, target: str, record) -> None:
@@ -233,11 +233,3 @@ def _percentile(part: np.ndarray, first: int, count: int, q: float) -> float:
         return float(pair[0])
     low, high = pair
     return float(low + (high - low) * t if t < 0.5 else high - (high - low) * (1 - t))  # numpy's _lerp
-
-
-def _calibration_inputs(folder: Path, prepare) -> list[np.ndarray]:
-    from memesearch.library.decode import load_rgb
-    from memesearch.library.samples import render_sample_memes
-
-    memes = render_sample_memes(folder / "memes", count=CALIBRATION_MEMES, seed=CALIBRATION_SEED)
-    return [prepare(load_rgb(meme.path, max_megapixels=50)) for meme in memes]
