@@ -17,6 +17,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from memesearch.library.hashing import sha256_file
 from memesearch.ml import ocr_int8
 from memesearch.ml.ocr import REC_MODEL_FILE, RapidOcrEngine, bundled_models, recognizer_inputs
 
@@ -33,7 +34,7 @@ def main() -> None:
         ranges = ocr_int8.recognizer_ranges(source, lambda images: recognizer_inputs(engine, images))
     table = {
         "source": REC_MODEL_FILE,
-        "source_sha256": ocr_int8._sha256(source),
+        "source_sha256": sha256_file(source),
         "recipe": ocr_int8.RECOGNIZER_RECIPE,
         "made_by": "scripts/ocr_rec_ranges.py",
         "ranges": ranges,

@@ -19,6 +19,7 @@ import pytest
 import rapidocr
 from memesearch.config import Settings
 from memesearch.library.decode import load_rgb
+from memesearch.library.hashing import sha256_file
 from memesearch.library.sample_captions import SPACELESS_CAPTION
 from memesearch.library.samples import render_sample_memes
 from memesearch.ml import cpu, ocr_int8
@@ -268,7 +269,7 @@ def test_the_stored_ranges_are_what_calibration_measures(int8):
 
     source = bundled_models()[1]
     table = json.loads(ocr_int8.RECOGNIZER_RANGES.read_text())
-    assert table["source_sha256"] == ocr_int8._sha256(source), "rapidocr's recogniser changed: run scripts/ocr_rec_ranges.py"
+    assert table["source_sha256"] == sha256_file(source), "rapidocr's recogniser changed: run scripts/ocr_rec_ranges.py"
     assert table["recipe"] == ocr_int8.RECOGNIZER_RECIPE
     measured = ocr_int8.recognizer_ranges(source, _recorder(int8[1], []))
     assert measured.keys() == table["ranges"].keys()

@@ -20,7 +20,6 @@ keep fp32.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memesearch.library.hashing import sha256_file
 from memesearch.ml.cpu import has_vnni
 from memesearch.ml.onnx_runtime.quantize import REDUCE_RANGE, derive_once
 
@@ -71,7 +71,7 @@ def int8_recognizer(source: Path, models_dir: Path, record) -> Path | None:
 
 
 def _derive(source: Path, models_dir: Path, recipe: str, write) -> Path:
-    digest = _sha256(source)[:12]
+    digest = sha256_file(source)[:12]
     target = models_dir / "ocr" / f"{source.stem}.{digest}.{recipe}.onnx"
     if not target.is_file():
         log.info("quantising the OCR model %s to int8 (once)", source.name)
@@ -126,13 +126,9 @@ def stored_recognizer_ranges(source: Path) -> dict | None:
     except (OSError, ValueError) as exc:
         log.warning("cannot read the stored OCR activation ranges %s: %s", RECOGNIZER_RANGES, exc)
         return None
-    if table.get("source_sha256") != _sha256(source) or table.get("recipe") != RECOGNIZER_RECIPE:
+    if table.get("source_sha256") != sha256_file(source) or table.get("recipe") != RECOGNIZER_RECIPE:
         return None
     return {name: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for name, (low, high) in table["ranges"].items()}
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def quantize_qdq(source: Path, target: str, inputs: list[np.ndarray], *, nodes: list[str] | None = None,

@@ -18,7 +18,6 @@ hashing), runs the community decoder and says why.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import struct
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memesearch.library.hashing import sha256_file
 from memesearch.ml.families.smolvlm.assets import dtype_suffix, onnx_path
 from memesearch.ml.families.smolvlm.decoder_graph import TextConfig, build_decoder
 
@@ -59,14 +59,6 @@ def source_record_file(dtype: str) -> str:
     return gqa_decoder_file(dtype).removesuffix(".onnx") + ".source.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _read_record(model_dir: Path, dtype: str) -> dict:
     try:
         record = json.loads((model_dir / source_record_file(dtype)).read_text(encoding="utf-8"))
@@ -81,9 +73,9 @@ def _current_source(model_dir: Path, known: dict) -> dict:
     stat = (model_dir / CHECKPOINT).stat()
     seen = known.get("checkpoint") or {}
     unchanged = seen.get("size") == stat.st_size and seen.get("mtime_ns") == stat.st_mtime_ns and seen.get("sha256")
-    return {"recipe": RECIPE, "config_sha256": _sha256(model_dir / "config.json"),
+    return {"recipe": RECIPE, "config_sha256": sha256_file(model_dir / "config.json"),
             "checkpoint": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                           "sha256": seen["sha256"] if unchanged else _sha256(model_dir / CHECKPOINT)}}
+                           "sha256": seen["sha256"] if unchanged else sha256_file(model_dir / CHECKPOINT)}}
 
 
 def _mismatch(record: dict, current: dict) -> str | None:
@@ -108,7 +100,7 @@ def _stale_at_run_time(model_dir: Path, dtype: str) -> str | None:
     # A checkpoint deleted after the pull (to save space) leaves the derived decoder standing alone.
     stat = checkpoint.stat() if checkpoint.is_file() else None
     same = stat is None or (seen.get("size"), seen.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
-    current = {"recipe": RECIPE, "config_sha256": _sha256(config) if config.is_file() else record.get("config_sha256"),
+    current = {"recipe": RECIPE, "config_sha256": sha256_file(config) if config.is_file() else record.get("config_sha256"),
                "checkpoint": {"sha256": seen.get("sha256") if same else None}}
     return _mismatch(record, current)
 
