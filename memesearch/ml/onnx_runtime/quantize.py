@@ -68,21 +68,63 @@ Q4_BLOCK_SIZE = 32
 #: so a PyTorch linear with the dequantised weight computes the same thing (int8_reference.py).
 Q4_ACCURACY_LEVEL = 1
 
+#: SmolVLM's int8 decoders (issue 16, bulk describe): 8-bit weights in blocks of 32 along K, and
+#: accuracy_level 4, where MLAS quantises the activations to int8 per row and per block of 32
+#: (``QuantizeARow_CompInt8``) and multiplies with VNNI. A row's result then depends on that row
+#: alone, so memes batched together get the captions they get one at a time; the per-tensor
+#: activation scale of ``quantize_matmuls`` mixes the rows of a batch. Blocks of 128 are not
+#: used: there MLAS's one-row kernel rounds differently from its many-row one (bench/row_exact
+#: probe, docs/BENCHMARKS.md); ``onnx_runtime/row_exact.py`` checks the rows at run time.
+Q8_BLOCK_SIZE = 32
+Q8_ACCURACY_LEVEL = 4
+#: Model metadata our row-wise quantiser sets: "bits:block_size:accuracy_level" of its MatMulNBits,
+#: which ``onnx_runtime/row_exact.py`` probes on this CPU before memes are batched.
+ROWS_INDEPENDENT_KEY = "memesearch.rows_independent"
+
 
 def quantize_matmuls_4bit(source: Path | str, target: Path | str, *, block_size: int = Q4_BLOCK_SIZE,
                           symmetric: bool = True, accuracy_level: int = Q4_ACCURACY_LEVEL) -> None:
     """Write ``target``: ``source`` with every MatMul by a 2-D fp32 weight as a 4-bit ``MatMulNBits``.
+    Only the default ``accuracy_level`` has a parity reference; level 4 (int8 activations per
+    block, faster on VNNI CPUs) is for benchmarks (docs/BENCHMARKS.md, Issue 16 captions)."""
+    quantize_matmuls_nbits(source, target, bits=4, block_size=block_size, symmetric=symmetric,
+                           accuracy_level=accuracy_level)
 
-    The weights go through onnxruntime's own block quantiser (``quantize_matmul_4bits``, the C++
-    routine ``MatMulNBitsQuantizer`` calls) but the graph is rewritten here: the Python wrapper
-    needs ``onnx_ir``, which the export extra does not install. Only the default ``accuracy_level``
-    has a parity reference; level 4 (int8 activations per block, faster on VNNI CPUs) is for
-    benchmarks (docs/BENCHMARKS.md, Issue 16 captions)."""
+
+def quantize_matmuls_8bit_rows(source: Path | str, target: Path | str) -> None:
+    """Write ``target``: ``source`` with every MatMul by a 2-D fp32 weight as an 8-bit ``MatMulNBits``
+    that quantises its activations per row (see ``Q8_BLOCK_SIZE``), marked rows-independent."""
+    quantize_matmuls_nbits(source, target, bits=8, block_size=Q8_BLOCK_SIZE, symmetric=True,
+                           accuracy_level=Q8_ACCURACY_LEVEL,
+                           metadata={ROWS_INDEPENDENT_KEY: f"8:{Q8_BLOCK_SIZE}:{Q8_ACCURACY_LEVEL}"})
+
+
+def row_wise_matmuls(model_metadata: dict[str, str]) -> tuple[int, int, int] | None:
+    """(bits, block_size, accuracy_level) of the MatMulNBits of a graph our row-wise quantiser made,
+    from its custom metadata (``session.get_modelmeta().custom_metadata_map``); None for any other graph."""
+    try:
+        bits, block_size, level = (int(part) for part in model_metadata[ROWS_INDEPENDENT_KEY].split(":"))
+    except (KeyError, ValueError):
+        return None
+    return bits, block_size, level
+
+
+def quantize_matmuls_nbits(source: Path | str, target: Path | str, *, bits: int, block_size: int, symmetric: bool,
+                           accuracy_level: int, metadata: dict[str, str] | None = None) -> None:
+    """Write ``target``: ``source`` with every MatMul by a 2-D fp32 weight as a ``bits``-bit ``MatMulNBits``.
+
+    The weights go through onnxruntime's own block quantiser (``quantize_matmul_{4,8}bits``, the C++
+    routines ``MatMulNBitsQuantizer`` calls) but the graph is rewritten here: the Python wrapper
+    needs ``onnx_ir``, which the export extra does not install."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
-    from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+    from onnxruntime.capi import _pybind_state
 
+    if bits not in (4, 8):
+        raise ValueError(f"MatMulNBits with {bits} bits is not supported here")
+    quantize = _pybind_state.quantize_matmul_4bits if bits == 4 else _pybind_state.quantize_matmul_8bits
+    per_byte = 8 // bits
     model = onnx.load(str(source))
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
@@ -101,18 +143,18 @@ def quantize_matmuls_4bit(source: Path | str, target: Path | str, *, block_size:
         k_blocks = (rows + block_size - 1) // block_size
         padded = np.zeros((k_blocks * block_size, cols), dtype=np.float32)
         padded[:rows] = b
-        packed = np.zeros((cols, k_blocks, block_size // 2), dtype=np.uint8)
+        packed = np.zeros((cols, k_blocks, block_size // per_byte), dtype=np.uint8)
         scales = np.zeros((cols, k_blocks), dtype=np.float32)
-        zero_points = np.zeros((cols, (k_blocks + 1) // 2), dtype=np.uint8)
-        quantize_matmul_4bits(packed, padded, scales, zero_points, block_size, cols, rows, symmetric)
+        zero_points = np.zeros((cols, (k_blocks + per_byte - 1) // per_byte), dtype=np.uint8)
+        quantize(packed, padded, scales, zero_points, block_size, cols, rows, symmetric)
         stem = weight.name
-        extra = [numpy_helper.from_array(packed, f"{stem}_Q4"), numpy_helper.from_array(scales, f"{stem}_scales")]
+        extra = [numpy_helper.from_array(packed, f"{stem}_Q{bits}"), numpy_helper.from_array(scales, f"{stem}_scales")]
         if not symmetric:
             extra.append(numpy_helper.from_array(zero_points, f"{stem}_zero_points"))
         graph.initializer.extend(extra)
         nodes.append(onnx.helper.make_node(
-            "MatMulNBits", [node.input[0], *(t.name for t in extra)], list(node.output), name=f"{node.name}_Q4",
-            domain="com.microsoft", K=rows, N=cols, bits=4, block_size=block_size, accuracy_level=accuracy_level,
+            "MatMulNBits", [node.input[0], *(t.name for t in extra)], list(node.output), name=f"{node.name}_Q{bits}",
+            domain="com.microsoft", K=rows, N=cols, bits=bits, block_size=block_size, accuracy_level=accuracy_level,
         ))
         consumers[weight.name] -= 1
         if consumers[weight.name] == 0:
@@ -121,4 +163,6 @@ def quantize_matmuls_4bit(source: Path | str, target: Path | str, *, block_size:
     graph.node.extend(nodes)
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    if metadata:
+        onnx.helper.set_model_props(model, {**{prop.key: prop.value for prop in model.metadata_props}, **metadata})
     onnx.save(model, str(target))
