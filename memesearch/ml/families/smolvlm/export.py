@@ -6,8 +6,8 @@ The decoder is by default our own GroupQueryAttention graph (smolvlm/decoder_gra
 per layer, right-padded batches); ``gqa=False``, or a text model that graph does not support,
 traces the community decoder's inputs and outputs instead (:class:`OnnxSmolVLMCaptioner` runs
 both, and the community downloads, telling them apart by their inputs). Copies
-the tokenizer / processor / config files, with ``int8=True`` adds dynamically quantised
-``*_int8.onnx`` copies, and with ``q4=True`` ``*_q4.onnx`` ones (the int8 vision encoder, a
+the tokenizer / processor / config files, with ``int8=True`` adds ``*_int8.onnx`` copies (the
+decoder's 8-bit weights quantise activations per row, see ``quantize_int8``), and with ``q4=True`` ``*_q4.onnx`` ones (the int8 vision encoder, a
 decoder with 4-bit weight-only ``MatMulNBits``). Uses the legacy TorchScript exporter (``dynamo=False``), which needs
 no extra packages.
 """
@@ -159,14 +159,20 @@ def _copy_support_files(checkpoint_dir: Path, out_dir: Path) -> None:
 
 
 def quantize_int8(out_dir: Path) -> None:
-    """Write ``*_int8.onnx`` next to each fp32 graph (dynamic quantisation of MatMul weights)."""
-    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
+    """Write ``*_int8.onnx`` next to each fp32 graph: the vision encoder and the embeddings with
+    dynamic int8 MatMuls (per-tensor activation scales: each tile runs alone anyway), the decoder
+    with 8-bit block weights and per-row activation blocks, so that memes decoded in one batch get
+    the tokens they get alone (``quantize.quantize_matmuls_8bit_rows``; bulk describe, issue 16)."""
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls, quantize_matmuls_8bit_rows
 
     for part in ONNX_PARTS:
+        target = out_dir / onnx_path(part, "int8")
         if part == "vision_encoder":
-            quantize_vision(out_dir, out_dir / onnx_path(part, "int8"))
+            quantize_vision(out_dir, target)
+        elif part == "decoder_model_merged":
+            quantize_matmuls_8bit_rows(out_dir / onnx_path(part, "fp32"), target)
         else:
-            quantize_matmuls(out_dir / onnx_path(part, "fp32"), out_dir / onnx_path(part, "int8"))
+            quantize_matmuls(out_dir / onnx_path(part, "fp32"), target)
 
 
 def quantize_vision(out_dir: Path, target: Path) -> None:
