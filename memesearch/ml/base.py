@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from memesearch.ml.caption_streams import per_stream_batch, run_streams
+from memesearch.ml.caption_streams import batches_exactly, run_streams
 
 
 class LazyModel(ABC):
@@ -147,11 +147,20 @@ class Captioner(LazyModel):
     exact_batches_only: bool = True
 
     @property
+    def batches_exactly(self) -> bool:
+        """Whether a meme batched with others gets the caption it gets alone: exact weight types do,
+        quantised ones with per-tensor activation scales do not (memesearch.ml.caption_batches).
+        A backend that knows its graphs better (SmolVLM's row-wise int8 decoder) says so itself."""
+        return batches_exactly(self.dtype)
+
+    @property
     def call_batch(self) -> int:
-        """Memes one model call takes. The one place the weight type limits it (1 for quantised
-        weights, memesearch.ml.caption_batches says why): every captioner, a chain, a backend used
-        alone and the jobs' claims (``batch_size_of``) read it here."""
-        return per_stream_batch(self.dtype, self.batch_size) if self.exact_batches_only else self.batch_size
+        """Memes one model call takes. The one place the weight type limits it (1 where batches
+        would not be exact, memesearch.ml.caption_batches says why): every captioner, a chain, a
+        backend used alone and the jobs' claims (``batch_size_of``) read it here."""
+        if self.exact_batches_only and not self.batches_exactly:
+            return 1
+        return max(1, int(self.batch_size or 1))
 
     def caption(self, requests: Sequence[CaptionRequest]) -> list[CaptionResult]:
         self.ensure_loaded()

@@ -18,14 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 #: Quantised weight types: their activation scales (per tensor, or kernels that differ with
-#: the batch's row count) make a batched row differ from the same row run alone.
+#: the batch's row count) make a batched row differ from the same row run alone, unless the
+#: backend knows its graph computes rows alone (``Captioner.batches_exactly``).
 BATCH_INEXACT_DTYPES = frozenset({"int8", "uint8", "quantized", "q8", "q4", "q4f16", "bnb4"})
 
 
-def per_stream_batch(dtype: str, batch_size: int) -> int:
-    """Memes one model call may take: ``batch_size``, or 1 for weight types whose results would
-    depend on the batch (memesearch.ml.caption_batches explains why)."""
-    return 1 if dtype in BATCH_INEXACT_DTYPES else max(1, int(batch_size or 1))
+def batches_exactly(dtype: str) -> bool:
+    """Whether ``dtype``'s weights, as such, give a batched row the result it gets alone
+    (memesearch.ml.caption_batches explains why quantised ones do not)."""
+    return dtype not in BATCH_INEXACT_DTYPES
 
 
 Batch = TypeVar("Batch")

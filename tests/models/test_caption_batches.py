@@ -7,6 +7,8 @@ length and rows are padded) and must give exactly the ids of one-at-a-time runs.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,9 +19,12 @@ pytest.importorskip("transformers")
 from memesearch.errors import InvalidInputError  # noqa: E402
 from memesearch.ml.base import CaptionRequest  # noqa: E402
 from memesearch.ml.caption_batches import batch_size_of, caption_each  # noqa: E402
+from memesearch.ml.families.smolvlm.assets import onnx_path  # noqa: E402
 from memesearch.ml.families.smolvlm.export import export  # noqa: E402
 from memesearch.ml.families.smolvlm.onnx_backend import OnnxSmolVLMCaptioner  # noqa: E402
 from memesearch.ml.families.smolvlm.tiny import TINY_PROMPT, build_tiny_checkpoint  # noqa: E402
+from memesearch.ml.onnx_runtime.quantize import quantize_matmuls  # noqa: E402
+from memesearch.ml.onnx_runtime.row_exact import matmul_nbits_rows_independent  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +60,31 @@ def test_batched_ids_equal_one_at_a_time(onnx_dir):
     assert len({tuple(ids) for ids in alone}) > 1  # different memes, different captions: the test can fail
 
 
-def test_int8_captions_one_meme_per_call(onnx_dir):
-    """Per-tensor activation scales make an int8 row depend on its batch: bulk describe must
-    not batch int8 (this shows why, on the tiny model, then checks that it does not)."""
+def test_int8_batches_equal_one_at_a_time(onnx_dir):
+    """Our int8 decoder quantises each row's activations alone (8-bit MatMulNBits, accuracy level
+    4): on a CPU whose kernel keeps rows apart (the probe), memes batch, with the ids they get alone."""
     captioner = OnnxSmolVLMCaptioner(onnx_dir, dtype="int8", threads=1)
     captioner.batch_size = len(MEMES)
     alone = [captioner.caption(requests_for([image]))[0].token_ids for image in MEMES]
+    assert captioner.batches_exactly == matmul_nbits_rows_independent(8, 32, 4)  # tests/test_row_exact.py
+    # Where the probe finds the kernel mixing rows, int8 runs one meme per call: exact either way.
+    assert captioner.call_batch == batch_size_of(captioner) == (len(MEMES) if captioner.batches_exactly else 1)
+    assert [result.token_ids for result in captioner.caption(requests_for(MEMES))] == alone
+    assert len({tuple(ids) for ids in alone}) > 1
+
+
+def test_per_tensor_int8_decoder_captions_one_meme_per_call(onnx_dir, tmp_path):
+    """A decoder with one activation scale per tensor (the community int8 files, or ours before
+    issue 16's bulk describe) makes a row depend on its batch: such a decoder is not batched
+    (this shows why, on the tiny model, then checks that it is not)."""
+    per_tensor = tmp_path / "per-tensor"
+    shutil.copytree(onnx_dir, per_tensor)
+    quantize_matmuls(onnx_dir / onnx_path("decoder_model_merged", "fp32"),
+                     per_tensor / onnx_path("decoder_model_merged", "int8"))
+    captioner = OnnxSmolVLMCaptioner(per_tensor, dtype="int8", threads=1)
+    captioner.batch_size = len(MEMES)
+    alone = [captioner.caption(requests_for([image]))[0].token_ids for image in MEMES]
+    assert not captioner.batches_exactly
     assert [result.token_ids for result in captioner.caption(requests_for(MEMES))] == alone
     assert captioner.call_batch == batch_size_of(captioner) == 1
     captioner.exact_batches_only = False  # what batching them would give

@@ -31,6 +31,8 @@ from memesearch.ml.families.smolvlm.assets import onnx_path  # noqa: E402
 from memesearch.ml.families.smolvlm.derive_decoder import CHECKPOINT, TextWeights, gqa_decoder_file  # noqa: E402
 from memesearch.ml.families.smolvlm.export import export  # noqa: E402
 from memesearch.ml.families.smolvlm.tiny import TINY_PROMPT, build_tiny_checkpoint, reference_generate  # noqa: E402
+from memesearch.ml.onnx_runtime.quantize import row_wise_matmuls  # noqa: E402
+from memesearch.ml.onnx_runtime.row_exact import matmul_nbits_rows_independent  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -107,11 +109,14 @@ def test_int8_pull_equals_our_exporters_int8_graph(checkpoint, community, tmp_pa
         {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
         for path in (exported / onnx_path("decoder_model_merged", "int8"), derived)
     )
-    assert ours.keys() == pulled.keys() and any(a.dtype == np.int8 for a in pulled.values())
+    # 8-bit blocks that quantise activations per row (batches decode exactly), marked as such.
+    assert ours.keys() == pulled.keys() and any(name.endswith("_Q8") for name in pulled)
+    assert row_wise_matmuls({prop.key: prop.value for prop in onnx.load(str(derived), load_external_data=False).metadata_props})
     for name, array in ours.items():
         np.testing.assert_array_equal(pulled[name], array, err_msg=name)
     captioner, tokens = caption(model_dir, "int8")
     assert captioner._gqa and captioner.decoder_file == gqa_decoder_file("int8")
+    assert captioner.batches_exactly == matmul_nbits_rows_independent(8, 32, 4)
     # The same tokens as our exporter's int8 model (same weights, same graph: exact on any CPU). Its
     # parity with the int8 reference is test_int8_reference's, over several seeds: one seed alone
     # can flip a near-tied token between CPUs.
@@ -280,7 +285,7 @@ def test_a_pull_bringing_another_checkpoint_derives_the_decoder_again(checkpoint
 
     # A newer recipe derives it again too.
     made = derived.stat().st_mtime_ns
-    monkeypatch.setattr(derive_decoder, "RECIPE", derive_decoder.RECIPE + 1)
+    monkeypatch.setitem(derive_decoder.RECIPES, "fp32", derive_decoder.RECIPES["fp32"] + 1)
     assert "recipe" in derive_decoder.decoder_choice(model_dir, "fp32")[1]
     pull(tmp_path / "home", source, "fp32")
     assert derived.stat().st_mtime_ns != made and derive_decoder.decoder_choice(model_dir, "fp32")[1] is None

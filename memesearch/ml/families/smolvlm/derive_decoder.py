@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "model.safetensors"
 #: Dtypes with a derived decoder; the others (fp16, ...) keep the community one.
 DERIVED_DTYPES = ("fp32", "int8", "q4")
-#: Bump when the graph derived from the same checkpoint changes (decoder_graph.py, the
-#: quantisers): pulls then derive the decoders that an older recipe made again.
-RECIPE = 1
+#: Per dtype: bump when the graph derived from the same checkpoint changes (decoder_graph.py, the
+#: quantisers): pulls then derive the decoders that an older recipe made again. int8 2: 8-bit
+#: block weights with per-row activations (batches decode exactly; quantize_matmuls_8bit_rows).
+RECIPES = {"fp32": 1, "int8": 2, "q4": 1}
 #: Where Idefics3 checkpoints keep the text model (transformers' save_pretrained writes the first).
 TEXT_PREFIXES = ("model.text_model.", "text_model.", "model.language_model.")
 
@@ -67,13 +68,13 @@ def _read_record(model_dir: Path, dtype: str) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def _current_source(model_dir: Path, known: dict) -> dict:
+def _current_source(model_dir: Path, known: dict, dtype: str) -> dict:
     """The record of what a decoder derived now is made from; the checkpoint is hashed only when
     its size or mtime differ from ``known``'s (a re-pull of the same files costs a stat)."""
     stat = (model_dir / CHECKPOINT).stat()
     seen = known.get("checkpoint") or {}
     unchanged = seen.get("size") == stat.st_size and seen.get("mtime_ns") == stat.st_mtime_ns and seen.get("sha256")
-    return {"recipe": RECIPE, "config_sha256": sha256_file(model_dir / "config.json"),
+    return {"recipe": RECIPES[dtype], "config_sha256": sha256_file(model_dir / "config.json"),
             "checkpoint": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                            "sha256": seen["sha256"] if unchanged else sha256_file(model_dir / CHECKPOINT)}}
 
@@ -100,7 +101,7 @@ def _stale_at_run_time(model_dir: Path, dtype: str) -> str | None:
     # A checkpoint deleted after the pull (to save space) leaves the derived decoder standing alone.
     stat = checkpoint.stat() if checkpoint.is_file() else None
     same = stat is None or (seen.get("size"), seen.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
-    current = {"recipe": RECIPE, "config_sha256": sha256_file(config) if config.is_file() else record.get("config_sha256"),
+    current = {"recipe": RECIPES[dtype], "config_sha256": sha256_file(config) if config.is_file() else record.get("config_sha256"),
                "checkpoint": {"sha256": seen.get("sha256") if same else None}}
     return _mismatch(record, current)
 
@@ -179,8 +180,8 @@ def derive(model_dir: Path, dtype: str) -> Path:
 
     from memesearch.ml.onnx_runtime.quantize import (
         derive_once,
-        quantize_matmuls,
         quantize_matmuls_4bit,
+        quantize_matmuls_8bit_rows,
         write_atomically,
     )
 
@@ -191,7 +192,7 @@ def derive(model_dir: Path, dtype: str) -> Path:
     record_path = model_dir / source_record_file(dtype)
     try:
         known = _read_record(model_dir, dtype)
-        current = _current_source(model_dir, known)
+        current = _current_source(model_dir, known, dtype)
     except OSError as exc:
         raise DerivationError(str(exc)) from exc
     stale = _mismatch(known, current) if target.is_file() else None
@@ -220,7 +221,7 @@ def derive(model_dir: Path, dtype: str) -> Path:
             fp32 = Path(scratch) / "decoder_gqa.onnx"
             onnx.save(graph, str(fp32))
             del graph, weights
-            (quantize_matmuls if dtype == "int8" else quantize_matmuls_4bit)(fp32, partial)
+            (quantize_matmuls_8bit_rows if dtype == "int8" else quantize_matmuls_4bit)(fp32, partial)
 
     derive_once(target, write)
     if current != known:

@@ -53,6 +53,17 @@ DEFAULT_PROMPT = "Describe this meme in one or two sentences, including any text
 _ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
+def _decoder_rows_independent(session) -> bool:
+    """Whether the decoder graph says it was made row-wise (``quantize_matmuls_8bit_rows``) and this
+    CPU's MatMulNBits kernel keeps rows apart for its settings (``row_exact``). A community int8
+    decoder (one activation scale per tensor) has no such mark."""
+    from memesearch.ml.onnx_runtime.quantize import row_wise_matmuls
+    from memesearch.ml.onnx_runtime.row_exact import matmul_nbits_rows_independent
+
+    settings = row_wise_matmuls(session.get_modelmeta().custom_metadata_map)
+    return settings is not None and matmul_nbits_rows_independent(*settings)
+
+
 def _float_type(session, name: str):
     for node in session.get_inputs():
         if node.name == name:
@@ -83,8 +94,10 @@ class OnnxSmolVLMCaptioner(Captioner):
         self.threads = threads
         self.image_longest_edge = image_longest_edge
         self.model_id = f"smolvlm:{self.model_dir.name}"
-        # Exact weight types batch 4 memes; quantised ones take 1 a call (Captioner.call_batch).
+        # Exact weight types batch 4 memes; quantised ones take 1 a call (Captioner.call_batch),
+        # except a row-wise int8 decoder on a CPU whose kernel computes rows alone (batches_exactly).
         self.batch_size = 4
+        self._rows_independent = False
         self.streams = max(1, streams)
         #: GroupQueryAttention decoders: one preallocated KV buffer per layer, written in place.
         self.share_kv_buffer = True
@@ -126,9 +139,17 @@ class OnnxSmolVLMCaptioner(Captioner):
             _FALLBACK_LOGGED.add(key)
             why = why_community or f"{self.decoder_file} has no GroupQueryAttention inputs"
             log.warning("%s (%s) runs the slower community decoder: %s", self.model_id, self.dtype, why)
+        self._rows_independent = _decoder_rows_independent(self.decoder)
         self._pixel_type = _float_type(self.vision, "pixel_values")
         self._embeds_type = _float_type(self.decoder, "inputs_embeds")
         self._past_type = _float_type(self.decoder, "past_key_values.0.key")
+
+    @property
+    def batches_exactly(self) -> bool:
+        """fp32, or a decoder whose MatMuls quantise each row alone (our int8 export and derived
+        decoder) on a CPU where that holds. The vision encoder and the embeddings need nothing:
+        each image's tiles run alone (``_image_features``) and a Gather has no rows to mix."""
+        return super().batches_exactly or self._rows_independent
 
     # -- one batch ---------------------------------------------------------------------------
 
