@@ -200,7 +200,9 @@ def test_int8_export_generates(onnx_dir, captioner, capsys):
     same = sum(a == b for q, r in zip(quantised, reference) for a, b in zip(q, r))
     with capsys.disabled():
         print(f"\nSmolVLM int8 vs fp32 (tiny random model): {same}/{len(images) * MAX_NEW_TOKENS} tokens agree")
-    assert all(len(ids) == MAX_NEW_TOKENS for ids in quantised)
+    # A random model may pick its EOS token early (here one image's first token): the int8 tokens'
+    # parity is test_int8_reference's; this checks that generation runs.
+    assert all(len(ids) <= MAX_NEW_TOKENS for ids in quantised) and sum(map(len, quantised)) >= 2 * MAX_NEW_TOKENS
     # Greedy tokens of a random std-0.3 model flip under any quantisation noise, so the
     # meaningful check is on the numbers: int8 image features stay close to fp32 ones
     # (measured relative L2 error 0.03-0.05 on these images).
