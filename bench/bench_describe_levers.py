@@ -10,10 +10,11 @@ A row is DTYPE:THREADS:STREAMS:BATCH[:nospin]: the captioner's sessions open wit
 threads (idle threads sleep instead of spinning with :nospin), STREAMS threads caption batches
 of BATCH memes concurrently through those same sessions (memesearch.ml.caption_streams, as
 `describe all` runs it). DTYPE q4acc4 is the q4
-decoder with MatMulNBits' accuracy_level set to 4 (int8 compute, A quantised per row and block),
-written next to the export once. Each row runs in its own process (peak RSS is its own); the
+decoder with MatMulNBits' accuracy_level set to 4 (int8 compute, A quantised per row and block);
+int8pt is int8 with the per-tensor dynamic int8 decoder of before the row-wise one (the old
+default, and what the community int8 files hold); both are written next to the export once. Each row runs in its own process (peak RSS is its own); the
 first row of each dtype is that dtype's reference: "same ids" compares every meme's token ids
-with it, "vs ref" the memes per minute. "vision / prompt / steps %" is the share of the wall time spent
+with it, "vs ref" the memes per minute, "vs row 1" against the first row of the table. "vision / prompt / steps %" is the share of the wall time spent
 in the vision encoder, the decoder's prompt run and its token steps (single-stream rows only). --memes memes, --tokens forced tokens (EOS ignored).
 """
 
@@ -32,13 +33,11 @@ sys.path.insert(0, str(HERE))
 from worker_process import main_or_worker, print_header, run_worker  # noqa: E402
 
 
-def q4_accuracy_dir(onnx_dir: Path, level: int) -> Path:
-    """A copy of the export whose q4 decoder's MatMulNBits nodes use ``accuracy_level``; the
-    other files are links. Made once (next to the export)."""
-    import onnx
-
-    target = onnx_dir.parent / f"onnx-q4acc{level}"
-    graph_file = target / "onnx" / "decoder_model_merged_q4.onnx"
+def variant_dir(onnx_dir: Path, name: str, graph: str, write) -> Path:
+    """A copy of the export (links) next to it, named ``onnx-<name>``, whose ``onnx/<graph>`` is
+    ``write(source graph path, target path)``'s instead. Made once."""
+    target = onnx_dir.parent / f"onnx-{name}"
+    graph_file = target / "onnx" / graph
     if graph_file.is_file():
         return target
     (target / "onnx").mkdir(parents=True, exist_ok=True)
@@ -46,19 +45,38 @@ def q4_accuracy_dir(onnx_dir: Path, level: int) -> Path:
         link = target / path.relative_to(onnx_dir)
         if path.is_file() and link != graph_file and not link.exists():
             link.symlink_to(path)
-    model = onnx.load(str(onnx_dir / "onnx" / "decoder_model_merged_q4.onnx"))
-
-    def walk(graph) -> None:
-        for node in graph.node:
-            for attribute in node.attribute:
-                if node.op_type == "MatMulNBits" and attribute.name == "accuracy_level":
-                    attribute.i = level
-                for sub in [attribute.g] * attribute.HasField("g") + list(attribute.graphs):
-                    walk(sub)
-
-    walk(model.graph)
-    onnx.save(model, str(graph_file))
+    write(onnx_dir / "onnx", graph_file)
     return target
+
+
+def q4_accuracy_dir(onnx_dir: Path, level: int) -> Path:
+    """The export with its q4 decoder's MatMulNBits nodes at ``accuracy_level``."""
+    import onnx
+
+    def write(source: Path, graph_file: Path) -> None:
+        model = onnx.load(str(source / "decoder_model_merged_q4.onnx"))
+
+        def walk(graph) -> None:
+            for node in graph.node:
+                for attribute in node.attribute:
+                    if node.op_type == "MatMulNBits" and attribute.name == "accuracy_level":
+                        attribute.i = level
+                    for sub in [attribute.g] * attribute.HasField("g") + list(attribute.graphs):
+                        walk(sub)
+
+        walk(model.graph)
+        onnx.save(model, str(graph_file))
+
+    return variant_dir(onnx_dir, f"q4acc{level}", "decoder_model_merged_q4.onnx", write)
+
+
+def per_tensor_int8_dir(onnx_dir: Path) -> Path:
+    """The export with the int8 decoder of before issue 16's bulk describe: dynamic int8 MatMuls,
+    one activation scale per tensor (as the community int8 files), which cannot batch exactly."""
+    from memesearch.ml.onnx_runtime.quantize import quantize_matmuls
+
+    return variant_dir(onnx_dir, "int8pt", "decoder_model_merged_int8.onnx",
+                       lambda source, graph_file: quantize_matmuls(source / "decoder_model_merged.onnx", graph_file))
 
 
 def worker(spec: dict) -> dict:
@@ -142,6 +160,8 @@ def main() -> None:
             models = onnx_dir
             if dtype.startswith("q4acc"):
                 models, dtype = q4_accuracy_dir(onnx_dir, int(dtype[5:])), "q4"
+            elif dtype == "int8pt":
+                models, dtype = per_tensor_int8_dir(onnx_dir), "int8"
             spec = {"models": str(models), "dtype": dtype, "threads": int(threads), "streams": int(streams),
                     "batch": int(batch), "memes": args.memes, "tokens": args.tokens, "prompt": PROMPTS["smolvlm"]}
             load_before = os.getloadavg()[0]
@@ -154,9 +174,10 @@ def main() -> None:
             print(f"{row}: {result['memes_per_min']:.2f} memes/min, vision {result['vision_ms']:.0f} ms/meme, "
                   f"peak RSS {result['peak_rss_mb']} MB, load {load_before:.2f}/{result['load1']:.2f}", flush=True)
     print(f"\n| dtype | intra-op threads | streams | batch per stream | memes/min (median of {args.repeats}) | vs ref | "
-          "each run | same ids as ref | vision ms/meme | 1 stream: vision / prompt / steps % | peak RSS MB | load1 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "vs row 1 | each run | same ids as ref | vision ms/meme | 1 stream: vision / prompt / steps % | peak RSS MB | load1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     references: dict[str, list] = {}
+    first = statistics.median(r["memes_per_min"] for r in next(iter(results.values()))) if results else 0
     for row, runs in results.items():
         dtype, threads, streams, batch, *flags = row.split(":")
         threads += " (no spin)" if "nospin" in flags else ""
@@ -167,7 +188,7 @@ def main() -> None:
         shares = [runs[0].get(key) for key in ("vision_share", "prefill_share", "steps_share")]
         share = None if shares[0] is None else " / ".join("%.0f" % (100 * value) for value in shares)
         loads = [value for r in runs for value in (r["load_before"], r["load1"])]
-        print(f"| {dtype} | {threads} | {streams} | {batch} | {speed:.2f} | {ratio:.2f}x | "
+        print(f"| {dtype} | {threads} | {streams} | {batch} | {speed:.2f} | {ratio:.2f}x | {speed / first:.2f}x | "
               f"{' '.join('%.1f' % r['memes_per_min'] for r in runs)} | {'yes' if same else 'NO'} | "
               f"{statistics.median(r['vision_ms'] for r in runs):.0f} | {share or ''} | "
               f"{max(r['peak_rss_mb'] for r in runs)} | {min(loads):.1f}-{max(loads):.1f} |")
