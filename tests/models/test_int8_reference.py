@@ -170,9 +170,8 @@ def test_q8_dequantize_is_bit_exact_with_onnxruntime(seed, tmp_path):
     np.testing.assert_array_equal(emulated, from_file)
     assert not np.array_equal(from_file, weight)
     # Not vacuous: rounding the halves to even (numpy's rule) stores other weights.
-    scale = np.where(scales == 0, 1, scales)[..., None]
-    to_even = (np.clip(np.round(weight.reshape(packed.shape) / scale), -128, 127) * scales[..., None]).reshape(outputs, inputs)
-    assert not np.array_equal(to_even, from_file)
+    to_even = np.clip(np.round(weight.reshape(packed.shape) / np.where(scales == 0, 1, scales)[..., None]), -128, 127)
+    assert not np.array_equal((to_even * scales[..., None]).reshape(outputs, inputs), from_file)
 
 
 def test_q8_rows_activation_quantisation_is_bit_exact_with_onnxruntime(tmp_path):
@@ -244,9 +243,10 @@ def test_q8_rows_linear_is_bit_exact_with_power_of_two_scales(tmp_path):
     exponents = np.array([-6, 0, 5, -20, 3, 1, -1], dtype=np.float32)[:, None]
     x = (_halves(rng, rows, inputs, 127) * 2.0**exponents).astype(np.float32)[None]  # a_scale 2**e, halves
     produced = session.run(None, {"x": x})[0]
-    emulated = int8_reference.q8_rows_linear(torch.from_numpy(x), torch.from_numpy(weight)).numpy()
+    x_t, weight_t = torch.from_numpy(x), torch.from_numpy(weight)
+    emulated = int8_reference.q8_rows_linear(x_t, weight_t).numpy()
     np.testing.assert_array_equal(emulated, produced)
-    assert not np.array_equal(emulated, torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(weight)).numpy())
+    assert not np.array_equal(emulated, torch.nn.functional.linear(x_t, weight_t).numpy())
 
 
 def test_emulation_is_scoped_to_the_context():
