@@ -230,8 +230,7 @@ def reference_generate(
     graphs of ``dtype``: ``"int8"`` (every family) or ``"q4"`` (SmolVLM only); see the module docstring."""
     import importlib
 
-    decoder_linears = _SMOLVLM_DECODER_LINEARS if family == "smolvlm" else {"int8": None}
-    if dtype not in decoder_linears:
+    if dtype not in (_SMOLVLM_DECODER_LINEARS if family == "smolvlm" else ("int8",)):
         raise ValueError(f"no {dtype} reference for {family}")
     tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
     if family == "moondream":
@@ -241,7 +240,7 @@ def reference_generate(
         with emulate_ort_int8():
             return [reference.generate(image, prompt, max_new_tokens) for image in images]
     if family == "smolvlm":
-        with _smolvlm_one_tile_per_run(), _smolvlm_linears(decoder_linears[dtype]):
+        with _smolvlm_one_tile_per_run(), _smolvlm_linears(_SMOLVLM_DECODER_LINEARS[dtype]):
             return tiny.reference_generate(checkpoint_dir, images, prompt, max_new_tokens)
     with emulate_ort_int8():
         return tiny.reference_generate(checkpoint_dir, images, prompt, max_new_tokens)
