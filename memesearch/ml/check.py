@@ -10,13 +10,15 @@ Two modes:
   (fp32 and int8) with our exporters, and compare the ONNX captioner's tokens
   with the PyTorch reference's. This runs offline and proves the runtime code
   without downloading anything. fp32 rows are compared with the fp32 reference,
-  int8 rows with the same reference run under an emulation of ONNX Runtime's int8
-  MatMuls (memesearch/ml/families/common/int8_reference.py): against fp32, int8 rounding alone
+  int8 rows with the same reference run under an emulation of ONNX Runtime's quantised
+  MatMuls (memesearch/ml/families/common/int8_reference.py): per-tensor dynamic int8, except
+  SmolVLM's decoder, whose 8-bit block weights multiply int8 activations quantised per row
+  (``MatMulNBits``, accuracy_level 4). Against fp32, int8 rounding alone
   flips near-tied greedy tokens of a random model. Equal int8 tokens are the usual
   outcome, not a guarantee (ulp differences in the fp32 ops can flip a rounding, see
   tests/models/test_int8_reference.py), so only fp32 rows count as failed. SmolVLM also
   gets a q4 row (int8 vision, 4-bit weight-only decoder), compared with that reference
-  with the decoder's weights 4-bit rounded instead.
+  with the decoder's weights 4-bit rounded and multiplied in fp32 instead.
 
 The clip family (image-text embeddings, visual search) compares embeddings by cosine
 instead of tokens: see memesearch/ml/check_clip.py.
