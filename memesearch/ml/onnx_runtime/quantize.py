@@ -116,15 +116,9 @@ def quantize_matmuls_nbits(source: Path | str, target: Path | str, *, bits: int,
     The weights go through onnxruntime's own block quantiser (``quantize_matmul_{4,8}bits``, the C++
     routines ``MatMulNBitsQuantizer`` calls) but the graph is rewritten here: the Python wrapper
     needs ``onnx_ir``, which the export extra does not install."""
-    import numpy as np
     import onnx
     from onnx import numpy_helper
-    from onnxruntime.capi import _pybind_state
 
-    if bits not in (4, 8):
-        raise ValueError(f"MatMulNBits with {bits} bits is not supported here")
-    quantize = _pybind_state.quantize_matmul_4bits if bits == 4 else _pybind_state.quantize_matmul_8bits
-    per_byte = 8 // bits
     model = onnx.load(str(source))
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
@@ -138,15 +132,8 @@ def quantize_matmuls_nbits(source: Path | str, target: Path | str, *, bits: int,
         if weight is None or len(weight.dims) != 2 or weight.data_type != onnx.TensorProto.FLOAT:
             nodes.append(node)
             continue
-        b = numpy_helper.to_array(weight)
-        rows, cols = b.shape  # K, N
-        k_blocks = (rows + block_size - 1) // block_size
-        padded = np.zeros((k_blocks * block_size, cols), dtype=np.float32)
-        padded[:rows] = b
-        packed = np.zeros((cols, k_blocks, block_size // per_byte), dtype=np.uint8)
-        scales = np.zeros((cols, k_blocks), dtype=np.float32)
-        zero_points = np.zeros((cols, (k_blocks + per_byte - 1) // per_byte), dtype=np.uint8)
-        quantize(packed, padded, scales, zero_points, block_size, cols, rows, symmetric)
+        rows, cols = weight.dims  # K, N
+        packed, scales, zero_points = nbits_blocks(numpy_helper.to_array(weight), bits, block_size, symmetric)
         stem = weight.name
         extra = [numpy_helper.from_array(packed, f"{stem}_Q{bits}"), numpy_helper.from_array(scales, f"{stem}_scales")]
         if not symmetric:
@@ -166,3 +153,24 @@ def quantize_matmuls_nbits(source: Path | str, target: Path | str, *, bits: int,
     if metadata:
         onnx.helper.set_model_props(model, {**{prop.key: prop.value for prop in model.metadata_props}, **metadata})
     onnx.save(model, str(target))
+
+
+def nbits_blocks(weight, bits: int, block_size: int, symmetric: bool = True):
+    """(packed, scales, zero_points) of a (K, N) fp32 weight as ``MatMulNBits`` wants them, made by
+    onnxruntime's own block quantiser (``quantize_matmul_{4,8}bits``)."""
+    import numpy as np
+    from onnxruntime.capi import _pybind_state
+
+    if bits not in (4, 8):
+        raise ValueError(f"MatMulNBits with {bits} bits is not supported here")
+    quantize = _pybind_state.quantize_matmul_4bits if bits == 4 else _pybind_state.quantize_matmul_8bits
+    per_byte = 8 // bits
+    rows, cols = weight.shape
+    k_blocks = (rows + block_size - 1) // block_size
+    padded = np.zeros((k_blocks * block_size, cols), dtype=np.float32)
+    padded[:rows] = weight
+    packed = np.zeros((cols, k_blocks, block_size // per_byte), dtype=np.uint8)
+    scales = np.zeros((cols, k_blocks), dtype=np.float32)
+    zero_points = np.zeros((cols, (k_blocks + per_byte - 1) // per_byte), dtype=np.uint8)
+    quantize(packed, padded, scales, zero_points, block_size, cols, rows, symmetric)
+    return packed, scales, zero_points

@@ -38,19 +38,12 @@ def _probe(k: int, n: int, bits: int, block_size: int, accuracy_level: int) -> b
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.capi import _pybind_state
+
+    from memesearch.ml.onnx_runtime.quantize import nbits_blocks
 
     rng = np.random.default_rng(16)
     weight = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
-    per_byte = 8 // bits
-    blocks = (k + block_size - 1) // block_size
-    padded = np.zeros((blocks * block_size, n), dtype=np.float32)
-    padded[:k] = weight
-    packed = np.zeros((n, blocks, block_size // per_byte), dtype=np.uint8)
-    scales = np.zeros((n, blocks), dtype=np.float32)
-    zero_points = np.zeros((n, (blocks + per_byte - 1) // per_byte), dtype=np.uint8)
-    quantize = _pybind_state.quantize_matmul_4bits if bits == 4 else _pybind_state.quantize_matmul_8bits
-    quantize(packed, padded, scales, zero_points, block_size, n, k, True)
+    packed, scales, _ = nbits_blocks(weight, bits, block_size)
     node = helper.make_node("MatMulNBits", ["A", "B", "scales"], ["Y"], domain="com.microsoft",
                             K=k, N=n, bits=bits, block_size=block_size, accuracy_level=accuracy_level)
     graph = helper.make_graph(
