@@ -94,9 +94,11 @@ class OnnxSmolVLMCaptioner(Captioner):
         self.threads = threads
         self.image_longest_edge = image_longest_edge
         self.model_id = f"smolvlm:{self.model_dir.name}"
-        # Exact weight types batch 4 memes; quantised ones take 1 a call (Captioner.call_batch),
-        # except a row-wise int8 decoder on a CPU whose kernel computes rows alone (batches_exactly).
-        self.batch_size = 4
+        # Exact weight types batch 8 memes (1.24-1.43x one at a time for int8, 1.36x for fp32 on
+        # 2 cores; batch 4 gives 1.11-1.33x: docs/BENCHMARKS.md); quantised ones take 1 a call
+        # (Captioner.call_batch), except a row-wise int8 decoder on a CPU whose kernel computes rows
+        # alone (batches_exactly).
+        self.batch_size = 8
         self._rows_independent = False
         self.streams = max(1, streams)
         #: GroupQueryAttention decoders: one preallocated KV buffer per layer, written in place.
