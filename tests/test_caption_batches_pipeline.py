@@ -42,6 +42,7 @@ def core(tmp_path):
 def chain_with(core: Core, model: CountingFake, dtype: str) -> ChainCaptioner:
     spec = get_spec("fake", core.settings.home)
     model.batch_size = 4
+    model.dtype = dtype  # as a real backend's captioner carries the dtype it loaded
     chain = ChainCaptioner(spec, core.settings, ["fake"], loaders={"fake": lambda *_: Loaded(model, dtype, "")})
     return chain
 
@@ -59,6 +60,23 @@ def test_quantised_models_describe_one_meme_per_call(core):
     model = CountingFake()
     report = core.pipeline.run_caption(chain_with(core, model, "int8"))
     assert report.done == 9 and model.calls == [1] * 9
+
+
+class RowWiseQuantisedFake(CountingFake):
+    """A quantised model whose graph computes each row alone (as SmolVLM's row-wise int8 decoder
+    says of itself): its dtype alone would keep it at one meme a call."""
+
+    @property
+    def batches_exactly(self) -> bool:
+        return True
+
+
+def test_a_quantised_model_that_batches_exactly_is_batched(core):
+    model = RowWiseQuantisedFake()
+    chain = chain_with(core, model, "int8")
+    report = core.pipeline.run_caption(chain)
+    assert report.done == 9 and model.calls == [1, 4, 4]
+    assert chain.dtype == "int8" and chain.batches_exactly
 
 
 def test_one_failing_meme_does_not_fail_its_batch(core):

@@ -239,11 +239,18 @@ class ChainCaptioner(Captioner):
         self.active = backend
         self.backend = backend
         self.dtype = loaded.dtype
-        # The chain splits a claimed chunk into its model's batches (``call_batch``: 1 meme for
-        # quantised weights, from the dtype just set) and runs them on the model's streams.
+        # The chain splits a claimed chunk into its model's batches (``call_batch``: 1 meme where
+        # the active backend's batches would not be exact) and runs them on the model's streams.
         self.batch_size = loaded.captioner.batch_size
         self.streams = loaded.captioner.streams
         log.info("caption model %s runs on %s (%s)", self.spec.id, backend, loaded.dtype)
+
+    @property
+    def batches_exactly(self) -> bool:
+        """The active backend's answer (SmolVLM's row-wise int8 decoder batches exactly though its
+        dtype alone says it would not); the dtype's before a backend is active."""
+        loaded = self._opened.get(self.active) if self.active else None
+        return loaded.captioner.batches_exactly if loaded is not None else super().batches_exactly
 
     def unavailable_error(self) -> ModelUnavailableError:
         reasons = {**self.failures, **self.run_failures}

@@ -51,6 +51,7 @@ def make_core(tmp_path: Path, count: int = 6, lease_s: float = 2, database_url: 
 def use_model(core: Core, model: CountingFake, dtype: str = "fp32", batch_size: int = 4) -> None:
     """Core.captioner("fake") answers with a chain over ``model`` (not loaded yet, as in real use)."""
     model.batch_size = batch_size
+    model.dtype = dtype  # as a real backend's captioner carries the dtype it loaded
     spec = get_spec("fake", core.settings.home)
     chain = ChainCaptioner(spec, core.settings, ["fake"], loaders={"fake": lambda *_: Loaded(model, dtype, "")})
     core.__dict__.setdefault("_captioners", {})["fake"] = chain
