@@ -163,6 +163,8 @@ def export_model(
         raise InvalidInputError(f"{model_id} ({spec.family}) has no ONNX export")
     exporter = family_module("export", spec.family)
     with console.status(f"exporting {from_dir} as {spec.family} ..."):
-        written = exporter.export(from_dir, out, int8=int8)
+        # SmolVLM's int8 decoder as models.yml asks (per row: exact batches in bulk describe).
+        per_model = {"int8_decoder": spec.sources.onnx.int8_decoder} if spec.family == "smolvlm" and spec.sources.onnx else {}
+        written = exporter.export(from_dir, out, int8=int8, **per_model)
     console.print(f"wrote {written}", highlight=False)
     console.print(f"install it with: memesearch models pull {model_id} --from {out}", highlight=False)

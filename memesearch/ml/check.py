@@ -47,7 +47,9 @@ from memesearch.ml.registry import ModelSpec
 #: Caption families (token parity).
 FAMILIES = ("smolvlm", "florence2", "moondream")
 #: Quantised ONNX dtypes `models check --tiny` exports and compares, besides fp32.
-QUANTISED = {"smolvlm": ("int8", "q4")}
+#: "int8-per-row": SmolVLM's int8 with models.yml's ``int8_decoder: per_row`` (bulk describe
+#: batches exactly), exported into its own folder and run as dtype int8.
+QUANTISED = {"smolvlm": ("int8", "int8-per-row", "q4")}
 #: Every family `models check --tiny` knows, caption and image-text.
 ALL_FAMILIES = (*FAMILIES, "clip")
 CHECK_TOKENS = 16
@@ -102,6 +104,9 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
         rows["torch", "fp32"].tokens_compared = len(reference)
         rows["torch", "fp32"].ms_per_image = round(ms, 2)
         exported = export.export(checkpoint, workdir / "onnx", int8=True, **({"q4": True} if "q4" in quantised else {}))
+        folders = {dtype: exported for dtype in ("fp32", *quantised)}
+        if "int8-per-row" in quantised:
+            folders["int8-per-row"] = export.export(checkpoint, workdir / "onnx-per-row", int8=True, int8_decoder="per_row")
     except Exception as exc:
         for row in rows.values():
             row.error = failure_reason(exc)
@@ -111,7 +116,7 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
     for dtype in ("fp32", *quantised):
         row = rows["onnx", dtype]
         try:
-            captioner = cls(Path(exported), dtype=dtype, threads=1)
+            captioner = cls(Path(folders[dtype]), dtype=dtype.removesuffix("-per-row"), threads=1)
             captioner.ensure_loaded()
             row.loads = True
             request = CaptionRequest(image=image, prompt=prompt, max_new_tokens=tokens)
@@ -121,7 +126,7 @@ def check_tiny_family(family: str, workdir: Path, *, tokens: int = CHECK_TOKENS)
             if dtype != "fp32":
                 from memesearch.ml.families.common import int8_reference
 
-                by_dtype = {} if dtype == "int8" else {"dtype": dtype}
+                by_dtype = {"int8": {}, "int8-per-row": {"int8_decoder": "per_row"}}.get(dtype, {"dtype": dtype})
                 expected = int8_reference.reference_generate(family, checkpoint, [image], prompt, tokens, **by_dtype)[0]
             _compare(row, list(result_tokens), expected)
         except Exception as exc:

@@ -9,7 +9,7 @@ a 2 s connect timeout) and says exactly which files to fetch by hand and how to
 install them with ``--from DIR``.
 
 A family may add optional files (``checkpoint_files(dtype)`` in its onnx module: SmolVLM's
-``model.safetensors``) and work done after the pull (``after_pull(folder, dtype)``: SmolVLM
+``model.safetensors``) and work done after the pull (``after_pull(folder, dtype, onnx source)``: SmolVLM
 derives its faster decoder from that checkpoint). The model runs without them, so an optional
 file the hub or ``--from`` folder lacks, or a failed ``after_pull``, never fails the pull.
 """
@@ -236,9 +236,9 @@ def pull(
     if after:
         if on_progress is None:  # a terminal: the work after the download can take a minute
             with (console or Console(stderr=True)).status(f"{spec.id}: preparing the downloaded files ..."):
-                after(target, chosen)
+                after(target, chosen, spec.sources.onnx)
         else:
-            after(target, chosen)
+            after(target, chosen, spec.sources.onnx)
     return status(spec, models_dir, chosen)
 
 

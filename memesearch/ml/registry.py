@@ -53,6 +53,9 @@ class OnnxSource(BackendSource):
     #: Explicit files per dtype, for repos whose layout the family cannot derive
     #: (moondream's single ``.mf`` bundle). ``.gz`` files are gunzipped on download.
     files: dict[Dtype, list[str]] = Field(default_factory=dict)
+    #: SmolVLM: the int8 decoder our exporter and ``models pull`` write (smolvlm/derive_decoder.py
+    #: ``INT8_DECODERS``): per_row batches bulk describe exactly, per_tensor is faster alone.
+    int8_decoder: Literal["per_tensor", "per_row"] = "per_tensor"
 
     @model_validator(mode="after")
     def _default_is_offered(self) -> OnnxSource:

@@ -44,7 +44,8 @@ MEMES = [noise_image(20, 20, 1), noise_image(90, 40, 2), noise_image(50, 70, 3),
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory):
     checkpoint = build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), seed=0)
-    return export(checkpoint, tmp_path_factory.mktemp("onnx"), int8=True)
+    # int8 as models.yml's smolvlm-256m asks: the per-row decoder, which batches exactly.
+    return export(checkpoint, tmp_path_factory.mktemp("onnx"), int8=True, int8_decoder="per_row")
 
 
 def requests_for(images):
@@ -74,9 +75,9 @@ def test_int8_batches_equal_one_at_a_time(onnx_dir):
 
 
 def test_per_tensor_int8_decoder_captions_one_meme_per_call(onnx_dir, tmp_path):
-    """A decoder with one activation scale per tensor (the community int8 files, or ours before
-    issue 16's bulk describe) makes a row depend on its batch: such a decoder is not batched
-    (this shows why, on the tiny model, then checks that it is not)."""
+    """A decoder with one activation scale per tensor (``int8_decoder: per_tensor``, the community
+    int8 files) makes a row depend on its batch: such a decoder is not batched (this shows why,
+    on the tiny model, then checks that it is not)."""
     per_tensor = tmp_path / "per-tensor"
     shutil.copytree(onnx_dir, per_tensor)
     quantize_matmuls(onnx_dir / onnx_path("decoder_model_merged", "fp32"),

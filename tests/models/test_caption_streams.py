@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory):
     checkpoint = build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), seed=0)
-    return export(checkpoint, tmp_path_factory.mktemp("onnx"), int8=True)
+    return export(checkpoint, tmp_path_factory.mktemp("onnx"), int8=True, int8_decoder="per_row")
 
 
 def alone_ids(onnx_dir, dtype: str) -> list[list[int]]:

@@ -30,7 +30,7 @@ def test_check_tiny_json_compares_onnx_with_the_reference(tmp_path, monkeypatch)
     rows = json.loads(result.stdout)["results"]
     by_key = {(row["family"], row["backend"], row["dtype"]): row for row in rows}
     assert set(by_key) == {(f, b, d) for f in ALL_FAMILIES for b, d in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"))} | {
-        ("smolvlm", "onnx", "q4")}
+        ("smolvlm", "onnx", "q4"), ("smolvlm", "onnx", "int8-per-row")}
     # clip compares embeddings: cosine >= 0.9999 with transformers (fp32) and with its int8 emulation (int8).
     clip_reference, *clip_onnx = (by_key["clip", b, d] for b, d in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")))
     assert clip_reference["loads"] and clip_reference["ms_per_image"] is not None, clip_reference
@@ -48,9 +48,11 @@ def test_check_tiny_json_compares_onnx_with_the_reference(tmp_path, monkeypatch)
         assert fp32["tokens_compared"] >= reference["tokens_compared"]
         assert int8["loads"] and int8["error"] is None and int8["tokens_compared"] > 0, int8
         assert int8["parity"] is not None, int8
-    # SmolVLM's 4-bit decoder is compared with its own reference (tests/models/test_int8_reference.py).
-    q4 = by_key["smolvlm", "onnx", "q4"]
-    assert q4["loads"] and q4["error"] is None and q4["tokens_compared"] > 0 and q4["parity"] is not None, q4
+    # SmolVLM's 4-bit and per-row int8 decoders are compared with their own references
+    # (tests/models/test_int8_reference.py).
+    for dtype in ("q4", "int8-per-row"):
+        row = by_key["smolvlm", "onnx", dtype]
+        assert row["loads"] and row["error"] is None and row["tokens_compared"] > 0 and row["parity"] is not None, row
 
 
 def test_int8_rows_are_compared_with_the_int8_reference(tmp_path, monkeypatch):

@@ -268,13 +268,18 @@ def _onnx_int8_tokens(family: str, exported: Path, image, prompt: str, dtype: st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("family", "dtype"), [*((family, "int8") for family in FAMILIES), ("smolvlm", "q4")])
+@pytest.mark.parametrize(("family", "dtype"), [*((family, "int8") for family in FAMILIES), ("smolvlm", "int8-per-row"),
+                                             ("smolvlm", "q4")])
 def test_onnx_int8_tokens_follow_the_int8_reference(family, dtype, tmp_path, monkeypatch):
     """q4: SmolVLM's int8 vision + 4-bit weight-only decoder, against the reference with the
     decoder's weights 4-bit rounded (same threshold)."""
     monkeypatch.setenv("MEMESEARCH_THREADS", "1")
-    quantised = {"int8": True} if dtype == "int8" else {dtype: True}
-    by_dtype = {} if dtype == "int8" else {"dtype": dtype}
+    # int8-per-row: SmolVLM's int8 with models.yml's ``int8_decoder: per_row`` (batches exactly).
+    quantised = {"q4": True} if dtype == "q4" else {"int8": True}
+    by_dtype = {"dtype": "q4"} if dtype == "q4" else {}
+    if dtype == "int8-per-row":
+        quantised["int8_decoder"] = by_dtype["int8_decoder"] = "per_row"
+        dtype = "int8"
     tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
     export = importlib.import_module(f"memesearch.ml.families.{family}.export")
     prompt, image = tiny.TINY_PROMPT, fixed_image()

@@ -32,6 +32,7 @@ from memesearch.ml.families.smolvlm.derive_decoder import CHECKPOINT, TextWeight
 from memesearch.ml.families.smolvlm.export import export  # noqa: E402
 from memesearch.ml.families.smolvlm.tiny import TINY_PROMPT, build_tiny_checkpoint, reference_generate  # noqa: E402
 from memesearch.ml.onnx_runtime.quantize import row_wise_matmuls  # noqa: E402
+from memesearch.ml.registry import get_spec  # noqa: E402
 from memesearch.ml.onnx_runtime.row_exact import matmul_nbits_rows_independent  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -104,7 +105,9 @@ def test_int8_pull_equals_our_exporters_int8_graph(checkpoint, community, tmp_pa
     row = next(r for r in model_rows(Settings(home=tmp_path / "home")) if r["id"] == MODEL)  # the Models page's
     assert row["decoder"] == f"decoder: GroupQueryAttention ({gqa_decoder_file('int8')})"
     # The same quantised weights as the exporter's own int8 GroupQueryAttention decoder.
-    exported = export(checkpoint, tmp_path / "ours", int8=True, gqa=True)
+    # smolvlm-256m's models.yml asks for the per-row int8 decoder.
+    assert get_spec(MODEL).sources.onnx.int8_decoder == "per_row"
+    exported = export(checkpoint, tmp_path / "ours", int8=True, gqa=True, int8_decoder="per_row")
     ours, pulled = (
         {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
         for path in (exported / onnx_path("decoder_model_merged", "int8"), derived)
@@ -122,6 +125,19 @@ def test_int8_pull_equals_our_exporters_int8_graph(checkpoint, community, tmp_pa
     # can flip a near-tied token between CPUs.
     _, exported_tokens = caption(exported, "int8")
     assert len(tokens) > 0 and tokens == exported_tokens
+
+    # models.yml asking for the per-tensor int8 decoder instead: the runtime keeps running the
+    # derived one (either is valid, the graph says whether it batches); the next pull derives it as asked.
+    from types import SimpleNamespace
+
+    from memesearch.ml.families.smolvlm import derive_decoder
+
+    assert derive_decoder.decoder_choice(model_dir, "int8")[1] is None
+    derive_decoder.after_pull(model_dir, "int8", SimpleNamespace(int8_decoder="per_tensor"))
+    assert not row_wise_matmuls({prop.key: prop.value for prop in onnx.load(str(derived)).metadata_props})
+    assert not any(name.endswith("_Q8") for name in (t.name for t in onnx.load(str(derived)).graph.initializer))
+    captioner, _ = caption(model_dir, "int8")
+    assert captioner.decoder_file == gqa_decoder_file("int8") and not captioner.batches_exactly
 
 
 def test_q4_pull_derives_a_4bit_decoder(community, tmp_path):

@@ -26,10 +26,12 @@ one more MatMul over the flattened patches (ml/families/clip/patch_matmul.py):
 ``emulate_ort_int8(patch_convs=True)`` computes such a ``conv2d`` as :func:`int8_linear` over
 the same patches. The other families keep that Conv in fp32.
 
-SmolVLM's decoders (decoder layers and LM head) are ``MatMulNBits`` instead, with weights in
+SmolVLM's int8 decoder is one of those by default (``int8_decoder: per_tensor``); its other
+decoders (decoder layers and LM head) are ``MatMulNBits`` instead, with weights in
 blocks of 32 along K (``quantize.quantize_matmuls_nbits``, onnxruntime's own block quantiser):
 
-* ``int8`` (``quantize_matmuls_8bit_rows``): symmetric 8-bit weights and accuracy_level 4, where
+* ``int8`` with ``int8_decoder: per_row`` (models.yml; ``quantize_matmuls_8bit_rows``): symmetric
+  8-bit weights and accuracy_level 4, where
   MLAS quantises the activations to int8 per row and per block of 32 and multiplies int8 x int8
   per block: :func:`q8_rows_linear` (weights by :func:`q8_dequantize`'s rule, activations by
   :func:`quantize_activation_rows`, both bit for bit; the float sum of the blocks to a few ulps);
@@ -224,12 +226,16 @@ def emulate_ort_int8(*, patch_convs: bool = False) -> Iterator[None]:
 
 
 def reference_generate(
-    family: str, checkpoint_dir, images, prompt: str, max_new_tokens: int, *, dtype: str = "int8"
+    family: str, checkpoint_dir, images, prompt: str, max_new_tokens: int, *, dtype: str = "int8",
+    int8_decoder: str = "per_tensor",
 ) -> list[list[int]]:
     """Greedy tokens of a tiny family's torch reference with its linears emulated as in the ONNX
-    graphs of ``dtype``: ``"int8"`` (every family) or ``"q4"`` (SmolVLM only); see the module docstring."""
+    graphs of ``dtype``: ``"int8"`` (every family; SmolVLM's decoder ``int8_decoder="per_tensor"``
+    or ``"per_row"``) or ``"q4"`` (SmolVLM only); see the module docstring."""
     import importlib
 
+    if family == "smolvlm" and dtype == "int8":
+        dtype = f"int8/{int8_decoder}"
     if dtype not in (_SMOLVLM_DECODER_LINEARS if family == "smolvlm" else ("int8",)):
         raise ValueError(f"no {dtype} reference for {family}")
     tiny = importlib.import_module(f"memesearch.ml.families.{family}.tiny")
@@ -280,8 +286,9 @@ def _q4_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     return _FP32_LINEAR(x, q4_dequantize(weight), bias)
 
 
-#: The emulation of SmolVLM's decoder linears (decoder layers and LM head) per ONNX dtype.
-_SMOLVLM_DECODER_LINEARS = {"int8": q8_rows_linear, "q4": _q4_linear}
+#: The emulation of SmolVLM's decoder linears (decoder layers and LM head) per ONNX dtype (int8:
+#: per int8 decoder, models.yml ``sources.onnx.int8_decoder``).
+_SMOLVLM_DECODER_LINEARS = {"int8/per_tensor": int8_linear, "int8/per_row": q8_rows_linear, "q4": _q4_linear}
 
 
 @contextlib.contextmanager

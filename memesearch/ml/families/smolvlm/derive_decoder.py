@@ -37,9 +37,13 @@ CHECKPOINT = "model.safetensors"
 #: Dtypes with a derived decoder; the others (fp16, ...) keep the community one.
 DERIVED_DTYPES = ("fp32", "int8", "q4")
 #: Per dtype: bump when the graph derived from the same checkpoint changes (decoder_graph.py, the
-#: quantisers): pulls then derive the decoders that an older recipe made again. int8 2: 8-bit
-#: block weights with per-row activations (batches decode exactly; quantize_matmuls_8bit_rows).
-RECIPES = {"fp32": 1, "int8": 2, "q4": 1}
+#: quantisers): pulls then derive the decoders that an older recipe made again.
+RECIPES = {"fp32": 1, "int8": 1, "q4": 1}
+#: The int8 decoders a model may ask for (models.yml ``sources.onnx.int8_decoder``): ``per_tensor``
+#: (dynamic int8 MatMuls, one activation scale per tensor: fastest alone) or ``per_row`` (8-bit
+#: MatMulNBits quantising each row alone: bulk describe decodes memes in batches with the
+#: captions they get alone, at a slower prompt run; quantize.quantize_matmuls_8bit_rows).
+INT8_DECODERS = ("per_tensor", "per_row")
 #: Where Idefics3 checkpoints keep the text model (transformers' save_pretrained writes the first).
 TEXT_PREFIXES = ("model.text_model.", "text_model.", "model.language_model.")
 
@@ -68,15 +72,18 @@ def _read_record(model_dir: Path, dtype: str) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def _current_source(model_dir: Path, known: dict, dtype: str) -> dict:
+def _current_source(model_dir: Path, known: dict, dtype: str, int8_decoder: str) -> dict:
     """The record of what a decoder derived now is made from; the checkpoint is hashed only when
     its size or mtime differ from ``known``'s (a re-pull of the same files costs a stat)."""
     stat = (model_dir / CHECKPOINT).stat()
     seen = known.get("checkpoint") or {}
     unchanged = seen.get("size") == stat.st_size and seen.get("mtime_ns") == stat.st_mtime_ns and seen.get("sha256")
-    return {"recipe": RECIPES[dtype], "config_sha256": sha256_file(model_dir / "config.json"),
-            "checkpoint": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                           "sha256": seen["sha256"] if unchanged else sha256_file(model_dir / CHECKPOINT)}}
+    record = {"recipe": RECIPES[dtype], "config_sha256": sha256_file(model_dir / "config.json"),
+              "checkpoint": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                             "sha256": seen["sha256"] if unchanged else sha256_file(model_dir / CHECKPOINT)}}
+    if dtype == "int8" and int8_decoder != "per_tensor":  # records before the choice existed are per_tensor
+        record["int8_decoder"] = int8_decoder
+    return record
 
 
 def _mismatch(record: dict, current: dict) -> str | None:
@@ -89,6 +96,9 @@ def _mismatch(record: dict, current: dict) -> str | None:
         return "was made from another config.json"
     if (record.get("checkpoint") or {}).get("sha256") != current["checkpoint"]["sha256"]:
         return f"was made from another {CHECKPOINT}"
+    made, wanted = record.get("int8_decoder", "per_tensor"), current.get("int8_decoder", "per_tensor")
+    if made != wanted:
+        return f"is the {made} int8 decoder, models.yml asks for {wanted}"
     return None
 
 
@@ -103,6 +113,10 @@ def _stale_at_run_time(model_dir: Path, dtype: str) -> str | None:
     same = stat is None or (seen.get("size"), seen.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
     current = {"recipe": RECIPES[dtype], "config_sha256": sha256_file(config) if config.is_file() else record.get("config_sha256"),
                "checkpoint": {"sha256": seen.get("sha256") if same else None}}
+    # Either int8 decoder runs (the captioner reads from the graph whether it may batch); only a
+    # pull makes the one models.yml asks for.
+    if "int8_decoder" in record:
+        current["int8_decoder"] = record["int8_decoder"]
     return _mismatch(record, current)
 
 
@@ -173,13 +187,15 @@ def _check_shapes(weights: TextWeights, text) -> None:
         raise DerivationError(f"lm_head.weight is {weights.shape('lm_head.weight')}, hidden size {text.hidden}")
 
 
-def derive(model_dir: Path, dtype: str) -> Path:
+def derive(model_dir: Path, dtype: str, int8_decoder: str = "per_tensor") -> Path:
     """Write ``gqa_decoder_file(dtype)`` from ``model.safetensors`` + ``config.json`` (atomically),
-    unless it is already derived from these files by this recipe; then its source record."""
+    unless it is already derived from these files by this recipe (and, for int8, as the
+    ``int8_decoder`` asked for: ``INT8_DECODERS``); then its source record."""
     import onnx
 
     from memesearch.ml.onnx_runtime.quantize import (
         derive_once,
+        quantize_matmuls,
         quantize_matmuls_4bit,
         quantize_matmuls_8bit_rows,
         write_atomically,
@@ -187,12 +203,14 @@ def derive(model_dir: Path, dtype: str) -> Path:
 
     if dtype not in DERIVED_DTYPES:
         raise DerivationError(f"no GroupQueryAttention decoder for dtype {dtype}")
+    if int8_decoder not in INT8_DECODERS:
+        raise DerivationError(f"int8_decoder {int8_decoder!r} is not one of {', '.join(INT8_DECODERS)}")
     model_dir = Path(model_dir)
     target = model_dir / gqa_decoder_file(dtype)
     record_path = model_dir / source_record_file(dtype)
     try:
         known = _read_record(model_dir, dtype)
-        current = _current_source(model_dir, known, dtype)
+        current = _current_source(model_dir, known, dtype, int8_decoder)
     except OSError as exc:
         raise DerivationError(str(exc)) from exc
     stale = _mismatch(known, current) if target.is_file() else None
@@ -221,7 +239,9 @@ def derive(model_dir: Path, dtype: str) -> Path:
             fp32 = Path(scratch) / "decoder_gqa.onnx"
             onnx.save(graph, str(fp32))
             del graph, weights
-            (quantize_matmuls_8bit_rows if dtype == "int8" else quantize_matmuls_4bit)(fp32, partial)
+            quantise = {"int8": quantize_matmuls_8bit_rows if int8_decoder == "per_row" else quantize_matmuls,
+                        "q4": quantize_matmuls_4bit}[dtype]
+            quantise(fp32, partial)
 
     derive_once(target, write)
     if current != known:
@@ -229,15 +249,16 @@ def derive(model_dir: Path, dtype: str) -> Path:
     return target
 
 
-def after_pull(model_dir: Path, dtype: str) -> None:
-    """Derive the decoder after a pull; never raises (the community files work without it).
+def after_pull(model_dir: Path, dtype: str, options=None) -> None:
+    """Derive the decoder after a pull (``options``: the model's models.yml ONNX source, whose
+    ``int8_decoder`` says which int8 decoder); never raises (the community files work without it).
     A failure is kept as a note that ``decoder_choice`` (the runtime, the pull's status) reports."""
     model_dir = Path(model_dir)
     if dtype not in DERIVED_DTYPES or not (model_dir / CHECKPOINT).is_file():
         return
     note = model_dir / failure_note_file(dtype)
     try:
-        derive(model_dir, dtype)
+        derive(model_dir, dtype, getattr(options, "int8_decoder", "per_tensor"))
     except Exception as exc:  # any failure (a broken file, an unsupported model, a full disk): the pull still works
         reason = f"deriving {gqa_decoder_file(dtype)} from {CHECKPOINT} failed: {exc}"
         log.warning("%s; the community decoder runs instead", reason)

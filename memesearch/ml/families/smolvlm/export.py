@@ -7,7 +7,7 @@ per layer, right-padded batches); ``gqa=False``, or a text model that graph does
 traces the community decoder's inputs and outputs instead (:class:`OnnxSmolVLMCaptioner` runs
 both, and the community downloads, telling them apart by their inputs). Copies
 the tokenizer / processor / config files, with ``int8=True`` adds ``*_int8.onnx`` copies (the
-decoder's 8-bit weights quantise activations per row, see ``quantize_int8``), and with ``q4=True`` ``*_q4.onnx`` ones (the int8 vision encoder, a
+decoder per tensor or per row, see ``quantize_int8``), and with ``q4=True`` ``*_q4.onnx`` ones (the int8 vision encoder, a
 decoder with 4-bit weight-only ``MatMulNBits``). Uses the legacy TorchScript exporter (``dynamo=False``), which needs
 no extra packages.
 """
@@ -27,8 +27,10 @@ require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
 
 
 
-def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False, q4: bool = False, gqa: bool = True) -> Path:
-    """Export ``checkpoint_dir`` (a transformers Idefics3 checkpoint) into ``out_dir``."""
+def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False, q4: bool = False, gqa: bool = True,
+           int8_decoder: str = "per_tensor") -> Path:
+    """Export ``checkpoint_dir`` (a transformers Idefics3 checkpoint) into ``out_dir``; ``int8_decoder``
+    chooses the int8 decoder (``derive_decoder.INT8_DECODERS``, models.yml ``sources.onnx.int8_decoder``)."""
     torch = require("torch", extra="export", purpose="Exporting SmolVLM to ONNX")
     transformers = require("transformers", extra="export", purpose="Exporting SmolVLM to ONNX")
     from memesearch.ml.families.smolvlm.export_modules import DecoderExport, EmbedTokensExport, VisionEncoderExport
@@ -52,7 +54,7 @@ def export(checkpoint_dir: Path, out_dir: Path, *, int8: bool = False, q4: bool 
             _export_decoder(torch, DecoderExport(model), config, decoder_path)
     _copy_support_files(checkpoint_dir, out_dir)
     if int8:
-        quantize_int8(out_dir)
+        quantize_int8(out_dir, int8_decoder)
     if q4:
         quantize_q4(out_dir)
     return out_dir
@@ -158,18 +160,21 @@ def _copy_support_files(checkpoint_dir: Path, out_dir: Path) -> None:
         (out_dir / "preprocessor_config.json").write_text(json.dumps(image_processor, indent=2), encoding="utf-8")
 
 
-def quantize_int8(out_dir: Path) -> None:
-    """Write ``*_int8.onnx`` next to each fp32 graph: the vision encoder and the embeddings with
-    dynamic int8 MatMuls (per-tensor activation scales: each tile runs alone anyway), the decoder
-    with 8-bit block weights and per-row activation blocks, so that memes decoded in one batch get
-    the tokens they get alone (``quantize.quantize_matmuls_8bit_rows``; bulk describe, issue 16)."""
+def quantize_int8(out_dir: Path, int8_decoder: str = "per_tensor") -> None:
+    """Write ``*_int8.onnx`` next to each fp32 graph: dynamic int8 MatMuls (per-tensor activation
+    scales), except with ``int8_decoder="per_row"`` the decoder's: 8-bit block weights and per-row
+    activation blocks, so that memes decoded in one batch get the tokens they get alone
+    (``quantize.quantize_matmuls_8bit_rows``; bulk describe, issue 16). The vision encoder runs one
+    tile at a time, so its per-tensor scales never mix memes."""
     from memesearch.ml.onnx_runtime.quantize import quantize_matmuls, quantize_matmuls_8bit_rows
 
+    if int8_decoder not in ("per_tensor", "per_row"):
+        raise ValueError(f"int8_decoder {int8_decoder!r} is not per_tensor or per_row")
     for part in ONNX_PARTS:
         target = out_dir / onnx_path(part, "int8")
         if part == "vision_encoder":
             quantize_vision(out_dir, target)
-        elif part == "decoder_model_merged":
+        elif part == "decoder_model_merged" and int8_decoder == "per_row":
             quantize_matmuls_8bit_rows(out_dir / onnx_path(part, "fp32"), target)
         else:
             quantize_matmuls(out_dir / onnx_path(part, "fp32"), target)
