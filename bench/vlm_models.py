@@ -186,7 +186,10 @@ def export_onnx(name: str, checkpoint_dir: Path, onnx_dir: Path) -> Path:
             if not (onnx_dir / "onnx" / "decoder_model_merged_q4.onnx").is_file():
                 quantize_q4(onnx_dir)  # a cache exported before q4 existed
             return onnx_dir
-        return export(checkpoint_dir, onnx_dir, int8=True, q4=True)
+        # The int8 decoder models.yml asks for (smolvlm-256m: per_row, batched exactly).
+        from memesearch.ml.registry import get_spec
+
+        return export(checkpoint_dir, onnx_dir, int8=True, q4=True, int8_decoder=get_spec(name).sources.onnx.int8_decoder)
     if (onnx_dir / "onnx" / "decoder_model_merged_int8.onnx").is_file():
         return onnx_dir
     from memesearch.ml.families.florence2.export import export
