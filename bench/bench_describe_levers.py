@@ -11,7 +11,7 @@ threads (idle threads sleep instead of spinning with :nospin), STREAMS threads c
 of BATCH memes concurrently through those same sessions (memesearch.ml.caption_streams, as
 `describe all` runs it). DTYPE q4acc4 is the q4
 decoder with MatMulNBits' accuracy_level set to 4 (int8 compute, A quantised per row and block);
-int8pt is int8 with the per-tensor dynamic int8 decoder of before the row-wise one (the old
+int8pt is int8 with the per-tensor dynamic int8 decoder of before the per-row one (the old
 default, and what the community int8 files hold); both are written next to the export once. Each row runs in its own process (peak RSS is its own); the
 first row of each dtype is that dtype's reference: "same ids" compares every meme's token ids
 with it, "vs ref" the memes per minute, "vs row 1" against the first row of the table. "vision / prompt / steps %" is the share of the wall time spent

@@ -63,7 +63,7 @@ def test_quantised_models_describe_one_meme_per_call(core):
 
 
 class RowWiseQuantisedFake(CountingFake):
-    """A quantised model whose graph computes each row alone (as SmolVLM's row-wise int8 decoder
+    """A quantised model whose graph computes each row alone (as SmolVLM's per-row int8 decoder
     says of itself): its dtype alone would keep it at one meme a call."""
 
     @property

@@ -25,7 +25,7 @@ from memesearch.ml.onnx_runtime.quantize import (
 
 
 def one_matmul(tmp_path, k: int, n: int, seed: int):
-    """A session of one MatMul by a random (k, n) weight, through our row-wise quantiser."""
+    """A session of one MatMul by a random (k, n) weight, through our per-row quantiser."""
     rng = np.random.default_rng(seed)
     weight = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
     graph = helper.make_graph(

@@ -150,7 +150,7 @@ class Captioner(LazyModel):
     def batches_exactly(self) -> bool:
         """Whether a meme batched with others gets the caption it gets alone: exact weight types do,
         quantised ones with per-tensor activation scales do not (memesearch.ml.caption_batches).
-        A backend that knows its graphs better (SmolVLM's row-wise int8 decoder) says so itself."""
+        A backend that knows its graphs better (SmolVLM's per-row int8 decoder) says so itself."""
         return batches_exactly(self.dtype)
 
     @property

@@ -4,11 +4,11 @@ A decoder step reads all its weights once whatever the batch, so decoding 4 meme
 costs less than decoding them one by one (docs/BENCHMARKS.md, "bulk describe"). Batching
 must change only the speed, never a caption, so it is used only where a batch's output
 equals one-at-a-time output token for token (tests/models/test_caption_batches.py): fp32
-graphs and torch, and SmolVLM's int8 decoder as our exporter and ``models pull`` make it, whose
-8-bit MatMulNBits quantise each row's activations alone (``quantize_matmuls_8bit_rows``; checked
-on this CPU by ``onnx_runtime/row_exact.py``). Other int8 graphs (the community SmolVLM decoder,
-Florence-2, Moondream) quantise each MatMul's activations with ONE scale for the whole input
-tensor (ORT's DynamicQuantizeLinear), so a meme's tokens would depend on which other memes
+graphs and torch, and SmolVLM's per-row int8 decoder (models.yml ``int8_decoder: per_row``, as
+smolvlm-256m asks), whose 8-bit MatMulNBits quantise each row's activations alone
+(``quantize_matmuls_8bit_rows``; checked on this CPU by ``onnx_runtime/row_exact.py``). Other
+int8 graphs (SmolVLM's per-tensor and community decoders, Florence-2, Moondream) quantise each
+MatMul's activations with ONE scale for the whole input tensor (ORT's DynamicQuantizeLinear), so a meme's tokens would depend on which other memes
 share its batch: they caption one meme per call (``Captioner.batches_exactly``).
 Caption streams (memesearch.ml.caption_streams) run several model calls at once through the
 same loaded model, so a chunk handed to the captioner is its batch size times its streams.

@@ -247,7 +247,7 @@ class ChainCaptioner(Captioner):
 
     @property
     def batches_exactly(self) -> bool:
-        """The active backend's answer (SmolVLM's row-wise int8 decoder batches exactly though its
+        """The active backend's answer (SmolVLM's per-row int8 decoder batches exactly though its
         dtype alone says it would not); the dtype's before a backend is active."""
         loaded = self._opened.get(self.active) if self.active else None
         return loaded.captioner.batches_exactly if loaded is not None else super().batches_exactly

@@ -77,7 +77,7 @@ Q4_ACCURACY_LEVEL = 1
 #: probe, docs/BENCHMARKS.md); ``onnx_runtime/row_exact.py`` checks the rows at run time.
 Q8_BLOCK_SIZE = 32
 Q8_ACCURACY_LEVEL = 4
-#: Model metadata our row-wise quantiser sets: "bits:block_size:accuracy_level" of its MatMulNBits,
+#: Model metadata our per-row quantiser sets: "bits:block_size:accuracy_level" of its MatMulNBits,
 #: which ``onnx_runtime/row_exact.py`` probes on this CPU before memes are batched.
 ROWS_INDEPENDENT_KEY = "memesearch.rows_independent"
 
@@ -100,7 +100,7 @@ def quantize_matmuls_8bit_rows(source: Path | str, target: Path | str) -> None:
 
 
 def row_wise_matmuls(model_metadata: dict[str, str]) -> tuple[int, int, int] | None:
-    """(bits, block_size, accuracy_level) of the MatMulNBits of a graph our row-wise quantiser made,
+    """(bits, block_size, accuracy_level) of the MatMulNBits of a graph our per-row quantiser made,
     from its custom metadata (``session.get_modelmeta().custom_metadata_map``); None for any other graph."""
     try:
         bits, block_size, level = (int(part) for part in model_metadata[ROWS_INDEPENDENT_KEY].split(":"))

@@ -1,7 +1,7 @@
 """Does this CPU's ``MatMulNBits`` compute each row of a batch alone? Checked once per process.
 
 Batched captions are only allowed when a meme's caption cannot depend on the memes batched
-with it. Our 8-bit row-wise decoders (``quantize.quantize_matmuls_8bit_rows``) are built for
+with it. Our 8-bit per-row decoders (``quantize.quantize_matmuls_8bit_rows``) are built for
 that, but the guarantee lives in MLAS's kernels, which differ by CPU (AVX2, AVX-512 VNNI, AMX,
 NEON) and by version: with blocks of 128 the one-row kernel rounds differently from the
 many-row one (docs/BENCHMARKS.md). So before batching, a few random rows go through one such

@@ -54,7 +54,7 @@ _ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "te
 
 
 def _decoder_rows_independent(session) -> bool:
-    """Whether the decoder graph says it was made row-wise (``quantize_matmuls_8bit_rows``) and this
+    """Whether the decoder graph says it was made per row (``quantize_matmuls_8bit_rows``) and this
     CPU's MatMulNBits kernel keeps rows apart for its settings (``row_exact``). A community int8
     decoder (one activation scale per tensor) has no such mark."""
     from memesearch.ml.onnx_runtime.quantize import row_wise_matmuls
@@ -96,7 +96,7 @@ class OnnxSmolVLMCaptioner(Captioner):
         self.model_id = f"smolvlm:{self.model_dir.name}"
         # Exact weight types batch 8 memes (1.24-1.43x one at a time for int8, 1.36x for fp32 on
         # 2 cores; batch 4 gives 1.11-1.33x: docs/BENCHMARKS.md); quantised ones take 1 a call
-        # (Captioner.call_batch), except a row-wise int8 decoder on a CPU whose kernel computes rows
+        # (Captioner.call_batch), except a per-row int8 decoder on a CPU whose kernel computes rows
         # alone (batches_exactly).
         self.batch_size = 8
         self._rows_independent = False
@@ -148,9 +148,10 @@ class OnnxSmolVLMCaptioner(Captioner):
 
     @property
     def batches_exactly(self) -> bool:
-        """fp32, or a decoder whose MatMuls quantise each row alone (our int8 export and derived
-        decoder) on a CPU where that holds. The vision encoder and the embeddings need nothing:
-        each image's tiles run alone (``_image_features``) and a Gather has no rows to mix."""
+        """fp32, or a decoder whose MatMuls quantise each row alone (the per-row int8 decoder,
+        models.yml ``int8_decoder: per_row``) on a CPU where that holds. The vision encoder and the
+        embeddings need nothing: each image's tiles run alone (``_image_features``) and a Gather has
+        no rows to mix."""
         return super().batches_exactly or self._rows_independent
 
     # -- one batch ---------------------------------------------------------------------------
