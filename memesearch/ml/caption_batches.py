@@ -8,8 +8,9 @@ graphs and torch, and SmolVLM's per-row int8 decoder (models.yml ``int8_decoder:
 smolvlm-256m asks), whose 8-bit MatMulNBits quantise each row's activations alone
 (``quantize_matmuls_8bit_rows``; checked on this CPU by ``onnx_runtime/row_exact.py``). Other
 int8 graphs (SmolVLM's per-tensor and community decoders, Florence-2, Moondream) quantise each
-MatMul's activations with ONE scale for the whole input tensor (ORT's DynamicQuantizeLinear), so a meme's tokens would depend on which other memes
-share its batch: they caption one meme per call (``Captioner.batches_exactly``).
+MatMul's activations with ONE scale for the whole input tensor (ORT's DynamicQuantizeLinear),
+so a meme's tokens would depend on which other memes share its batch: they caption one meme
+per call (``Captioner.batches_exactly``).
 Caption streams (memesearch.ml.caption_streams) run several model calls at once through the
 same loaded model, so a chunk handed to the captioner is its batch size times its streams.
 
