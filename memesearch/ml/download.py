@@ -130,7 +130,7 @@ def status(spec: ModelSpec, models_dir: Path, dtype: str | None = None) -> Files
             (result.optional_missing if remote.optional else result.missing).append(remote.local_path)
     describe = _family_hook(spec, "decoder_line")
     if describe and result.complete and directory.is_dir():
-        result.decoder = describe(directory, chosen)
+        result.decoder = describe(directory, chosen, spec.sources.onnx)
     return result
 
 

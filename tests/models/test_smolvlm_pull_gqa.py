@@ -103,7 +103,7 @@ def test_int8_pull_equals_our_exporters_int8_graph(checkpoint, community, tmp_pa
     from memesearch.web.models_info import model_rows
 
     row = next(r for r in model_rows(Settings(home=tmp_path / "home")) if r["id"] == MODEL)  # the Models page's
-    assert row["decoder"] == f"decoder: GroupQueryAttention ({gqa_decoder_file('int8')})"
+    assert row["decoder"] == f"decoder: GroupQueryAttention ({gqa_decoder_file('int8')}), per-row int8: describe batches memes"
     # The same quantised weights as the exporter's own int8 GroupQueryAttention decoder.
     # smolvlm-256m's models.yml asks for the per-row int8 decoder.
     assert get_spec(MODEL).sources.onnx.int8_decoder == "per_row"
@@ -138,6 +138,9 @@ def test_int8_pull_equals_our_exporters_int8_graph(checkpoint, community, tmp_pa
     assert not any(name.endswith("_Q8") for name in (t.name for t in onnx.load(str(derived)).graph.initializer))
     captioner, _ = caption(model_dir, "int8")
     assert captioner.decoder_file == gqa_decoder_file("int8") and not captioner.batches_exactly
+    # `models list`, the pull's status and the Models page say so, and how to get the one asked for.
+    line = derive_decoder.decoder_line(model_dir, "int8", get_spec(MODEL).sources.onnx)
+    assert line.endswith(f"per-tensor int8 (models.yml asks for per_row: `memesearch models pull {MODEL}` derives it)"), line
 
 
 def test_q4_pull_derives_a_4bit_decoder(community, tmp_path):

@@ -291,9 +291,18 @@ def decoder_choice(model_dir: Path, dtype: str) -> tuple[str, str | None]:
     return onnx_path("decoder_model_merged", dtype), reason
 
 
-def decoder_line(model_dir: Path, dtype: str) -> str:
-    """One line for people: which decoder this dtype runs."""
+def decoder_line(model_dir: Path, dtype: str, options=None) -> str:
+    """One line for people: which decoder this dtype runs, and for int8 which kind (``options``:
+    the model's models.yml ONNX source; a pull makes the kind it asks for)."""
     path, reason = decoder_choice(model_dir, dtype)
-    if reason is None:
-        return f"decoder: GroupQueryAttention ({path})"
-    return f"decoder: community ({path}): {reason}"
+    if reason is not None:
+        return f"decoder: community ({path}): {reason}"
+    line = f"decoder: GroupQueryAttention ({path})"
+    if dtype != "int8":
+        return line
+    made = _read_record(Path(model_dir), dtype).get("int8_decoder", "per_tensor")
+    line += ", " + ("per-row int8: describe batches memes" if made == "per_row" else "per-tensor int8")
+    wanted = getattr(options, "int8_decoder", made)
+    if wanted != made:
+        line += f" (models.yml asks for {wanted}: `memesearch models pull {Path(model_dir).name}` derives it)"
+    return line
