@@ -153,7 +153,7 @@ def _halves(rng, rows: int, inputs: int, extreme: float) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_q8_dequantize_is_bit_exact_with_onnxruntime(seed, tmp_path):
-    """The weights of our int8 decoders (8-bit ``MatMulNBits``), read back from the file, equal
+    """The weights of our per-row int8 decoders (8-bit ``MatMulNBits``), read back from the file, equal
     ``q8_dequantize`` bit for bit: random blocks, blocks on exact halves, an all-zero block."""
     from memesearch.ml.onnx_runtime.quantize import quantize_matmuls_8bit_rows
 
