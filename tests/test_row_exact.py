@@ -20,7 +20,7 @@ from memesearch.ml.onnx_runtime.quantize import (
     Q8_ACCURACY_LEVEL,
     Q8_BLOCK_SIZE,
     quantize_matmuls_8bit_rows,
-    row_wise_matmuls,
+    per_row_matmuls,
 )
 
 
@@ -44,8 +44,8 @@ def one_matmul(tmp_path, k: int, n: int, seed: int):
 
 def test_the_quantiser_marks_its_graphs(tmp_path):
     session = one_matmul(tmp_path, 64, 8, 0)
-    assert row_wise_matmuls(session.get_modelmeta().custom_metadata_map) == (8, Q8_BLOCK_SIZE, Q8_ACCURACY_LEVEL)
-    assert row_wise_matmuls({}) is None and row_wise_matmuls({"memesearch.rows_independent": "yes"}) is None
+    assert per_row_matmuls(session.get_modelmeta().custom_metadata_map) == (8, Q8_BLOCK_SIZE, Q8_ACCURACY_LEVEL)
+    assert per_row_matmuls({}) is None and per_row_matmuls({"memesearch.rows_independent": "yes"}) is None
 
 
 def test_a_passing_probe_holds_on_a_wider_check(tmp_path):

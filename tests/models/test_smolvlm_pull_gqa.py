@@ -31,7 +31,7 @@ from memesearch.ml.families.smolvlm.assets import onnx_path  # noqa: E402
 from memesearch.ml.families.smolvlm.derive_decoder import CHECKPOINT, TextWeights, gqa_decoder_file  # noqa: E402
 from memesearch.ml.families.smolvlm.export import export  # noqa: E402
 from memesearch.ml.families.smolvlm.tiny import TINY_PROMPT, build_tiny_checkpoint, reference_generate  # noqa: E402
-from memesearch.ml.onnx_runtime.quantize import row_wise_matmuls  # noqa: E402
+from memesearch.ml.onnx_runtime.quantize import per_row_matmuls  # noqa: E402
 from memesearch.ml.registry import get_spec  # noqa: E402
 from memesearch.ml.onnx_runtime.row_exact import matmul_nbits_rows_independent  # noqa: E402
 
@@ -114,7 +114,7 @@ def test_int8_pull_equals_our_exporters_int8_graph(checkpoint, community, tmp_pa
     )
     # 8-bit blocks that quantise activations per row (batches decode exactly), marked as such.
     assert ours.keys() == pulled.keys() and any(name.endswith("_Q8") for name in pulled)
-    assert row_wise_matmuls({prop.key: prop.value for prop in onnx.load(str(derived), load_external_data=False).metadata_props})
+    assert per_row_matmuls({prop.key: prop.value for prop in onnx.load(str(derived), load_external_data=False).metadata_props})
     for name, array in ours.items():
         np.testing.assert_array_equal(pulled[name], array, err_msg=name)
     captioner, tokens = caption(model_dir, "int8")
@@ -134,7 +134,7 @@ def test_int8_pull_equals_our_exporters_int8_graph(checkpoint, community, tmp_pa
 
     assert derive_decoder.decoder_choice(model_dir, "int8")[1] is None
     derive_decoder.after_pull(model_dir, "int8", SimpleNamespace(int8_decoder="per_tensor"))
-    assert not row_wise_matmuls({prop.key: prop.value for prop in onnx.load(str(derived)).metadata_props})
+    assert not per_row_matmuls({prop.key: prop.value for prop in onnx.load(str(derived)).metadata_props})
     assert not any(name.endswith("_Q8") for name in (t.name for t in onnx.load(str(derived)).graph.initializer))
     captioner, _ = caption(model_dir, "int8")
     assert captioner.decoder_file == gqa_decoder_file("int8") and not captioner.batches_exactly

@@ -68,13 +68,14 @@ Q4_BLOCK_SIZE = 32
 #: so a PyTorch linear with the dequantised weight computes the same thing (int8_reference.py).
 Q4_ACCURACY_LEVEL = 1
 
-#: SmolVLM's int8 decoders (issue 16, bulk describe): 8-bit weights in blocks of 32 along K, and
+#: SmolVLM's per-row int8 decoders (issue 16, bulk describe; models.yml ``int8_decoder: per_row``):
+#: 8-bit weights in blocks of 32 along K, and
 #: accuracy_level 4, where MLAS quantises the activations to int8 per row and per block of 32
 #: (``QuantizeARow_CompInt8``) and multiplies with VNNI. A row's result then depends on that row
 #: alone, so memes batched together get the captions they get one at a time; the per-tensor
 #: activation scale of ``quantize_matmuls`` mixes the rows of a batch. Blocks of 128 are not
-#: used: there MLAS's one-row kernel rounds differently from its many-row one (bench/row_exact
-#: probe, docs/BENCHMARKS.md); ``onnx_runtime/row_exact.py`` checks the rows at run time.
+#: used: there MLAS's one-row kernel rounds differently from its many-row one
+#: (tests/test_row_exact.py); ``onnx_runtime/row_exact.py`` checks the rows at run time.
 Q8_BLOCK_SIZE = 32
 Q8_ACCURACY_LEVEL = 4
 #: Model metadata our per-row quantiser sets: "bits:block_size:accuracy_level" of its MatMulNBits,
@@ -99,7 +100,7 @@ def quantize_matmuls_8bit_rows(source: Path | str, target: Path | str) -> None:
                            metadata={ROWS_INDEPENDENT_KEY: f"8:{Q8_BLOCK_SIZE}:{Q8_ACCURACY_LEVEL}"})
 
 
-def row_wise_matmuls(model_metadata: dict[str, str]) -> tuple[int, int, int] | None:
+def per_row_matmuls(model_metadata: dict[str, str]) -> tuple[int, int, int] | None:
     """(bits, block_size, accuracy_level) of the MatMulNBits of a graph our per-row quantiser made,
     from its custom metadata (``session.get_modelmeta().custom_metadata_map``); None for any other graph."""
     try:

@@ -166,10 +166,11 @@ def quantize_int8(out_dir: Path, int8_decoder: str = "per_tensor") -> None:
     activation blocks, so that memes decoded in one batch get the tokens they get alone
     (``quantize.quantize_matmuls_8bit_rows``; bulk describe, issue 16). The vision encoder runs one
     tile at a time, so its per-tensor scales never mix memes."""
+    from memesearch.ml.families.smolvlm.derive_decoder import INT8_DECODERS
     from memesearch.ml.onnx_runtime.quantize import quantize_matmuls, quantize_matmuls_8bit_rows
 
-    if int8_decoder not in ("per_tensor", "per_row"):
-        raise ValueError(f"int8_decoder {int8_decoder!r} is not per_tensor or per_row")
+    if int8_decoder not in INT8_DECODERS:
+        raise ValueError(f"int8_decoder {int8_decoder!r} is not one of {', '.join(INT8_DECODERS)}")
     for part in ONNX_PARTS:
         target = out_dir / onnx_path(part, "int8")
         if part == "vision_encoder":

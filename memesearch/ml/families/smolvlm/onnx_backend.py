@@ -57,10 +57,10 @@ def _decoder_rows_independent(session) -> bool:
     """Whether the decoder graph says it was made per row (``quantize_matmuls_8bit_rows``) and this
     CPU's MatMulNBits kernel keeps rows apart for its settings (``row_exact``). A community int8
     decoder (one activation scale per tensor) has no such mark."""
-    from memesearch.ml.onnx_runtime.quantize import row_wise_matmuls
+    from memesearch.ml.onnx_runtime.quantize import per_row_matmuls
     from memesearch.ml.onnx_runtime.row_exact import matmul_nbits_rows_independent
 
-    settings = row_wise_matmuls(session.get_modelmeta().custom_metadata_map)
+    settings = per_row_matmuls(session.get_modelmeta().custom_metadata_map)
     return settings is not None and matmul_nbits_rows_independent(*settings)
 
 
