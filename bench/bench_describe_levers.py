@@ -6,8 +6,10 @@ Usage:
   .venv/bin/python bench/bench_describe_levers.py --models-dir /tmp/vlmspeed-cache \
       [--rows fp32:2:1:1 fp32:1:2:1 int8:2:1:1 ...] [--memes 8] [--tokens 32] [--repeats 1]
 
-A row is DTYPE:THREADS:STREAMS:BATCH[:nospin]: the captioner's sessions open with THREADS intra-op
-threads (idle threads sleep instead of spinning with :nospin), STREAMS threads caption batches
+A row is DTYPE:THREADS:STREAMS:BATCH[:nospin|:spinalways]: the captioner's sessions open with THREADS
+intra-op threads, whose idle threads spin during a run and stop at its end (the app's default),
+never spin with :nospin, or keep spinning after a run too with :spinalways (onnxruntime's own
+default, the app's before session 16; MEMESEARCH_SPIN in docs/CONFIGURATION.md), STREAMS threads caption batches
 of BATCH memes concurrently through those same sessions (memesearch.ml.caption_streams, as
 `describe all` runs it). DTYPE q4acc4 is the q4
 decoder with MatMulNBits' accuracy_level set to 4 (int8 compute, A quantised per row and block);
@@ -139,6 +141,15 @@ def worker(spec: dict) -> dict:
     return {**result, "vision_ms": 1000 * statistics.median(vision_s)}
 
 
+def spin_env(flags: list[str]) -> dict[str, str]:
+    """The worker's MEMESEARCH_SPIN for a row's flags (memesearch.ml.onnx_runtime.session.spin_mode)."""
+    if "nospin" in flags:
+        return {"MEMESEARCH_SPIN": "never"}
+    if "spinalways" in flags:
+        return {"MEMESEARCH_SPIN": "always"}
+    return {"MEMESEARCH_SPIN": "run"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smolvlm-256m")
@@ -165,7 +176,7 @@ def main() -> None:
             spec = {"models": str(models), "dtype": dtype, "threads": int(threads), "streams": int(streams),
                     "batch": int(batch), "memes": args.memes, "tokens": args.tokens, "prompt": PROMPTS["smolvlm"]}
             load_before = os.getloadavg()[0]
-            result = run_worker(Path(__file__), spec, int(threads), {"MEMESEARCH_SPIN": "0"} if "nospin" in flags else {})
+            result = run_worker(Path(__file__), spec, int(threads), spin_env(flags))
             if isinstance(result, str):
                 print(f"{row}: {result}", flush=True)
                 continue
@@ -180,7 +191,7 @@ def main() -> None:
     first = statistics.median(r["memes_per_min"] for r in next(iter(results.values()))) if results else 0
     for row, runs in results.items():
         dtype, threads, streams, batch, *flags = row.split(":")
-        threads += " (no spin)" if "nospin" in flags else ""
+        threads += " (no spin)" if "nospin" in flags else " (spin after runs)" if "spinalways" in flags else ""
         reference = references.setdefault(dtype, runs)
         speed = statistics.median(r["memes_per_min"] for r in runs)
         ratio = speed / statistics.median(r["memes_per_min"] for r in reference)

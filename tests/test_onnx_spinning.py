@@ -1,4 +1,5 @@
-"""MEMESEARCH_SPIN: idle onnxruntime threads spin (the default) or sleep."""
+"""MEMESEARCH_SPIN: idle onnxruntime threads spin during a run and stop at its end (the default),
+never spin, or keep spinning after a run (ORT's own default)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,47 @@ import pytest
 from memesearch.ml.onnx_runtime import session
 from tests.test_onnx_telemetry import _identity_model
 
+ALLOW_SPINNING = "session.intra_op.allow_spinning"
+FORCE_SPINNING_STOP = "session.force_spinning_stop"
 
-@pytest.mark.parametrize(("value", "allowed"), [(None, None), ("1", None), ("false", "0"), ("0", "0")])
-def test_spinning_is_turned_off_only_when_asked(value, allowed, tmp_path, monkeypatch):
+
+def _entry(options, key: str) -> str | None:
+    try:
+        return options.get_session_config_entry(key)
+    except Exception:  # ORT raises when the key was never set
+        return None
+
+
+@pytest.mark.parametrize(("value", "mode", "allow", "stop"), [
+    (None, "run", None, "1"),
+    ("1", "run", None, "1"),
+    ("run", "run", None, "1"),
+    ("false", "never", "0", None),
+    ("0", "never", "0", None),
+    ("never", "never", "0", None),
+    ("always", "always", None, None),  # ORT's own default is left alone: no entry at all
+])
+def test_spin_mode_sets_the_session_entries(value, mode, allow, stop, tmp_path, monkeypatch):
     if value is None:
         monkeypatch.delenv("MEMESEARCH_SPIN", raising=False)
     else:
         monkeypatch.setenv("MEMESEARCH_SPIN", value)
+    assert session.spin_mode() == mode
     path = tmp_path / "identity.onnx"
     path.write_bytes(_identity_model())
-    options = session.open_session(path, threads=2).get_session_options()
-    if allowed is None:  # ORT's own default (spinning) is left alone: no entry
-        with pytest.raises(Exception, match="allow_spinning"):
-            options.get_session_config_entry("session.intra_op.allow_spinning")
-    else:
-        assert options.get_session_config_entry("session.intra_op.allow_spinning") == allowed
+    for opened in (session.open_session(path, threads=2), session.open_session(path, threads=2, low_memory=True)):
+        options = opened.get_session_options()
+        assert _entry(options, ALLOW_SPINNING) == allow
+        assert _entry(options, FORCE_SPINNING_STOP) == stop
+
+
+def test_moondream_bundles_open_their_graphs_with_the_same_options(tmp_path, monkeypatch):
+    """The in-memory graphs of a Moondream bundle get the spin mode too (they once had their own copy
+    of the options, without it)."""
+    from memesearch.ml.families.moondream.onnx_backend import _open_session
+
+    monkeypatch.delenv("MEMESEARCH_SPIN", raising=False)
+    opened = _open_session("identity", _identity_model(), 1, tmp_path / "bundle.onnxbundle")
+    options = opened.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert _entry(options, FORCE_SPINNING_STOP) == "1"

@@ -31,15 +31,47 @@ def default_threads() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else 0
 
 
-def spinning() -> bool:
-    """Whether idle intra-op threads spin for the next task (ORT's default) or sleep: MEMESEARCH_SPIN=false.
+SPIN_MODES = ("run", "never", "always")
 
-    Spinning saves a wake-up per operator on quiet cores. On cores shared with other work it
-    costs: a spinning thread holds a core that the thread it waits for needs. CLIP's int8 image
-    tower, one image per call on 2 busy cores (load 6-8): 33-38 ms per image without spinning,
-    63-150 ms with it; at load 1.5 spinning was 16% faster, so it stays the default
-    (bench/bench_clip_levers.py, bench/bench_clip.py, docs/BENCHMARKS.md)."""
-    return os.environ.get("MEMESEARCH_SPIN", "1").strip().lower() not in ("0", "false", "no", "off")
+
+def spin_mode() -> str:
+    """How idle intra-op threads wait for work, from MEMESEARCH_SPIN:
+
+    * ``run`` (the default; also 1/true/yes/on): they spin while a run lasts and stop when it ends
+      (ORT's ``session.force_spinning_stop``);
+    * ``never`` (0/false/no/off): they sleep;
+    * ``always``: ORT's own default, they keep spinning for a while after a run too.
+
+    Spinning saves a wake-up per operator on quiet cores, so it stays on inside a run. After a
+    run it only takes cores from whatever runs next, which in this app is usually another
+    session: SmolVLM's vision encoder kept spinning through the decoder's prompt run, 167 vs
+    101 ms for a 153-token prompt, ~7 % of a whole caption (bench/bench_describe_levers.py,
+    docs/BENCHMARKS.md). On cores shared with other work, spinning costs even inside a run:
+    CLIP's int8 image tower on 2 busy cores (load 6-8) took 33-38 ms per image without
+    spinning, 63-150 ms with it (bench/bench_clip_levers.py)."""
+    value = os.environ.get("MEMESEARCH_SPIN", "run").strip().lower()
+    if value in ("0", "false", "no", "off", "never"):
+        return "never"
+    if value == "always":
+        return "always"
+    return "run"
+
+
+def session_options(ort, threads: int | None = None):
+    """SessionOptions as every memesearch session wants them: ``threads`` intra-op threads
+    (None: MEMESEARCH_THREADS, else all cores), one inter-op thread, all graph optimisations,
+    quiet logs, and the spinning of ``spin_mode()``. ``ort``: the module ``onnxruntime()`` gave."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = default_threads() if threads is None else threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # ORT warnings about unused initialisers are noise for users
+    mode = spin_mode()
+    if mode == "never":
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif mode == "run":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return options
 
 
 def _use_shared_arena(ort, options) -> None:
@@ -69,13 +101,7 @@ def open_session(path: Path | str, *, threads: int | None = None, low_memory: bo
     path = Path(path)
     if not path.is_file():
         raise ModelUnavailableError(f"ONNX file not found: {path}")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = default_threads() if threads is None else threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # ORT warnings about unused initialisers are noise for users
-    if not spinning():
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = session_options(ort, threads)
     if low_memory:
         options.enable_mem_pattern = False
         _use_shared_arena(ort, options)

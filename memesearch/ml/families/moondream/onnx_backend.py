@@ -96,15 +96,10 @@ def find_bundle(model_path: Path, dtype: str) -> Path:
 
 def _open_session(name: str, model_bytes: bytes, threads: int | None, bundle_path: Path):
     """Like memesearch.ml.onnx_runtime.session.open_session, but for a graph held in memory."""
-    from memesearch.ml.onnx_runtime.session import default_threads, onnxruntime
+    from memesearch.ml.onnx_runtime.session import onnxruntime, session_options
 
     ort = onnxruntime()
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = default_threads() if threads is None else threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    options = session_options(ort, threads)
     # A graph loaded from bytes resolves external weight files against the working directory;
     # over-2-GiB graphs (an fp32 2B decoder) keep their weights beside the bundle instead.
     options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(bundle_path.parent))
