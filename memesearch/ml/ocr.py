@@ -19,6 +19,7 @@ from memesearch.errors import ModelUnavailableError, require
 from memesearch.ml.base import OcrEngine, OcrResult
 from memesearch.ml.onnx_runtime.session import default_threads, onnxruntime
 from memesearch.ml.rapidocr_import import rapidocr_class
+from memesearch.ml.rapidocr_sessions import use_our_spin_mode
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,9 @@ class RapidOcrEngine(OcrEngine):
         }
         onnxruntime()  # rapidocr opens its own sessions: telemetry off first
         try:
-            engine = rapidocr_class(rapidocr)(params=params)
+            engine_class = rapidocr_class(rapidocr)
+            use_our_spin_mode()  # after rapidocr_class: it imports rapidocr's engines its own way
+            engine = engine_class(params=params)
             # rapidocr opens each session on first use, and the recogniser only once
             # something was detected: read a word now, so that a broken model fails
             # at load time and the first real read is not slow.

@@ -66,12 +66,17 @@ def session_options(ort, threads: int | None = None):
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # ORT warnings about unused initialisers are noise for users
+    apply_spin_mode(options)
+    return options
+
+
+def apply_spin_mode(options) -> None:
+    """Set ``spin_mode()``'s entries on SessionOptions (also those rapidocr makes: ml/rapidocr_sessions.py)."""
     mode = spin_mode()
     if mode == "never":
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     elif mode == "run":
         options.add_session_config_entry("session.force_spinning_stop", "1")
-    return options
 
 
 def _use_shared_arena(ort, options) -> None:
