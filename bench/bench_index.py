@@ -8,7 +8,9 @@ Rows, each on the same files in one run:
                         file after the other, model load included;
   memesearch index      `python -m memesearch index` in a fresh data dir (scan, hash, OCR,
                         templates, MiniLM embeddings, SQLite), start-up and model loads included;
-  ... 1 OCR process     the same with MEMESEARCH_OCR_WORKERS=1 (OCR in the CLI process).
+  ... 1 OCR process     the same with MEMESEARCH_OCR_WORKERS=1 (OCR in the CLI process);
+  ... spin after runs   and with MEMESEARCH_SPIN=always (idle onnxruntime threads spin on after
+                        each run, as before session 16).
 
 Per row: wall memes/s, CPU seconds per meme (every process, workers included) and OCR word
 recall against the rendered captions (with --folder there are no captions: recall is "-").
@@ -125,11 +127,14 @@ def main() -> None:
             "rapidocr default": lambda: run_rapidocr_default(files),
             "memesearch index": lambda: run_memesearch_index(folder, args.models_dir, {}),
             "memesearch index, 1 OCR process": lambda: run_memesearch_index(folder, args.models_dir, {"MEMESEARCH_OCR_WORKERS": "1"}),
+            # The same with onnxruntime's threads spinning on after each run (the app before session 16).
+            "... 1 OCR process, spin after runs": lambda: run_memesearch_index(
+                folder, args.models_dir, {"MEMESEARCH_OCR_WORKERS": "1", "MEMESEARCH_SPIN": "always"}),
             # Everything but OCR (start-up, scan, templates, embeddings): the part that runs on one core.
             "memesearch index, OCR off": lambda: run_memesearch_index(folder, args.models_dir, {"MEMESEARCH_OCR_ENABLED": "false"}),
         }
         # The estimate needs the default pipeline and the OCR-off row; the 1-process row is optional.
-        rows = {name: run for name, run in all_rows.items() if not (args.skip_one_process and "1 OCR" in name)}
+        rows = {name: run for name, run in all_rows.items() if not (args.skip_one_process and "1 OCR process" in name)}
         results = {}
         for repeat in range(args.repeats):
             for name, run in rows.items():

@@ -57,8 +57,16 @@ class Settings(BaseSettings):
                     "issue 16); false keeps fp32 recognition.",
     )
     threads: int = Field(default=0, description="Inference threads per model; 0 = onnxruntime default.")
-    spin: bool = Field(default=True, description="Idle onnxruntime threads spin for the next operator (faster on quiet cores); "
-                       "false lets them sleep, much faster when other work shares the cores (docs/BENCHMARKS.md, CLIP levers).")
+    # Read where sessions open (ml/onnx_runtime/session.spin_mode); declared here for the docs and validation.
+    spin: str = Field(
+        default="run",
+        description="How idle onnxruntime threads wait for the next operator. run (or true): they spin while a model "
+                    "run lasts and stop when it ends, so they do not take the cores of the next model's run (~10% faster "
+                    "single captions, ~30% faster OCR in one process with 2 threads); never (or false): they sleep, much "
+                    "faster when other work shares the cores; always: onnxruntime's own default, they spin on after a run "
+                    "too (the behaviour before session 16). rapidocr's sessions follow it too "
+                    "(docs/BENCHMARKS.md: CLIP levers; issue 16, session 16).",
+    )
     # Off by default: streams split the cores, so a single caption (the describe button, /v1/caption)
     # runs on one stream's share (0.71x its speed) and each stream holds its own activations
     # (+~0.2 GB); bulk describe gains 1.25x (docs/BENCHMARKS.md, bulk describe levers).
@@ -109,6 +117,13 @@ class Settings(BaseSettings):
     )
     max_upload_mb: float = Field(default=25.0, description="Largest file the web upload, and a picture to search by, may be.")
     max_upload_files: int = Field(default=50, description="Most files in one upload batch.")
+
+    @field_validator("spin", mode="before")
+    @classmethod
+    def _spin_mode(cls, value):
+        from memesearch.ml.onnx_runtime.session import parse_spin_mode
+
+        return parse_spin_mode(value)
 
     @field_validator("home", mode="before")
     @classmethod

@@ -52,3 +52,26 @@ def test_moondream_bundles_open_their_graphs_with_the_same_options(tmp_path, mon
     options = opened.get_session_options()
     assert options.intra_op_num_threads == 1
     assert _entry(options, FORCE_SPINNING_STOP) == "1"
+
+
+@pytest.mark.parametrize(("value", "mode"), [("run", "run"), ("True", "run"), ("1", "run"), ("false", "never"),
+                                             ("NEVER", "never"), ("always", "always")])
+def test_settings_read_the_spin_mode(value, mode, monkeypatch):
+    from memesearch.config import Settings
+
+    monkeypatch.setenv("MEMESEARCH_SPIN", value)
+    assert Settings().spin == mode == session.spin_mode()
+
+
+def test_a_bad_spin_value_is_a_settings_error_and_sessions_still_open(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    from memesearch.config import Settings
+
+    monkeypatch.setenv("MEMESEARCH_SPIN", "fast")
+    with pytest.raises(ValidationError, match="run, never, always"):
+        Settings()
+    assert session.spin_mode() == "run"
+    path = tmp_path / "identity.onnx"
+    path.write_bytes(_identity_model())
+    assert _entry(session.open_session(path, threads=2).get_session_options(), FORCE_SPINNING_STOP) == "1"

@@ -31,7 +31,20 @@ def default_threads() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else 0
 
 
-SPIN_MODES = ("run", "never", "always")
+#: MEMESEARCH_SPIN's words and the spin mode each means.
+SPIN_WORDS = {
+    **dict.fromkeys(("run", "1", "true", "yes", "on"), "run"),
+    **dict.fromkeys(("never", "0", "false", "no", "off"), "never"),
+    "always": "always",
+}
+
+
+def parse_spin_mode(value: object) -> str:
+    """``run``, ``never`` or ``always`` for one of SPIN_WORDS (any case); ValueError otherwise."""
+    word = str(value).strip().lower()
+    if word not in SPIN_WORDS:
+        raise ValueError(f"spin must be one of run, never, always (or true/false), not {value!r}")
+    return SPIN_WORDS[word]
 
 
 def spin_mode() -> str:
@@ -49,12 +62,10 @@ def spin_mode() -> str:
     docs/BENCHMARKS.md). On cores shared with other work, spinning costs even inside a run:
     CLIP's int8 image tower on 2 busy cores (load 6-8) took 33-38 ms per image without
     spinning, 63-150 ms with it (bench/bench_clip_levers.py)."""
-    value = os.environ.get("MEMESEARCH_SPIN", "run").strip().lower()
-    if value in ("0", "false", "no", "off", "never"):
-        return "never"
-    if value == "always":
-        return "always"
-    return "run"
+    try:
+        return parse_spin_mode(os.environ.get("MEMESEARCH_SPIN", "run"))
+    except ValueError:  # Settings reports a bad value when the app starts; a model still loads
+        return "run"
 
 
 def session_options(ort, threads: int | None = None):
