@@ -2,11 +2,11 @@
 
 rapidocr opens its detector and recogniser sessions with options of its own, where idle
 threads keep spinning after a run. Read in one process with 2 threads, the detector's threads
-then spin through the recogniser's run and the other way round: 151 ms a meme, against
-93-109 ms with spinning stopped at the end of each run (60 memes, int8 graphs, 2 cores;
-docs/BENCHMARKS.md). The OCR worker processes of `memesearch index` run one thread each and
-have no idle threads to spin; reads in the app's own process (uploads, the ML service,
-MEMESEARCH_OCR_WORKERS=1) gain.
+then spin through the recogniser's run and the other way round: `memesearch index` with
+MEMESEARCH_OCR_WORKERS=1 read 6.68 memes/s so, 9.32 with spinning stopped at the end of each
+run (bench/bench_index.py, 120 memes, int8 graphs, 2 cores; docs/BENCHMARKS.md). The OCR worker
+processes of a default `memesearch index` run one thread each and have no idle threads to
+spin; reads in the app's own process (uploads, the ML service, one OCR process) gain.
 
 rapidocr builds the options in one static method, ``OrtInferSession._init_sess_opts``; it is
 wrapped once so that our entries are added to what it returns. A rapidocr without that

@@ -57,9 +57,11 @@ def spin_mode() -> str:
 
     Spinning saves a wake-up per operator on quiet cores, so it stays on inside a run. After a
     run it only takes cores from whatever runs next, which in this app is usually another
-    session: SmolVLM's vision encoder kept spinning through the decoder's prompt run, 167 vs
-    101 ms for a 153-token prompt, ~7 % of a whole caption (bench/bench_describe_levers.py,
-    docs/BENCHMARKS.md). On cores shared with other work, spinning costs even inside a run:
+    session: SmolVLM's vision encoder spun on through the decoder's prompt run and the decoder
+    through the next meme's vision encoder, so stopping at the end of a run captions 1.09-1.11x
+    as many memes a minute one at a time; rapidocr's detector and recogniser did the same to each
+    other, and in-process OCR reads 1.40x as many (bench/bench_describe_levers.py and
+    bench/bench_index.py, docs/BENCHMARKS.md, issue 16 session 16). On cores shared with other work, spinning costs even inside a run:
     CLIP's int8 image tower on 2 busy cores (load 6-8) took 33-38 ms per image without
     spinning, 63-150 ms with it (bench/bench_clip_levers.py)."""
     try:
