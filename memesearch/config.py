@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     spin: str = Field(
         default="run",
         description="How idle onnxruntime threads wait for the next operator. run (or true): they spin while a model "
-                    "run lasts and stop when it ends, so they do not take the cores of the next model's run (~10% faster "
-                    "single captions, ~30% faster OCR in one process with 2 threads); never (or false): they sleep, much "
+                    "run lasts and stop when it ends, so they do not take the cores of the next model's run (1.1x the single "
+                    "captions a minute, 1.4x the OCR reads a second in one process with 2 threads); never (or false): they sleep, much "
                     "faster when other work shares the cores; always: onnxruntime's own default, they spin on after a run "
                     "too (the behaviour before session 16). rapidocr's sessions follow it too "
                     "(docs/BENCHMARKS.md: CLIP levers; issue 16, session 16).",
