@@ -60,8 +60,9 @@ def spin_mode() -> str:
     session: SmolVLM's vision encoder spun on through the decoder's prompt run and the decoder
     through the next meme's vision encoder, so stopping at the end of a run captions 1.09-1.11x
     as many memes a minute one at a time; rapidocr's detector and recogniser did the same to each
-    other, and in-process OCR reads 1.40x as many (bench/bench_describe_levers.py and
-    bench/bench_index.py, docs/BENCHMARKS.md, issue 16 session 16).
+    other, and in-process OCR reads 1.40x as many; MiniLM's threads spun through CLIP's text
+    tower in a search, 27.9 vs 17.3 ms a query (bench/bench_describe_levers.py, bench_index.py,
+    bench_query_models.py; docs/BENCHMARKS.md, issue 16 session 16).
 
     On cores shared with other work, spinning costs even inside a run: CLIP's int8 image tower
     on 2 busy cores (load 6-8) took 33-38 ms per image without spinning, 63-150 ms with it
