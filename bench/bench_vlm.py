@@ -4,6 +4,7 @@ Usage:
   .venv/bin/python bench/vlm_models.py smolvlm-256m florence-2-base   # build + export once
   .venv/bin/python bench/bench_vlm.py [--models smolvlm-256m ...] [--runs 3] [--threads 2]
   .venv/bin/python bench/bench_vlm.py --models moondream2 --backends onnx:int8   # one backend
+  .venv/bin/python bench/bench_vlm.py --backends onnx:int8:always onnx:int8     # a backend:dtype[:MEMESEARCH_SPIN]
 
 Full-size RANDOM-weight models with the real configurations (bench/vlm_models.py; compute does
 not depend on weight values), exported with our own exporters (memesearch/ml/families/*/export.py), run
@@ -55,7 +56,8 @@ def machine_facts() -> dict:
 
 def run_worker(spec: dict) -> dict:
     command = [sys.executable, str(HERE / "vlm_worker.py"), json.dumps(spec)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false",
+           **({"MEMESEARCH_SPIN": spec["spin"]} if spec.get("spin") else {})}
     load_before = os.getloadavg()[0]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     for line in done.stdout.splitlines():
@@ -137,13 +139,14 @@ def main() -> None:
             if FAMILIES[model] == "florence2" and not args.no_meme_search and MEME_SEARCH not in backends:
                 backends = [MEME_SEARCH, *backends]
             for backend_dtype in backends:
-                backend, dtype = backend_dtype.split(":")
-                spec = {"model": model, "family": FAMILIES[model], "backend": backend, "dtype": dtype,
+                backend, dtype, *spin = backend_dtype.split(":")
+                spec = {"model": model, "family": FAMILIES[model], "backend": backend, "dtype": dtype, "spin": "".join(spin),
                         "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "tokens": args.tokens,
                         "image_size": [width, height], "prompt": PROMPTS[FAMILIES[model]], "longest_edge": edge,
                         "models_dir": str(args.models_dir)}
                 result = run_worker(spec)
-                row = {"model": model, "setting": setting, "backend": f"{backend} {dtype}", "result": result}
+                label = f"{backend} {dtype}" + (f" (MEMESEARCH_SPIN={spin[0]})" if spin else "")
+                row = {"model": model, "setting": setting, "backend": label, "result": result}
                 if "error" not in result:
                     if backend == "meme-search":
                         row["speedup"] = "(meme-search today)"
