@@ -120,33 +120,26 @@ def tile_feed() -> dict[str, np.ndarray]:
             "pixel_attention_mask": np.ones((1, 1, TILE, TILE), dtype=np.bool_)}
 
 
-def prompt_run_ms(decoder_path: Path, vision, config: dict, batch: int, tokens: int, reps: int) -> float:
-    """The decoder's prompt run for ``batch`` prompts of ``tokens``, each timed right after a vision
-    run (``vision``; None: back to back)."""
-    ort = onnxruntime()
+def prompt_run_ms(decoder_path: Path, vision, model_dir: Path, batch: int, tokens: int, reps: int) -> float:
+    """The decoder's prompt run for ``batch`` prompts of ``tokens``, bound to KV buffers as the captioner
+    binds them (onnx_backend._SharedKVCache), each timed right after a vision run (``vision``; None:
+    back to back)."""
+    from memesearch.ml.families.smolvlm.assets import SmolVLMConfig
+    from memesearch.ml.families.smolvlm.onnx_backend import _SharedKVCache
+
     decoder = open_session(decoder_path, threads=2, low_memory=True)
-    text = config["text_config"]
-    kv_heads, head_dim = text["num_key_value_heads"], text["hidden_size"] // text["num_attention_heads"]
-    rng = np.random.default_rng(2)
-    embeds = rng.standard_normal((batch, tokens, text["hidden_size"])).astype(np.float32)
-    feed = tile_feed()
+    config = SmolVLMConfig.from_dir(model_dir)
+    hidden = json.loads((model_dir / "config.json").read_text())["text_config"]["hidden_size"]
+    feed = {"inputs_embeds": np.random.default_rng(2).standard_normal((batch, tokens, hidden)).astype(np.float32),
+            "seqlens_k": np.full(batch, tokens - 1, np.int32), "total_sequence_length": np.array(tokens, np.int32)}
+    pixels = tile_feed()
     times = []
     for _ in range(reps + 1):
-        buffers = [ort.OrtValue.ortvalue_from_numpy(np.zeros((batch, kv_heads, tokens + 32, head_dim), np.float32))
-                   for _ in range(2 * text["num_hidden_layers"])]
-        binding = decoder.io_binding()
-        binding.bind_output("logits", "cpu")
-        for index, buffer in enumerate(buffers):
-            name = f"{index // 2}.{'key' if index % 2 == 0 else 'value'}"
-            binding.bind_ortvalue_input(f"past_key_values.{name}", buffer)
-            binding.bind_ortvalue_output(f"present.{name}", buffer)
-        binding.bind_cpu_input("inputs_embeds", embeds)
-        binding.bind_cpu_input("seqlens_k", np.full(batch, tokens - 1, np.int32))
-        binding.bind_cpu_input("total_sequence_length", np.array(tokens, np.int32))
+        run = _SharedKVCache(decoder, config, batch, tokens + 32, np.float32)  # fresh buffers, as per caption
         if vision is not None:
-            vision.run(None, feed)  # as in a caption: the vision encoder runs just before
+            vision.run(None, pixels)  # as in a caption: the vision encoder runs just before
         started = time.perf_counter()
-        decoder.run_with_iobinding(binding)
+        run(feed)
         times.append(time.perf_counter() - started)
     return 1000 * statistics.median(times[1:])
 
@@ -189,8 +182,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, path in decoders.items():
         for batch in (1, 8):
-            after = prompt_run_ms(path, shipped, config, batch, args.prompt, args.reps)
-            alone = prompt_run_ms(path, None, config, batch, args.prompt, args.reps)
+            after = prompt_run_ms(path, shipped, args.model_dir, batch, args.prompt, args.reps)
+            alone = prompt_run_ms(path, None, args.model_dir, batch, args.prompt, args.reps)
             print(f"| {name} | {batch} | {after:.0f} | {after / batch:.0f} | {alone:.0f} | {alone / batch:.0f} |", flush=True)
 
 
